@@ -1,0 +1,122 @@
+// corehead._core: thin nanobind bindings. No logic here: argument checks that need
+// Python types live in python/corehead, everything else in libcorehead.
+#include <nanobind/nanobind.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#include "corehead/engine.h"
+#include "runtime/backend.h"
+
+namespace nb = nanobind;
+using namespace nb::literals;
+
+namespace {
+
+nb::dict to_dict(const corehead::TextInfo& i) {
+    nb::dict d;
+    d["path"] = i.path;
+    d["arch"] = i.arch;
+    d["name"] = i.name;
+    d["file_type"] = i.file_type;
+    d["n_layer"] = i.n_layer;
+    d["n_head"] = i.n_head;
+    d["n_head_kv"] = i.n_head_kv;
+    d["n_embd"] = i.n_embd;
+    d["n_ff"] = i.n_ff;
+    d["head_dim"] = i.head_dim;
+    d["n_vocab"] = i.n_vocab;
+    d["n_ctx_train"] = i.n_ctx_train;
+    d["n_tensors"] = i.n_tensors;
+    d["n_params"] = i.n_params;
+    d["file_size"] = i.file_size;
+    d["vocab_only"] = i.vocab_only;
+    d["tokenizer"] = i.tokenizer;
+    d["tokenizer_pre"] = i.tokenizer_pre;
+    d["n_tokens"] = i.n_tokens;
+    return d;
+}
+
+nb::dict to_dict(const corehead::VisionInfo& i) {
+    nb::dict d;
+    d["path"] = i.path;
+    d["projector"] = i.projector;
+    d["name"] = i.name;
+    d["file_type"] = i.file_type;
+    d["image_size"] = i.image_size;
+    d["patch_size"] = i.patch_size;
+    d["n_embd"] = i.n_embd;
+    d["n_ff"] = i.n_ff;
+    d["n_layer"] = i.n_layer;
+    d["n_head"] = i.n_head;
+    d["n_out"] = i.n_out;
+    d["n_tensors"] = i.n_tensors;
+    d["n_params"] = i.n_params;
+    d["file_size"] = i.file_size;
+    return d;
+}
+
+}  // namespace
+
+NB_MODULE(_core, m) {
+    m.doc() = "corehead native core (ggml engine)";
+
+    // Exception mapping: ModelError subclasses ValueError; a missing file is FileNotFoundError.
+    static nb::exception<corehead::ModelError> model_error(m, "ModelError", PyExc_ValueError);
+    static nb::exception<corehead::ContextOverflow> ctx_error(m, "ContextOverflowError", PyExc_ValueError);
+    nb::register_exception_translator([](const std::exception_ptr& p, void*) {
+        try {
+            std::rethrow_exception(p);
+        } catch (const corehead::FileNotFound& e) {
+            PyErr_SetString(PyExc_FileNotFoundError, e.what());
+        } catch (const corehead::ModelError& e) {
+            PyErr_SetString(model_error.ptr(), e.what());
+        } catch (const corehead::ContextOverflow& e) {
+            PyErr_SetString(ctx_error.ptr(), e.what());
+        } catch (const corehead::InputError& e) {
+            PyErr_SetString(PyExc_ValueError, e.what());
+        } catch (const corehead::Error& e) {
+            PyErr_SetString(PyExc_RuntimeError, e.what());
+        }
+    });
+
+    m.def("inspect_model", [](const std::string& path) {
+        corehead::TextInfo info;
+        {
+            nb::gil_scoped_release nogil;
+            info = corehead::inspect_model(path);
+        }
+        return to_dict(info);
+    }, "path"_a, "Validate a language-model GGUF without loading weights; returns its facts.");
+    m.def("inspect_mmproj", [](const std::string& path) {
+        corehead::VisionInfo info;
+        {
+            nb::gil_scoped_release nogil;
+            info = corehead::inspect_mmproj(path);
+        }
+        return to_dict(info);
+    }, "path"_a, "Validate an mmproj GGUF without loading weights; returns its facts.");
+    m.def("compiled_backends", &corehead::compiled_backends);
+    m.def("default_thread_count", &corehead::default_thread_count);
+
+    nb::class_<corehead::Engine>(m, "Engine")
+        .def("__init__", [](corehead::Engine* self, const std::string& model, const std::string& mmproj, int n_threads,
+                            int64_t n_ctx, const std::string& backend) {
+            corehead::EngineOptions o;
+            o.model = model;
+            o.mmproj = mmproj;
+            o.n_threads = n_threads;
+            o.n_ctx = n_ctx;
+            o.backend = backend;
+            nb::gil_scoped_release nogil;
+            new (self) corehead::Engine(o);
+        }, "model"_a, "mmproj"_a = "", "n_threads"_a = 0, "n_ctx"_a = 4096, "backend"_a = "auto")
+        .def_prop_ro("text_info", [](const corehead::Engine& e) { return to_dict(e.text_info()); })
+        .def_prop_ro("vision_info", [](const corehead::Engine& e) -> nb::object {
+            const corehead::VisionInfo* v = e.vision_info();
+            return v ? nb::object(to_dict(*v)) : nb::none();
+        })
+        .def_prop_ro("backend", &corehead::Engine::backend_name)
+        .def_prop_ro("n_threads", &corehead::Engine::n_threads)
+        .def_prop_ro("n_ctx", &corehead::Engine::n_ctx)
+        .def_prop_ro("weight_bytes", &corehead::Engine::weight_bytes);
+}

@@ -1,0 +1,29 @@
+// ggml backend selection: CPU always; CUDA / Metal when compiled in.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+struct ggml_backend;
+typedef struct ggml_backend* ggml_backend_t;
+
+namespace corehead {
+
+struct Backends {
+    ggml_backend_t main = nullptr;  // weights live and graphs run here
+    ggml_backend_t cpu = nullptr;   // always present; equals main on CPU-only runs
+    std::string name;               // "cpu", "cuda", "metal"
+    int n_threads = 1;
+    ~Backends();
+};
+
+// kind: "auto" (a GPU when one is compiled in and present, else CPU), "cpu", "cuda", "metal".
+// n_threads <= 0 picks the number of physical cores (at most 8). Throws InputError.
+std::unique_ptr<Backends> create_backends(const std::string& kind, int n_threads);
+
+// Backends compiled into this build ("cpu", and "cuda"/"metal" when enabled).
+std::vector<std::string> compiled_backends();
+
+int default_thread_count();
+
+}  // namespace corehead

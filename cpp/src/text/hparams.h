@@ -1,0 +1,46 @@
+// Hyper-parameters of a decoder-only text model, read from `<arch>.*` GGUF keys.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace corehead {
+
+class GgufFile;
+
+struct TextHParams {
+    std::string arch;
+    int64_t n_layer = 0;
+    int64_t n_embd = 0;
+    int64_t n_head = 0;
+    int64_t n_head_kv = 0;
+    int64_t n_ff = 0;
+    int64_t n_vocab = 0;
+    int64_t n_ctx_train = 0;
+    int64_t head_dim_k = 0;   // per-head key/query size
+    int64_t head_dim_v = 0;   // per-head value size
+    int64_t n_rot = 0;        // rotary dimensions per head
+    float rms_eps = 1e-6f;
+    float rope_freq_base = 10000.0f;
+    float rope_freq_scale = 1.0f;
+    bool tied_output = false;  // no output.weight: logits reuse token_embd
+
+    // Sliding-window attention (gemma3): window size and which layers use it.
+    int64_t n_swa = 0;
+    std::vector<bool> swa_layers;
+    float rope_freq_base_swa = 10000.0f;
+
+    // M-RoPE (qwen2vl): rotary dims given to temporal/height/width/extra sections.
+    std::array<int, 4> rope_sections{0, 0, 0, 0};
+
+    int64_t n_embd_q() const { return n_head * head_dim_k; }
+    int64_t n_embd_k_gqa() const { return n_head_kv * head_dim_k; }
+    int64_t n_embd_v_gqa() const { return n_head_kv * head_dim_v; }
+    bool is_swa(int64_t layer) const { return n_swa > 0 && layer < (int64_t)swa_layers.size() && swa_layers[layer]; }
+};
+
+// Reads the keys every supported text architecture shares and checks their ranges.
+void read_common_text_hparams(const GgufFile& f, TextHParams& hp);
+
+}  // namespace corehead

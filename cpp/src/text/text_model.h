@@ -1,0 +1,31 @@
+// Opening and validating a language-model GGUF (no weights are read here).
+#pragma once
+#include <memory>
+#include <string>
+
+#include "gguf/gguf_file.h"
+#include "text/family.h"
+#include "text/hparams.h"
+
+namespace corehead {
+
+struct TextModelFile {
+    std::unique_ptr<GgufFile> file;
+    const TextFamily* family = nullptr;
+    TextHParams hp;
+    bool vocab_only = false;   // tokenizer + hparams, no tensors (llama.cpp's ggml-vocab-*.gguf)
+    std::string name;          // general.name
+    int64_t file_type = -1;    // general.file_type
+    std::string tokenizer_model;  // tokenizer.ggml.model ("" when absent)
+    std::string tokenizer_pre;    // tokenizer.ggml.pre
+    int64_t n_tokens = 0;         // tokenizer.ggml.tokens count
+};
+
+// Throws FileNotFound / ModelError (wrong kind of file, unsupported arch, bad metadata,
+// tensors that disagree with the hyper-parameters).
+TextModelFile open_text_model(const std::string& path);
+
+// Validates tokenizer.ggml.* structure (model type, array lengths, special ids in range).
+void check_tokenizer_metadata(const GgufFile& f, int64_t n_vocab, std::string& model, std::string& pre, int64_t& n_tokens);
+
+}  // namespace corehead

@@ -1,0 +1,55 @@
+#include "vision/family.h"
+
+#include "vision/families.h"
+
+namespace corehead {
+
+namespace {
+
+const std::vector<const VisionFamily*>& registry() {
+    static const std::vector<const VisionFamily*> families = {
+        &llava_mlp_family(), &idefics3_family(), &qwen2vl_merger_family(), &qwen25vl_merger_family(),
+        &gemma3_vision_family(),
+    };
+    return families;
+}
+
+}  // namespace
+
+const VisionFamily* find_vision_family(const std::string& projector) {
+    for (const VisionFamily* f : registry()) {
+        if (projector == f->projector()) return f;
+    }
+    return nullptr;
+}
+
+std::vector<std::string> supported_projectors() {
+    std::vector<std::string> out;
+    for (const VisionFamily* f : registry()) out.emplace_back(f->projector());
+    return out;
+}
+
+void add_vit_block_specs(std::vector<TensorSpec>& s, const VisionHParams& hp, bool rms_norm, bool gated_ffn) {
+    const int64_t E = hp.n_embd;
+    for (int64_t i = 0; i < hp.n_layer; ++i) {
+        const std::string b = "v.blk." + std::to_string(i) + ".";
+        for (const char* p : {"attn_q", "attn_k", "attn_v", "attn_out"}) {
+            s.push_back({b + p + ".weight", {E, E}});
+            s.push_back({b + p + ".bias", {E}, false});
+        }
+        for (const char* n : {"ln1", "ln2"}) {
+            s.push_back({b + n + ".weight", {E}});
+            s.push_back({b + n + ".bias", {E}, !rms_norm});
+        }
+        s.push_back({b + "ffn_up.weight", {E, hp.n_ff}});
+        s.push_back({b + "ffn_up.bias", {hp.n_ff}, false});
+        s.push_back({b + "ffn_down.weight", {hp.n_ff, E}});
+        s.push_back({b + "ffn_down.bias", {E}, false});
+        if (gated_ffn) {
+            s.push_back({b + "ffn_gate.weight", {E, hp.n_ff}});
+            s.push_back({b + "ffn_gate.bias", {hp.n_ff}, false});
+        }
+    }
+}
+
+}  // namespace corehead

@@ -1,0 +1,18 @@
+"""corehead: observe and steer the attention heads of quantized multimodal LLMs (GGUF).
+
+    from corehead import Engine
+    eng = Engine("model.gguf", mmproj="mmproj.gguf")
+    eng.info
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from corehead.engine import Engine, inspect
+from corehead.errors import ContextOverflowError, ModelError
+
+try:
+    __version__ = version("corehead")
+except PackageNotFoundError:  # running from a source tree
+    __version__ = "0.0.0+local"
+
+__all__ = ["Engine", "inspect", "ModelError", "ContextOverflowError", "__version__"]

@@ -1,0 +1,140 @@
+"""The `corehead` command line: info, demo (more subcommands arrive with their features)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import corehead
+from corehead.engine import inspect
+
+
+def _human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.1f} {unit}" if unit != "B" else f"{int(size)} B"
+        size /= 1024
+    return f"{n} B"
+
+
+def _table(title: str, rows: list[tuple[str, object]]) -> str:
+    width = max(len(k) for k, _ in rows)
+    lines = [title, "-" * len(title)]
+    lines += [f"{k.ljust(width)}  {v}" for k, v in rows]
+    return "\n".join(lines)
+
+
+def format_info(facts: dict) -> str:
+    """The readable table `corehead info` prints."""
+    parts = []
+    m = facts.get("model")
+    if m:
+        rows = [
+            ("file", m["path"]),
+            ("architecture", m["arch"]),
+            ("name", m["name"] or "-"),
+            ("file type", m["file_type"]),
+            ("layers", m["n_layer"]),
+            ("attention heads", m["n_head"]),
+            ("KV heads", m["n_head_kv"]),
+            ("head size", m["head_dim"]),
+            ("embedding size", m["n_embd"]),
+            ("feed-forward size", m["n_ff"]),
+            ("vocabulary", m["n_vocab"]),
+            ("training context", m["n_ctx_train"]),
+            ("tokenizer", f"{m['tokenizer'] or '-'} ({m['tokenizer_pre'] or 'default'}), {m['n_tokens']} tokens"),
+            ("tensors", m["n_tensors"] if not m["vocab_only"] else "0 (vocabulary-only file)"),
+            ("parameters", f"{m['n_params']:,}"),
+            ("file size", _human_bytes(m["file_size"])),
+        ]
+        parts.append(_table("model", rows))
+    v = facts.get("vision")
+    if v:
+        rows = [
+            ("file", v["path"]),
+            ("projector", v["projector"]),
+            ("name", v["name"] or "-"),
+            ("file type", v["file_type"]),
+            ("image size", f"{v['image_size']} px, patch {v['patch_size']} px"),
+            ("layers", v["n_layer"]),
+            ("attention heads", v["n_head"]),
+            ("embedding size", v["n_embd"]),
+            ("output size", v["n_out"]),
+            ("tensors", v["n_tensors"]),
+            ("parameters", f"{v['n_params']:,}"),
+            ("file size", _human_bytes(v["file_size"])),
+        ]
+        parts.append(_table("vision (mmproj)", rows))
+    return "\n\n".join(parts)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    facts = inspect(args.model, mmproj=args.mmproj)
+    if args.json:
+        print(json.dumps(facts, indent=2))
+    else:
+        print(format_info(facts))
+    return 0
+
+
+def default_model_paths() -> tuple[Path, Path | None]:
+    """The model embedded in the package (the demo's default)."""
+    from corehead import models
+
+    return models.default_model()
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    model, mmproj = default_model_paths()
+    print(f"corehead {corehead.__version__}: embedded default model\n")
+    facts = inspect(model, mmproj=mmproj)
+    print(format_info(facts))
+    with corehead.Engine(model, mmproj=mmproj, n_threads=args.threads) as eng:
+        info = eng.info
+        print(f"\nloaded on {info['backend']} with {info['n_threads']} threads: "
+              f"{_human_bytes(info['weight_bytes'])} of weights in their stored types")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="corehead", description="Observe and steer the attention heads of GGUF (multimodal) LLMs.")
+    p.add_argument("--version", action="version", version=f"corehead {corehead.__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    info = sub.add_parser("info", help="validate a GGUF model (and mmproj) and print its facts")
+    info.add_argument("model", nargs="?", help="language-model GGUF")
+    info.add_argument("--mmproj", help="vision projector GGUF")
+    info.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    info.set_defaults(func=cmd_info)
+
+    demo = sub.add_parser("demo", help="run the main job on the embedded default model")
+    demo.add_argument("--threads", type=int, default=None)
+    demo.add_argument("--out", default="corehead-demo", help="output folder")
+    demo.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    if args.command == "info" and not args.model and not args.mmproj:
+        parser.error("info needs a model path and/or --mmproj")
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, TypeError, RuntimeError) as e:
+        print(f"corehead: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("corehead: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
