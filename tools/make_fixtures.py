@@ -30,6 +30,7 @@ from fixtures import common as C  # noqa: E402
 
 FAMILIES = ["llama", "qwen2", "gemma3", "llava", "idefics3", "qwen2vl", "qwen25vl", "gemma3vl"]
 SEEDS = {f: 1000 + i for i, f in enumerate(FAMILIES)}
+NP_CHECKED = {"llama", "qwen2", "llava", "idefics3"}  # plain-numpy forward on the GGUF must match HF
 
 
 def builder(name):
@@ -71,6 +72,10 @@ def main() -> int:
             work.mkdir(parents=True, exist_ok=True)
             print(f"[{f}] building in {work}", flush=True)
             builder(f)(out, work, SEEDS[f])
+            if f in NP_CHECKED:
+                from fixtures import np_check
+
+                np_check.check(out)
             if not args.keep_work:
                 shutil.rmtree(work, ignore_errors=True)
             print(f"[{f}] done: {C.size_of(out) / 1e6:.2f} MB", flush=True)
