@@ -11,10 +11,11 @@ import sys
 import textwrap
 from pathlib import Path
 
-import corehead
 import gguf
 import numpy as np
 import pytest
+
+import corehead
 from corehead import Engine, ModelError
 from corehead.cli import main as cli_main
 

@@ -1,6 +1,7 @@
 // corehead._core: thin nanobind bindings. No logic here: argument checks that need
 // Python types live in python/corehead, everything else in libcorehead.
 #include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
@@ -55,6 +56,13 @@ nb::dict to_dict(const corehead::VisionInfo& i) {
     return d;
 }
 
+// Moves a vector into a numpy array without copying.
+nb::ndarray<nb::numpy, float> to_numpy(std::vector<float>&& v, std::initializer_list<size_t> shape) {
+    auto* heap = new std::vector<float>(std::move(v));
+    nb::capsule owner(heap, [](void* p) noexcept { delete static_cast<std::vector<float>*>(p); });
+    return nb::ndarray<nb::numpy, float>(heap->data(), shape.size(), shape.begin(), owner);
+}
+
 }  // namespace
 
 NB_MODULE(_core, m) {
@@ -100,16 +108,19 @@ NB_MODULE(_core, m) {
 
     nb::class_<corehead::Engine>(m, "Engine")
         .def("__init__", [](corehead::Engine* self, const std::string& model, const std::string& mmproj, int n_threads,
-                            int64_t n_ctx, const std::string& backend) {
+                            int64_t n_ctx, const std::string& backend, const std::string& kv_type, int64_t n_batch) {
             corehead::EngineOptions o;
             o.model = model;
             o.mmproj = mmproj;
             o.n_threads = n_threads;
             o.n_ctx = n_ctx;
             o.backend = backend;
+            o.kv_type = kv_type;
+            o.n_batch = n_batch;
             nb::gil_scoped_release nogil;
             new (self) corehead::Engine(o);
-        }, "model"_a, "mmproj"_a = "", "n_threads"_a = 0, "n_ctx"_a = 4096, "backend"_a = "auto")
+        }, "model"_a, "mmproj"_a = "", "n_threads"_a = 0, "n_ctx"_a = 4096, "backend"_a = "auto",
+             "kv_type"_a = "auto", "n_batch"_a = 512)
         .def_prop_ro("text_info", [](const corehead::Engine& e) { return to_dict(e.text_info()); })
         .def_prop_ro("vision_info", [](const corehead::Engine& e) -> nb::object {
             const corehead::VisionInfo* v = e.vision_info();
@@ -118,5 +129,53 @@ NB_MODULE(_core, m) {
         .def_prop_ro("backend", &corehead::Engine::backend_name)
         .def_prop_ro("n_threads", &corehead::Engine::n_threads)
         .def_prop_ro("n_ctx", &corehead::Engine::n_ctx)
-        .def_prop_ro("weight_bytes", &corehead::Engine::weight_bytes);
+        .def_prop_ro("weight_bytes", &corehead::Engine::weight_bytes)
+        .def_prop_ro("kv_bytes", &corehead::Engine::kv_bytes)
+        .def_prop_ro("n_past", &corehead::Engine::n_past)
+        .def("logits", [](corehead::Engine& e, const std::vector<int32_t>& tokens, bool all_positions) {
+            std::vector<float> out;
+            {
+                nb::gil_scoped_release nogil;
+                out = e.logits(tokens, all_positions);
+            }
+            const size_t n_vocab = static_cast<size_t>(e.text_info().n_vocab);
+            if (all_positions) return to_numpy(std::move(out), {tokens.size(), n_vocab});
+            return to_numpy(std::move(out), {n_vocab});
+        }, "tokens"_a, "all_positions"_a = false)
+        .def("generate", [](corehead::Engine& e, const std::vector<int32_t>& prompt, int64_t max_tokens, float temperature,
+                            int32_t top_k, float top_p, float min_p, float repeat_penalty, int32_t repeat_last_n,
+                            uint64_t seed, bool stop_at_eog, nb::object on_token) {
+            corehead::GenerateOptions o;
+            o.max_tokens = max_tokens;
+            o.temperature = temperature;
+            o.top_k = top_k;
+            o.top_p = top_p;
+            o.min_p = min_p;
+            o.repeat_penalty = repeat_penalty;
+            o.repeat_last_n = repeat_last_n;
+            o.seed = seed;
+            o.stop_at_eog = stop_at_eog;
+            corehead::TokenCallback cb;
+            if (!on_token.is_none()) {
+                // Runs with the GIL re-acquired; a Python exception (e.g. KeyboardInterrupt) stops generation.
+                cb = [&on_token](int32_t tok) {
+                    nb::gil_scoped_acquire gil;
+                    return nb::cast<bool>(on_token(tok));
+                };
+            }
+            nb::gil_scoped_release nogil;
+            return e.generate(prompt, o, cb);
+        }, "prompt"_a, "max_tokens"_a = 64, "temperature"_a = 0.0f, "top_k"_a = 0, "top_p"_a = 1.0f, "min_p"_a = 0.0f,
+           "repeat_penalty"_a = 1.0f, "repeat_last_n"_a = 64, "seed"_a = 0, "stop_at_eog"_a = true,
+           "on_token"_a = nb::none())
+        .def_prop_ro("eog_tokens", &corehead::Engine::eog_tokens)
+        .def("append", [](corehead::Engine& e, const std::vector<int32_t>& tokens) {
+            std::vector<float> out;
+            {
+                nb::gil_scoped_release nogil;
+                out = e.append(tokens);
+            }
+            const size_t n_vocab = static_cast<size_t>(e.text_info().n_vocab);
+            return to_numpy(std::move(out), {n_vocab});
+        }, "tokens"_a);
 }

@@ -1,9 +1,14 @@
 // Engine: owns the backends, the validated model files and their weights.
 #include "corehead/engine.h"
 
+#include <algorithm>
+
 #include "ggml.h"
 #include "gguf/gguf_file.h"
 #include "runtime/backend.h"
+#include "runtime/sampler.h"
+#include "runtime/text_context.h"
+#include "text/text_weights.h"
 #include "runtime/weights.h"
 #include "text/text_model.h"
 #include "vision/vision_model.h"
@@ -71,7 +76,41 @@ struct Engine::Impl {
     std::optional<VisionInfo> vision_info;
     std::unique_ptr<Weights> text_weights;
     std::unique_ptr<Weights> vision_weights;
+    TextWeights tw;
+    std::unique_ptr<TextContext> ctx;
     int64_t n_ctx = 0;
+    int64_t n_batch = 512;
+    std::vector<int32_t> eog;
+
+    // Feeds tokens in n_batch chunks; returns the logits of the requested rows (all or last).
+    std::vector<float> feed(const std::vector<int32_t>& tokens, bool all_positions) {
+        if (tokens.empty()) throw InputError("the prompt is empty (no tokens)");
+        if (ctx->n_past() + static_cast<int64_t>(tokens.size()) > ctx->n_ctx()) {
+            throw ContextOverflow("the input needs " + std::to_string(ctx->n_past() + tokens.size()) +
+                                  " tokens but the context holds " + std::to_string(ctx->n_ctx()) +
+                                  "; create the Engine with a larger n_ctx or shorten the input");
+        }
+        std::vector<float> out;
+        const int64_t n = static_cast<int64_t>(tokens.size());
+        for (int64_t start = 0; start < n; start += n_batch) {
+            const int64_t len = std::min(n_batch, n - start);
+            DecoderBatch b;
+            b.tokens.assign(tokens.begin() + start, tokens.begin() + start + len);
+            b.n_tokens = len;
+            if (all_positions) {
+                for (int64_t i = 0; i < len; ++i) b.output_rows.push_back(static_cast<int32_t>(i));
+            } else {
+                b.output_rows.push_back(static_cast<int32_t>(len - 1));
+            }
+            std::vector<float> l = ctx->decode(b);
+            if (all_positions) {
+                out.insert(out.end(), l.begin(), l.end());
+            } else if (start + len == n) {
+                out = std::move(l);
+            }
+        }
+        return out;
+    }
 };
 
 Engine::Engine(const EngineOptions& o) : impl_(std::make_unique<Impl>()) {
@@ -99,7 +138,64 @@ Engine::Engine(const EngineOptions& o) : impl_(std::make_unique<Impl>()) {
     I.backends = create_backends(o.backend, o.n_threads);
     I.text_weights = std::make_unique<Weights>(*I.text.file, I.backends->main);
     if (I.vision) I.vision_weights = std::make_unique<Weights>(*I.vision->file, I.backends->main);
+    I.tw = resolve_text_weights(*I.text_weights, I.text.hp);
+    I.eog = I.text.eog_tokens;
+    ggml_type kv_type;
+    if (o.kv_type == "auto") {
+        kv_type = I.text.file_type == 0 ? GGML_TYPE_F32 : GGML_TYPE_F16;
+    } else if (o.kv_type == "f16") {
+        kv_type = GGML_TYPE_F16;
+    } else if (o.kv_type == "f32") {
+        kv_type = GGML_TYPE_F32;
+    } else {
+        throw InputError("kv_type must be 'auto', 'f16' or 'f32' (got '" + o.kv_type + "')");
+    }
+    if (o.n_batch < 1 || o.n_batch > 65536) throw InputError("n_batch must be between 1 and 65536");
+    I.n_batch = o.n_batch;
+    I.ctx = std::make_unique<TextContext>(*I.text.family, I.text.hp, I.tw, *I.backends, o.n_ctx, kv_type);
 }
+
+std::vector<float> Engine::logits(const std::vector<int32_t>& tokens, bool all_positions) {
+    impl_->ctx->reset();
+    return impl_->feed(tokens, all_positions);
+}
+
+std::vector<int32_t> Engine::generate(const std::vector<int32_t>& prompt, const GenerateOptions& o,
+                                      const TokenCallback& on_token) {
+    if (o.max_tokens < 0) throw InputError("max_tokens must be >= 0");
+    SamplingParams sp;
+    sp.temperature = o.temperature;
+    sp.top_k = o.top_k;
+    sp.top_p = o.top_p;
+    sp.min_p = o.min_p;
+    sp.repeat_penalty = o.repeat_penalty;
+    sp.repeat_last_n = o.repeat_last_n;
+    sp.seed = o.seed;
+    Sampler sampler(sp);  // validates before any compute
+    Impl& I = *impl_;
+    I.ctx->reset();
+    std::vector<float> logits = I.feed(prompt, false);
+    std::vector<int32_t> history = prompt, out;
+    const int64_t n_vocab = I.text.hp.n_vocab;
+    for (int64_t i = 0; i < o.max_tokens; ++i) {
+        const int32_t tok = sampler.sample(logits.data(), n_vocab, history);
+        out.push_back(tok);
+        history.push_back(tok);
+        if (on_token && !on_token(tok)) break;
+        if (o.stop_at_eog && std::find(I.eog.begin(), I.eog.end(), tok) != I.eog.end()) break;
+        if (i + 1 == o.max_tokens || I.ctx->n_past() >= I.ctx->n_ctx()) break;  // never past the context
+        logits = I.feed({tok}, false);
+    }
+    return out;
+}
+
+const std::vector<int32_t>& Engine::eog_tokens() const { return impl_->eog; }
+
+std::vector<float> Engine::append(const std::vector<int32_t>& tokens) { return impl_->feed(tokens, false); }
+
+int64_t Engine::n_past() const { return impl_->ctx->n_past(); }
+
+size_t Engine::kv_bytes() const { return impl_->ctx->kv_bytes(); }
 
 Engine::~Engine() = default;
 

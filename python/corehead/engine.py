@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Sequence
 from typing import Any
+
+import numpy as np
 
 from corehead import _core
 from corehead._paths import as_path
@@ -18,6 +21,8 @@ class Engine:
         n_threads: CPU threads; None picks the number of physical cores.
         n_ctx: context window in tokens.
         backend: "auto" (a GPU when compiled in, else CPU), "cpu", "cuda" or "metal".
+        kv_type: KV cache type, "auto" (f32 for f32 model files, else f16), "f16" or "f32".
+        n_batch: prompt tokens per forward pass during prefill.
 
     Weights stay in their stored (quantized) type. Use as a context manager or call
     :meth:`close` to free memory right away; garbage collection frees it too.
@@ -30,6 +35,8 @@ class Engine:
         n_threads: int | None = None,
         n_ctx: int = 4096,
         backend: str = "auto",
+        kv_type: str = "auto",
+        n_batch: int = 512,
     ) -> None:
         model_path = as_path(model, "model")
         mmproj_path = as_path(mmproj, "mmproj") if mmproj is not None else ""
@@ -37,10 +44,13 @@ class Engine:
             raise ValueError(f"n_threads must be a positive int or None, got {n_threads!r}")
         if isinstance(n_ctx, bool) or not isinstance(n_ctx, int):
             raise TypeError(f"n_ctx must be an int, got {type(n_ctx).__name__}")
-        if not isinstance(backend, str):
-            raise TypeError(f"backend must be a str, got {type(backend).__name__}")
+        for name, value in (("kv_type", kv_type), ("backend", backend)):
+            if not isinstance(value, str):
+                raise TypeError(f"{name} must be a str, got {type(value).__name__}")
+        if isinstance(n_batch, bool) or not isinstance(n_batch, int):
+            raise TypeError(f"n_batch must be an int, got {type(n_batch).__name__}")
         self._core: _core.Engine | None = _core.Engine(
-            model_path, mmproj_path, n_threads or 0, n_ctx, backend
+            model_path, mmproj_path, n_threads or 0, n_ctx, backend, kv_type, n_batch
         )
 
     # -- lifetime ------------------------------------------------------------------------------
@@ -73,6 +83,82 @@ class Engine:
         info["vision"] = core.vision_info
         info.update(backend=core.backend, n_threads=core.n_threads, n_ctx=core.n_ctx, weight_bytes=core.weight_bytes)
         return info
+
+    # -- text --------------------------------------------------------------------------------
+    def _token_ids(self, prompt: str | Sequence[int]) -> list[int]:
+        """A prompt as token ids: a list of ints is taken as is (checked), a str is tokenized."""
+        if isinstance(prompt, str):
+            tokenize = getattr(self, "tokenize", None)
+            if tokenize is None:
+                raise TypeError("this build cannot tokenize text yet; pass a list of token ids")
+            return tokenize(prompt)
+        if isinstance(prompt, np.ndarray):
+            prompt = prompt.tolist()
+        if not isinstance(prompt, Sequence) or isinstance(prompt, (bytes, bytearray)):
+            raise TypeError(f"prompt must be a str or a sequence of token ids, got {type(prompt).__name__}")
+        ids = []
+        n_vocab = self._native().text_info["n_vocab"]
+        for t in prompt:
+            if isinstance(t, (bool, np.bool_)) or not isinstance(t, (int, np.integer)):
+                raise TypeError(f"token ids must be ints, got {type(t).__name__}")
+            if not 0 <= int(t) < n_vocab:
+                raise ValueError(f"token id {int(t)} is out of range [0, {n_vocab})")
+            ids.append(int(t))
+        if not ids:
+            raise ValueError("the prompt is empty")
+        return ids
+
+    def logits(self, prompt: str | Sequence[int], images: Sequence = (), all_positions: bool = False) -> np.ndarray:
+        """Next-token logits (float32): ``[n_vocab]`` for the last position, or
+        ``[n_tokens, n_vocab]`` for every position when ``all_positions``."""
+        if images:
+            raise ValueError("images are not supported by this engine yet (vision arrives with the vision issue)")
+        return self._native().logits(self._token_ids(prompt), bool(all_positions))
+
+    def generate_ids(self, prompt: str | Sequence[int], max_tokens: int = 64, temperature: float = 0.0,
+                     top_k: int = 0, top_p: float = 1.0, min_p: float = 0.0, repeat_penalty: float = 1.0,
+                     repeat_last_n: int = 64, seed: int = 0, stop_at_eog: bool = True,
+                     on_token=None) -> list[int]:
+        """Generated token ids (greedy when temperature == 0). ``on_token(id) -> bool`` may stop early."""
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 0:
+            raise ValueError(f"max_tokens must be an int >= 0, got {max_tokens!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
+            raise ValueError(f"seed must be an int in [0, 2**64), got {seed!r}")
+        return self._native().generate(
+            self._token_ids(prompt), max_tokens, float(temperature), int(top_k), float(top_p), float(min_p),
+            float(repeat_penalty), int(repeat_last_n), seed, bool(stop_at_eog), on_token)
+
+    def stream_ids(self, prompt: str | Sequence[int], **kwargs) -> Iterator[int]:
+        """Like :meth:`generate_ids`, yielding ids as they come (runs in a worker thread)."""
+        import queue
+        import threading
+
+        q: queue.Queue = queue.Queue()
+        stop = threading.Event()
+        done = object()
+
+        def on_token(t: int) -> bool:
+            q.put(t)
+            return not stop.is_set()
+
+        def work() -> None:
+            try:
+                self.generate_ids(prompt, on_token=on_token, **kwargs)
+            except BaseException as e:  # surfaced in the consumer
+                q.put(e)
+            finally:
+                q.put(done)
+
+        worker = threading.Thread(target=work, daemon=True)
+        worker.start()
+        try:
+            while (item := q.get()) is not done:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            worker.join()
 
     def __repr__(self) -> str:
         if self._core is None:

@@ -1,6 +1,7 @@
 // corehead's public C++ API: what a desktop app links against (libcorehead + ggml).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -51,7 +52,26 @@ struct EngineOptions {
     int n_threads = 0;        // 0 = automatic
     int64_t n_ctx = 4096;     // context window (tokens)
     std::string backend = "auto";
+    // KV cache element type: "f16" (llama.cpp's default), "f32", or "auto" = f32 for f32 model
+    // files (exact parity with the reference), f16 otherwise (half the memory).
+    std::string kv_type = "auto";
+    int64_t n_batch = 512;        // prefill chunk size (tokens per forward pass)
 };
+
+struct GenerateOptions {
+    int64_t max_tokens = 64;
+    float temperature = 0.0f;   // 0 = greedy
+    int32_t top_k = 0;
+    float top_p = 1.0f;
+    float min_p = 0.0f;
+    float repeat_penalty = 1.0f;
+    int32_t repeat_last_n = 64;
+    uint64_t seed = 0;
+    bool stop_at_eog = true;    // stop at the model's end-of-generation tokens
+};
+
+// Called with each generated token id; return false to stop (stop strings, Ctrl-C).
+using TokenCallback = std::function<bool(int32_t)>;
 
 class Engine {
 public:
@@ -66,6 +86,22 @@ public:
     int n_threads() const;
     int64_t n_ctx() const;
     size_t weight_bytes() const;            // text + vision weights held in backend memory
+    size_t kv_bytes() const;                // bytes of the KV cache
+
+    // Runs `tokens` from an empty context. Returns the logits of the last position
+    // ([n_vocab]) or of every position ([n_tokens * n_vocab], row-major) when all_positions.
+    std::vector<float> logits(const std::vector<int32_t>& tokens, bool all_positions);
+    // Continues the current sequence with `tokens`; returns the last position's logits.
+    std::vector<float> append(const std::vector<int32_t>& tokens);
+    int64_t n_past() const;
+
+    // Generates after `prompt` (run from an empty context). Returns the generated ids (an
+    // end-of-generation token, when hit, is included). Never reads past n_ctx: generation
+    // stops when the context is full.
+    std::vector<int32_t> generate(const std::vector<int32_t>& prompt, const GenerateOptions& options,
+                                  const TokenCallback& on_token = nullptr);
+    // End-of-generation token ids declared by the model's tokenizer metadata.
+    const std::vector<int32_t>& eog_tokens() const;
 
 private:
     struct Impl;

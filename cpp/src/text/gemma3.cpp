@@ -1,5 +1,7 @@
 // Gemma 3 decoders: pre+post norms around attention and FFN, q/k RMS norms, GELU gating,
 // embeddings scaled by sqrt(n_embd), and interleaved sliding-window layers.
+#include <cmath>
+
 #include "gguf/gguf_file.h"
 #include "text/families.h"
 #include "text/family.h"
@@ -50,6 +52,33 @@ public:
             s.push_back({b + "post_ffw_norm.weight", {E}});
         }
         return s;
+    }
+
+    ggml_tensor* build(DecoderGraph& g) const override {
+        const TextHParams& hp = g.hp;
+        ggml_context* ctx = g.ctx;
+        ggml_tensor* x = g.input_embeddings();
+        // Token embeddings are scaled by sqrt(n_embd); image embeddings enter unscaled.
+        if (g.batch.embeddings.empty()) x = ggml_scale(ctx, x, std::sqrt(static_cast<float>(hp.n_embd)));
+        const float scale = 1.0f / std::sqrt(static_cast<float>(hp.head_dim_k));
+        for (int64_t il = 0; il < hp.n_layer; ++il) {
+            const LayerWeights& L = g.w.layers[il];
+            const bool swa = hp.is_swa(il);
+            // Local layers use their own RoPE base and no scaling.
+            const float base = swa ? hp.rope_freq_base_swa : hp.rope_freq_base;
+            const float fscale = swa ? 1.0f : hp.rope_freq_scale;
+            ggml_tensor* h = g.rms_norm(x, L.attn_norm);
+            ggml_tensor* q = ggml_reshape_3d(ctx, g.linear(h, L.wq), hp.head_dim_k, hp.n_head, g.n_tokens);
+            ggml_tensor* k = ggml_reshape_3d(ctx, g.linear(h, L.wk), hp.head_dim_k, hp.n_head_kv, g.n_tokens);
+            ggml_tensor* v = ggml_reshape_3d(ctx, g.linear(h, L.wv), hp.head_dim_v, hp.n_head_kv, g.n_tokens);
+            q = g.rope(g.rms_norm(q, L.q_norm), GGML_ROPE_TYPE_NEOX, base, fscale);
+            k = g.rope(g.rms_norm(k, L.k_norm), GGML_ROPE_TYPE_NEOX, base, fscale);
+            ggml_tensor* a = g.linear(g.attention(il, q, k, v, scale), L.wo);
+            x = ggml_add(ctx, x, g.rms_norm(a, L.attn_post_norm));
+            ggml_tensor* f = g.ffn_geglu(g.rms_norm(x, L.ffn_norm), L);
+            x = ggml_add(ctx, x, g.rms_norm(f, L.ffn_post_norm));
+        }
+        return g.logits(x);
     }
 };
 

@@ -1,4 +1,6 @@
 // LLaMA-style decoders: LLaMA 1-3, Mistral, SmolLM2 (RMSNorm, RoPE, SwiGLU, GQA).
+#include <cmath>
+
 #include "text/families.h"
 #include "text/family.h"
 
@@ -13,9 +15,32 @@ public:
     std::vector<TensorSpec> tensor_specs(const TextHParams& hp) const override {
         return llama_like_tensor_specs(hp, /*qkv_bias_required=*/false);
     }
+    // GGUF llama q/k weights are permuted by the converter for the "normal" RoPE layout.
+    ggml_tensor* build(DecoderGraph& g) const override { return build_llama_like(g, /*rope_mode=*/0); }
 };
 
 }  // namespace
+
+ggml_tensor* build_llama_like(DecoderGraph& g, int rope_mode) {
+    const TextHParams& hp = g.hp;
+    ggml_context* ctx = g.ctx;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(hp.head_dim_k));
+    ggml_tensor* x = g.input_embeddings();
+    for (int64_t il = 0; il < hp.n_layer; ++il) {
+        const LayerWeights& L = g.w.layers[il];
+        ggml_tensor* h = g.rms_norm(x, L.attn_norm);
+        ggml_tensor* q = ggml_reshape_3d(ctx, g.linear(h, L.wq, L.bq), hp.head_dim_k, hp.n_head, g.n_tokens);
+        ggml_tensor* k = ggml_reshape_3d(ctx, g.linear(h, L.wk, L.bk), hp.head_dim_k, hp.n_head_kv, g.n_tokens);
+        ggml_tensor* v = ggml_reshape_3d(ctx, g.linear(h, L.wv, L.bv), hp.head_dim_v, hp.n_head_kv, g.n_tokens);
+        q = g.rope(q, rope_mode, hp.rope_freq_base, hp.rope_freq_scale);
+        k = g.rope(k, rope_mode, hp.rope_freq_base, hp.rope_freq_scale);
+        ggml_tensor* a = g.linear(g.attention(il, q, k, v, scale), L.wo, L.bo);
+        x = ggml_add(ctx, x, a);
+        ggml_tensor* f = g.ffn_swiglu(g.rms_norm(x, L.ffn_norm), L);
+        x = ggml_add(ctx, x, f);
+    }
+    return g.logits(x);
+}
 
 const TextFamily& llama_family() {
     static const LlamaFamily f;

@@ -15,11 +15,14 @@ public:
     std::vector<TensorSpec> tensor_specs(const TextHParams& hp) const override {
         return llama_like_tensor_specs(hp, /*qkv_bias_required=*/true);
     }
+    ggml_tensor* build(DecoderGraph& g) const override { return build_llama_like(g, GGML_ROPE_TYPE_NEOX); }
 };
 
 class Qwen2VLFamily final : public Qwen2Family {
 public:
     const char* arch() const override { return "qwen2vl"; }
+    bool uses_mrope() const override { return true; }
+    ggml_tensor* build(DecoderGraph& g) const override { return build_llama_like(g, GGML_ROPE_TYPE_MROPE); }
     void read_hparams(const GgufFile& f, TextHParams& hp) const override {
         const std::string key = "qwen2vl.rope.dimension_sections";
         auto sections = f.find_int_array(key);

@@ -63,6 +63,9 @@ TextModelFile open_text_model(const std::string& path) {
     m.name = f.find_str("general.name").value_or("");
     m.file_type = f.find_int("general.file_type").value_or(-1);
     check_tokenizer_metadata(f, m.hp.n_vocab, m.tokenizer_model, m.tokenizer_pre, m.n_tokens);
+    for (const char* key : {"tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"}) {
+        if (auto id = f.find_int(key); id && *id >= 0 && *id < m.n_tokens) m.eog_tokens.push_back(static_cast<int32_t>(*id));
+    }
     m.vocab_only = f.n_tensors() == 0;
     if (!m.vocab_only) check_tensors(f, m.family->tensor_specs(m.hp));
     return m;

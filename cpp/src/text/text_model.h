@@ -2,6 +2,7 @@
 #pragma once
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "gguf/gguf_file.h"
 #include "text/family.h"
@@ -19,6 +20,7 @@ struct TextModelFile {
     std::string tokenizer_model;  // tokenizer.ggml.model ("" when absent)
     std::string tokenizer_pre;    // tokenizer.ggml.pre
     int64_t n_tokens = 0;         // tokenizer.ggml.tokens count
+    std::vector<int32_t> eog_tokens;  // eos / eot / eom ids declared in the metadata
 };
 
 // Throws FileNotFound / ModelError (wrong kind of file, unsupported arch, bad metadata,

@@ -1,0 +1,94 @@
+#include "runtime/text_context.h"
+
+#include <string>
+
+#include "corehead/error.h"
+#include "ggml-backend.h"
+#include "runtime/backend.h"
+#include "runtime/kv_cache.h"
+#include "text/family.h"
+
+namespace corehead {
+
+namespace {
+constexpr size_t kGraphSize = 8192;
+}
+
+TextContext::TextContext(const TextFamily& family, const TextHParams& hp, const TextWeights& w, const Backends& b,
+                         int64_t n_ctx, ggml_type kv_type)
+    : family_(family), hp_(hp), w_(w) {
+    kv_ = std::make_unique<KVCache>(hp.n_layer, n_ctx, hp.n_head_kv, hp.head_dim_k, hp.head_dim_v, kv_type, b.main);
+    ggml_backend_t list[2] = {b.main, b.cpu};
+    const int n = b.main == b.cpu ? 1 : 2;
+    sched_ = ggml_backend_sched_new(list, nullptr, n, kGraphSize, false, true);
+    graph_mem_.resize(ggml_tensor_overhead() * kGraphSize + ggml_graph_overhead_custom(kGraphSize, false));
+}
+
+TextContext::~TextContext() {
+    if (sched_) ggml_backend_sched_free(sched_);
+}
+
+int64_t TextContext::n_ctx() const { return kv_->n_ctx(); }
+size_t TextContext::kv_bytes() const { return kv_->nbytes(); }
+
+void TextContext::truncate(int64_t n) {
+    if (n < 0 || n > n_past_) throw InputError("truncate position out of range");
+    n_past_ = n;
+}
+
+std::vector<float> TextContext::decode(DecoderBatch& batch) {
+    if (batch.n_tokens <= 0) throw InputError("empty batch");
+    if (n_past_ + batch.n_tokens > kv_->n_ctx()) {
+        throw ContextOverflow("the input needs " + std::to_string(n_past_ + batch.n_tokens) + " tokens but the context holds " +
+                              std::to_string(kv_->n_ctx()) + "; create the Engine with a larger n_ctx or shorten the input");
+    }
+    batch.n_past = n_past_;
+    if (batch.positions.empty()) {
+        const int64_t per = family_.uses_mrope() ? 4 : 1;
+        batch.positions.resize(per * batch.n_tokens);
+        for (int64_t s = 0; s < per; ++s) {
+            for (int64_t i = 0; i < batch.n_tokens; ++i) {
+                batch.positions[s * batch.n_tokens + i] = static_cast<int32_t>(s < 3 ? n_past_ + i : 0);
+            }
+        }
+    }
+    for (int32_t r : batch.output_rows) {
+        if (r < 0 || r >= batch.n_tokens) throw InputError("output row out of range");
+    }
+    if (batch.output_rows.empty()) throw InputError("no output rows requested");
+    for (int32_t t : batch.tokens) {
+        if (t < 0 || t >= hp_.n_vocab) {
+            throw InputError("token id " + std::to_string(t) + " is out of range [0, " + std::to_string(hp_.n_vocab) + ")");
+        }
+    }
+
+    ggml_init_params params{};
+    params.mem_size = graph_mem_.size();
+    params.mem_buffer = graph_mem_.data();
+    params.no_alloc = true;
+    ggml_context* ctx = ggml_init(params);
+    ggml_cgraph* gf = ggml_new_graph_custom(ctx, kGraphSize, false);
+    DecoderGraph g(ctx, gf, hp_, w_, *kv_, batch);
+    ggml_tensor* logits = family_.build(g);
+    ggml_set_output(logits);
+    ggml_build_forward_expand(gf, logits);
+
+    ggml_backend_sched_reset(sched_);
+    if (!ggml_backend_sched_alloc_graph(sched_, gf)) {
+        ggml_free(ctx);
+        throw Error("could not allocate compute buffers for a batch of " + std::to_string(batch.n_tokens) + " tokens");
+    }
+    g.set_inputs();
+    const ggml_status st = ggml_backend_sched_graph_compute(sched_, gf);
+    if (st != GGML_STATUS_SUCCESS) {
+        ggml_free(ctx);
+        throw Error(st == GGML_STATUS_ABORTED ? "computation interrupted" : "ggml graph computation failed");
+    }
+    std::vector<float> out(ggml_nelements(logits));
+    ggml_backend_tensor_get(logits, out.data(), 0, out.size() * sizeof(float));
+    ggml_free(ctx);
+    n_past_ += batch.n_tokens;
+    return out;
+}
+
+}  // namespace corehead

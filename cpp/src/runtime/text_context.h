@@ -1,0 +1,44 @@
+// Runs decoder forward passes for one sequence: owns the KV cache and the scheduler.
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "ggml.h"
+#include "text/graph.h"
+
+struct ggml_backend_sched;
+
+namespace corehead {
+
+class KVCache;
+class TextFamily;
+struct Backends;
+
+class TextContext {
+public:
+    TextContext(const TextFamily& family, const TextHParams& hp, const TextWeights& w, const Backends& backends,
+                int64_t n_ctx, ggml_type kv_type);
+    ~TextContext();
+
+    // Appends `batch` at the current position (batch.n_past is set here) and returns the logits of
+    // batch.output_rows, row-major [n_out, n_vocab]. Throws ContextOverflow when it does not fit.
+    std::vector<float> decode(DecoderBatch& batch);
+
+    int64_t n_past() const { return n_past_; }
+    int64_t n_ctx() const;
+    void reset() { n_past_ = 0; }
+    // Forget everything after position n (for re-using a shared prefix).
+    void truncate(int64_t n);
+    size_t kv_bytes() const;
+
+private:
+    const TextFamily& family_;
+    const TextHParams& hp_;
+    const TextWeights& w_;
+    std::unique_ptr<KVCache> kv_;
+    ggml_backend_sched* sched_ = nullptr;
+    std::vector<uint8_t> graph_mem_;
+    int64_t n_past_ = 0;
+};
+
+}  // namespace corehead

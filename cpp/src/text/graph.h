@@ -1,0 +1,68 @@
+// Building blocks for decoder forward graphs, shared by every text family. A family's
+// build() (text/<family>.cpp) writes its layer loop with these, the way llama.cpp's
+// src/models/*.cpp do; attention, KV storage and masks live here once.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "ggml.h"
+#include "text/hparams.h"
+#include "text/text_weights.h"
+
+namespace corehead {
+
+class KVCache;
+
+// One forward step: tokens (or input embeddings) appended at cache index n_past.
+struct DecoderBatch {
+    std::vector<int32_t> tokens;      // n_tokens ids, or empty when `embeddings` is used
+    std::vector<float> embeddings;    // n_tokens * n_embd (image chunks)
+    int64_t n_tokens = 0;
+    int64_t n_past = 0;               // cache index of the first token
+    std::vector<int32_t> positions;   // RoPE positions (n_tokens; 4*n_tokens for M-RoPE, section-major)
+    bool bidirectional = false;       // tokens of this batch see each other (gemma3 image chunk)
+    std::vector<int32_t> output_rows; // batch rows whose logits are returned
+};
+
+class DecoderGraph {
+public:
+    DecoderGraph(ggml_context* ctx, ggml_cgraph* gf, const TextHParams& hp, const TextWeights& w, const KVCache& kv,
+                 const DecoderBatch& batch);
+
+    ggml_context* const ctx;
+    ggml_cgraph* const gf;
+    const TextHParams& hp;
+    const TextWeights& w;
+    const KVCache& kv;
+    const DecoderBatch& batch;
+    const int64_t n_tokens;
+    const int64_t n_kv;  // keys visible after this batch
+
+    // Token embeddings (get_rows) or the batch's input embeddings, [n_embd, n_tokens].
+    ggml_tensor* input_embeddings();
+    ggml_tensor* rms_norm(ggml_tensor* x, ggml_tensor* weight);
+    ggml_tensor* linear(ggml_tensor* x, ggml_tensor* weight, ggml_tensor* bias = nullptr);
+    // x: [head_dim, n_heads, n_tokens]. mode: 0 (normal), GGML_ROPE_TYPE_NEOX, GGML_ROPE_TYPE_MROPE.
+    ggml_tensor* rope(ggml_tensor* x, int mode, float freq_base, float freq_scale);
+    // Stores k/v in the cache and attends over all visible keys. q: [hd, n_head, n_tokens],
+    // k/v: [hd, n_head_kv, n_tokens]. Returns [n_head*hd_v, n_tokens] (before the output projection).
+    ggml_tensor* attention(int64_t layer, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v, float scale);
+    ggml_tensor* ffn_swiglu(ggml_tensor* x, const LayerWeights& L);
+    ggml_tensor* ffn_geglu(ggml_tensor* x, const LayerWeights& L);
+    // Final norm + LM head on the output rows only: [n_vocab, n_out].
+    ggml_tensor* logits(ggml_tensor* x);
+
+    // Host-side data for the input tensors, once the graph is allocated.
+    void set_inputs() const;
+
+private:
+    ggml_tensor* mask(bool swa);
+    ggml_tensor* inp_tokens_ = nullptr;
+    ggml_tensor* inp_embd_ = nullptr;
+    ggml_tensor* inp_pos_ = nullptr;
+    ggml_tensor* inp_mask_ = nullptr;
+    ggml_tensor* inp_mask_swa_ = nullptr;
+    ggml_tensor* inp_out_rows_ = nullptr;
+};
+
+}  // namespace corehead
