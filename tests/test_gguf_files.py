@@ -331,3 +331,26 @@ def test_random_corruption_never_aborts(tmp_path, llama_model):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "ModelError" in proc.stdout
     assert len(data) > 0
+
+
+VISION_FIXTURES = ["llava", "idefics3", "qwen2vl", "qwen25vl", "gemma3vl"]
+
+
+@pytest.mark.parametrize("family", VISION_FIXTURES)
+def test_converter_written_model_and_mmproj_pairs_load(family):
+    """Files written by llama.cpp's own converters (tests/data, tools/make_fixtures.py)."""
+    d = Path(__file__).parent / "data" / family
+    mr = gguf.GGUFReader(str(d / "model-f32.gguf"))
+    vr = gguf.GGUFReader(str(d / "mmproj-f32.gguf"))
+    arch = reader_value(mr, "general.architecture")
+    with Engine(d / "model-f32.gguf", mmproj=d / "mmproj-f32.gguf", n_threads=1) as eng:
+        info = eng.info
+        assert info["arch"] == arch
+        assert info["n_layer"] == reader_value(mr, f"{arch}.block_count")
+        assert info["n_embd"] == reader_value(mr, f"{arch}.embedding_length")
+        v = info["vision"]
+        assert v["projector"] == reader_value(vr, "clip.projector_type")
+        assert v["n_layer"] == reader_value(vr, "clip.vision.block_count")
+        assert v["image_size"] == reader_value(vr, "clip.vision.image_size")
+        assert v["n_out"] == info["n_embd"]
+        assert v["n_tensors"] == len(vr.tensors)

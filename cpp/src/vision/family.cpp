@@ -41,10 +41,12 @@ void add_vit_block_specs(std::vector<TensorSpec>& s, const VisionHParams& hp, bo
             s.push_back({b + n + ".weight", {E}});
             s.push_back({b + n + ".bias", {E}, !rms_norm});
         }
-        s.push_back({b + "ffn_up.weight", {E, hp.n_ff}});
-        s.push_back({b + "ffn_up.bias", {hp.n_ff}, false});
-        s.push_back({b + "ffn_down.weight", {hp.n_ff, E}});
-        s.push_back({b + "ffn_down.bias", {E}, false});
+        const std::string up = hp.ffn_swapped ? "ffn_down" : "ffn_up";
+        const std::string down = hp.ffn_swapped ? "ffn_up" : "ffn_down";
+        s.push_back({b + up + ".weight", {E, hp.n_ff}});
+        s.push_back({b + up + ".bias", {hp.n_ff}, false});
+        s.push_back({b + down + ".weight", {hp.n_ff, E}});
+        s.push_back({b + down + ".bias", {E}, false});
         if (gated_ffn) {
             s.push_back({b + "ffn_gate.weight", {E, hp.n_ff}});
             s.push_back({b + "ffn_gate.bias", {hp.n_ff}, false});

@@ -15,7 +15,7 @@ public:
     void read_hparams(const GgufFile& f, VisionHParams& hp) const override {
         const ggml_tensor* proj = f.find_tensor("mm.input_projection.weight");
         if (!proj) f.fail("missing tensor 'mm.input_projection.weight' (Gemma 3 projector)");
-        hp.n_out = proj->ne[1];
+        hp.n_out = proj->ne[0];  // stored as [n_out, n_embd] and transposed in the graph
         hp.scale_factor = f.find_int("clip.vision.projector.scale_factor").value_or(4);
         if (hp.scale_factor <= 0 || hp.patches_per_side() % hp.scale_factor != 0) {
             f.fail("the pooling factor must divide the patches per side");
@@ -30,7 +30,7 @@ public:
             {"v.position_embd.weight", {E, n_patches}},
             {"v.post_ln.weight", {E}},
             {"v.post_ln.bias", {E}},
-            {"mm.input_projection.weight", {E, hp.n_out}},
+            {"mm.input_projection.weight", {hp.n_out, E}},
             {"mm.soft_emb_norm.weight", {E}},
         };
         add_vit_block_specs(s, hp, /*rms_norm=*/false, /*gated_ffn=*/false);

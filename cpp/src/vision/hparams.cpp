@@ -1,5 +1,6 @@
 #include "vision/hparams.h"
 
+#include "ggml.h"
 #include "gguf/gguf_file.h"
 
 namespace corehead {
@@ -39,6 +40,9 @@ void read_common_vision_hparams(const GgufFile& f, VisionHParams& hp) {
     hp.min_pixels = f.find_int("clip.vision.image_min_pixels").value_or(0);
     hp.max_pixels = f.find_int("clip.vision.image_max_pixels").value_or(0);
     hp.preproc_image_size = f.find_int("clip.vision.preproc_image_size").value_or(0);
+    if (const ggml_tensor* down = f.find_tensor("v.blk.0.ffn_down.weight")) {
+        hp.ffn_swapped = hp.n_ff != hp.n_embd && down->ne[0] == hp.n_embd;
+    }
 }
 
 }  // namespace corehead

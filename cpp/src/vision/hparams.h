@@ -29,6 +29,9 @@ struct VisionHParams {
     std::vector<int64_t> feature_layers;    // llava: which layers feed the projector
     int64_t min_pixels = 0, max_pixels = 0; // qwen dynamic resolution
     int64_t preproc_image_size = 0;         // idefics3 tile target side
+    // Older converters (LLaVA's legacy script) wrote the ViT MLP's up and down weights under
+    // each other's names; detected from the shapes, as llama.cpp does.
+    bool ffn_swapped = false;
 
     int64_t patches_per_side() const { return patch_size > 0 ? image_size / patch_size : 0; }
 };
