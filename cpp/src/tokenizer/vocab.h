@@ -22,10 +22,16 @@ public:
 
     // add_special: prepend BOS / append EOS as the GGUF flags say.
     // parse_special: recognise control/user-defined token texts (e.g. "<|im_start|>") in text.
+    // User-defined tokens are split out even without parse_special (HF added-token rule).
+    // Thread-safe (const, no caches mutated).
     virtual std::vector<token_id> tokenize(std::string_view text, bool add_special, bool parse_special) const = 0;
 
     // Concatenated pieces. remove_special drops BOS/EOS/control tokens from the text;
     // unparse_special renders control tokens as their text.
+    // As in llama.cpp, with add_space_prefix (SPM) the first token's piece loses one leading
+    // space (the dummy prefix); when the ids start with BOS that first token is the BOS, so
+    // the space stays. Unlike llama.cpp, no "clean up tokenization spaces" pass runs, so
+    // detokenize(tokenize(s, false, false)) == s.
     virtual std::string detokenize(const std::vector<token_id>& ids, bool remove_special = false,
                                    bool unparse_special = true) const = 0;
     // Text of one token as it would appear in generated output (bytes may be a partial UTF-8 sequence).
