@@ -23,7 +23,27 @@ def tiny_spm_vocab() -> tuple[list[str], list[float], list[int]]:
     return tokens, scores, types
 
 
-def _add_tokenizer(w: gguf.GGUFWriter) -> int:
+def _copy_tokenizer(w: gguf.GGUFWriter, vocab_file: Path) -> int:
+    """Copy every tokenizer.* key of a (vocab-only) GGUF, e.g. llama.cpp's ggml-vocab-qwen2.gguf."""
+    r = gguf.GGUFReader(str(vocab_file))
+    n_tokens = 0
+    for key, field in r.fields.items():
+        if not key.startswith("tokenizer."):
+            continue
+        vtype = field.types[0]
+        value = field.contents()
+        if vtype == gguf.GGUFValueType.ARRAY:
+            w.add_key_value(key, value, vtype, sub_type=field.types[-1])
+        else:
+            w.add_key_value(key, value, vtype)
+        if key == "tokenizer.ggml.tokens":
+            n_tokens = len(value)
+    return n_tokens
+
+
+def _add_tokenizer(w: gguf.GGUFWriter, vocab_file: Path | None = None) -> int:
+    if vocab_file is not None:
+        return _copy_tokenizer(w, vocab_file)
     tokens, scores, types = tiny_spm_vocab()
     w.add_tokenizer_model("llama")
     w.add_tokenizer_pre("default")
@@ -69,12 +89,12 @@ def text_tensors(arch: str, n_layer: int, n_embd: int, n_head: int, n_head_kv: i
 
 
 def _write_tensors(w: gguf.GGUFWriter, shapes: dict[str, tuple[int, ...]], rng: np.random.Generator,
-                   dtype: type) -> None:
+                   dtype: type, std: float = 0.05) -> None:
     for name, shape in shapes.items():
         if len(shape) == 1:
-            data = (1.0 + 0.1 * rng.standard_normal(shape)).astype(np.float32)  # norms/biases stay F32
+            data = (1.0 + 0.1 * rng.standard_normal(shape, dtype=np.float32)).astype(np.float32)  # norms/biases: F32
         else:
-            data = (0.05 * rng.standard_normal(shape)).astype(dtype)
+            data = (std * rng.standard_normal(shape, dtype=np.float32)).astype(dtype)
         w.add_tensor(name, data)
 
 
@@ -82,14 +102,15 @@ def write_text_model(path: str | Path, arch: str = "llama", n_layer: int = 2, n_
                      n_head_kv: int = 2, n_ff: int = 128, n_ctx: int = 512, dtype: type = np.float32, seed: int = 0,
                      tied: bool = False, shape_overrides: dict[str, tuple[int, ...]] | None = None,
                      drop: tuple[str, ...] = (), extra: dict[str, tuple[int, ...]] | None = None,
-                     kv_overrides: dict[str, int] | None = None) -> Path:
+                     kv_overrides: dict[str, int] | None = None, vocab_file: Path | None = None,
+                     std: float = 0.05) -> Path:
     """A random-weight language model; the *_overrides/drop/extra knobs make deliberately bad files."""
     path = Path(path)
     rng = np.random.default_rng(seed)
     w = gguf.GGUFWriter(str(path), arch)
     w.add_name(f"synthetic-{arch}")
     w.add_file_type(1 if dtype == np.float16 else 0)
-    n_vocab = _add_tokenizer(w)
+    n_vocab = _add_tokenizer(w, vocab_file)
     head_dim = n_embd // n_head
     hp = {"block_count": n_layer, "embedding_length": n_embd, "feed_forward_length": n_ff,
           "attention.head_count": n_head, "attention.head_count_kv": n_head_kv, "context_length": n_ctx,
@@ -109,7 +130,7 @@ def write_text_model(path: str | Path, arch: str = "llama", n_layer: int = 2, n_
         shapes.pop(name)
     shapes.update(shape_overrides or {})
     shapes.update(extra or {})
-    _write_tensors(w, shapes, rng, dtype)
+    _write_tensors(w, shapes, rng, dtype, std)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

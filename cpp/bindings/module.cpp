@@ -2,10 +2,12 @@
 // Python types live in python/corehead, everything else in libcorehead.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
+#include <nanobind/stl/optional.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
 #include "corehead/engine.h"
+#include "corehead/tokenizer.h"
 #include "runtime/backend.h"
 
 namespace nb = nanobind;
@@ -106,6 +108,35 @@ NB_MODULE(_core, m) {
     m.def("compiled_backends", &corehead::compiled_backends);
     m.def("default_thread_count", &corehead::default_thread_count);
 
+    nb::class_<corehead::Tokenizer>(m, "Tokenizer")
+        .def_static("from_file", [](const std::string& path) {
+            nb::gil_scoped_release nogil;
+            return corehead::Tokenizer::from_file(path);
+        }, "path"_a)
+        .def("tokenize", [](const corehead::Tokenizer& t, const std::string& text, bool add_special, bool parse_special) {
+            nb::gil_scoped_release nogil;
+            return t.tokenize(text, add_special, parse_special);
+        }, "text"_a, "add_special"_a = true, "parse_special"_a = true)
+        .def("detokenize", [](const corehead::Tokenizer& t, const std::vector<int32_t>& ids, bool remove_special,
+                              bool unparse_special) {
+            std::string s = t.detokenize(ids, remove_special, unparse_special);
+            return nb::bytes(s.data(), s.size());
+        }, "ids"_a, "remove_special"_a = false, "unparse_special"_a = true)
+        .def("token_to_piece", [](const corehead::Tokenizer& t, int32_t id, bool unparse_special) {
+            std::string s = t.token_to_piece(id, unparse_special);
+            return nb::bytes(s.data(), s.size());
+        }, "id"_a, "unparse_special"_a = true)
+        .def("token_text", &corehead::Tokenizer::token_text, "id"_a)
+        .def("find", &corehead::Tokenizer::find, "text"_a)
+        .def("is_eog", &corehead::Tokenizer::is_eog, "id"_a)
+        .def("is_control", &corehead::Tokenizer::is_control, "id"_a)
+        .def_prop_ro("n_tokens", &corehead::Tokenizer::n_tokens)
+        .def_prop_ro("bos", &corehead::Tokenizer::bos)
+        .def_prop_ro("eos", &corehead::Tokenizer::eos)
+        .def_prop_ro("type", &corehead::Tokenizer::type_name)
+        .def_prop_ro("pre", &corehead::Tokenizer::pre_name)
+        .def_prop_ro("eog_tokens", &corehead::Tokenizer::eog_tokens);
+
     nb::class_<corehead::Engine>(m, "Engine")
         .def("__init__", [](corehead::Engine* self, const std::string& model, const std::string& mmproj, int n_threads,
                             int64_t n_ctx, const std::string& backend, const std::string& kv_type, int64_t n_batch) {
@@ -169,6 +200,11 @@ NB_MODULE(_core, m) {
            "repeat_penalty"_a = 1.0f, "repeat_last_n"_a = 64, "seed"_a = 0, "stop_at_eog"_a = true,
            "on_token"_a = nb::none())
         .def_prop_ro("eog_tokens", &corehead::Engine::eog_tokens)
+        .def_prop_ro("tokenizer", [](const corehead::Engine& e) -> nb::object {
+            const corehead::Tokenizer* t = e.tokenizer();
+            return t ? nb::cast(*t) : nb::none();  // a copy sharing the vocabulary
+        })
+        .def("metadata_string", &corehead::Engine::metadata_string, "key"_a)
         .def("append", [](corehead::Engine& e, const std::vector<int32_t>& tokens) {
             std::vector<float> out;
             {

@@ -9,6 +9,7 @@
 #include "runtime/sampler.h"
 #include "runtime/text_context.h"
 #include "text/text_weights.h"
+#include "tokenizer/vocab.h"
 #include "runtime/weights.h"
 #include "text/text_model.h"
 #include "vision/vision_model.h"
@@ -81,6 +82,7 @@ struct Engine::Impl {
     int64_t n_ctx = 0;
     int64_t n_batch = 512;
     std::vector<int32_t> eog;
+    std::optional<Tokenizer> tokenizer;
 
     // Feeds tokens in n_batch chunks; returns the logits of the requested rows (all or last).
     std::vector<float> feed(const std::vector<int32_t>& tokens, bool all_positions) {
@@ -139,7 +141,12 @@ Engine::Engine(const EngineOptions& o) : impl_(std::make_unique<Impl>()) {
     I.text_weights = std::make_unique<Weights>(*I.text.file, I.backends->main);
     if (I.vision) I.vision_weights = std::make_unique<Weights>(*I.vision->file, I.backends->main);
     I.tw = resolve_text_weights(*I.text_weights, I.text.hp);
-    I.eog = I.text.eog_tokens;
+    if (!I.text.tokenizer_model.empty() && I.text.tokenizer_model != "none") {
+        I.tokenizer = Tokenizer(std::shared_ptr<const Vocab>(Vocab::from_gguf(I.text.file->gguf(), o.model)));
+        I.eog = I.tokenizer->eog_tokens();
+    } else {
+        I.eog = I.text.eog_tokens;
+    }
     ggml_type kv_type;
     if (o.kv_type == "auto") {
         kv_type = I.text.file_type == 0 ? GGML_TYPE_F32 : GGML_TYPE_F16;
@@ -188,6 +195,13 @@ std::vector<int32_t> Engine::generate(const std::vector<int32_t>& prompt, const 
     }
     return out;
 }
+
+std::optional<std::string> Engine::metadata_string(const std::string& key) const {
+    const GgufFile& f = *impl_->text.file;
+    return f.has(key) ? f.find_str(key) : std::nullopt;
+}
+
+const Tokenizer* Engine::tokenizer() const { return impl_->tokenizer ? &*impl_->tokenizer : nullptr; }
 
 const std::vector<int32_t>& Engine::eog_tokens() const { return impl_->eog; }
 

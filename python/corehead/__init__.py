@@ -9,10 +9,11 @@ from importlib.metadata import PackageNotFoundError, version
 
 from corehead.engine import Engine, inspect
 from corehead.errors import ContextOverflowError, ModelError
+from corehead.tokenizer import Tokenizer
 
 try:
     __version__ = version("corehead")
 except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0+local"
 
-__all__ = ["Engine", "inspect", "ModelError", "ContextOverflowError", "__version__"]
+__all__ = ["Engine", "Tokenizer", "inspect", "ModelError", "ContextOverflowError", "__version__"]

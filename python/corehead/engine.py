@@ -10,6 +10,7 @@ import numpy as np
 
 from corehead import _core
 from corehead._paths import as_path
+from corehead.tokenizer import TextStream, Tokenizer
 
 
 class Engine:
@@ -52,6 +53,8 @@ class Engine:
         self._core: _core.Engine | None = _core.Engine(
             model_path, mmproj_path, n_threads or 0, n_ctx, backend, kv_type, n_batch
         )
+        native_tok = self._core.tokenizer
+        self._tokenizer = Tokenizer(_native=native_tok) if native_tok is not None else None
 
     # -- lifetime ------------------------------------------------------------------------------
     def close(self) -> None:
@@ -84,14 +87,28 @@ class Engine:
         info.update(backend=core.backend, n_threads=core.n_threads, n_ctx=core.n_ctx, weight_bytes=core.weight_bytes)
         return info
 
+    # -- tokens ------------------------------------------------------------------------------
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """The model's tokenizer (from the GGUF's tokenizer.ggml.* metadata)."""
+        self._native()
+        if self._tokenizer is None:
+            raise ValueError("this model file carries no tokenizer; pass token ids instead of text")
+        return self._tokenizer
+
+    def tokenize(self, text: str, add_special: bool = True, parse_special: bool = True) -> list[int]:
+        return self.tokenizer.tokenize(text, add_special=add_special, parse_special=parse_special)
+
+    def detokenize(self, ids: Sequence[int], remove_special: bool = False) -> str:
+        return self.tokenizer.detokenize(ids, remove_special=remove_special)
+
     # -- text --------------------------------------------------------------------------------
     def _token_ids(self, prompt: str | Sequence[int]) -> list[int]:
         """A prompt as token ids: a list of ints is taken as is (checked), a str is tokenized."""
         if isinstance(prompt, str):
-            tokenize = getattr(self, "tokenize", None)
-            if tokenize is None:
-                raise TypeError("this build cannot tokenize text yet; pass a list of token ids")
-            return tokenize(prompt)
+            if not prompt:
+                raise ValueError("the prompt is empty")
+            return self.tokenize(prompt)
         if isinstance(prompt, np.ndarray):
             prompt = prompt.tolist()
         if not isinstance(prompt, Sequence) or isinstance(prompt, (bytes, bytearray)):
@@ -159,6 +176,64 @@ class Engine:
         finally:
             stop.set()
             worker.join()
+
+    def generate(self, prompt: str | Sequence[int], images: Sequence = (), max_tokens: int = 64,
+                 temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, min_p: float = 0.0,
+                 repeat_penalty: float = 1.0, seed: int = 0, stop: str | Sequence[str] = (),
+                 stream: bool = False):
+        """Generate text after `prompt` (greedy when temperature == 0).
+
+        Stops at the model's end-of-generation tokens, after `max_tokens`, at the end of the
+        context, or where a `stop` string appears (the stop string is not returned). With
+        ``stream=True`` returns an iterator of text pieces instead of a str.
+        """
+        if images:
+            raise ValueError("images are not supported by this engine yet (vision arrives with the vision issue)")
+        stops = [stop] if isinstance(stop, str) else list(stop)
+        if any(not isinstance(s, str) or not s for s in stops):
+            raise ValueError("stop must be a non-empty str or a sequence of non-empty strs")
+        pieces = self._text_pieces(prompt, stops, max_tokens=max_tokens, temperature=temperature, top_k=top_k,
+                                   top_p=top_p, min_p=min_p, repeat_penalty=repeat_penalty, seed=seed)
+        return pieces if stream else "".join(pieces)
+
+    def _text_pieces(self, prompt, stops: list[str], **kwargs) -> Iterator[str]:
+        text_stream = TextStream(self.tokenizer)
+        eog = set(self.tokenizer.eog_tokens)
+        held = ""  # text that might be the start of a stop string
+        keep = max((len(s) for s in stops), default=0) - 1
+        for tok in self.stream_ids(prompt, **kwargs):
+            if tok in eog:
+                break
+            held += text_stream.push(tok)
+            hits = [held.find(s) for s in stops if s in held]
+            if hits:
+                yield held[: min(hits)]
+                return
+            if len(held) > keep:
+                cut = len(held) - keep if keep > 0 else len(held)
+                yield held[:cut]
+                held = held[cut:]
+        held += text_stream.flush()
+        if held:
+            yield held
+
+    def chat(self, messages: Sequence[dict], images: Sequence = (), add_generation_prompt: bool = True, **kwargs):
+        """Render `messages` with the model's chat template (tokenizer.chat_template, jinja2 as in
+        transformers) and generate the assistant's reply; kwargs as for :meth:`generate`."""
+        return self.generate(self.apply_chat_template(messages, add_generation_prompt), images=images, **kwargs)
+
+    def apply_chat_template(self, messages: Sequence[dict], add_generation_prompt: bool = True) -> str:
+        from corehead import chat
+
+        template = self._native().metadata_string("tokenizer.chat_template")
+        if not template:
+            raise ValueError("this model file has no chat template (tokenizer.chat_template); use generate() "
+                             "with a prompt written in the model's format")
+        tok = self.tokenizer
+        bos = tok.token_text(tok.bos) if tok.bos >= 0 else ""
+        eos = tok.token_text(tok.eos) if tok.eos >= 0 else ""
+        return chat.render(template, messages, add_generation_prompt=add_generation_prompt, bos_token=bos,
+                           eos_token=eos)
 
     def __repr__(self) -> str:
         if self._core is None:

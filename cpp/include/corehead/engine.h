@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "corehead/error.h"
+#include "corehead/tokenizer.h"
 
 namespace corehead {
 
@@ -100,6 +101,10 @@ public:
     // stops when the context is full.
     std::vector<int32_t> generate(const std::vector<int32_t>& prompt, const GenerateOptions& options,
                                   const TokenCallback& on_token = nullptr);
+    // A string metadata value of the model file (e.g. "tokenizer.chat_template"); nullopt when absent.
+    std::optional<std::string> metadata_string(const std::string& key) const;
+    // The model's tokenizer; nullptr when the file carries none.
+    const Tokenizer* tokenizer() const;
     // End-of-generation token ids declared by the model's tokenizer metadata.
     const std::vector<int32_t>& eog_tokens() const;
 

@@ -1,0 +1,91 @@
+"""Tokenizer: exact token ids for every line of llama.cpp's own test vectors
+(models/ggml-vocab-*.gguf + .inp/.out from the pinned tarball), and round trips."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import corehead
+from corehead import Tokenizer
+
+REQUIRED = ["llama-spm", "llama-bpe", "qwen2", "gpt-2", "phi-3", "gemma-4"]
+SEPARATOR = "\n__ggml_vocab_test__\n"
+DATA = Path(__file__).parent / "data"
+
+
+def vectors(llama_cpp_dir: Path, name: str) -> tuple[Path, list[str], list[list[int]]]:
+    base = llama_cpp_dir / "models" / f"ggml-vocab-{name}.gguf"
+    inp = base.with_name(base.name + ".inp").read_text(encoding="utf-8").split(SEPARATOR)
+    out = base.with_name(base.name + ".out").read_text(encoding="utf-8").split("\n")
+    # .inp: cases separated by a marker line (and ending with one); .out: one line of ids per case.
+    inp, out = inp[:-1], out[: len(inp) - 1]
+    assert len(inp) == len(out) > 10
+    return base, inp, [[int(x) for x in line.split()] for line in out]
+
+
+@pytest.mark.parametrize("name", REQUIRED)
+def test_llama_cpp_vectors_exact(llama_cpp_dir, name):
+    path, inputs, expected = vectors(llama_cpp_dir, name)
+    tok = Tokenizer(path)
+    # test-tokenizer-0 tokenizes with add_special = false, parse_special = false.
+    mismatches = [(text, want, got) for text, want in zip(inputs, expected)
+                  if (got := tok.tokenize(text, add_special=False, parse_special=False)) != want]
+    assert not mismatches, f"{len(mismatches)}/{len(inputs)} differ, first: {mismatches[0]!r}"
+
+
+@pytest.mark.parametrize("name", REQUIRED)
+def test_round_trip(llama_cpp_dir, name):
+    path, inputs, _ = vectors(llama_cpp_dir, name)
+    tok = Tokenizer(path)
+    for text in inputs:
+        ids = tok.tokenize(text, add_special=False, parse_special=False)
+        back = tok.detokenize(ids)
+        # SentencePiece vocabularies with a dummy prefix add one leading space.
+        assert back == text or back == " " + text or back.lstrip(" ") == text.lstrip(" "), (text, back)
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2", "gemma3"])
+def test_fixture_prompts_tokenize_like_transformers(family):
+    """The fixtures' prompt ids come from the HF tokenizers (tools/make_fixtures.py)."""
+    import json
+
+    meta = json.loads((DATA / family / "meta.json").read_text())
+    ref = np.load(DATA / family / "ref.npz")
+    eng_tok = Tokenizer(DATA / family / "model-f32.gguf")
+    for p in meta["prompts"]:
+        want = ref[p["key_prefix"] + "prompt_ids"].tolist()
+        got = eng_tok.tokenize(p["text"], add_special=p["add_special_tokens"], parse_special=True)
+        assert got == want, p["text"]
+
+
+def test_special_tokens_and_eog():
+    tok = Tokenizer(DATA / "qwen2" / "model-f32.gguf")
+    assert tok.type == "bpe"
+    ids = tok.tokenize("<|im_start|>user", add_special=False, parse_special=True)
+    assert ids[0] == tok.find("<|im_start|>")
+    plain = tok.tokenize("<|im_start|>user", add_special=False, parse_special=False)
+    assert tok.find("<|im_start|>") not in plain and len(plain) > len(ids)
+
+
+def test_tokenizer_bad_input(tmp_path):
+    tok = Tokenizer(DATA / "llama" / "model-f32.gguf")
+    with pytest.raises(TypeError):
+        tok.tokenize(b"bytes")
+    with pytest.raises(ValueError, match="out of range"):
+        tok.detokenize([tok.n_tokens])
+    with pytest.raises(FileNotFoundError):
+        Tokenizer(tmp_path / "none.gguf")
+    # Lone surrogates cannot be encoded as UTF-8: a clear error, not a crash.
+    with pytest.raises((ValueError, UnicodeError)):
+        tok.tokenize("\ud800")
+    assert tok.tokenize("", add_special=False) == []
+
+
+def test_engine_tokenizer_is_the_files(llama_cpp_dir):
+    path = DATA / "llama" / "model-f32.gguf"
+    with corehead.Engine(path, n_threads=1) as eng:
+        assert eng.tokenize("What color?") == Tokenizer(path).tokenize("What color?")
+        assert eng.detokenize(eng.tokenize("What color?", add_special=False)).strip() == "What color?"
