@@ -138,7 +138,9 @@ Engine::Engine(const EngineOptions& o) : impl_(std::make_unique<Impl>()) {
     }
     I.n_ctx = o.n_ctx;
     I.backends = create_backends(o.backend, o.n_threads);
-    I.text_weights = std::make_unique<Weights>(*I.text.file, I.backends->main);
+    // Every text matrix except the token embedding (read by get_rows) is only a mul_mat weight.
+    I.text_weights = std::make_unique<Weights>(*I.text.file, I.backends->main,
+                                               [](const std::string& name) { return name != "token_embd.weight"; });
     if (I.vision) I.vision_weights = std::make_unique<Weights>(*I.vision->file, I.backends->main);
     I.tw = resolve_text_weights(*I.text_weights, I.text.hp);
     if (!I.text.tokenizer_model.empty() && I.text.tokenizer_model != "none") {

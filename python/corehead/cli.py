@@ -80,6 +80,25 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """Generate from a prompt, streaming to the terminal."""
+    if args.prompt is None:
+        args.prompt = sys.stdin.read()
+    with corehead.Engine(args.model, mmproj=args.mmproj, n_threads=args.threads, n_ctx=args.ctx_size) as eng:
+        kwargs = dict(max_tokens=args.n_predict, temperature=args.temp, top_k=args.top_k, top_p=args.top_p,
+                      min_p=args.min_p, repeat_penalty=args.repeat_penalty, seed=args.seed, stop=args.stop or (),
+                      stream=True)
+        if args.chat:
+            pieces = eng.chat([{"role": "user", "content": args.prompt}], **kwargs)
+        else:
+            pieces = eng.generate(args.prompt, **kwargs)
+        for piece in pieces:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+    return 0
+
+
 def default_model_paths() -> tuple[Path, Path | None]:
     """The model embedded in the package (the demo's default)."""
     from corehead import models
@@ -110,6 +129,23 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--mmproj", help="vision projector GGUF")
     info.add_argument("--json", action="store_true", help="print JSON instead of a table")
     info.set_defaults(func=cmd_info)
+
+    run = sub.add_parser("run", help="generate text from a prompt (streams to the terminal)")
+    run.add_argument("-m", "--model", required=True, help="language-model GGUF")
+    run.add_argument("--mmproj", help="vision projector GGUF")
+    run.add_argument("-p", "--prompt", help="the prompt (read from stdin when omitted)")
+    run.add_argument("-n", "--n-predict", type=int, default=128, help="tokens to generate (default 128)")
+    run.add_argument("--temp", type=float, default=0.0, help="temperature; 0 = greedy (default)")
+    run.add_argument("--top-k", type=int, default=0)
+    run.add_argument("--top-p", type=float, default=1.0)
+    run.add_argument("--min-p", type=float, default=0.0)
+    run.add_argument("--repeat-penalty", type=float, default=1.0)
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--stop", action="append", help="stop string (repeatable)")
+    run.add_argument("--chat", action="store_true", help="wrap the prompt in the model's chat template")
+    run.add_argument("-t", "--threads", type=int, default=None)
+    run.add_argument("-c", "--ctx-size", type=int, default=4096)
+    run.set_defaults(func=cmd_run)
 
     demo = sub.add_parser("demo", help="run the main job on the embedded default model")
     demo.add_argument("--threads", type=int, default=None)

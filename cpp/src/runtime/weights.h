@@ -2,7 +2,10 @@
 // quantized) type: ggml kernels do the math on them directly.
 #pragma once
 #include <cstddef>
+#include <functional>
 #include <string>
+#include <unordered_map>
+#include <vector>
 
 struct ggml_context;
 struct ggml_tensor;
@@ -16,7 +19,11 @@ class GgufFile;
 class Weights {
 public:
     // Reads every tensor of `file` into a buffer of `backend`. Throws ModelError on I/O errors.
-    Weights(const GgufFile& file, ggml_backend_t backend);
+    // `matmul_only(name)` says a tensor is used only as the weight of ggml_mul_mat: on the CPU
+    // those go to ggml's repack buffer (interleaved layouts with faster kernels, as llama.cpp
+    // does) when a kernel exists for their type. Others (e.g. embeddings read by get_rows) stay plain.
+    Weights(const GgufFile& file, ggml_backend_t backend,
+            const std::function<bool(const std::string&)>& matmul_only = nullptr);
     ~Weights();
     Weights(const Weights&) = delete;
     Weights& operator=(const Weights&) = delete;
@@ -29,8 +36,10 @@ public:
 private:
     void release();
     std::string path_;
-    ggml_context* ctx_ = nullptr;
-    ggml_backend_buffer* buffer_ = nullptr;
+    ggml_context* ctx_ = nullptr;        // tensors in the backend's default buffer
+    ggml_context* ctx_extra_ = nullptr;  // tensors in the CPU repack buffer
+    std::vector<ggml_backend_buffer*> buffers_;
+    std::unordered_map<std::string, ggml_tensor*> by_name_;
 };
 
 }  // namespace corehead
