@@ -144,7 +144,7 @@ Engine::Engine(const EngineOptions& o) : impl_(std::make_unique<Impl>()) {
     if (I.vision) I.vision_weights = std::make_unique<Weights>(*I.vision->file, I.backends->main);
     I.tw = resolve_text_weights(*I.text_weights, I.text.hp);
     if (!I.text.tokenizer_model.empty() && I.text.tokenizer_model != "none") {
-        I.tokenizer = Tokenizer(std::shared_ptr<const Vocab>(Vocab::from_gguf(I.text.file->gguf(), o.model)));
+        I.tokenizer = Tokenizer(std::shared_ptr<const Vocab>(Vocab::from_gguf(*I.text.file)));
         I.eog = I.tokenizer->eog_tokens();
     } else {
         I.eog = I.text.eog_tokens;

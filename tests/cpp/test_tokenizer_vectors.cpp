@@ -18,9 +18,11 @@
 //   cmake --build /tmp/tokbuild/ggml --target ggml-base -j2
 //   g++ -std=c++17 -O2 -Icpp/include -Icpp/src -I$G/include
 //       tests/cpp/test_tokenizer_vectors.cpp cpp/src/tokenizer/{vocab,spm,bpe,pretokenize,special_tokens,unicode}.cpp
+//       cpp/src/gguf/gguf_file.cpp cpp/src/runtime/ggml_log.cpp
 //       /tmp/tokbuild/ggml/ggml/src/libggml-base.a -lpthread -o /tmp/tokbuild/test_tokenizer_vectors
 //   L=$(python tools/fetch_ggml.py --with-llama-cpp)
 //   /tmp/tokbuild/test_tokenizer_vectors $L/models/ggml-vocab-{llama-spm,llama-bpe,qwen2,gpt-2,phi-3,gemma-4}.gguf
+#include "gguf/gguf_file.h"
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -86,30 +88,28 @@ std::string escape(const std::string& s) {
     return o.size() > 120 ? o.substr(0, 120) + "..." : o;
 }
 
+// Vocabularies are read through GgufFile, which opens files: write in-memory cases to one.
+corehead::GgufFile via_file(const gguf_context* c) {
+    const std::string path = "/tmp/corehead_tok_case.gguf";
+    gguf_write_to_file(c, path.c_str(), /*only_meta=*/false);
+    return corehead::GgufFile(path);
+}
+
 struct Result {
     int pass = 0, fail = 0, rt_fail = 0, special_fail = 0;
 };
 
 Result run_vocab(const std::string& path, bool bench) {
     Result r;
-    gguf_init_params params{/*no_alloc*/ true, /*ctx*/ nullptr};
-    gguf_context* ctx = gguf_init_from_file(path.c_str(), params);
-    if (!ctx) {
-        std::printf("%s: cannot read GGUF\n", path.c_str());
-        r.fail = 1;
-        return r;
-    }
     std::unique_ptr<corehead::Vocab> vocab;
     const auto t0 = std::chrono::steady_clock::now();
     try {
-        vocab = corehead::Vocab::from_gguf(ctx, path);
+        vocab = corehead::Vocab::from_gguf(corehead::GgufFile(path));
     } catch (const corehead::Error& e) {
         std::printf("%s: load failed: %s\n", path.c_str(), e.what());
-        gguf_free(ctx);
         r.fail = 1;
         return r;
     }
-    gguf_free(ctx);
     const double load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 
     bool ok_inp = false, ok_out = false;
@@ -267,7 +267,7 @@ int run_malformed_checks() {
         gguf_context* c = gguf_init_empty();
         k.fill(c);
         try {
-            corehead::Vocab::from_gguf(c, "mem.gguf");
+            corehead::Vocab::from_gguf(via_file(c));
             std::printf("  MALFORMED '%s': no error\n", k.name);
             ++bad;
         } catch (const corehead::ModelError&) {
@@ -282,7 +282,7 @@ int run_malformed_checks() {
     gguf_set_val_str(c, "tokenizer.ggml.model", "llama");
     gguf_set_arr_str(c, "tokenizer.ggml.tokens", toks, 6);
     try {
-        auto v = corehead::Vocab::from_gguf(c, "mem.gguf");
+        auto v = corehead::Vocab::from_gguf(via_file(c));
         try {
             v->detokenize({99});
             std::printf("  detokenize(99): no error\n");

@@ -182,6 +182,18 @@ size_t GgufFile::array_size(const std::string& key) const {
     return gguf_get_arr_n(gguf_, id);
 }
 
+int64_t GgufFile::find_array(const std::string& key, int elem, size_t& n) const {
+    n = 0;
+    const int64_t id = key_id(key);
+    if (id < 0) return -1;
+    const gguf_type et = static_cast<gguf_type>(elem);
+    if (gguf_get_kv_type(gguf_, id) != GGUF_TYPE_ARRAY || gguf_get_arr_type(gguf_, id) != et) {
+        fail("metadata key '" + key + "' must be an array of " + gguf_type_name(et));
+    }
+    n = gguf_get_arr_n(gguf_, id);
+    return id;
+}
+
 std::optional<std::vector<int64_t>> GgufFile::find_int_array(const std::string& key) const {
     const int64_t id = key_id(key);
     if (id < 0) return std::nullopt;

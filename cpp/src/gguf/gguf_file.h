@@ -47,6 +47,9 @@ public:
     std::optional<std::vector<float>> find_float_array(const std::string& key) const;
     std::optional<std::vector<std::string>> find_str_array(const std::string& key) const;
     size_t array_size(const std::string& key) const;  // 0 when missing or not an array
+    // Key id of an array whose elements have type `elem` (a gguf_type), -1 when absent; throws
+    // when present with another type. For zero-copy reads with gguf_get_arr_* on gguf().
+    int64_t find_array(const std::string& key, int elem, size_t& n) const;
 
     int64_t n_tensors() const;
     ggml_tensor* find_tensor(const std::string& name) const;  // nullptr when absent

@@ -5,7 +5,8 @@
 #include <queue>
 
 #include "corehead/error.h"
-#include "tokenizer/gguf_kv.h"
+#include "gguf.h"
+#include "gguf/gguf_file.h"
 #include "tokenizer/pretokenize.h"
 #include "tokenizer/unicode.h"
 #include "tokenizer/vocab_impl.h"
@@ -27,12 +28,12 @@ inline uint64_t pair_key(token_id a, token_id b) {
 
 class BpeVocab final : public VocabBase {
 public:
-    BpeVocab(const gguf_context* ctx, const std::string& path, const std::string& model, std::string pre,
+    BpeVocab(const GgufFile& file, const std::string& model, std::string pre,
              const pretok::Config& cfg)
-        : VocabBase(ctx, path, VocabKind::Bpe, model, std::move(pre), /*add_space_prefix*/ false,
+        : VocabBase(file, VocabKind::Bpe, model, std::move(pre), /*add_space_prefix*/ false,
                     cfg.add_bos_default, cfg.no_bos),
           cfg_(cfg) {
-        load_merges(ctx, path);
+        load_merges(file);
         build_caches();
     }
 
@@ -41,7 +42,7 @@ protected:
     std::string normal_piece(token_id id) const override;
 
 private:
-    void load_merges(const gguf_context* ctx, const std::string& path);
+    void load_merges(const GgufFile& file);
     void merge_word(std::string_view word, std::vector<token_id>& out) const;
 
     pretok::Config cfg_;
@@ -50,14 +51,14 @@ private:
     std::unordered_map<uint64_t, Merge> merges_;
 };
 
-void BpeVocab::load_merges(const gguf_context* ctx, const std::string& path) {
+void BpeVocab::load_merges(const GgufFile& file) {
     size_t n = 0;
-    const int64_t mi = kv::find_arr(ctx, "tokenizer.ggml.merges", path, GGUF_TYPE_STRING, n);
-    if (mi < 0) throw ModelError(path + ": BPE tokenizer without merges (tokenizer.ggml.merges)");
+    const int64_t mi = file.find_array("tokenizer.ggml.merges", GGUF_TYPE_STRING, n);
+    if (mi < 0) throw ModelError(file.path() + ": BPE tokenizer without merges (tokenizer.ggml.merges)");
     merges_.reserve(n);
     std::string joined;
     for (size_t i = 0; i < n; ++i) {
-        const std::string_view m = gguf_get_arr_str(ctx, mi, i);
+        const std::string_view m = gguf_get_arr_str(file.gguf(), mi, i);
         const size_t sp = m.find(' ', 1);  // a side may itself start with a space
         if (sp == std::string_view::npos) continue;
         const std::string_view a = m.substr(0, sp), b = m.substr(sp + 1);
@@ -204,18 +205,18 @@ std::string BpeVocab::normal_piece(token_id id) const {
 
 }  // namespace
 
-std::unique_ptr<Vocab> make_bpe_vocab(const gguf_context* ctx, const std::string& path, const std::string& model) {
+std::unique_ptr<Vocab> make_bpe_vocab(const GgufFile& file, const std::string& model) {
     std::string pre;
     if (model == "gemma4") {
         pre = "gemma4";
-    } else if (!kv::get_str(ctx, "tokenizer.ggml.pre", path, pre) || pre.empty()) {
+    } else if ((pre = file.find_str("tokenizer.ggml.pre").value_or("")).empty()) {
         pre = "default";
     }
     pretok::Config cfg;
     if (!pretok::config_for(pre, cfg)) {
-        throw ModelError(path + ": pre-tokenizer '" + pre + "' (tokenizer.ggml.pre) is not supported");
+        throw ModelError(file.path() + ": pre-tokenizer '" + pre + "' (tokenizer.ggml.pre) is not supported");
     }
-    return std::make_unique<BpeVocab>(ctx, path, model, std::move(pre), cfg);
+    return std::make_unique<BpeVocab>(file, model, std::move(pre), cfg);
 }
 
 }  // namespace corehead::tok

@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <queue>
 
-#include "tokenizer/gguf_kv.h"
+#include "gguf/gguf_file.h"
 #include "tokenizer/unicode.h"
 #include "tokenizer/vocab_impl.h"
 
@@ -33,8 +33,8 @@ std::string replace_all(std::string_view s, std::string_view from, std::string_v
 
 class SpmVocab final : public VocabBase {
 public:
-    SpmVocab(const gguf_context* ctx, const std::string& path, std::string pre)
-        : VocabBase(ctx, path, VocabKind::Spm, "llama", std::move(pre), /*add_space_prefix*/ true,
+    SpmVocab(const GgufFile& file, std::string pre)
+        : VocabBase(file, VocabKind::Spm, "llama", std::move(pre), /*add_space_prefix*/ true,
                     /*add_bos*/ true, /*no_bos*/ false) {
         build_caches();
     }
@@ -121,10 +121,8 @@ void SpmVocab::tokenize_text(std::string_view raw, bool after_special, std::vect
 
 }  // namespace
 
-std::unique_ptr<Vocab> make_spm_vocab(const gguf_context* ctx, const std::string& path) {
-    std::string pre;
-    kv::get_str(ctx, "tokenizer.ggml.pre", path, pre);
-    return std::make_unique<SpmVocab>(ctx, path, std::move(pre));
+std::unique_ptr<Vocab> make_spm_vocab(const GgufFile& file) {
+    return std::make_unique<SpmVocab>(file, file.find_str("tokenizer.ggml.pre").value_or(""));
 }
 
 }  // namespace corehead::tok

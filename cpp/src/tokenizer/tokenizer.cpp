@@ -10,7 +10,7 @@ namespace corehead {
 Tokenizer Tokenizer::from_file(const std::string& path) {
     GgufFile f(path);
     if (!f.has("tokenizer.ggml.model")) f.fail("no tokenizer in this file (missing 'tokenizer.ggml.model')");
-    return Tokenizer(std::shared_ptr<const Vocab>(Vocab::from_gguf(f.gguf(), path)));
+    return Tokenizer(std::shared_ptr<const Vocab>(Vocab::from_gguf(f)));
 }
 
 Tokenizer::Tokenizer(std::shared_ptr<const Vocab> vocab) : vocab_(std::move(vocab)) {}

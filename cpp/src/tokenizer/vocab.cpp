@@ -6,7 +6,8 @@
 #include <cstring>
 
 #include "corehead/error.h"
-#include "tokenizer/gguf_kv.h"
+#include "gguf.h"
+#include "gguf/gguf_file.h"
 #include "tokenizer/vocab_impl.h"
 
 namespace corehead {
@@ -72,32 +73,34 @@ void SpecialMatcher::build(const std::vector<std::string>& texts, const std::vec
     }
 }
 
-VocabBase::VocabBase(const gguf_context* ctx, const std::string& path, VocabKind kind, std::string model,
+VocabBase::VocabBase(const GgufFile& file, VocabKind kind, std::string model,
                      std::string pre, bool add_space_prefix_default, bool add_bos_default, bool no_bos)
     : kind_(kind), model_(std::move(model)), pre_(std::move(pre)) {
-    load_tokens(ctx, path);
-    load_special_ids(ctx, path, kind, no_bos);
+    load_tokens(file);
+    load_special_ids(file, kind, no_bos);
 
     add_space_prefix_ = add_space_prefix_default;
-    kv::get_bool(ctx, "tokenizer.ggml.add_space_prefix", path, add_space_prefix_);
+    add_space_prefix_ = file.find_bool("tokenizer.ggml.add_space_prefix").value_or(add_space_prefix_);
     add_bos_ = add_bos_default;
     add_eos_ = false;
-    kv::get_bool(ctx, "tokenizer.ggml.add_bos_token", path, add_bos_);
-    kv::get_bool(ctx, "tokenizer.ggml.add_eos_token", path, add_eos_);
+    add_bos_ = file.find_bool("tokenizer.ggml.add_bos_token").value_or(add_bos_);
+    add_eos_ = file.find_bool("tokenizer.ggml.add_eos_token").value_or(add_eos_);
     if (model_ == "gemma4") add_bos_ = true;  // gemma4 GGUFs say false but the model needs <bos>
 
-    apply_name_fixups(ctx);
+    apply_name_fixups(file);
 }
 
-void VocabBase::load_tokens(const gguf_context* ctx, const std::string& path) {
+void VocabBase::load_tokens(const GgufFile& file) {
+    const gguf_context* ctx = file.gguf();
+    const std::string& path = file.path();
     size_t n = 0;
-    const int64_t ti = kv::find_arr(ctx, "tokenizer.ggml.tokens", path, GGUF_TYPE_STRING, n);
+    const int64_t ti = file.find_array("tokenizer.ggml.tokens", GGUF_TYPE_STRING, n);
     if (ti < 0 || n == 0) throw ModelError(path + ": no tokenizer vocabulary (tokenizer.ggml.tokens)");
     if (n > static_cast<size_t>(INT32_MAX)) throw ModelError(path + ": tokenizer vocabulary too large");
 
     const float* fscores = nullptr;
     const int32_t* iscores = nullptr;
-    const int64_t si = kv::find(ctx, "tokenizer.ggml.scores");
+    const int64_t si = gguf_find_key(ctx, "tokenizer.ggml.scores");
     if (si >= 0) {
         const bool arr = gguf_get_kv_type(ctx, si) == GGUF_TYPE_ARRAY;
         const gguf_type et = arr ? gguf_get_arr_type(ctx, si) : GGUF_TYPE_COUNT;
@@ -112,7 +115,7 @@ void VocabBase::load_tokens(const gguf_context* ctx, const std::string& path) {
         }
     }
     size_t ntype = 0;
-    const int64_t tyi = kv::find_arr(ctx, "tokenizer.ggml.token_type", path, GGUF_TYPE_INT32, ntype);
+    const int64_t tyi = file.find_array("tokenizer.ggml.token_type", GGUF_TYPE_INT32, ntype);
     if (tyi >= 0 && ntype < n) throw ModelError(path + ": tokenizer.ggml.token_type has fewer entries than tokens");
     const int32_t* types = tyi >= 0 ? static_cast<const int32_t*>(gguf_get_arr_data(ctx, tyi)) : nullptr;
 
@@ -129,7 +132,7 @@ void VocabBase::load_tokens(const gguf_context* ctx, const std::string& path) {
     for (size_t i = 0; i < n; ++i) by_text_.emplace(std::string_view(text_[i]), static_cast<token_id>(i));
 }
 
-void VocabBase::load_special_ids(const gguf_context* ctx, const std::string& path, VocabKind kind, bool no_bos) {
+void VocabBase::load_special_ids(const GgufFile& file, VocabKind kind, bool no_bos) {
     // Per-model defaults used when the GGUF has no key (llama.cpp's conventions).
     if (kind == VocabKind::Spm) {
         bos_ = 1, eos_ = 2, unk_ = 0;
@@ -151,8 +154,8 @@ void VocabBase::load_special_ids(const gguf_context* ctx, const std::string& pat
     };
     for (const auto& k : keys) {
         if (*k.dst >= n_tokens()) *k.dst = -1;
-        int64_t v = -1;
-        if (kv::get_int(ctx, k.key, path, v) && v >= 0 && v < n_tokens()) *k.dst = static_cast<token_id>(v);
+        const int64_t v = file.find_int(k.key).value_or(-1);
+        if (v >= 0 && v < n_tokens()) *k.dst = static_cast<token_id>(v);
         // an out-of-range id keeps the default, as the reference does
     }
     if (no_bos) bos_ = -1;
@@ -214,12 +217,10 @@ void VocabBase::load_special_ids(const gguf_context* ctx, const std::string& pat
     }
 }
 
-void VocabBase::apply_name_fixups(const gguf_context* ctx) {
+void VocabBase::apply_name_fixups(const GgufFile& file) {
     // Phi-3's chat tokens swallow the whitespace that follows them (HF rstrip=True); the
     // GGUF does not say so, the model name does.
-    std::string name;
-    const int64_t ni = kv::find(ctx, "general.name");
-    if (ni >= 0 && gguf_get_kv_type(ctx, ni) == GGUF_TYPE_STRING) name = gguf_get_val_str(ctx, ni);
+    std::string name = file.find_str("general.name").value_or("");
     std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
     if (name.find("phi-3") == std::string::npos && name.find("phi3") == std::string::npos) return;
     for (token_id id = 0; id < n_tokens(); ++id) {
@@ -342,15 +343,12 @@ std::vector<token_id> VocabBase::tokenize(std::string_view text, bool add_specia
 
 }  // namespace tok
 
-std::unique_ptr<Vocab> Vocab::from_gguf(const gguf_context* ctx, const std::string& path) {
-    if (!ctx) throw ModelError(path + ": no GGUF metadata");
-    std::string model;
-    if (!tok::kv::get_str(ctx, "tokenizer.ggml.model", path, model)) {
-        throw ModelError(path + ": no tokenizer in this GGUF (tokenizer.ggml.model missing)");
-    }
-    if (model == "llama") return tok::make_spm_vocab(ctx, path);
-    if (model == "gpt2" || model == "gemma4") return tok::make_bpe_vocab(ctx, path, model);
-    throw ModelError(path + ": tokenizer model '" + model + "' is not supported (supported: llama, gpt2, gemma4)");
+std::unique_ptr<Vocab> Vocab::from_gguf(const GgufFile& file) {
+    const auto model = file.find_str("tokenizer.ggml.model");
+    if (!model) file.fail("no tokenizer in this GGUF (tokenizer.ggml.model missing)");
+    if (*model == "llama") return tok::make_spm_vocab(file);
+    if (*model == "gpt2" || *model == "gemma4") return tok::make_bpe_vocab(file, *model);
+    throw ModelError(file.path() + ": tokenizer model '" + *model + "' is not supported (supported: llama, gpt2, gemma4)");
 }
 
 }  // namespace corehead

@@ -7,7 +7,7 @@
 #include <string_view>
 #include <vector>
 
-struct gguf_context;
+class GgufFile;
 
 namespace corehead {
 
@@ -17,7 +17,7 @@ class Vocab {
 public:
     // Reads tokenizer.ggml.model / tokens / scores / token_type / merges / pre and the
     // special token ids and add_bos/add_eos flags. Throws ModelError on bad metadata.
-    static std::unique_ptr<Vocab> from_gguf(const gguf_context* ctx, const std::string& path_for_errors);
+    static std::unique_ptr<Vocab> from_gguf(const GgufFile& file);
     virtual ~Vocab() = default;
 
     // add_special: prepend BOS / append EOS as the GGUF flags say.

@@ -68,7 +68,7 @@ void SpecialMatcher::each_at(std::string_view text, size_t pos, F&& f) const {
 
 class VocabBase : public Vocab {
 public:
-    VocabBase(const gguf_context* ctx, const std::string& path, VocabKind kind, std::string model, std::string pre,
+    VocabBase(const GgufFile& file, VocabKind kind, std::string model, std::string pre,
               bool add_space_prefix_default, bool add_bos_default, bool no_bos);
 
     std::vector<token_id> tokenize(std::string_view text, bool add_special, bool parse_special) const override;
@@ -117,13 +117,13 @@ protected:
     std::vector<std::string> piece_cache_;  // token_to_piece(id, true)
 
 private:
-    void load_tokens(const gguf_context* ctx, const std::string& path);
-    void load_special_ids(const gguf_context* ctx, const std::string& path, VocabKind kind, bool no_bos);
-    void apply_name_fixups(const gguf_context* ctx);
+    void load_tokens(const GgufFile& file);
+    void load_special_ids(const GgufFile& file, VocabKind kind, bool no_bos);
+    void apply_name_fixups(const GgufFile& file);
     std::string piece_uncached(token_id id) const;
 };
 
-std::unique_ptr<Vocab> make_spm_vocab(const gguf_context* ctx, const std::string& path);
-std::unique_ptr<Vocab> make_bpe_vocab(const gguf_context* ctx, const std::string& path, const std::string& model);
+std::unique_ptr<Vocab> make_spm_vocab(const GgufFile& file);
+std::unique_ptr<Vocab> make_bpe_vocab(const GgufFile& file, const std::string& model);
 
 }  // namespace corehead::tok
