@@ -117,3 +117,22 @@ def test_bad_text_input(family):
         # Generation stops at the end of the context instead of reading past it.
         out = eng.generate_ids(r["prompt_ids"], max_tokens=100, stop_at_eog=False)
         assert len(r["prompt_ids"]) + len(out) <= 33
+
+
+def test_ctrl_c_interrupts_generation_and_engine_stays_usable():
+    import os
+    import signal
+    import threading
+    import time
+
+    r = ref("llama")
+    with Engine(DATA / "llama" / "model-f32.gguf", n_threads=1, n_ctx=8192) as eng:
+        timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
+        timer.start()
+        start = time.perf_counter()
+        with pytest.raises(KeyboardInterrupt):
+            eng.generate_ids(r["prompt_ids"], max_tokens=8000, stop_at_eog=False)
+        timer.join()
+        assert time.perf_counter() - start < 30
+        want = r["greedy_ids"].tolist()
+        assert eng.generate_ids(r["prompt_ids"], max_tokens=len(want), stop_at_eog=False) == want

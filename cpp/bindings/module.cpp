@@ -8,6 +8,7 @@
 
 #include "corehead/engine.h"
 #include "corehead/tokenizer.h"
+#include "image/image.h"
 #include "runtime/backend.h"
 
 namespace nb = nanobind;
@@ -65,6 +66,46 @@ nb::ndarray<nb::numpy, float> to_numpy(std::vector<float>&& v, std::initializer_
     return nb::ndarray<nb::numpy, float>(heap->data(), shape.size(), shape.begin(), owner);
 }
 
+using ImageArray = nb::ndarray<const uint8_t, nb::ndim<3>, nb::c_contig, nb::device::cpu>;
+
+// An (H, W, 3) uint8 array (python/corehead/images.py makes one from paths / PIL / arrays).
+corehead::Image to_image(const ImageArray& a) {
+    if (a.shape(2) != 3) throw corehead::InputError("an image must be an (H, W, 3) RGB uint8 array");
+    corehead::Image img;
+    img.height = static_cast<int64_t>(a.shape(0));
+    img.width = static_cast<int64_t>(a.shape(1));
+    img.rgb.assign(a.data(), a.data() + a.size());
+    return img;
+}
+
+std::vector<corehead::Image> to_images(const std::vector<ImageArray>& arrays) {
+    std::vector<corehead::Image> out;
+    for (const auto& a : arrays) out.push_back(to_image(a));
+    return out;
+}
+
+nb::ndarray<nb::numpy, int32_t> to_numpy_i32(std::vector<int32_t>&& v) {
+    auto* heap = new std::vector<int32_t>(std::move(v));
+    nb::capsule owner(heap, [](void* p) noexcept { delete static_cast<std::vector<int32_t>*>(p); });
+    size_t shape[1] = {heap->size()};
+    return nb::ndarray<nb::numpy, int32_t>(heap->data(), 1, shape, owner);
+}
+
+corehead::GenerateOptions generate_options(int64_t max_tokens, float temperature, int32_t top_k, float top_p, float min_p,
+                                           float repeat_penalty, int32_t repeat_last_n, uint64_t seed, bool stop_at_eog) {
+    corehead::GenerateOptions o;
+    o.max_tokens = max_tokens;
+    o.temperature = temperature;
+    o.top_k = top_k;
+    o.top_p = top_p;
+    o.min_p = min_p;
+    o.repeat_penalty = repeat_penalty;
+    o.repeat_last_n = repeat_last_n;
+    o.seed = seed;
+    o.stop_at_eog = stop_at_eog;
+    return o;
+}
+
 }  // namespace
 
 NB_MODULE(_core, m) {
@@ -106,6 +147,22 @@ NB_MODULE(_core, m) {
         return to_dict(info);
     }, "path"_a, "Validate an mmproj GGUF without loading weights; returns its facts.");
     m.def("compiled_backends", &corehead::compiled_backends);
+    m.def("resize_image", [](const ImageArray& a, int64_t width, int64_t height, const std::string& filter) {
+        corehead::Resample f = filter == "bilinear" ? corehead::Resample::Bilinear
+                               : filter == "bicubic" ? corehead::Resample::Bicubic
+                               : filter == "lanczos" ? corehead::Resample::Lanczos
+                               : throw corehead::InputError("filter must be 'bilinear', 'bicubic' or 'lanczos'");
+        corehead::Image img = to_image(a);
+        corehead::Image out;
+        {
+            nb::gil_scoped_release nogil;
+            out = corehead::resize(img, width, height, f);
+        }
+        auto* heap = new std::vector<uint8_t>(std::move(out.rgb));
+        nb::capsule owner(heap, [](void* p) noexcept { delete static_cast<std::vector<uint8_t>*>(p); });
+        size_t shape[3] = {static_cast<size_t>(out.height), static_cast<size_t>(out.width), 3};
+        return nb::ndarray<nb::numpy, uint8_t>(heap->data(), 3, shape, owner);
+    }, "image"_a, "width"_a, "height"_a, "filter"_a, "Pillow-exact resampling of an (H, W, 3) uint8 image (for tests).");
     m.def("default_thread_count", &corehead::default_thread_count);
 
     nb::class_<corehead::Tokenizer>(m, "Tokenizer")
@@ -148,8 +205,15 @@ NB_MODULE(_core, m) {
             o.backend = backend;
             o.kv_type = kv_type;
             o.n_batch = n_batch;
-            nb::gil_scoped_release nogil;
-            new (self) corehead::Engine(o);
+            {
+                nb::gil_scoped_release nogil;
+                new (self) corehead::Engine(o);
+            }
+            // Ctrl-C: Python's signal handlers run when we briefly take the GIL between passes.
+            self->set_interrupt_check([] {
+                nb::gil_scoped_acquire gil;
+                if (PyErr_CheckSignals() != 0) throw nb::python_error();
+            });
         }, "model"_a, "mmproj"_a = "", "n_threads"_a = 0, "n_ctx"_a = 4096, "backend"_a = "auto",
              "kv_type"_a = "auto", "n_batch"_a = 512)
         .def_prop_ro("text_info", [](const corehead::Engine& e) { return to_dict(e.text_info()); })
@@ -200,6 +264,80 @@ NB_MODULE(_core, m) {
            "repeat_penalty"_a = 1.0f, "repeat_last_n"_a = 64, "seed"_a = 0, "stop_at_eog"_a = true,
            "on_token"_a = nb::none())
         .def_prop_ro("eog_tokens", &corehead::Engine::eog_tokens)
+        .def("logits_images", [](corehead::Engine& e, const std::string& prompt, const std::vector<ImageArray>& images,
+                                 bool all_positions, const std::string& marker) {
+            std::vector<corehead::Image> imgs = to_images(images);
+            std::vector<float> out;
+            {
+                nb::gil_scoped_release nogil;
+                out = e.logits(prompt, imgs, all_positions, marker);
+            }
+            const size_t n_vocab = static_cast<size_t>(e.text_info().n_vocab);
+            if (all_positions) return to_numpy(std::move(out), {out.size() / n_vocab, n_vocab});
+            return to_numpy(std::move(out), {n_vocab});
+        }, "prompt"_a, "images"_a, "all_positions"_a = false, "marker"_a = corehead::kDefaultImageMarker)
+        .def("generate_images", [](corehead::Engine& e, const std::string& prompt, const std::vector<ImageArray>& images,
+                                   int64_t max_tokens, float temperature, int32_t top_k, float top_p, float min_p,
+                                   float repeat_penalty, int32_t repeat_last_n, uint64_t seed, bool stop_at_eog,
+                                   nb::object on_token, const std::string& marker) {
+            std::vector<corehead::Image> imgs = to_images(images);
+            corehead::GenerateOptions o = generate_options(max_tokens, temperature, top_k, top_p, min_p, repeat_penalty,
+                                                           repeat_last_n, seed, stop_at_eog);
+            corehead::TokenCallback cb;
+            if (!on_token.is_none()) {
+                cb = [&on_token](int32_t tok) {
+                    nb::gil_scoped_acquire gil;
+                    return nb::cast<bool>(on_token(tok));
+                };
+            }
+            nb::gil_scoped_release nogil;
+            return e.generate(prompt, imgs, o, cb, marker);
+        }, "prompt"_a, "images"_a, "max_tokens"_a = 64, "temperature"_a = 0.0f, "top_k"_a = 0, "top_p"_a = 1.0f,
+           "min_p"_a = 0.0f, "repeat_penalty"_a = 1.0f, "repeat_last_n"_a = 64, "seed"_a = 0, "stop_at_eog"_a = true,
+           "on_token"_a = nb::none(), "marker"_a = corehead::kDefaultImageMarker)
+        .def("tokenize_images", [](const corehead::Engine& e, const std::string& prompt,
+                                   const std::vector<ImageArray>& images, const std::string& marker) {
+            std::vector<corehead::Image> imgs = to_images(images);
+            corehead::MultimodalTokens t;
+            {
+                nb::gil_scoped_release nogil;
+                t = e.tokenize(prompt, imgs, marker);
+            }
+            return nb::make_tuple(to_numpy_i32(std::move(t.ids)), to_numpy_i32(std::move(t.visual_positions)));
+        }, "prompt"_a, "images"_a, "marker"_a = corehead::kDefaultImageMarker)
+        .def("encode_image", [](corehead::Engine& e, const ImageArray& image) {
+            corehead::Image img = to_image(image);
+            std::vector<float> out;
+            {
+                nb::gil_scoped_release nogil;
+                out = e.encode_image(img);
+            }
+            const size_t n_embd = static_cast<size_t>(e.text_info().n_embd);
+            return to_numpy(std::move(out), {out.size() / n_embd, n_embd});
+        }, "image"_a)
+        .def("preprocess_image", [](const corehead::Engine& e, const ImageArray& image) {
+            corehead::Image img = to_image(image);
+            std::vector<corehead::PreprocessedView> views;
+            {
+                nb::gil_scoped_release nogil;
+                views = e.preprocess_image(img);
+            }
+            nb::list out;
+            for (auto& v : views) {
+                const size_t w = static_cast<size_t>(v.width), h = static_cast<size_t>(v.height);
+                out.append(to_numpy(std::move(v.pixels), {3, h, w}));
+            }
+            return out;
+        }, "image"_a)
+        .def("visual_token_boxes", [](const corehead::Engine& e, const ImageArray& image) {
+            corehead::Image img = to_image(image);
+            std::vector<float> out;
+            {
+                nb::gil_scoped_release nogil;
+                out = e.visual_token_boxes(img);
+            }
+            return to_numpy(std::move(out), {out.size() / 4, 4});
+        }, "image"_a)
         .def_prop_ro("tokenizer", [](const corehead::Engine& e) -> nb::object {
             const corehead::Tokenizer* t = e.tokenizer();
             return t ? nb::cast(*t) : nb::none();  // a copy sharing the vocabulary

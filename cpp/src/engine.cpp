@@ -6,6 +6,7 @@
 #include "ggml.h"
 #include "gguf/gguf_file.h"
 #include "runtime/backend.h"
+#include "runtime/multimodal.h"
 #include "runtime/sampler.h"
 #include "runtime/text_context.h"
 #include "text/text_weights.h"
@@ -63,6 +64,19 @@ VisionInfo make_vision_info(const VisionModelFile& m) {
     return i;
 }
 
+Sampler make_sampler(const GenerateOptions& o) {
+    if (o.max_tokens < 0) throw InputError("max_tokens must be >= 0");
+    SamplingParams sp;
+    sp.temperature = o.temperature;
+    sp.top_k = o.top_k;
+    sp.top_p = o.top_p;
+    sp.min_p = o.min_p;
+    sp.repeat_penalty = o.repeat_penalty;
+    sp.repeat_last_n = o.repeat_last_n;
+    sp.seed = o.seed;
+    return Sampler(sp);
+}
+
 }  // namespace
 
 TextInfo inspect_model(const std::string& path) { return make_text_info(open_text_model(path)); }
@@ -83,8 +97,28 @@ struct Engine::Impl {
     int64_t n_batch = 512;
     std::vector<int32_t> eog;
     std::optional<Tokenizer> tokenizer;
+    std::function<void()> interrupt_check;
+
+    void check_interrupt() const {
+        if (interrupt_check) interrupt_check();
+    }
+    std::unique_ptr<MultimodalRunner> mm;  // with an mmproj
+
+    MultimodalRunner& vision_runner() const {
+        if (!mm) throw InputError("this engine has no vision projector: images need Engine(model, mmproj=...)");
+        return *mm;
+    }
+    std::vector<PreparedImage> prepare_all(const std::vector<Image>& images) const {
+        std::vector<PreparedImage> out;
+        for (const Image& img : images) out.push_back(vision_runner().prepare(img));
+        return out;
+    }
 
     // Feeds tokens in n_batch chunks; returns the logits of the requested rows (all or last).
+    // Samples up to o.max_tokens after a prefill that produced `logits`.
+    std::vector<int32_t> sample_loop(Sampler& sampler, std::vector<float> logits, std::vector<int32_t> history,
+                                     const GenerateOptions& o, const TokenCallback& on_token);
+
     std::vector<float> feed(const std::vector<int32_t>& tokens, bool all_positions) {
         if (tokens.empty()) throw InputError("the prompt is empty (no tokens)");
         if (ctx->n_past() + static_cast<int64_t>(tokens.size()) > ctx->n_ctx()) {
@@ -95,6 +129,7 @@ struct Engine::Impl {
         std::vector<float> out;
         const int64_t n = static_cast<int64_t>(tokens.size());
         for (int64_t start = 0; start < n; start += n_batch) {
+            check_interrupt();
             const int64_t len = std::min(n_batch, n - start);
             DecoderBatch b;
             b.tokens.assign(tokens.begin() + start, tokens.begin() + start + len);
@@ -162,6 +197,10 @@ Engine::Engine(const EngineOptions& o) : impl_(std::make_unique<Impl>()) {
     if (o.n_batch < 1 || o.n_batch > 65536) throw InputError("n_batch must be between 1 and 65536");
     I.n_batch = o.n_batch;
     I.ctx = std::make_unique<TextContext>(*I.text.family, I.text.hp, I.tw, *I.backends, o.n_ctx, kv_type);
+    if (I.vision) {
+        I.mm = std::make_unique<MultimodalRunner>(*I.vision, *I.vision_weights, *I.backends,
+                                                  I.tokenizer ? &*I.tokenizer : nullptr, I.text.hp.n_embd);
+    }
 }
 
 std::vector<float> Engine::logits(const std::vector<int32_t>& tokens, bool all_positions) {
@@ -171,20 +210,16 @@ std::vector<float> Engine::logits(const std::vector<int32_t>& tokens, bool all_p
 
 std::vector<int32_t> Engine::generate(const std::vector<int32_t>& prompt, const GenerateOptions& o,
                                       const TokenCallback& on_token) {
-    if (o.max_tokens < 0) throw InputError("max_tokens must be >= 0");
-    SamplingParams sp;
-    sp.temperature = o.temperature;
-    sp.top_k = o.top_k;
-    sp.top_p = o.top_p;
-    sp.min_p = o.min_p;
-    sp.repeat_penalty = o.repeat_penalty;
-    sp.repeat_last_n = o.repeat_last_n;
-    sp.seed = o.seed;
-    Sampler sampler(sp);  // validates before any compute
+    Sampler sampler = make_sampler(o);  // validates before any compute
     Impl& I = *impl_;
     I.ctx->reset();
-    std::vector<float> logits = I.feed(prompt, false);
-    std::vector<int32_t> history = prompt, out;
+    return I.sample_loop(sampler, I.feed(prompt, false), prompt, o, on_token);
+}
+
+std::vector<int32_t> Engine::Impl::sample_loop(Sampler& sampler, std::vector<float> logits, std::vector<int32_t> history,
+                                               const GenerateOptions& o, const TokenCallback& on_token) {
+    Impl& I = *this;
+    std::vector<int32_t> out;
     const int64_t n_vocab = I.text.hp.n_vocab;
     for (int64_t i = 0; i < o.max_tokens; ++i) {
         const int32_t tok = sampler.sample(logits.data(), n_vocab, history);
@@ -193,7 +228,7 @@ std::vector<int32_t> Engine::generate(const std::vector<int32_t>& prompt, const 
         if (on_token && !on_token(tok)) break;
         if (o.stop_at_eog && std::find(I.eog.begin(), I.eog.end(), tok) != I.eog.end()) break;
         if (i + 1 == o.max_tokens || I.ctx->n_past() >= I.ctx->n_ctx()) break;  // never past the context
-        logits = I.feed({tok}, false);
+        logits = I.feed({tok}, false);  // checks for an interrupt first
     }
     return out;
 }
@@ -202,6 +237,8 @@ std::optional<std::string> Engine::metadata_string(const std::string& key) const
     const GgufFile& f = *impl_->text.file;
     return f.has(key) ? f.find_str(key) : std::nullopt;
 }
+
+void Engine::set_interrupt_check(std::function<void()> check) { impl_->interrupt_check = std::move(check); }
 
 const Tokenizer* Engine::tokenizer() const { return impl_->tokenizer ? &*impl_->tokenizer : nullptr; }
 
@@ -222,6 +259,58 @@ int Engine::n_threads() const { return impl_->backends->n_threads; }
 int64_t Engine::n_ctx() const { return impl_->n_ctx; }
 size_t Engine::weight_bytes() const {
     return impl_->text_weights->nbytes() + (impl_->vision_weights ? impl_->vision_weights->nbytes() : 0);
+}
+
+// --- images -------------------------------------------------------------------------------
+
+std::vector<float> Engine::logits(const std::string& prompt, const std::vector<Image>& images, bool all_positions,
+                                  const std::string& marker) {
+    Impl& I = *impl_;
+    const std::vector<PreparedImage> prepared = I.prepare_all(images);
+    const MultimodalPrompt p = I.vision_runner().assemble(prompt, prepared, marker);
+    I.ctx->reset();
+    return I.mm->prefill(*I.ctx, p, prepared, I.n_batch, all_positions);
+}
+
+std::vector<int32_t> Engine::generate(const std::string& prompt, const std::vector<Image>& images,
+                                      const GenerateOptions& o, const TokenCallback& on_token, const std::string& marker) {
+    Impl& I = *impl_;
+    Sampler sampler = make_sampler(o);
+    const std::vector<PreparedImage> prepared = I.prepare_all(images);
+    const MultimodalPrompt p = I.vision_runner().assemble(prompt, prepared, marker);
+    I.ctx->reset();
+    std::vector<float> logits = I.mm->prefill(*I.ctx, p, prepared, I.n_batch, false);
+    return I.sample_loop(sampler, std::move(logits), p.ids, o, on_token);
+}
+
+MultimodalTokens Engine::tokenize(const std::string& prompt, const std::vector<Image>& images,
+                                  const std::string& marker) const {
+    const Impl& I = *impl_;
+    const std::vector<PreparedImage> prepared = I.prepare_all(images);
+    const MultimodalPrompt p = I.vision_runner().assemble(prompt, prepared, marker);
+    MultimodalTokens t;
+    t.ids = p.ids;
+    for (const VisualSpan& s : p.spans) {
+        for (int64_t k = 0; k < s.n; ++k) t.visual_positions.push_back(static_cast<int32_t>(s.start + k));
+    }
+    return t;
+}
+
+std::vector<float> Engine::encode_image(const Image& image) {
+    Impl& I = *impl_;
+    return I.vision_runner().encode(I.vision_runner().prepare(image));
+}
+
+std::vector<PreprocessedView> Engine::preprocess_image(const Image& image) const {
+    std::vector<PreprocessedView> out;
+    for (VisionView& v : impl_->vision_runner().prepare(image).views) {
+        out.push_back({v.width, v.height, std::move(v.pixels)});
+    }
+    return out;
+}
+
+std::vector<float> Engine::visual_token_boxes(const Image& image) const {
+    return MultimodalRunner::token_boxes(impl_->vision_runner().prepare(image));
 }
 
 }  // namespace corehead

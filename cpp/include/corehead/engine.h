@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "corehead/error.h"
+#include "corehead/image.h"
 #include "corehead/tokenizer.h"
 
 namespace corehead {
@@ -74,6 +75,22 @@ struct GenerateOptions {
 // Called with each generated token id; return false to stop (stop strings, Ctrl-C).
 using TokenCallback = std::function<bool(int32_t)>;
 
+// A prompt with images, as token ids: the image placeholder id at the visual positions.
+struct MultimodalTokens {
+    std::vector<int32_t> ids;
+    std::vector<int32_t> visual_positions;  // indices into ids, in context order
+};
+
+// One encoder input after preprocessing (a tile, a global view or the resized image).
+struct PreprocessedView {
+    int64_t width = 0, height = 0;
+    std::vector<float> pixels;  // [3][height][width], normalized as the model expects
+};
+
+// Images in prompts: `marker` (llama.cpp's "<__media__>" by default) in the prompt text marks
+// where each image goes; without markers the images go before the text.
+constexpr const char* kDefaultImageMarker = "<__media__>";
+
 class Engine {
 public:
     explicit Engine(const EngineOptions& options);  // loads weights; throws on any bad input
@@ -101,6 +118,27 @@ public:
     // stops when the context is full.
     std::vector<int32_t> generate(const std::vector<int32_t>& prompt, const GenerateOptions& options,
                                   const TokenCallback& on_token = nullptr);
+    // --- images (need an mmproj; every call validates the images before any compute) ---
+    // Logits of a prompt with images (run from an empty context), like logits(tokens).
+    std::vector<float> logits(const std::string& prompt, const std::vector<Image>& images, bool all_positions,
+                              const std::string& marker = kDefaultImageMarker);
+    std::vector<int32_t> generate(const std::string& prompt, const std::vector<Image>& images,
+                                  const GenerateOptions& options, const TokenCallback& on_token = nullptr,
+                                  const std::string& marker = kDefaultImageMarker);
+    MultimodalTokens tokenize(const std::string& prompt, const std::vector<Image>& images,
+                              const std::string& marker = kDefaultImageMarker) const;
+    // The projector output for one image (all its views): row-major [n_visual, n_embd].
+    std::vector<float> encode_image(const Image& image);
+    std::vector<PreprocessedView> preprocess_image(const Image& image) const;
+    // For every visual token of `image`, in context order, the rectangle of the original image it
+    // covers: row-major [n_visual, 4] (x0, y0, x1, y1) in pixels.
+    std::vector<float> visual_token_boxes(const Image& image) const;
+
+    // Called between forward passes of long work (prefill batches, generated tokens); it may
+    // throw to abandon the work (the Python binding raises KeyboardInterrupt on Ctrl-C).
+    // The engine stays usable afterwards.
+    void set_interrupt_check(std::function<void()> check);
+
     // A string metadata value of the model file (e.g. "tokenizer.chat_template"); nullopt when absent.
     std::optional<std::string> metadata_string(const std::string& key) const;
     // The model's tokenizer; nullptr when the file carries none.
