@@ -48,7 +48,7 @@ std::vector<float> TextContext::decode(DecoderBatch& batch) {
         batch.positions.resize(per * batch.n_tokens);
         for (int64_t s = 0; s < per; ++s) {
             for (int64_t i = 0; i < batch.n_tokens; ++i) {
-                batch.positions[s * batch.n_tokens + i] = static_cast<int32_t>(s < 3 ? n_past_ + i : 0);
+                batch.positions[s * batch.n_tokens + i] = static_cast<int32_t>(s < 3 ? n_past_ + i + pos_offset_ : 0);
             }
         }
     }

@@ -26,7 +26,13 @@ public:
 
     int64_t n_past() const { return n_past_; }
     int64_t n_ctx() const;
-    void reset() { n_past_ = 0; }
+    void reset() {
+        n_past_ = 0;
+        pos_offset_ = 0;
+    }
+    // Default RoPE position of cache index i is i + offset (after an M-RoPE image the text
+    // continues at a position other than its cache index).
+    void set_pos_offset(int64_t offset) { pos_offset_ = offset; }
     // Forget everything after position n (for re-using a shared prefix).
     void truncate(int64_t n);
     size_t kv_bytes() const;
@@ -39,6 +45,7 @@ private:
     ggml_backend_sched* sched_ = nullptr;
     std::vector<uint8_t> graph_mem_;
     int64_t n_past_ = 0;
+    int64_t pos_offset_ = 0;
 };
 
 }  // namespace corehead

@@ -54,4 +54,16 @@ void add_vit_block_specs(std::vector<TensorSpec>& s, const VisionHParams& hp, bo
     }
 }
 
+VisionView make_view(const ImageU8& img, const VisionHParams& hp, std::array<double, 4> box, int64_t grid_w,
+                     int64_t grid_h) {
+    VisionView v;
+    v.width = img.width;
+    v.height = img.height;
+    v.pixels = normalize_chw(img, hp.image_mean, hp.image_std);
+    v.grid_w = grid_w;
+    v.grid_h = grid_h;
+    v.box = box;
+    return v;
+}
+
 }  // namespace corehead

@@ -1,13 +1,45 @@
 // One vision projector family (clip.projector_type) behind one small interface; each
 // family lives in its own file in vision/ and registers itself in family.cpp.
 #pragma once
+#include <array>
 #include <string>
 #include <vector>
 
 #include "gguf/tensor_check.h"
+#include "image/image.h"
 #include "vision/hparams.h"
 
+struct ggml_tensor;
+
 namespace corehead {
+
+class VisionGraph;
+
+// One input of the vision encoder (a tile, a global view, or the whole resized image).
+struct VisionView {
+    int64_t width = 0, height = 0;   // encoder input in pixels
+    std::vector<float> pixels;       // [3][height][width], rescaled and normalized
+    int64_t grid_w = 0, grid_h = 0;  // the view's visual tokens, row-major
+    std::array<double, 4> box{};     // the part of the original image it covers: x0, y0, x1, y1
+};
+
+// What replaces one image marker in the prompt: literal text (tokenized with the prompt) or
+// the visual tokens of one view.
+struct LayoutPiece {
+    std::string text;
+    int view = -1;  // >= 0: the tokens of views[view]
+};
+
+struct PreparedImage {
+    int64_t width = 0, height = 0;  // original image
+    std::vector<VisionView> views;
+    std::vector<LayoutPiece> layout;
+    int64_t n_tokens() const {
+        int64_t n = 0;
+        for (const auto& v : views) n += v.grid_w * v.grid_h;
+        return n;
+    }
+};
 
 class VisionFamily {
 public:
@@ -15,6 +47,17 @@ public:
     virtual const char* projector() const = 0;  // clip.projector_type value
     virtual void read_hparams(const GgufFile& f, VisionHParams& hp) const = 0;
     virtual std::vector<TensorSpec> tensor_specs(const GgufFile& f, const VisionHParams& hp) const = 0;
+    // Resize / crop / tile / normalize an RGB image the way the family's HF processor does, and
+    // lay out its tokens for the prompt. Throws InputError for images the family cannot take.
+    virtual PreparedImage prepare(const ImageU8& img, const VisionHParams& hp) const = 0;
+    // The encoder + projector for g.view; returns [n_out, grid_w * grid_h].
+    virtual ggml_tensor* build(VisionGraph& g) const = 0;
+    // The text of the placeholder token HF puts at visual positions (e.g. "<image>").
+    virtual const char* image_token() const = 0;
+    // True when the text model uses 3-D (M-RoPE) positions for visual tokens.
+    virtual bool mrope_positions() const { return false; }
+    // True when the visual tokens of one image attend to each other (gemma3).
+    virtual bool bidirectional_image() const { return false; }
 };
 
 const VisionFamily* find_vision_family(const std::string& projector);
@@ -23,5 +66,9 @@ std::vector<std::string> supported_projectors();
 // The ViT blocks shared by all families: attention with q/k/v/out projections, two
 // norms and an MLP. `rms_norm` drops the norm biases, `gated_ffn` adds ffn_gate.
 void add_vit_block_specs(std::vector<TensorSpec>& s, const VisionHParams& hp, bool rms_norm, bool gated_ffn);
+
+// A view of `img` (already resized/cropped to the encoder input), normalized with the mmproj's
+// mean/std, whose grid_w x grid_h tokens cover `box` of the original image.
+VisionView make_view(const ImageU8& img, const VisionHParams& hp, std::array<double, 4> box, int64_t grid_w, int64_t grid_h);
 
 }  // namespace corehead

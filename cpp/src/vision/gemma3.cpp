@@ -1,9 +1,12 @@
-// Gemma 3: SigLIP ViT (no CLS) + 4x4 average pooling + soft-embedding RMSNorm + a
-// linear input projection into the text model.
+// Gemma 3: SigLIP ViT (no CLS) + average pooling (scale_factor x scale_factor patches per
+// token) + soft-embedding RMSNorm + a linear input projection into the text model (stored
+// as HF's [n_embd, n_out] matrix, transposed in the graph). Preprocessing as transformers'
+// Gemma3ImageProcessor without pan-and-scan: squash to image_size (bilinear).
 #include "ggml.h"
 #include "gguf/gguf_file.h"
 #include "vision/families.h"
 #include "vision/family.h"
+#include "vision/graph.h"
 
 namespace corehead {
 
@@ -12,6 +15,8 @@ namespace {
 class Gemma3VisionFamily final : public VisionFamily {
 public:
     const char* projector() const override { return "gemma3"; }
+    const char* image_token() const override { return "<image_soft_token>"; }
+    bool bidirectional_image() const override { return true; }
     void read_hparams(const GgufFile& f, VisionHParams& hp) const override {
         const ggml_tensor* proj = f.find_tensor("mm.input_projection.weight");
         if (!proj) f.fail("missing tensor 'mm.input_projection.weight' (Gemma 3 projector)");
@@ -35,6 +40,38 @@ public:
         };
         add_vit_block_specs(s, hp, /*rms_norm=*/false, /*gated_ffn=*/false);
         return s;
+    }
+
+    PreparedImage prepare(const ImageU8& img, const VisionHParams& hp) const override {
+        check_image(img);
+        const int64_t S = hp.image_size;
+        const int64_t g = hp.patches_per_side() / hp.scale_factor;
+        PreparedImage p;
+        p.width = img.width;
+        p.height = img.height;
+        p.views.push_back(make_view(resize(img, S, S, Resample::Bilinear), hp,
+                                    {0.0, 0.0, static_cast<double>(img.width), static_cast<double>(img.height)}, g, g));
+        p.layout = {{"\n\n<start_of_image>", -1}, {"", 0}, {"<end_of_image>\n\n", -1}};
+        return p;
+    }
+
+    ggml_tensor* build(VisionGraph& g) const override {
+        ggml_context* ctx = g.ctx;
+        const VisionHParams& hp = g.hp;
+        ggml_tensor* x = g.patch_embed(g.w("v.patch_embd.weight"));
+        if (ggml_tensor* b = g.opt("v.patch_embd.bias")) x = ggml_add(ctx, x, b);
+        x = ggml_add(ctx, x, g.f32(g.w("v.position_embd.weight")));
+        for (int64_t il = 0; il < hp.n_layer; ++il) x = g.vit_block(il, x, false, VisionAct::GeluTanh, false);
+        x = g.layer_norm(x, g.w("v.post_ln.weight"), g.opt("v.post_ln.bias"));
+        // Average pooling over s x s patches: [E, gw*gh] -> [gw, gh, E] -> pool -> [E, n_tokens].
+        const int s = static_cast<int>(hp.scale_factor);
+        x = ggml_reshape_3d(ctx, ggml_cont(ctx, ggml_transpose(ctx, x)), g.grid_w, g.grid_h, hp.n_embd);
+        x = ggml_pool_2d(ctx, x, GGML_OP_POOL_AVG, s, s, s, s, 0, 0);
+        x = ggml_reshape_2d(ctx, x, x->ne[0] * x->ne[1], hp.n_embd);
+        x = ggml_cont(ctx, ggml_transpose(ctx, x));
+        x = g.rms_norm(x, g.w("mm.soft_emb_norm.weight"));  // the +1 of Gemma's norm is in the stored weight
+        ggml_tensor* proj = ggml_cont(ctx, ggml_transpose(ctx, g.w("mm.input_projection.weight")));
+        return ggml_mul_mat(ctx, proj, x);
     }
 };
 

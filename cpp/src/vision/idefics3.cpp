@@ -1,17 +1,27 @@
 // Idefics3 / SmolVLM: SigLIP ViT (no CLS) + pixel shuffle (scale_factor^2 patches per
-// token) + one linear projector.
+// token) + one linear projector. Preprocessing as transformers' Idefics3ImageProcessor:
+// longest edge to preproc_image_size (LANCZOS, even short edge), then up to multiples of the
+// tile size, split into tiles row-major, plus the whole image squashed to one tile as the
+// global view (last).
+#include <cmath>
+
+#include "corehead/error.h"
 #include "ggml.h"
 #include "gguf/gguf_file.h"
 #include "vision/families.h"
 #include "vision/family.h"
+#include "vision/graph.h"
 
 namespace corehead {
 
 namespace {
 
+constexpr int64_t kMaxImageSize = 4096;  // transformers' MAX_IMAGE_SIZE for Idefics3
+
 class Idefics3Family final : public VisionFamily {
 public:
     const char* projector() const override { return "idefics3"; }
+    const char* image_token() const override { return "<image>"; }
     void read_hparams(const GgufFile& f, VisionHParams& hp) const override {
         hp.scale_factor = f.find_int("clip.vision.projector.scale_factor").value_or(2);
         if (hp.scale_factor <= 0 || hp.patches_per_side() % hp.scale_factor != 0) {
@@ -21,6 +31,10 @@ public:
         const ggml_tensor* fc = f.find_tensor("mm.model.fc.weight");
         if (!fc) f.fail("missing tensor 'mm.model.fc.weight' (Idefics3 projector)");
         hp.n_out = fc->ne[1];
+        if (hp.preproc_image_size == 0) hp.preproc_image_size = 4 * hp.image_size;
+        if (hp.preproc_image_size <= hp.image_size || hp.preproc_image_size > kMaxImageSize) {
+            f.fail("clip.vision.preproc_image_size must be larger than the tile size and at most 4096");
+        }
     }
     std::vector<TensorSpec> tensor_specs(const GgufFile&, const VisionHParams& hp) const override {
         const int64_t E = hp.n_embd, P = hp.patch_size;
@@ -35,6 +49,78 @@ public:
         };
         add_vit_block_specs(s, hp, /*rms_norm=*/false, /*gated_ffn=*/false);
         return s;
+    }
+
+    PreparedImage prepare(const ImageU8& img, const VisionHParams& hp) const override {
+        check_image(img);
+        const int64_t T = hp.image_size, L = hp.preproc_image_size;
+        // 1. longest edge to L, the other keeping the aspect ratio, rounded up to even.
+        int64_t w = img.width, h = img.height;
+        const double aspect = static_cast<double>(w) / static_cast<double>(h);
+        if (w >= h) {
+            w = L;
+            h = static_cast<int64_t>(static_cast<double>(w) / aspect);
+            if (h % 2 != 0) ++h;
+        } else {
+            h = L;
+            w = static_cast<int64_t>(static_cast<double>(h) * aspect);
+            if (w % 2 != 0) ++w;
+        }
+        h = std::max<int64_t>(h, 1);
+        w = std::max<int64_t>(w, 1);
+        // (the 4096 upper bound never binds: L <= 4096)
+        ImageU8 r1 = resize(img, w, h, Resample::Lanczos);
+        // 2. up to multiples of the tile size.
+        const double aspect2 = static_cast<double>(w) / static_cast<double>(h);
+        auto ceil_to = [&](int64_t v) { return ((v + T - 1) / T) * T; };
+        if (w >= h) {
+            w = ceil_to(w);
+            h = ceil_to(static_cast<int64_t>(static_cast<double>(w) / aspect2));
+        } else {
+            h = ceil_to(h);
+            w = ceil_to(static_cast<int64_t>(static_cast<double>(h) * aspect2));
+        }
+        const ImageU8 r2 = resize(r1, w, h, Resample::Lanczos);
+        const int64_t g = hp.patches_per_side() / hp.scale_factor;
+        const double sx = static_cast<double>(img.width) / w, sy = static_cast<double>(img.height) / h;
+        PreparedImage p;
+        p.width = img.width;
+        p.height = img.height;
+        const std::array<double, 4> whole{0.0, 0.0, static_cast<double>(img.width), static_cast<double>(img.height)};
+        if (w > T || h > T) {
+            const int64_t rows = h / T, cols = w / T;
+            for (int64_t r = 0; r < rows; ++r) {
+                for (int64_t c = 0; c < cols; ++c) {
+                    p.views.push_back(make_view(crop(r2, c * T, r * T, T, T), hp,
+                                                {c * T * sx, r * T * sy, (c + 1) * T * sx, (r + 1) * T * sy}, g, g));
+                    p.layout.push_back({"<fake_token_around_image><row_" + std::to_string(r + 1) + "_col_" +
+                                            std::to_string(c + 1) + ">",
+                                        -1});
+                    p.layout.push_back({"", static_cast<int>(p.views.size() - 1)});
+                }
+                p.layout.push_back({"\n", -1});
+            }
+            p.views.push_back(make_view(resize(r2, T, T, Resample::Lanczos), hp, whole, g, g));
+            p.layout.push_back({"\n<fake_token_around_image><global-img>", -1});
+        } else {
+            p.views.push_back(make_view(r2, hp, whole, g, g));
+            p.layout.push_back({"<fake_token_around_image><global-img>", -1});
+        }
+        p.layout.push_back({"", static_cast<int>(p.views.size() - 1)});
+        p.layout.push_back({"<fake_token_around_image>", -1});
+        return p;
+    }
+
+    ggml_tensor* build(VisionGraph& g) const override {
+        ggml_context* ctx = g.ctx;
+        const VisionHParams& hp = g.hp;
+        ggml_tensor* x = g.patch_embed(g.w("v.patch_embd.weight"));
+        if (ggml_tensor* b = g.opt("v.patch_embd.bias")) x = ggml_add(ctx, x, b);
+        x = ggml_add(ctx, x, g.f32(g.w("v.position_embd.weight")));
+        for (int64_t il = 0; il < hp.n_layer; ++il) x = g.vit_block(il, x, false, VisionAct::GeluTanh, false);
+        x = g.layer_norm(x, g.w("v.post_ln.weight"), g.opt("v.post_ln.bias"));
+        x = g.pixel_shuffle(x, g.grid_w, g.grid_h, hp.scale_factor);
+        return g.linear(x, g.w("mm.model.fc.weight"));
     }
 };
 

@@ -1,8 +1,12 @@
 // LLaVA-1.5: CLIP ViT (CLS token, pre-LN, learned positions) + 2-layer MLP projector.
+// Preprocessing as transformers' CLIPImageProcessor: shortest edge to image_size (bicubic),
+// center crop. Like transformers (and unlike llama.cpp's llava graph of this snapshot, issue
+// #25814) the CLS token is position 0 and is dropped after the tower.
 #include "ggml.h"
 #include "gguf/gguf_file.h"
 #include "vision/families.h"
 #include "vision/family.h"
+#include "vision/graph.h"
 
 namespace corehead {
 
@@ -11,10 +15,14 @@ namespace {
 class LlavaMlpFamily final : public VisionFamily {
 public:
     const char* projector() const override { return "mlp"; }
+    const char* image_token() const override { return "<image>"; }
     void read_hparams(const GgufFile& f, VisionHParams& hp) const override {
         const ggml_tensor* out = f.find_tensor("mm.2.weight");
         if (!out) f.fail("missing tensor 'mm.2.weight' (LLaVA MLP projector output)");
         hp.n_out = out->ne[1];
+        if (hp.feature_layers.size() > 1) {
+            f.fail("clip.vision.feature_layer lists several layers (LLaVA-NeXT style); only LLaVA-1.5 is supported");
+        }
     }
     std::vector<TensorSpec> tensor_specs(const GgufFile& f, const VisionHParams& hp) const override {
         const int64_t E = hp.n_embd, P = hp.patch_size;
@@ -38,6 +46,53 @@ public:
         };
         add_vit_block_specs(s, hp, /*rms_norm=*/false, /*gated_ffn=*/false);
         return s;
+    }
+
+    PreparedImage prepare(const ImageU8& img, const VisionHParams& hp) const override {
+        check_image(img);
+        const int64_t S = hp.image_size;
+        // transformers' get_resize_output_image_size(shortest_edge=S, default_to_square=False)
+        int64_t w = img.width, h = img.height;
+        const int64_t short_side = std::min(w, h), long_side = std::max(w, h);
+        if (short_side != S) {
+            const int64_t new_long = static_cast<int64_t>(static_cast<double>(S) * long_side / short_side);
+            if (w <= h) {
+                w = S;
+                h = new_long;
+            } else {
+                w = new_long;
+                h = S;
+            }
+        }
+        const ImageU8 resized = resize(img, w, h, Resample::Bicubic);
+        const int64_t top = (h - S) / 2, left = (w - S) / 2;
+        const ImageU8 cropped = crop(resized, left, top, S, S);
+        const double sx = static_cast<double>(img.width) / w, sy = static_cast<double>(img.height) / h;
+        PreparedImage p;
+        p.width = img.width;
+        p.height = img.height;
+        const int64_t g = hp.patches_per_side();
+        p.views.push_back(make_view(cropped, hp, {left * sx, top * sy, (left + S) * sx, (top + S) * sy}, g, g));
+        p.layout.push_back({"", 0});
+        return p;
+    }
+
+    ggml_tensor* build(VisionGraph& g) const override {
+        ggml_context* ctx = g.ctx;
+        const VisionHParams& hp = g.hp;
+        ggml_tensor* x = g.patch_embed(g.w("v.patch_embd.weight"));
+        if (ggml_tensor* b = g.opt("v.patch_embd.bias")) x = ggml_add(ctx, x, b);
+        ggml_tensor* cls = g.opt("v.class_embd");
+        if (cls) x = ggml_concat(ctx, ggml_reshape_2d(ctx, g.f32(cls), hp.n_embd, 1), x, 1);  // CLS first, as transformers
+        x = ggml_add(ctx, x, g.f32(g.w("v.position_embd.weight")));
+        if (ggml_tensor* pre = g.opt("v.pre_ln.weight")) x = g.layer_norm(x, pre, g.opt("v.pre_ln.bias"));
+        // The legacy converter keeps exactly the blocks up to the feature layer (-2): run them all.
+        const VisionAct a = hp.use_gelu ? VisionAct::GeluErf : VisionAct::QuickGelu;
+        for (int64_t il = 0; il < hp.n_layer; ++il) x = g.vit_block(il, x, false, a, false);
+        if (cls) x = ggml_view_2d(ctx, x, hp.n_embd, g.n_patches, x->nb[1], x->nb[1]);  // drop CLS
+        x = g.linear(ggml_cont(ctx, x), g.w("mm.0.weight"), g.w("mm.0.bias"));
+        x = g.act(x, VisionAct::GeluErf);
+        return g.linear(x, g.w("mm.2.weight"), g.w("mm.2.bias"));
     }
 };
 

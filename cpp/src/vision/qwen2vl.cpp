@@ -1,19 +1,54 @@
 // Qwen2-VL and Qwen2.5-VL: ViT with 2-D rotary positions, two temporal patch-embedding
 // kernels, and an MLP merger over 2x2 neighbouring patches. Qwen2.5-VL adds RMSNorm,
 // SwiGLU and window attention with a few full-attention layers.
+//
+// Patches stay in row-major order here: the merger's 2x2 grouping is a pixel shuffle, and
+// window attention is a mask (equivalent to transformers' window reordering, which only
+// permutes tokens).
+#include <cmath>
+#include <limits>
+
+#include "corehead/error.h"
 #include "ggml.h"
 #include "gguf/gguf_file.h"
 #include "vision/families.h"
 #include "vision/family.h"
+#include "vision/graph.h"
 
 namespace corehead {
 
 namespace {
 
+// transformers' smart_resize: both sides multiples of `factor`, pixel count within
+// [min_pixels, max_pixels], aspect ratio kept as closely as possible.
+void smart_resize(int64_t height, int64_t width, int64_t factor, int64_t min_pixels, int64_t max_pixels, int64_t& h_out,
+                  int64_t& w_out) {
+    const double h = static_cast<double>(height), w = static_cast<double>(width), f = static_cast<double>(factor);
+    if (std::max(h, w) / std::min(h, w) > 200) {
+        throw InputError("the image's aspect ratio is " + std::to_string(std::max(h, w) / std::min(h, w)) +
+                         ": Qwen-VL takes at most 200:1");
+    }
+    // Python's round() rounds halves to even, as nearbyint does in the default rounding mode.
+    double h_bar = std::nearbyint(h / f) * f, w_bar = std::nearbyint(w / f) * f;
+    if (h_bar * w_bar > static_cast<double>(max_pixels)) {
+        const double beta = std::sqrt(h * w / static_cast<double>(max_pixels));
+        h_bar = std::max(f, std::floor(h / beta / f) * f);
+        w_bar = std::max(f, std::floor(w / beta / f) * f);
+    } else if (h_bar * w_bar < static_cast<double>(min_pixels)) {
+        const double beta = std::sqrt(static_cast<double>(min_pixels) / (h * w));
+        h_bar = std::ceil(h * beta / f) * f;
+        w_bar = std::ceil(w * beta / f) * f;
+    }
+    h_out = static_cast<int64_t>(h_bar);
+    w_out = static_cast<int64_t>(w_bar);
+}
+
 class QwenMergerFamily : public VisionFamily {
 public:
     explicit QwenMergerFamily(bool v25) : v25_(v25) {}
     const char* projector() const override { return v25_ ? "qwen2.5vl_merger" : "qwen2vl_merger"; }
+    const char* image_token() const override { return "<|image_pad|>"; }
+    bool mrope_positions() const override { return true; }
 
     void read_hparams(const GgufFile& f, VisionHParams& hp) const override {
         hp.spatial_merge = f.find_int("clip.vision.spatial_merge_size").value_or(2);
@@ -21,6 +56,7 @@ public:
         const ggml_tensor* out = f.find_tensor("mm.2.weight");
         if (!out) f.fail("missing tensor 'mm.2.weight' (Qwen-VL merger output)");
         hp.n_out = out->ne[1];
+        if ((hp.n_embd / hp.n_head) % 4 != 0) f.fail("the vision head size must be a multiple of 4 (2-D RoPE)");
         if (v25_) {
             if (auto v = f.find_int_array("clip.vision.wa_layer_indexes")) {
                 hp.full_attn_layers = *v;
@@ -32,7 +68,15 @@ public:
                 if (l < 0 || l >= hp.n_layer) f.fail("full-attention layer index " + std::to_string(l) + " is out of range");
             }
             hp.window_size = f.find_int("clip.vision.window_size").value_or(112);
+            const int64_t unit = hp.patch_size * hp.spatial_merge;
+            if (hp.window_size < unit || hp.window_size % unit != 0) {
+                f.fail("clip.vision.window_size must be a multiple of patch_size * spatial_merge_size");
+            }
         }
+        // transformers' Qwen2VLImageProcessor defaults when the file does not say.
+        if (hp.min_pixels <= 0) hp.min_pixels = 56 * 56;
+        if (hp.max_pixels <= 0) hp.max_pixels = 28 * 28 * 1280;
+        if (hp.min_pixels > hp.max_pixels) f.fail("clip.vision.image_min_pixels exceeds image_max_pixels");
     }
 
     std::vector<TensorSpec> tensor_specs(const GgufFile&, const VisionHParams& hp) const override {
@@ -51,6 +95,74 @@ public:
         };
         add_vit_block_specs(s, hp, /*rms_norm=*/v25_, /*gated_ffn=*/v25_);
         return s;
+    }
+
+    PreparedImage prepare(const ImageU8& img, const VisionHParams& hp) const override {
+        check_image(img);
+        const int64_t factor = hp.patch_size * hp.spatial_merge;
+        int64_t h = 0, w = 0;
+        smart_resize(img.height, img.width, factor, hp.min_pixels, hp.max_pixels, h, w);
+        PreparedImage p;
+        p.width = img.width;
+        p.height = img.height;
+        p.views.push_back(make_view(resize(img, w, h, Resample::Bicubic), hp,
+                                    {0.0, 0.0, static_cast<double>(img.width), static_cast<double>(img.height)},
+                                    w / factor, h / factor));
+        p.layout = {{"<|vision_start|>", -1}, {"", 0}, {"<|vision_end|>", -1}};
+        return p;
+    }
+
+    ggml_tensor* build(VisionGraph& g) const override {
+        ggml_context* ctx = g.ctx;
+        const VisionHParams& hp = g.hp;
+        const int64_t gw = g.grid_w, gh = g.grid_h, N = g.n_patches, m = hp.spatial_merge;
+        // Conv3D over two identical frames = the sum of its two temporal kernels.
+        ggml_tensor* x = ggml_add(ctx, g.patch_embed(g.w("v.patch_embd.weight")), g.patch_embed(g.w("v.patch_embd.weight.1")));
+        if (ggml_tensor* b = g.opt("v.patch_embd.bias")) x = ggml_add(ctx, x, b);
+
+        // 2-D RoPE positions (row, column) per patch; sections 2 and 3 are unused.
+        std::vector<int32_t> pos(static_cast<size_t>(4 * N));
+        for (int64_t r = 0; r < gh; ++r) {
+            for (int64_t c = 0; c < gw; ++c) {
+                const int64_t i = r * gw + c;
+                pos[i] = static_cast<int32_t>(r);
+                pos[N + i] = static_cast<int32_t>(c);
+                pos[2 * N + i] = static_cast<int32_t>(r);
+                pos[3 * N + i] = static_cast<int32_t>(c);
+            }
+        }
+        ggml_tensor* rope_pos = g.input_i32(pos);
+
+        ggml_tensor* window_mask = nullptr;
+        if (v25_) {
+            // Windows of window_size pixels (in merged units), aligned at the top-left corner.
+            const int64_t wu = hp.window_size / (hp.patch_size * m);
+            const int64_t n_wc = (gw / m + wu - 1) / wu;
+            std::vector<int64_t> win(static_cast<size_t>(N));
+            for (int64_t r = 0; r < gh; ++r) {
+                for (int64_t c = 0; c < gw; ++c) win[r * gw + c] = (r / m / wu) * n_wc + (c / m / wu);
+            }
+            std::vector<float> mask(static_cast<size_t>(N * N));
+            const float neg_inf = -std::numeric_limits<float>::infinity();
+            for (int64_t q = 0; q < N; ++q) {
+                for (int64_t k = 0; k < N; ++k) mask[q * N + k] = win[q] == win[k] ? 0.0f : neg_inf;
+            }
+            window_mask = g.input_f32(std::move(mask), N, N);
+        }
+        const VisionAct a = v25_ ? VisionAct::Silu : VisionAct::QuickGelu;
+        for (int64_t il = 0; il < hp.n_layer; ++il) {
+            bool full = true;
+            if (v25_) {
+                full = false;
+                for (int64_t l : hp.full_attn_layers) full = full || l == il;
+            }
+            x = g.vit_block(il, x, v25_, a, v25_, rope_pos, full ? nullptr : window_mask);
+        }
+        // Merger: norm per patch, 2x2 patches concatenated, MLP.
+        x = v25_ ? g.rms_norm(x, g.w("v.post_ln.weight")) : g.layer_norm(x, g.w("v.post_ln.weight"), g.opt("v.post_ln.bias"));
+        x = g.pixel_shuffle(x, gw, gh, m);
+        x = g.act(g.linear(x, g.w("mm.0.weight"), g.w("mm.0.bias")), VisionAct::GeluErf);
+        return g.linear(x, g.w("mm.2.weight"), g.w("mm.2.bias"));
     }
 
 private:

@@ -1,0 +1,209 @@
+#include "runtime/multimodal.h"
+
+#include <algorithm>
+
+#include "corehead/error.h"
+#include "runtime/text_context.h"
+#include "vision/vision_context.h"
+#include "vision/vision_model.h"
+
+namespace corehead {
+
+MultimodalRunner::MultimodalRunner(const VisionModelFile& vision, const Weights& weights, const Backends& backends,
+                                   const Tokenizer* tok, int64_t n_embd)
+    : vision_(vision), tok_(tok), n_embd_(n_embd) {
+    ctx_ = std::make_unique<VisionContext>(*vision.family, vision.hp, weights, backends);
+    if (tok_) image_token_id_ = std::max<int32_t>(0, tok_->find(vision.family->image_token()));
+}
+
+MultimodalRunner::~MultimodalRunner() = default;
+
+PreparedImage MultimodalRunner::prepare(const Image& img) const { return vision_.family->prepare(img, vision_.hp); }
+
+MultimodalPrompt MultimodalRunner::assemble(const std::string& prompt_in, const std::vector<PreparedImage>& images,
+                                            const std::string& marker) const {
+    if (!tok_) throw InputError("this model file carries no tokenizer: multimodal prompts need one");
+    if (marker.empty()) throw InputError("the image marker must not be empty");
+    // Split the prompt at the markers.
+    std::vector<std::string> parts;
+    size_t start = 0;
+    for (size_t at; (at = prompt_in.find(marker, start)) != std::string::npos; start = at + marker.size()) {
+        parts.push_back(prompt_in.substr(start, at - start));
+    }
+    parts.push_back(prompt_in.substr(start));
+    const size_t n_markers = parts.size() - 1;
+    if (n_markers == 0 && !images.empty()) {
+        parts.insert(parts.begin(), images.size(), std::string());  // no marker: images first
+    } else if (n_markers != images.size()) {
+        throw InputError("the prompt has " + std::to_string(n_markers) + " image marker(s) ('" + marker + "') but " +
+                         std::to_string(images.size()) + " image(s) were given: use one marker per image");
+    }
+    // Text runs between visual spans (adjacent text is joined before tokenizing, as the HF
+    // processors tokenize the expanded string in one pass with the image tokens as specials).
+    MultimodalPrompt p;
+    std::string text = parts[0];
+    bool first = true;
+    auto flush = [&]() {
+        if (text.empty() && !first) return;
+        std::vector<int32_t> t = tok_->tokenize(text, /*add_special=*/first, /*parse_special=*/true);
+        p.ids.insert(p.ids.end(), t.begin(), t.end());
+        text.clear();
+        first = false;
+    };
+    for (size_t i = 0; i < images.size(); ++i) {
+        for (const LayoutPiece& piece : images[i].layout) {
+            if (piece.view < 0) {
+                text += piece.text;
+                continue;
+            }
+            flush();
+            const VisionView& v = images[i].views[piece.view];
+            VisualSpan s;
+            s.start = static_cast<int64_t>(p.ids.size());
+            s.n = v.grid_w * v.grid_h;
+            s.image = static_cast<int>(i);
+            s.view = piece.view;
+            p.spans.push_back(s);
+            p.ids.insert(p.ids.end(), s.n, image_token_id_);
+        }
+        text += parts[i + 1];
+    }
+    flush();
+    if (p.ids.empty()) throw InputError("the prompt is empty (no tokens)");
+
+    const int64_t n = static_cast<int64_t>(p.ids.size());
+    if (vision_.family->mrope_positions()) {
+        // transformers' get_rope_index: text advances all three sections together; an image's
+        // tokens get (t, row, column) offsets from the position where it starts, and the text after
+        // it continues at max + 1.
+        p.positions.assign(static_cast<size_t>(4 * n), 0);
+        int64_t cur = 0, i = 0;
+        for (const VisualSpan& s : p.spans) {
+            for (; i < s.start; ++i, ++cur) {
+                for (int sec = 0; sec < 3; ++sec) p.positions[sec * n + i] = static_cast<int32_t>(cur);
+            }
+            const VisionView& v = images[s.image].views[s.view];
+            for (int64_t k = 0; k < s.n; ++k, ++i) {
+                p.positions[i] = static_cast<int32_t>(cur);
+                p.positions[n + i] = static_cast<int32_t>(cur + k / v.grid_w);
+                p.positions[2 * n + i] = static_cast<int32_t>(cur + k % v.grid_w);
+            }
+            cur += std::max(v.grid_w, v.grid_h);
+        }
+        for (; i < n; ++i, ++cur) {
+            for (int sec = 0; sec < 3; ++sec) p.positions[sec * n + i] = static_cast<int32_t>(cur);
+        }
+        p.next_position = cur;
+    } else {
+        p.next_position = n;
+    }
+    return p;
+}
+
+std::vector<float> MultimodalRunner::encode(const PreparedImage& img) {
+    std::vector<float> out;
+    out.reserve(static_cast<size_t>(img.n_tokens() * n_embd_));
+    for (const VisionView& v : img.views) {
+        std::vector<float> e = ctx_->encode(v);
+        out.insert(out.end(), e.begin(), e.end());
+    }
+    return out;
+}
+
+std::vector<float> MultimodalRunner::prefill(TextContext& ctx, const MultimodalPrompt& p,
+                                             const std::vector<PreparedImage>& images, int64_t n_batch,
+                                             bool all_positions) {
+    const int64_t n = static_cast<int64_t>(p.ids.size());
+    if (ctx.n_past() + n > ctx.n_ctx()) {
+        throw ContextOverflow("the input needs " + std::to_string(ctx.n_past() + n) + " tokens but the context holds " +
+                              std::to_string(ctx.n_ctx()) + "; create the Engine with a larger n_ctx or shorten the input");
+    }
+    // Encode every image first (one vision pass per view), in span order.
+    std::vector<std::vector<float>> embeds(p.spans.size());
+    {
+        std::vector<std::vector<float>> per_image(images.size());
+        for (size_t i = 0; i < images.size(); ++i) per_image[i] = encode(images[i]);
+        for (size_t s = 0; s < p.spans.size(); ++s) {
+            const VisualSpan& sp = p.spans[s];
+            int64_t offset = 0;
+            for (int v = 0; v < sp.view; ++v) offset += images[sp.image].views[v].grid_w * images[sp.image].views[v].grid_h;
+            const auto& src = per_image[sp.image];
+            embeds[s].assign(src.begin() + offset * n_embd_, src.begin() + (offset + sp.n) * n_embd_);
+        }
+    }
+    const bool mrope = !p.positions.empty();
+    const bool bidir = vision_.family->bidirectional_image();
+    std::vector<float> out;
+    auto run = [&](DecoderBatch& b, int64_t at) {
+        b.n_tokens = static_cast<int64_t>(b.tokens.empty() ? b.embeddings.size() / n_embd_ : b.tokens.size());
+        if (mrope) {
+            b.positions.resize(static_cast<size_t>(4 * b.n_tokens));
+            for (int sec = 0; sec < 4; ++sec) {
+                std::copy_n(p.positions.begin() + sec * n + at, b.n_tokens, b.positions.begin() + sec * b.n_tokens);
+            }
+        }
+        const bool last = at + b.n_tokens == n;
+        if (all_positions) {
+            for (int64_t i = 0; i < b.n_tokens; ++i) b.output_rows.push_back(static_cast<int32_t>(i));
+        } else {
+            b.output_rows.push_back(static_cast<int32_t>(b.n_tokens - 1));
+        }
+        std::vector<float> l = ctx.decode(b);
+        if (all_positions) {
+            out.insert(out.end(), l.begin(), l.end());
+        } else if (last) {
+            out = std::move(l);
+        }
+    };
+    int64_t i = 0;
+    size_t next_span = 0;
+    while (i < n) {
+        if (next_span < p.spans.size() && p.spans[next_span].start == i) {
+            const VisualSpan& sp = p.spans[next_span];
+            // A bidirectional image chunk must be one batch; others may be split.
+            const int64_t step = bidir ? sp.n : std::max<int64_t>(1, n_batch);
+            for (int64_t k = 0; k < sp.n; k += step) {
+                const int64_t len = std::min(step, sp.n - k);
+                DecoderBatch b;
+                b.embeddings.assign(embeds[next_span].begin() + k * n_embd_, embeds[next_span].begin() + (k + len) * n_embd_);
+                b.bidirectional = bidir;
+                run(b, i + k);
+            }
+            i += sp.n;
+            ++next_span;
+            continue;
+        }
+        const int64_t end = next_span < p.spans.size() ? p.spans[next_span].start : n;
+        for (int64_t k = i; k < end; k += n_batch) {
+            const int64_t len = std::min(n_batch, end - k);
+            DecoderBatch b;
+            b.tokens.assign(p.ids.begin() + k, p.ids.begin() + k + len);
+            run(b, k);
+        }
+        i = end;
+    }
+    ctx.set_pos_offset(p.next_position - ctx.n_past());
+    return out;
+}
+
+std::vector<float> MultimodalRunner::token_boxes(const PreparedImage& img) {
+    std::vector<float> out;
+    out.reserve(static_cast<size_t>(4 * img.n_tokens()));
+    // Views in layout order (the order their tokens appear in the prompt).
+    for (const LayoutPiece& piece : img.layout) {
+        if (piece.view < 0) continue;
+        const VisionView& v = img.views[piece.view];
+        const double bw = (v.box[2] - v.box[0]) / v.grid_w, bh = (v.box[3] - v.box[1]) / v.grid_h;
+        for (int64_t r = 0; r < v.grid_h; ++r) {
+            for (int64_t c = 0; c < v.grid_w; ++c) {
+                out.push_back(static_cast<float>(v.box[0] + c * bw));
+                out.push_back(static_cast<float>(v.box[1] + r * bh));
+                out.push_back(static_cast<float>(c + 1 == v.grid_w ? v.box[2] : v.box[0] + (c + 1) * bw));
+                out.push_back(static_cast<float>(r + 1 == v.grid_h ? v.box[3] : v.box[1] + (r + 1) * bh));
+            }
+        }
+    }
+    return out;
+}
+
+}  // namespace corehead

@@ -1,0 +1,66 @@
+// Multimodal prompts: image markers in the prompt are replaced by each family's token layout
+// (as the transformers processors expand them), images are encoded by the vision model, and the
+// sequence is prefilled with image embeddings at the visual positions (M-RoPE 3-D positions for
+// Qwen-VL, a bidirectional image chunk for Gemma 3).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "corehead/image.h"
+#include "corehead/tokenizer.h"
+#include "vision/family.h"
+
+namespace corehead {
+
+struct Backends;
+class TextContext;
+class VisionContext;
+class Weights;
+struct VisionModelFile;
+
+// One run of visual tokens (one view of one image) inside a prompt.
+struct VisualSpan {
+    int64_t start = 0;  // index in MultimodalPrompt::ids
+    int64_t n = 0;
+    int image = 0, view = 0;
+};
+
+struct MultimodalPrompt {
+    std::vector<int32_t> ids;        // the image placeholder id (or 0 when the vocabulary lacks it) at visual positions
+    std::vector<VisualSpan> spans;   // in prompt order
+    std::vector<int32_t> positions;  // M-RoPE only: 4 * ids.size(), section-major (t, h, w, 0)
+    int64_t next_position = 0;       // RoPE position of the token after the prompt
+};
+
+class MultimodalRunner {
+public:
+    MultimodalRunner(const VisionModelFile& vision, const Weights& weights, const Backends& backends, const Tokenizer* tok,
+                     int64_t n_embd);
+    ~MultimodalRunner();
+
+    PreparedImage prepare(const Image& img) const;
+    // Throws InputError when the number of markers and images differ (no marker: the images go
+    // first, in order).
+    MultimodalPrompt assemble(const std::string& prompt, const std::vector<PreparedImage>& images,
+                              const std::string& marker) const;
+    // Projector output of every view of `img`, concatenated: row-major [n_tokens, n_embd].
+    std::vector<float> encode(const PreparedImage& img);
+    // Runs `p` from the context's current position; returns the logits of every position
+    // ([n, n_vocab]) or of the last one. Leaves the context's RoPE offset set for decoding.
+    std::vector<float> prefill(TextContext& ctx, const MultimodalPrompt& p, const std::vector<PreparedImage>& images,
+                               int64_t n_batch, bool all_positions);
+
+    // [n_visual, 4] boxes (x0, y0, x1, y1) in original-image pixels, in context order.
+    static std::vector<float> token_boxes(const PreparedImage& img);
+
+private:
+    const VisionModelFile& vision_;
+    const Tokenizer* tok_;
+    int64_t n_embd_;
+    int32_t image_token_id_ = 0;
+    std::unique_ptr<VisionContext> ctx_;
+};
+
+}  // namespace corehead

@@ -1,0 +1,72 @@
+// Building blocks for vision encoder graphs (ViT blocks, patch embedding, 2-D RoPE, pixel
+// shuffle), shared by the families in vision/<family>.cpp. Activations are computed in f32 with
+// exact formulas (the CPU backend's table-based GELU variants are only f16-accurate).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ggml.h"
+#include "vision/family.h"
+#include "vision/hparams.h"
+
+namespace corehead {
+
+class Weights;
+
+enum class VisionAct { GeluErf, GeluTanh, QuickGelu, Silu };
+
+class VisionGraph {
+public:
+    VisionGraph(ggml_context* ctx, ggml_cgraph* gf, const VisionHParams& hp, const Weights& w, const VisionView& view);
+
+    ggml_context* const ctx;
+    ggml_cgraph* const gf;
+    const VisionHParams& hp;
+    const Weights& weights;
+    const VisionView& view;
+    const int64_t grid_w, grid_h;  // patches per row / column
+    const int64_t n_patches;
+
+    ggml_tensor* w(const std::string& name) const;    // throws ModelError when absent
+    ggml_tensor* opt(const std::string& name) const;  // nullptr when absent
+    // `t` as F32 (a cast node when stored otherwise): for weights that enter element-wise ops
+    // (position / class embeddings), which ggml's CPU kernels take only in f32.
+    ggml_tensor* f32(ggml_tensor* t);
+
+    // The view's pixels as [width, height, 3].
+    ggml_tensor* pixels();
+    // Patch embedding (convolution with stride = patch) for `kernel` ([P, P, 3, E]): [E, n_patches],
+    // patches row-major.
+    ggml_tensor* patch_embed(ggml_tensor* kernel);
+
+    ggml_tensor* linear(ggml_tensor* x, ggml_tensor* weight, ggml_tensor* bias = nullptr);
+    ggml_tensor* layer_norm(ggml_tensor* x, ggml_tensor* weight, ggml_tensor* bias);
+    ggml_tensor* rms_norm(ggml_tensor* x, ggml_tensor* weight);
+    ggml_tensor* act(ggml_tensor* x, VisionAct a);
+
+    // Full (non-causal) multi-head self-attention of block `il` on x [E, N]; `rope_pos` (2-D
+    // vision RoPE positions, 4*N) and `mask` ([N, N] f32, 0 / -inf) are optional.
+    ggml_tensor* attention(int64_t il, ggml_tensor* x, ggml_tensor* rope_pos, ggml_tensor* mask);
+    // One pre-norm ViT block: x + attn(norm1(x)); x + mlp(norm2(x)).
+    ggml_tensor* vit_block(int64_t il, ggml_tensor* x, bool rms, VisionAct a, bool gated, ggml_tensor* rope_pos = nullptr,
+                           ggml_tensor* mask = nullptr);
+
+    // [E, gw*gh] row-major -> [E*s*s, (gw/s)*(gh/s)]: each output token concatenates the s x s
+    // patches of its block, row by row (Idefics3's pixel shuffle, Qwen-VL's merger order).
+    ggml_tensor* pixel_shuffle(ggml_tensor* x, int64_t gw, int64_t gh, int64_t s);
+
+    // Graph inputs filled from host data after allocation.
+    ggml_tensor* input_i32(const std::vector<int32_t>& data);
+    ggml_tensor* input_f32(std::vector<float> data, int64_t ne0, int64_t ne1 = 1, int64_t ne2 = 1);
+    void set_inputs() const;
+
+private:
+    struct HostInput {
+        ggml_tensor* t;
+        std::vector<char> bytes;
+    };
+    std::vector<HostInput> inputs_;
+};
+
+}  // namespace corehead
