@@ -264,6 +264,22 @@ NB_MODULE(_core, m) {
            "repeat_penalty"_a = 1.0f, "repeat_last_n"_a = 64, "seed"_a = 0, "stop_at_eog"_a = true,
            "on_token"_a = nb::none())
         .def_prop_ro("eog_tokens", &corehead::Engine::eog_tokens)
+        .def("attention", [](corehead::Engine& e, const std::vector<int32_t>& tokens, const std::vector<int32_t>& positions,
+                             const std::vector<int32_t>& layers, bool full_rows, const std::vector<float>& relevance,
+                             int64_t n_regions) {
+            corehead::AttentionTaps t;
+            {
+                nb::gil_scoped_release nogil;
+                t = e.attention(tokens, positions, layers, full_rows, relevance, n_regions);
+            }
+            const size_t L = t.layers.size(), H = t.n_head, P = t.positions.size();
+            nb::dict d;
+            d["layers"] = t.layers;
+            d["positions"] = t.positions;
+            if (full_rows) d["rows"] = to_numpy(std::move(t.rows), {L, H, P, static_cast<size_t>(t.n_kv)});
+            if (n_regions > 0) d["masses"] = to_numpy(std::move(t.masses), {L, H, P, static_cast<size_t>(n_regions)});
+            return d;
+        }, "tokens"_a, "positions"_a, "layers"_a, "full_rows"_a, "relevance"_a, "n_regions"_a)
         .def("logits_images", [](corehead::Engine& e, const std::string& prompt, const std::vector<ImageArray>& images,
                                  bool all_positions, const std::string& marker) {
             std::vector<corehead::Image> imgs = to_images(images);

@@ -8,6 +8,7 @@
 #include "runtime/backend.h"
 #include "runtime/multimodal.h"
 #include "runtime/sampler.h"
+#include "heads/taps.h"
 #include "runtime/text_context.h"
 #include "text/text_weights.h"
 #include "tokenizer/vocab.h"
@@ -119,7 +120,11 @@ struct Engine::Impl {
     std::vector<int32_t> sample_loop(Sampler& sampler, std::vector<float> logits, std::vector<int32_t> history,
                                      const GenerateOptions& o, const TokenCallback& on_token);
 
-    std::vector<float> feed(const std::vector<int32_t>& tokens, bool all_positions) {
+    // Feeds tokens in n_batch chunks; returns the logits of the requested rows (all or last).
+    // With `taps`, each chunk taps the requested positions (absolute, ascending) it contains and
+    // hands the chunk's result to `on_taps(first_position_index, result)`.
+    std::vector<float> feed(const std::vector<int32_t>& tokens, bool all_positions, const TapRequest* taps = nullptr,
+                            const std::function<void(size_t, const TapResult&)>& on_taps = nullptr) {
         if (tokens.empty()) throw InputError("the prompt is empty (no tokens)");
         if (ctx->n_past() + static_cast<int64_t>(tokens.size()) > ctx->n_ctx()) {
             throw ContextOverflow("the input needs " + std::to_string(ctx->n_past() + tokens.size()) +
@@ -139,7 +144,26 @@ struct Engine::Impl {
             } else {
                 b.output_rows.push_back(static_cast<int32_t>(len - 1));
             }
+            TapRequest chunk_taps;
+            TapResult chunk_result;
+            size_t first_tap = 0;
+            if (taps) {
+                const int64_t base = ctx->n_past();
+                chunk_taps = *taps;
+                chunk_taps.rows.clear();
+                for (size_t i = 0; i < taps->rows.size(); ++i) {
+                    const int64_t p = taps->rows[i] - base;
+                    if (p < 0 || p >= len) continue;
+                    if (chunk_taps.rows.empty()) first_tap = i;
+                    chunk_taps.rows.push_back(static_cast<int32_t>(p));
+                }
+                if (!chunk_taps.rows.empty()) {
+                    b.taps = &chunk_taps;
+                    b.tap_result = &chunk_result;
+                }
+            }
             std::vector<float> l = ctx->decode(b);
+            if (b.tap_result && on_taps) on_taps(first_tap, chunk_result);
             if (all_positions) {
                 out.insert(out.end(), l.begin(), l.end());
             } else if (start + len == n) {
@@ -236,6 +260,84 @@ std::vector<int32_t> Engine::Impl::sample_loop(Sampler& sampler, std::vector<flo
 std::optional<std::string> Engine::metadata_string(const std::string& key) const {
     const GgufFile& f = *impl_->text.file;
     return f.has(key) ? f.find_str(key) : std::nullopt;
+}
+
+AttentionTaps Engine::attention(const std::vector<int32_t>& tokens, const std::vector<int32_t>& positions_in,
+                                const std::vector<int32_t>& layers_in, bool full_rows,
+                                const std::vector<float>& relevance, int64_t n_regions) {
+    Impl& I = *impl_;
+    const TextHParams& hp = I.text.hp;
+    const int64_t n = static_cast<int64_t>(tokens.size());
+    if (n == 0) throw InputError("the prompt is empty (no tokens)");
+    AttentionTaps out;
+    // Positions: negative values count from the end; ascending, unique.
+    std::vector<int32_t> pos = positions_in;
+    if (pos.empty()) pos.push_back(static_cast<int32_t>(n - 1));
+    for (int32_t& p : pos) {
+        if (p < -n || p >= n) {
+            throw InputError("position " + std::to_string(p) + " is out of range for a prompt of " + std::to_string(n) +
+                             " tokens");
+        }
+        if (p < 0) p += static_cast<int32_t>(n);
+    }
+    std::sort(pos.begin(), pos.end());
+    pos.erase(std::unique(pos.begin(), pos.end()), pos.end());
+    TapRequest req;
+    req.rows = pos;
+    req.full_rows = full_rows;
+    if (layers_in.empty()) {
+        for (int64_t l = 0; l < hp.n_layer; ++l) out.layers.push_back(static_cast<int32_t>(l));
+    } else {
+        req.layers.assign(hp.n_layer, false);
+        for (int32_t l : layers_in) {
+            if (l < 0 || l >= hp.n_layer) {
+                throw InputError("layer " + std::to_string(l) + " is out of range [0, " + std::to_string(hp.n_layer) + ")");
+            }
+            req.layers[l] = true;
+        }
+        for (int64_t l = 0; l < hp.n_layer; ++l) {
+            if (req.layers[l]) out.layers.push_back(static_cast<int32_t>(l));
+        }
+    }
+    if (n_regions < 0 || (n_regions > 0 && static_cast<int64_t>(relevance.size()) != n_regions * n)) {
+        throw InputError("relevance must hold n_regions x n_tokens values");
+    }
+    if (n_regions == 0 && !full_rows) throw InputError("ask for full rows, masses over a relevance matrix, or both");
+    req.n_regions = n_regions;
+    req.relevance = relevance;
+    req.n_kv_total = n;
+
+    out.positions = pos;
+    out.n_head = hp.n_head;
+    out.n_kv = n;
+    out.n_regions = n_regions;
+    const size_t L = out.layers.size(), H = hp.n_head, P = pos.size();
+    if (full_rows) out.rows.assign(L * H * P * n, 0.0f);
+    if (n_regions > 0) out.masses.assign(L * H * P * n_regions, 0.0f);
+
+    // Scatter one chunk's taps ([n_kv_chunk | n_regions, n_tap, n_head] per layer) into the output.
+    auto on_taps = [&](size_t first, const TapResult& r) {
+        const size_t n_tap = full_rows ? r.rows[0].size() / (H * r.n_kv) : r.masses[0].size() / (H * n_regions);
+        for (size_t li = 0; li < r.layers.size(); ++li) {
+            const size_t lo = std::lower_bound(out.layers.begin(), out.layers.end(), r.layers[li]) - out.layers.begin();
+            for (size_t h = 0; h < H; ++h) {
+                for (size_t t = 0; t < n_tap; ++t) {
+                    const size_t dst = (lo * H + h) * P + first + t;
+                    if (full_rows) {
+                        const float* src = r.rows[li].data() + (h * n_tap + t) * r.n_kv;
+                        std::copy(src, src + r.n_kv, out.rows.begin() + dst * n);  // later keys stay 0 (masked)
+                    }
+                    if (n_regions > 0) {
+                        const float* src = r.masses[li].data() + (h * n_tap + t) * n_regions;
+                        std::copy(src, src + n_regions, out.masses.begin() + dst * n_regions);
+                    }
+                }
+            }
+        }
+    };
+    I.ctx->reset();
+    I.feed(tokens, false, &req, on_taps);
+    return out;
 }
 
 void Engine::set_interrupt_check(std::function<void()> check) { impl_->interrupt_check = std::move(check); }

@@ -132,6 +132,38 @@ class Engine:
             raise ValueError("images are not supported by this engine yet (vision arrives with the vision issue)")
         return self._native().logits(self._token_ids(prompt), bool(all_positions))
 
+    def attention(self, prompt: str | Sequence[int], images: Sequence = (), positions: Sequence[int] | None = None,
+                  layers: Sequence[int] | None = None) -> np.ndarray:
+        """Attention probabilities of query `positions` over all keys, per layer and head:
+        float32 ``[n_layer, n_head, n_pos, n_kv]`` (``n_layer`` = len(layers) when given).
+
+        positions default to the last prompt position; negative values count from the end.
+        Computed on a side branch for the tapped rows only (the main path keeps flash
+        attention), so the cost grows with the number of positions, not the prompt squared.
+        Rows of the returned array follow the sorted, de-duplicated positions.
+        """
+        if images:
+            raise ValueError("images are not supported by this engine yet (vision arrives with the vision issue)")
+        ids = self._token_ids(prompt)
+        res = self._native().attention(ids, _int_list(positions, "positions"), _int_list(layers, "layers"),
+                                       True, [], 0)
+        return res["rows"]
+
+    def attention_masses(self, prompt: str | Sequence[int], relevance: np.ndarray,
+                         positions: Sequence[int] | None = None, layers: Sequence[int] | None = None) -> np.ndarray:
+        """Attention mass of query `positions` on weighted key sets, reduced on the graph:
+        ``relevance`` is ``[n_regions, n_tokens]`` (weights per context position); returns
+        ``[n_layer, n_head, n_pos, n_regions]`` = Σ_j relevance[r, j] · A[l, h][pos, j]."""
+        ids = self._token_ids(prompt)
+        w = np.ascontiguousarray(relevance, dtype=np.float32)
+        if w.ndim != 2 or w.shape[1] != len(ids):
+            raise ValueError(f"relevance must have shape [n_regions, {len(ids)}], got {w.shape}")
+        if not np.isfinite(w).all():
+            raise ValueError("relevance has non-finite values")
+        res = self._native().attention(ids, _int_list(positions, "positions"), _int_list(layers, "layers"),
+                                       False, w.ravel().tolist(), w.shape[0])
+        return res["masses"]
+
     def generate_ids(self, prompt: str | Sequence[int], max_tokens: int = 64, temperature: float = 0.0,
                      top_k: int = 0, top_p: float = 1.0, min_p: float = 0.0, repeat_penalty: float = 1.0,
                      repeat_last_n: int = 64, seed: int = 0, stop_at_eog: bool = True,
@@ -242,6 +274,21 @@ class Engine:
         v = self._core.vision_info
         vis = f", vision={v['projector']}" if v else ""
         return f"Engine({i['arch']}, {i['n_layer']} layers x {i['n_head']} heads, {i['file_type']}{vis})"
+
+
+def _int_list(values: Sequence[int] | None, what: str) -> list[int]:
+    if values is None:
+        return []
+    if isinstance(values, (int, np.integer)):
+        values = [values]
+    out = []
+    for v in values:
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+            raise TypeError(f"{what} must be ints, got {type(v).__name__}")
+        out.append(int(v))
+    if not out:
+        raise ValueError(f"{what} is empty")
+    return out
 
 
 def inspect(model: str | os.PathLike | None = None, mmproj: str | os.PathLike | None = None) -> dict:

@@ -91,6 +91,18 @@ struct PreprocessedView {
 // where each image goes; without markers the images go before the text.
 constexpr const char* kDefaultImageMarker = "<__media__>";
 
+// Attention probabilities read by the taps (DESIGN §4): for each selected layer, head and
+// query position, either the full row over all keys or its masses over relevance regions.
+struct AttentionTaps {
+    std::vector<int32_t> layers;     // selected layers, ascending
+    std::vector<int32_t> positions;  // query positions, ascending
+    int64_t n_head = 0;
+    int64_t n_kv = 0;                // keys = tokens in the context
+    int64_t n_regions = 0;
+    std::vector<float> rows;    // [layer][head][position][key], row-major (empty unless asked)
+    std::vector<float> masses;  // [layer][head][position][region] (empty unless asked)
+};
+
 class Engine {
 public:
     explicit Engine(const EngineOptions& options);  // loads weights; throws on any bad input
@@ -133,6 +145,13 @@ public:
     // For every visual token of `image`, in context order, the rectangle of the original image it
     // covers: row-major [n_visual, 4] (x0, y0, x1, y1) in pixels.
     std::vector<float> visual_token_boxes(const Image& image) const;
+
+    // Runs `tokens` from an empty context with attention taps on `positions` (negative values count
+    // from the end) and `layers` (empty = all). full_rows: return P rows; relevance (row-major
+    // [n_regions][n_tokens], may be empty): return Σ_j W[r, j] P[j] per region.
+    AttentionTaps attention(const std::vector<int32_t>& tokens, const std::vector<int32_t>& positions,
+                            const std::vector<int32_t>& layers, bool full_rows, const std::vector<float>& relevance,
+                            int64_t n_regions);
 
     // Called between forward passes of long work (prefill batches, generated tokens); it may
     // throw to abandon the work (the Python binding raises KeyboardInterrupt on Ctrl-C).

@@ -86,6 +86,7 @@ std::vector<float> TextContext::decode(DecoderBatch& batch) {
     }
     std::vector<float> out(ggml_nelements(logits));
     ggml_backend_tensor_get(logits, out.data(), 0, out.size() * sizeof(float));
+    g.read_outputs();
     ggml_free(ctx);
     n_past_ += batch.n_tokens;
     return out;

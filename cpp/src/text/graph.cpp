@@ -1,6 +1,7 @@
 #include "text/graph.h"
 
 #include <cmath>
+#include <algorithm>
 #include <limits>
 
 #include "ggml-backend.h"
@@ -63,9 +64,62 @@ ggml_tensor* DecoderGraph::attention(int64_t layer, ggml_tensor* q, ggml_tensor*
     ggml_tensor* K = kv.view_k(ctx, layer, n_kv);
     ggml_tensor* V = kv.view_v(ctx, layer, n_kv);
     ggml_tensor* Q = ggml_permute(ctx, q, 0, 2, 1, 3);  // [hd, n_tokens, n_head]
+    if (batch.taps && batch.taps->taps(layer)) tap_attention(layer, q, K, scale);
     ggml_tensor* out = ggml_flash_attn_ext(ctx, Q, K, V, mask(hp.is_swa(layer)), scale, 0.0f, 0.0f);
     ggml_flash_attn_ext_set_prec(out, GGML_PREC_F32);
     return ggml_reshape_2d(ctx, out, hp.head_dim_v * hp.n_head, n_tokens);  // [hd*n_head, n_tokens]
+}
+
+void DecoderGraph::tap_attention(int64_t layer, ggml_tensor* q, ggml_tensor* K, float scale) {
+    const TapRequest& t = *batch.taps;
+    const int64_t n_tap = static_cast<int64_t>(t.rows.size());
+    const int64_t hd = q->ne[0], n_head = q->ne[1];
+    if (!inp_tap_rows_) {
+        inp_tap_rows_ = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, n_tap);
+        ggml_set_input(inp_tap_rows_);
+    }
+    ggml_tensor*& tap_mask = hp.is_swa(layer) ? inp_tap_mask_swa_ : inp_tap_mask_;
+    if (!tap_mask) {
+        tap_mask = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, n_kv, n_tap);
+        ggml_set_input(tap_mask);
+    }
+    // q rows of the tapped tokens: [hd, n_head, n_tokens] -> [hd, n_tap, n_head].
+    ggml_tensor* qt = ggml_get_rows(ctx, ggml_reshape_2d(ctx, q, hd * n_head, n_tokens), inp_tap_rows_);
+    qt = ggml_cont(ctx, ggml_permute(ctx, ggml_reshape_3d(ctx, qt, hd, n_head, n_tap), 0, 2, 1, 3));
+    // K [hd, n_kv, n_head_kv] broadcasts over the query heads of each KV group (GQA).
+    ggml_tensor* p = ggml_soft_max_ext(ctx, ggml_mul_mat(ctx, K, qt), tap_mask, scale, 0.0f);  // [n_kv, n_tap, n_head]
+    TapOut out{layer, nullptr, nullptr};
+    if (t.full_rows) {
+        out.rows = p;
+        ggml_set_output(p);
+        ggml_build_forward_expand(gf, p);
+    }
+    if (t.n_regions > 0) {
+        if (!inp_relevance_) {
+            inp_relevance_ = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, n_kv, t.n_regions);
+            ggml_set_input(inp_relevance_);
+        }
+        out.masses = ggml_mul_mat(ctx, inp_relevance_, ggml_reshape_2d(ctx, p, n_kv, n_tap * n_head));
+        ggml_set_output(out.masses);
+        ggml_build_forward_expand(gf, out.masses);
+    }
+    tap_outs_.push_back(out);
+}
+
+void DecoderGraph::read_outputs() const {
+    if (!batch.tap_result) return;
+    TapResult& r = *batch.tap_result;
+    r.n_kv = n_kv;
+    r.layers.clear();
+    r.rows.clear();
+    r.masses.clear();
+    for (const TapOut& o : tap_outs_) {
+        r.layers.push_back(static_cast<int32_t>(o.layer));
+        r.rows.emplace_back(o.rows ? ggml_nelements(o.rows) : 0);
+        if (o.rows) ggml_backend_tensor_get(o.rows, r.rows.back().data(), 0, ggml_nbytes(o.rows));
+        r.masses.emplace_back(o.masses ? ggml_nelements(o.masses) : 0);
+        if (o.masses) ggml_backend_tensor_get(o.masses, r.masses.back().data(), 0, ggml_nbytes(o.masses));
+    }
 }
 
 ggml_tensor* DecoderGraph::ffn_swiglu(ggml_tensor* x, const LayerWeights& L) {
@@ -77,7 +131,16 @@ ggml_tensor* DecoderGraph::ffn_swiglu(ggml_tensor* x, const LayerWeights& L) {
 ggml_tensor* DecoderGraph::ffn_geglu(ggml_tensor* x, const LayerWeights& L) {
     ggml_tensor* g = ggml_mul_mat(ctx, L.ffn_gate, x);
     ggml_tensor* u = ggml_mul_mat(ctx, L.ffn_up, x);
-    return ggml_mul_mat(ctx, L.ffn_down, ggml_geglu_split(ctx, g, u));
+    return ggml_mul_mat(ctx, L.ffn_down, ggml_mul(ctx, gelu_tanh(g), u));
+}
+
+ggml_tensor* DecoderGraph::gelu_tanh(ggml_tensor* x) {
+    // 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), from exact ops: ggml's CPU GELU reads an fp16
+    // table, which put 3e-4 between our attention and transformers' after one Gemma layer.
+    const float c = 0.7978845608028654f;  // √(2/π)
+    ggml_tensor* x3 = ggml_mul(ctx, ggml_sqr(ctx, x), x);
+    ggml_tensor* t = ggml_tanh(ctx, ggml_scale(ctx, ggml_add(ctx, x, ggml_scale(ctx, x3, 0.044715f)), c));
+    return ggml_mul(ctx, x, ggml_scale_bias(ctx, t, 0.5f, 0.5f));
 }
 
 ggml_tensor* DecoderGraph::logits(ggml_tensor* x) {
@@ -92,6 +155,14 @@ ggml_tensor* DecoderGraph::logits(ggml_tensor* x) {
     return ggml_mul_mat(ctx, w.output, x);
 }
 
+bool DecoderGraph::visible(int64_t row, int64_t key, bool swa) const {
+    const int64_t qi = batch.n_past + row;  // cache index of the query
+    const bool same_chunk = batch.bidirectional && key >= batch.n_past;
+    if (key > qi && !same_chunk) return false;
+    if (swa && qi - key >= hp.n_swa && !same_chunk) return false;
+    return true;
+}
+
 void DecoderGraph::set_inputs() const {
     if (inp_tokens_) ggml_backend_tensor_set(inp_tokens_, batch.tokens.data(), 0, ggml_nbytes(inp_tokens_));
     if (inp_embd_) ggml_backend_tensor_set(inp_embd_, batch.embeddings.data(), 0, ggml_nbytes(inp_embd_));
@@ -104,14 +175,32 @@ void DecoderGraph::set_inputs() const {
         const bool swa = m == inp_mask_swa_;
         std::vector<ggml_fp16_t> data(static_cast<size_t>(n_kv * n_tokens));
         for (int64_t i = 0; i < n_tokens; ++i) {
-            const int64_t qi = batch.n_past + i;  // cache index of the query
-            for (int64_t j = 0; j < n_kv; ++j) {
-                bool visible = j <= qi || (batch.bidirectional && j >= batch.n_past);
-                if (swa && qi - j >= hp.n_swa && !(batch.bidirectional && j >= batch.n_past)) visible = false;
-                data[i * n_kv + j] = visible ? zero : neg_inf;
-            }
+            for (int64_t j = 0; j < n_kv; ++j) data[i * n_kv + j] = visible(i, j, swa) ? zero : neg_inf;
         }
         ggml_backend_tensor_set(m, data.data(), 0, data.size() * sizeof(ggml_fp16_t));
+    }
+    if (!batch.taps) return;
+    const TapRequest& t = *batch.taps;
+    if (inp_tap_rows_) ggml_backend_tensor_set(inp_tap_rows_, t.rows.data(), 0, ggml_nbytes(inp_tap_rows_));
+    for (ggml_tensor* m : {inp_tap_mask_, inp_tap_mask_swa_}) {
+        if (!m) continue;
+        const bool swa = m == inp_tap_mask_swa_;
+        std::vector<float> data(static_cast<size_t>(n_kv * t.rows.size()));
+        for (size_t i = 0; i < t.rows.size(); ++i) {
+            for (int64_t j = 0; j < n_kv; ++j) {
+                data[i * n_kv + j] = visible(t.rows[i], j, swa) ? 0.0f : -std::numeric_limits<float>::infinity();
+            }
+        }
+        ggml_backend_tensor_set(m, data.data(), 0, data.size() * sizeof(float));
+    }
+    if (inp_relevance_) {
+        // W is laid out for n_kv_total keys; this batch sees the first n_kv of them.
+        std::vector<float> w(static_cast<size_t>(n_kv * t.n_regions));
+        for (int64_t r = 0; r < t.n_regions; ++r) {
+            const float* src = t.relevance.data() + r * t.n_kv_total;
+            std::copy(src, src + n_kv, w.begin() + r * n_kv);
+        }
+        ggml_backend_tensor_set(inp_relevance_, w.data(), 0, w.size() * sizeof(float));
     }
 }
 

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "ggml.h"
+#include "heads/taps.h"
 #include "text/hparams.h"
 #include "text/text_weights.h"
 
@@ -22,6 +23,8 @@ struct DecoderBatch {
     std::vector<int32_t> positions;   // RoPE positions (n_tokens; 4*n_tokens for M-RoPE, section-major)
     bool bidirectional = false;       // tokens of this batch see each other (gemma3 image chunk)
     std::vector<int32_t> output_rows; // batch rows whose logits are returned
+    const TapRequest* taps = nullptr; // attention taps for this batch (nullptr = none)
+    TapResult* tap_result = nullptr;  // filled after compute when taps is set
 };
 
 class DecoderGraph {
@@ -49,14 +52,31 @@ public:
     ggml_tensor* attention(int64_t layer, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v, float scale);
     ggml_tensor* ffn_swiglu(ggml_tensor* x, const LayerWeights& L);
     ggml_tensor* ffn_geglu(ggml_tensor* x, const LayerWeights& L);
+    // tanh-approximated GELU (transformers' gelu_pytorch_tanh) computed in f32.
+    ggml_tensor* gelu_tanh(ggml_tensor* x);
     // Final norm + LM head on the output rows only: [n_vocab, n_out].
     ggml_tensor* logits(ggml_tensor* x);
 
     // Host-side data for the input tensors, once the graph is allocated.
     void set_inputs() const;
+    // Copies tapped attention to batch.tap_result, once the graph has been computed.
+    void read_outputs() const;
 
 private:
     ggml_tensor* mask(bool swa);
+    // Side branch for tapped rows: P over all keys and its masses (see heads/taps.h).
+    void tap_attention(int64_t layer, ggml_tensor* q, ggml_tensor* K, float scale);
+    bool visible(int64_t row, int64_t key, bool swa) const;
+    ggml_tensor* inp_tap_rows_ = nullptr;
+    ggml_tensor* inp_tap_mask_ = nullptr;
+    ggml_tensor* inp_tap_mask_swa_ = nullptr;
+    ggml_tensor* inp_relevance_ = nullptr;
+    struct TapOut {
+        int64_t layer;
+        ggml_tensor* rows;
+        ggml_tensor* masses;
+    };
+    std::vector<TapOut> tap_outs_;
     ggml_tensor* inp_tokens_ = nullptr;
     ggml_tensor* inp_embd_ = nullptr;
     ggml_tensor* inp_pos_ = nullptr;

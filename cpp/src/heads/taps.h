@@ -1,0 +1,32 @@
+// Attention taps (DESIGN §4). The main path keeps flash attention, which never materializes
+// probabilities; for a few tapped query rows a side branch recomputes
+// P = softmax(K·q·scale + mask) over all keys, per layer and head, and optionally reduces it
+// on the graph with a relevance matrix W [n_kv, n_regions], so only [n_regions, n_tap, n_head]
+// masses travel to the host. Cost O(n_tap · n_kv · head_dim) per head.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace corehead {
+
+struct TapRequest {
+    std::vector<int32_t> rows;     // batch rows (queries) to tap, ascending
+    std::vector<bool> layers;      // layers[l]: tap layer l (empty = every layer)
+    bool full_rows = false;        // return P rows over all keys
+    int64_t n_regions = 0;         // > 0: return masses Σ_j W[j, r] · P[j]
+    std::vector<float> relevance;  // W, row-major [n_regions][n_kv_total]: W[r * n_kv_total + j]
+    int64_t n_kv_total = 0;        // key count W is laid out for (>= the batch's n_kv)
+
+    bool taps(int64_t layer) const { return !rows.empty() && (layers.empty() || layers[layer]); }
+};
+
+// Per tapped layer (in layer order), ggml order (fastest index first):
+// rows[l]:   [n_kv, n_tap, n_head]      masses[l]: [n_regions, n_tap, n_head]
+struct TapResult {
+    std::vector<int32_t> layers;
+    int64_t n_kv = 0;
+    std::vector<std::vector<float>> rows;
+    std::vector<std::vector<float>> masses;
+};
+
+}  // namespace corehead
