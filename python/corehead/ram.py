@@ -1,0 +1,353 @@
+"""Retrieval Attention Mass (RAM) and the ranking of CoRe heads (DESIGN.md §4).
+
+Definitions, exactly as computed here:
+
+- relevance r_j ∈ [0, 1] of visual token j = area(token rectangle ∩ target region) / area(token
+  rectangle); the target region is the probe's box(es) (union) or mask, in original-image pixels;
+  token rectangles come from :meth:`Engine.visual_token_boxes`. For a text probe, r_j = 1 on the
+  tokens overlapping the target character span, else 0 ("visual" tokens are then all prompt tokens).
+- query set Q: with ``query="answer"`` the answer is teacher-forced after the prompt and Q holds the
+  positions that predict the answer tokens; with ``query="last"`` Q = {last prompt position}.
+- per probe, for layer l and head h: RAM = mean_{t∈Q} Σ_j r_j · A[l,h][t,j] and visual mass
+  VM = mean_{t∈Q} Σ_{j visual} A[l,h][t,j]; also the chance level c = Σ_j r_j / n_visual.
+- dataset scores are means over probes: RAM, VM and c; focus = RAM / VM and
+  lift = focus / c, both taken on the dataset means (ratios of means). ``only_correct=True``
+  averages over the probes the model answers correctly (greedy, normalized exact match).
+- CoRe heads = the top ``fraction`` (default 5%) of query heads by RAM (at least one head).
+  Under GQA a KV head's score is the max of its query heads' scores.
+
+Attention comes from corehead's taps: per layer the tapped rows' probabilities are reduced on
+the graph against [relevance; visual indicator], so only [2, |Q|, n_head] numbers per layer reach
+the host.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from corehead.probes import Probe, box_relevance, clip_boxes, mask_relevance
+
+if TYPE_CHECKING:
+    from corehead.engine import Engine
+
+DEFINITION = ("RAM[l,h] = mean_probes mean_{t in Q} sum_j r_j A[l,h][t,j]; r_j = area(token_j ∩ target)/area(token_j); "
+              "VM = same with r_j = 1 on visual tokens; focus = RAM/VM; lift = focus/mean_probes(sum_j r_j/n_visual)")
+
+
+class HeadSet(list):
+    """A list of (layer, head) query heads; ``kv_heads()`` maps them to KV heads (GQA)."""
+
+    def __init__(self, heads: Iterable[tuple[int, int]] = (), n_head: int | None = None,
+                 n_head_kv: int | None = None) -> None:
+        super().__init__((int(layer), int(h)) for layer, h in heads)
+        self.n_head = n_head
+        self.n_head_kv = n_head_kv
+
+    def kv_heads(self) -> list[tuple[int, int]]:
+        """Distinct (layer, kv_head) pairs covering these query heads, in order of first appearance."""
+        if not self.n_head or not self.n_head_kv:
+            raise ValueError("this HeadSet does not know the model's head counts")
+        group = self.n_head // self.n_head_kv
+        seen: dict[tuple[int, int], None] = {}
+        for layer, h in self:
+            seen.setdefault((layer, h // group), None)
+        return list(seen)
+
+
+@dataclass
+class HeadRanking:
+    """RAM scores per (layer, head), averaged over probes. Arrays are ``[n_layer, n_head]``."""
+
+    ram: np.ndarray
+    visual_mass: np.ndarray
+    chance: float
+    n_probes: int
+    n_head_kv: int
+    model: dict = field(default_factory=dict)
+    params: dict = field(default_factory=dict)
+
+    @property
+    def focus(self) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(self.visual_mass > 0, self.ram / self.visual_mass, 0.0)
+
+    @property
+    def lift(self) -> np.ndarray:
+        return self.focus / self.chance if self.chance > 0 else np.zeros_like(self.ram)
+
+    @property
+    def n_layer(self) -> int:
+        return self.ram.shape[0]
+
+    @property
+    def n_head(self) -> int:
+        return self.ram.shape[1]
+
+    def order(self) -> list[tuple[int, int]]:
+        """All query heads, best RAM first (ties broken by layer, then head)."""
+        flat = self.ram.ravel()
+        idx = np.lexsort((np.arange(flat.size), -flat))
+        return [(int(i) // self.n_head, int(i) % self.n_head) for i in idx]
+
+    def top(self, fraction: float = 0.05) -> HeadSet:
+        """The top `fraction` of query heads by RAM (rounded up, at least one)."""
+        return HeadSet(self.order()[: self._count(fraction)], self.n_head, self.n_head_kv)
+
+    def bottom(self, fraction: float = 0.05) -> HeadSet:
+        return HeadSet(self.order()[::-1][: self._count(fraction)], self.n_head, self.n_head_kv)
+
+    def _count(self, fraction: float) -> int:
+        if not 0 < fraction <= 1:
+            raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+        return max(1, math.ceil(fraction * self.ram.size - 1e-9))
+
+    def kv_scores(self) -> np.ndarray:
+        """[n_layer, n_head_kv]: the max RAM over each KV head's query heads."""
+        group = self.n_head // self.n_head_kv
+        return self.ram.reshape(self.n_layer, self.n_head_kv, group).max(-1)
+
+    def save(self, path: str | Path) -> None:
+        data = {"format": "corehead.HeadRanking/1", "definition": DEFINITION, "model": self.model,
+                "params": self.params, "n_probes": self.n_probes, "n_head_kv": self.n_head_kv, "chance": self.chance,
+                "ram": self.ram.tolist(), "visual_mass": self.visual_mass.tolist(),
+                "top_5pct": [list(h) for h in self.top(0.05)]}
+        Path(path).write_text(json.dumps(data, indent=1))
+
+    @classmethod
+    def load(cls, path: str | Path) -> HeadRanking:
+        try:
+            d = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not a HeadRanking JSON file ({e})") from None
+        if not isinstance(d, dict) or d.get("format") != "corehead.HeadRanking/1":
+            raise ValueError(f"{path}: not a corehead HeadRanking file")
+        ram = np.asarray(d["ram"], dtype=np.float64)
+        vm = np.asarray(d["visual_mass"], dtype=np.float64)
+        if ram.ndim != 2 or ram.shape != vm.shape:
+            raise ValueError(f"{path}: ram/visual_mass must be equal [n_layer, n_head] arrays")
+        return cls(ram=ram, visual_mass=vm, chance=float(d["chance"]), n_probes=int(d["n_probes"]),
+                   n_head_kv=int(d["n_head_kv"]), model=d.get("model", {}), params=d.get("params", {}))
+
+    def check_model(self, info: dict) -> None:
+        """Raise when this ranking was made for another model (head counts or identity differ)."""
+        if (info["n_layer"], info["n_head"]) != self.ram.shape or info["n_head_kv"] != self.n_head_kv:
+            raise ValueError(f"this head ranking is for a model with {self.ram.shape[0]} layers x {self.ram.shape[1]} "
+                             f"heads ({self.n_head_kv} KV heads), not {info['n_layer']} x {info['n_head']} "
+                             f"({info['n_head_kv']} KV heads)")
+        mine = {k: self.model.get(k) for k in ("arch", "name", "n_embd") if k in self.model}
+        theirs = {k: info.get(k) for k in mine}
+        if mine != theirs:
+            raise ValueError(f"this head ranking was made for {mine}, not {theirs}")
+
+    def to_pandas(self):
+        import pandas as pd
+
+        rows = [{"layer": layer, "head": h, "ram": self.ram[layer, h], "visual_mass": self.visual_mass[layer, h],
+                 "focus": self.focus[layer, h], "lift": self.lift[layer, h]}
+                for layer in range(self.n_layer) for h in range(self.n_head)]
+        return pd.DataFrame(rows).sort_values("ram", ascending=False, ignore_index=True)
+
+    def table(self, k: int = 10) -> str:
+        lines = [" rank  layer  head     RAM     VM   focus   lift", " ----  -----  ----  ------  -----  ------  -----"]
+        for i, (layer, h) in enumerate(self.order()[:k], 1):
+            lines.append(f" {i:4d}  {layer:5d}  {h:4d}  {self.ram[layer, h]:6.3f}  {self.visual_mass[layer, h]:5.3f}  "
+                         f"{self.focus[layer, h]:6.3f}  {self.lift[layer, h]:5.2f}")
+        return "\n".join(lines)
+
+    def plot(self, path: str | Path, fraction: float = 0.05, title: str | None = None) -> None:
+        """Layer x head heatmap of RAM with the top `fraction` heads outlined."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(max(4, 0.45 * self.n_head + 2), max(3, 0.35 * self.n_layer + 1.5)))
+        im = ax.imshow(self.ram, cmap="viridis", aspect="auto", origin="lower")
+        for layer, h in self.top(fraction):
+            ax.add_patch(plt.Rectangle((h - 0.5, layer - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
+        ax.set_xlabel("head")
+        ax.set_ylabel("layer")
+        ax.set_xticks(range(self.n_head))
+        ax.set_yticks(range(self.n_layer))
+        ax.set_title(title or f"Retrieval Attention Mass ({self.n_probes} probes; red = top {fraction:.0%})")
+        fig.colorbar(im, ax=ax, label="RAM")
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+
+
+# --- scoring ---------------------------------------------------------------------------------
+
+
+@dataclass
+class ProbeScore:
+    """One probe's contribution: partial sums reduced exactly across probes (and workers)."""
+
+    ram: np.ndarray  # [n_layer, n_head]
+    visual_mass: np.ndarray
+    chance: float
+    correct: bool | None = None
+
+
+def normalize_answer(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text).lower().strip()
+    text = re.sub(r"[^\w\s]", " ", text)
+    return " ".join(text.split())
+
+
+def probe_prompt(eng: Engine, probe: Probe) -> str:
+    """The prompt for a probe: `probe.prompt` verbatim, else the model's chat template with the
+    image marker before the question, else a plain 'USER: ... ASSISTANT:' layout."""
+    if probe.prompt is not None:
+        return probe.prompt
+    content = (eng.image_marker if probe.image is not None else "") + probe.question
+    try:
+        return eng.apply_chat_template([{"role": "user", "content": content}])
+    except ValueError:
+        return f"USER: {content}\nASSISTANT:"
+
+
+def score_probe(eng: Engine, probe: Probe, query: str = "answer", check_answer: bool = False) -> ProbeScore:
+    """RAM/VM partial sums of one probe (see the module docstring)."""
+    if query not in ("answer", "last"):
+        raise ValueError(f"query must be 'answer' or 'last', got {query!r}")
+    prompt = probe_prompt(eng, probe)
+    images = [probe.image] if probe.image is not None else []
+    prompt_ids = eng.multimodal_tokens(prompt, images) if images else np.asarray(eng.tokenize(prompt))
+    n_prompt = len(prompt_ids)
+    full_prompt = prompt
+    if query == "answer":
+        if not probe.answer:
+            raise ValueError("query='answer' needs probes with an answer (or use query='last')")
+        full_prompt = prompt + probe.answer
+    ids = eng.multimodal_tokens(full_prompt, images) if images else np.asarray(eng.tokenize(full_prompt))
+    n = len(ids)
+    if query == "answer" and n <= n_prompt:
+        raise ValueError(f"the answer {probe.answer!r} tokenizes to nothing after the prompt")
+    positions = list(range(n_prompt - 1, n - 1)) if query == "answer" else [n_prompt - 1]
+
+    relevance, visual = relevance_vectors(eng, probe, prompt, images, n)
+    w = np.stack([relevance, visual]).astype(np.float32)
+    if images:
+        masses = eng.attention_masses(full_prompt, w, positions=positions, images=images)
+    else:
+        masses = eng.attention_masses(ids.tolist(), w, positions=positions)
+    ram = masses[..., 0].mean(-1).astype(np.float64)
+    vm = masses[..., 1].mean(-1).astype(np.float64)
+    chance = float(relevance.sum() / max(visual.sum(), 1.0))
+    correct = None
+    if check_answer and probe.answer:
+        got = eng.generate(prompt, images=images, max_tokens=16)
+        correct = normalize_answer(got) == normalize_answer(probe.answer)
+    return ProbeScore(ram, vm, chance, correct)
+
+
+def relevance_vectors(eng: Engine, probe: Probe, prompt: str, images: list, n_tokens: int):
+    """(r, visual indicator) over the n_tokens context positions."""
+    r = np.zeros(n_tokens)
+    visual = np.zeros(n_tokens)
+    if images:
+        from corehead.images import load_images
+
+        (img,) = load_images(images)
+        pos = np.asarray(eng.visual_token_positions(prompt, images))
+        boxes = np.asarray(eng.visual_token_boxes(img))
+        if len(pos) != len(boxes):
+            raise RuntimeError(f"{len(pos)} visual positions but {len(boxes)} token boxes")
+        h, w = img.shape[:2]
+        if probe.mask is not None:
+            m = np.asarray(probe.mask, dtype=bool)
+            if m.shape != (h, w):
+                raise ValueError(f"the probe's mask is {m.shape}, the image {(h, w)}")
+            rel = mask_relevance(boxes, m)
+        else:
+            targets = clip_boxes(probe.boxes(), w, h)
+            if len(targets) == 0:
+                raise ValueError("an image probe needs a bbox or a mask (the target region)")
+            rel = box_relevance(boxes, targets)
+        r[pos] = rel
+        visual[pos] = 1.0
+        return r, visual
+    if probe.span is None:
+        raise ValueError("a text probe (no image) needs a target span")
+    # Text probe: the context is the question; mark the tokens overlapping the span.
+    offsets = _token_char_spans(eng, prompt)
+    q0 = prompt.find(probe.question)
+    if q0 < 0:
+        raise ValueError("the probe's question does not appear in its prompt")
+    s, e = q0 + probe.span[0], q0 + probe.span[1]
+    for j, (a, b) in enumerate(offsets[:n_tokens]):
+        visual[j] = 1.0
+        if a < e and b > s:
+            r[j] = 1.0
+    return r, visual
+
+
+def _token_char_spans(eng: Engine, text: str) -> list[tuple[int, int]]:
+    """Character span of each token of `text` (specials have empty spans)."""
+    ids = eng.tokenize(text)
+    spans, pos = [], 0
+    for t in ids:
+        piece = eng.tokenizer.token_to_piece(t).decode("utf-8", "ignore")
+        if eng.tokenizer.is_eog(t) or t == eng.tokenizer.bos or not piece:
+            spans.append((pos, pos))
+            continue
+        k = text.find(piece.lstrip(" ") or piece, pos)
+        if k < 0:
+            spans.append((pos, pos))
+            continue
+        spans.append((k, k + len(piece.lstrip(" ") or piece)))
+        pos = k + len(piece.lstrip(" ") or piece)
+    return spans
+
+
+def reduce_scores(scores: Sequence[ProbeScore],
+                  only_correct: bool = False) -> tuple[np.ndarray, np.ndarray, float, int]:
+    """Mean over probes (exact: plain sums then one division)."""
+    used = [s for s in scores if not only_correct or s.correct]
+    if not used:
+        raise ValueError("no probe left to average (only_correct=True and the model answered none correctly)")
+    ram = np.sum([s.ram for s in used], axis=0) / len(used)
+    vm = np.sum([s.visual_mass for s in used], axis=0) / len(used)
+    chance = float(sum(s.chance for s in used) / len(used))
+    return ram, vm, chance, len(used)
+
+
+def model_identity(info: dict) -> dict:
+    return {k: info.get(k) for k in ("arch", "name", "n_layer", "n_head", "n_head_kv", "n_embd", "file_type")}
+
+
+def rank_heads(eng: Engine, probes: Sequence[Probe], query: str = "answer", only_correct: bool = False,
+               progress: bool = True) -> HeadRanking:
+    """Score every attention head with RAM over `probes` (see the module docstring)."""
+    if isinstance(probes, Probe):
+        probes = [probes]
+    probes = list(probes)
+    if not probes:
+        raise ValueError("rank_heads needs at least one probe")
+    scores = []
+    iterator = probes
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(probes, desc="rank_heads", unit="probe")
+    for i, probe in enumerate(iterator):
+        if not isinstance(probe, Probe):
+            raise TypeError(f"probe {i} is a {type(probe).__name__}, not a corehead.Probe")
+        try:
+            scores.append(score_probe(eng, probe, query=query, check_answer=only_correct))
+        except (ValueError, TypeError, RuntimeError) as e:
+            raise type(e)(f"probe {i}: {e}") from e
+    ram, vm, chance, n = reduce_scores(scores, only_correct)
+    info = eng.info
+    return HeadRanking(ram=ram, visual_mass=vm, chance=chance, n_probes=n, n_head_kv=info["n_head_kv"],
+                       model=model_identity(info), params={"query": query, "only_correct": only_correct})
