@@ -223,7 +223,8 @@ Engine::Engine(const EngineOptions& o) : impl_(std::make_unique<Impl>()) {
     I.ctx = std::make_unique<TextContext>(*I.text.family, I.text.hp, I.tw, *I.backends, o.n_ctx, kv_type);
     if (I.vision) {
         I.mm = std::make_unique<MultimodalRunner>(*I.vision, *I.vision_weights, *I.backends,
-                                                  I.tokenizer ? &*I.tokenizer : nullptr, I.text.hp.n_embd);
+                                                  I.tokenizer ? &*I.tokenizer : nullptr, I.text.hp.n_embd, I.text.hp.arch,
+                                                  I.text.family->uses_mrope());
     }
 }
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from corehead import _core
 from corehead._paths import as_path
+from corehead.images import load_images
 from corehead.tokenizer import TextStream, Tokenizer
 
 
@@ -125,11 +126,61 @@ class Engine:
             raise ValueError("the prompt is empty")
         return ids
 
+    # -- images --------------------------------------------------------------------------------
+    #: The text that marks where an image goes in a prompt (llama.cpp's mtmd marker). Each marker
+    #: is replaced by the model's image token layout; without markers the images go first.
+    image_marker: str = "<__media__>"
+
+    def _images(self, images) -> list[np.ndarray]:
+        """`images` loaded as (H, W, 3) uint8 arrays; [] when there are none."""
+        if images is None or (isinstance(images, (list, tuple)) and not images):
+            return []
+        if self._native().vision_info is None:
+            raise ValueError("this engine has no vision projector: load the model with its mmproj "
+                             "(Engine(model, mmproj=...)) to pass images")
+        return load_images(images)
+
+    def _mm_prompt(self, prompt) -> str:
+        if not isinstance(prompt, str):
+            raise TypeError("with images the prompt must be text (with an image marker "
+                            f"{self.image_marker!r} per image, or none to put the images first)")
+        return prompt
+
+    def multimodal_tokens(self, prompt: str, images) -> np.ndarray:
+        """The token ids of `prompt` with its images expanded as the model's processor does
+        (the image placeholder id at the visual positions)."""
+        imgs = self._images(images)
+        return self._native().tokenize_images(self._mm_prompt(prompt), imgs, self.image_marker)[0]
+
+    def visual_token_positions(self, prompt: str, images) -> np.ndarray:
+        """Context positions (int32) of the visual tokens of `prompt` with `images`, in order."""
+        imgs = self._images(images)
+        return self._native().tokenize_images(self._mm_prompt(prompt), imgs, self.image_marker)[1]
+
+    def visual_token_boxes(self, image) -> np.ndarray:
+        """For every visual token of `image`, in context order (tiles row-major, then the global
+        view where the model has one), the rectangle of the original image it covers:
+        float32 ``[n_visual, 4]`` as (x0, y0, x1, y1) in pixels."""
+        (img,) = self._images([image])
+        return self._native().visual_token_boxes(img)
+
+    def encode_image(self, image) -> np.ndarray:
+        """The projector output for `image` (what replaces its visual tokens): ``[n_visual, n_embd]``."""
+        (img,) = self._images([image])
+        return self._native().encode_image(img)
+
+    def preprocess_image(self, image) -> list[np.ndarray]:
+        """The encoder inputs for `image` after resizing / cropping / tiling and normalization:
+        one float32 ``[3, H, W]`` array per view (tiles, then the global view)."""
+        (img,) = self._images([image])
+        return self._native().preprocess_image(img)
+
     def logits(self, prompt: str | Sequence[int], images: Sequence = (), all_positions: bool = False) -> np.ndarray:
         """Next-token logits (float32): ``[n_vocab]`` for the last position, or
         ``[n_tokens, n_vocab]`` for every position when ``all_positions``."""
-        if images:
-            raise ValueError("images are not supported by this engine yet (vision arrives with the vision issue)")
+        imgs = self._images(images)
+        if imgs:
+            return self._native().logits_images(self._mm_prompt(prompt), imgs, bool(all_positions), self.image_marker)
         return self._native().logits(self._token_ids(prompt), bool(all_positions))
 
     def attention(self, prompt: str | Sequence[int], images: Sequence = (), positions: Sequence[int] | None = None,
@@ -167,12 +218,18 @@ class Engine:
     def generate_ids(self, prompt: str | Sequence[int], max_tokens: int = 64, temperature: float = 0.0,
                      top_k: int = 0, top_p: float = 1.0, min_p: float = 0.0, repeat_penalty: float = 1.0,
                      repeat_last_n: int = 64, seed: int = 0, stop_at_eog: bool = True,
-                     on_token=None) -> list[int]:
+                     on_token=None, images: Sequence = ()) -> list[int]:
         """Generated token ids (greedy when temperature == 0). ``on_token(id) -> bool`` may stop early."""
         if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 0:
             raise ValueError(f"max_tokens must be an int >= 0, got {max_tokens!r}")
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
             raise ValueError(f"seed must be an int in [0, 2**64), got {seed!r}")
+        imgs = self._images(images)
+        if imgs:
+            return self._native().generate_images(
+                self._mm_prompt(prompt), imgs, max_tokens, float(temperature), int(top_k), float(top_p),
+                float(min_p), float(repeat_penalty), int(repeat_last_n), seed, bool(stop_at_eog), on_token,
+                self.image_marker)
         return self._native().generate(
             self._token_ids(prompt), max_tokens, float(temperature), int(top_k), float(top_p), float(min_p),
             float(repeat_penalty), int(repeat_last_n), seed, bool(stop_at_eog), on_token)
@@ -219,13 +276,15 @@ class Engine:
         context, or where a `stop` string appears (the stop string is not returned). With
         ``stream=True`` returns an iterator of text pieces instead of a str.
         """
-        if images:
-            raise ValueError("images are not supported by this engine yet (vision arrives with the vision issue)")
         stops = [stop] if isinstance(stop, str) else list(stop)
         if any(not isinstance(s, str) or not s for s in stops):
             raise ValueError("stop must be a non-empty str or a sequence of non-empty strs")
+        imgs = self._images(images)  # decoded and checked here, before any generation starts
+        if imgs:
+            self._mm_prompt(prompt)
         pieces = self._text_pieces(prompt, stops, max_tokens=max_tokens, temperature=temperature, top_k=top_k,
-                                   top_p=top_p, min_p=min_p, repeat_penalty=repeat_penalty, seed=seed)
+                                   top_p=top_p, min_p=min_p, repeat_penalty=repeat_penalty, seed=seed,
+                                   images=imgs)
         return pieces if stream else "".join(pieces)
 
     def _text_pieces(self, prompt, stops: list[str], **kwargs) -> Iterator[str]:
@@ -251,8 +310,20 @@ class Engine:
 
     def chat(self, messages: Sequence[dict], images: Sequence = (), add_generation_prompt: bool = True, **kwargs):
         """Render `messages` with the model's chat template (tokenizer.chat_template, jinja2 as in
-        transformers) and generate the assistant's reply; kwargs as for :meth:`generate`."""
-        return self.generate(self.apply_chat_template(messages, add_generation_prompt), images=images, **kwargs)
+        transformers) and generate the assistant's reply; kwargs as for :meth:`generate`.
+
+        Images go where a message's content holds :attr:`image_marker`; without any marker they
+        go at the start of the last user message."""
+        imgs = self._images(images)
+        if imgs and not any(isinstance(m, dict) and isinstance(m.get("content"), str) and self.image_marker in
+                            m["content"] for m in messages):
+            messages = [dict(m) for m in messages]
+            users = [i for i, m in enumerate(messages) if m.get("role") == "user" and isinstance(m.get("content"), str)]
+            if not users:
+                raise ValueError("images need a user message to go in")
+            last = messages[users[-1]]
+            last["content"] = self.image_marker * len(imgs) + last["content"]
+        return self.generate(self.apply_chat_template(messages, add_generation_prompt), images=imgs, **kwargs)
 
     def apply_chat_template(self, messages: Sequence[dict], add_generation_prompt: bool = True) -> str:
         from corehead import chat

@@ -10,8 +10,27 @@
 namespace corehead {
 
 MultimodalRunner::MultimodalRunner(const VisionModelFile& vision, const Weights& weights, const Backends& backends,
-                                   const Tokenizer* tok, int64_t n_embd)
+                                   const Tokenizer* tok, int64_t n_embd, const std::string& text_arch, bool text_mrope)
     : vision_(vision), tok_(tok), n_embd_(n_embd) {
+    const VisionFamily& fam = *vision.family;
+    const std::string other = ": this mmproj belongs to a different model";
+    if (fam.text_arch() && text_arch != fam.text_arch()) {
+        vision.file->fail("projector '" + vision.hp.projector + "' feeds a '" + fam.text_arch() +
+                          "' language model, not '" + text_arch + "'" + other);
+    }
+    if (fam.mrope_positions() != text_mrope) {
+        vision.file->fail(std::string("the language model ") + (text_mrope ? "uses" : "does not use") +
+                          " M-RoPE positions but projector '" + vision.hp.projector + "' " +
+                          (text_mrope ? "does not" : "does") + other);
+    }
+    if (tok) {
+        for (const std::string& t : fam.layout_tokens()) {
+            if (tok->find(t) < 0) {
+                vision.file->fail("projector '" + vision.hp.projector + "' needs the token '" + t +
+                                  "' which the model's vocabulary lacks" + other);
+            }
+        }
+    }
     ctx_ = std::make_unique<VisionContext>(*vision.family, vision.hp, weights, backends);
     if (tok_) image_token_id_ = std::max<int32_t>(0, tok_->find(vision.family->image_token()));
 }

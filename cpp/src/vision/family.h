@@ -58,6 +58,11 @@ public:
     virtual bool mrope_positions() const { return false; }
     // True when the visual tokens of one image attend to each other (gemma3).
     virtual bool bidirectional_image() const { return false; }
+    // The text architecture the projector feeds (nullptr: any) and the special tokens its
+    // layout needs in the text model's vocabulary: a mismatch means the mmproj belongs to
+    // another model.
+    virtual const char* text_arch() const { return nullptr; }
+    virtual std::vector<std::string> layout_tokens() const { return {}; }
 };
 
 const VisionFamily* find_vision_family(const std::string& projector);

@@ -17,6 +17,10 @@ public:
     const char* projector() const override { return "gemma3"; }
     const char* image_token() const override { return "<image_soft_token>"; }
     bool bidirectional_image() const override { return true; }
+    const char* text_arch() const override { return "gemma3"; }
+    std::vector<std::string> layout_tokens() const override {
+        return {"<start_of_image>", "<end_of_image>", "<image_soft_token>"};
+    }
     void read_hparams(const GgufFile& f, VisionHParams& hp) const override {
         const ggml_tensor* proj = f.find_tensor("mm.input_projection.weight");
         if (!proj) f.fail("missing tensor 'mm.input_projection.weight' (Gemma 3 projector)");

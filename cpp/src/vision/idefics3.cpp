@@ -22,6 +22,7 @@ class Idefics3Family final : public VisionFamily {
 public:
     const char* projector() const override { return "idefics3"; }
     const char* image_token() const override { return "<image>"; }
+    std::vector<std::string> layout_tokens() const override { return {"<fake_token_around_image>", "<global-img>"}; }
     void read_hparams(const GgufFile& f, VisionHParams& hp) const override {
         hp.scale_factor = f.find_int("clip.vision.projector.scale_factor").value_or(2);
         if (hp.scale_factor <= 0 || hp.patches_per_side() % hp.scale_factor != 0) {

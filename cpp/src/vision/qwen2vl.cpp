@@ -49,6 +49,8 @@ public:
     const char* projector() const override { return v25_ ? "qwen2.5vl_merger" : "qwen2vl_merger"; }
     const char* image_token() const override { return "<|image_pad|>"; }
     bool mrope_positions() const override { return true; }
+    const char* text_arch() const override { return "qwen2vl"; }
+    std::vector<std::string> layout_tokens() const override { return {"<|vision_start|>", "<|vision_end|>"}; }
 
     void read_hparams(const GgufFile& f, VisionHParams& hp) const override {
         hp.spatial_merge = f.find_int("clip.vision.spatial_merge_size").value_or(2);
