@@ -361,3 +361,18 @@ def test_two_images_in_one_prompt(family):
         pos = e.visual_token_positions(prompt, [img, np.asarray(Image.open(img).convert("RGB"))[::-1].copy()])
         assert len(pos) == 2 * one
         assert np.isfinite(e.logits(prompt, images=[img, img])).all()
+
+
+def test_cli_run_with_an_image(capsys):
+    from corehead.cli import main
+
+    d, m = DATA / "qwen2vl", meta("qwen2vl")
+    with engine("qwen2vl") as e:
+        want = e.generate(m["prompt"], images=[d / "image.png"], max_tokens=8)
+    rc = main(["run", "-m", str(d / "model-f32.gguf"), "--mmproj", str(d / "mmproj-f32.gguf"), "--image",
+               str(d / "image.png"), "-p", m["prompt"], "-n", "8", "-t", "2"])
+    assert rc == 0
+    assert capsys.readouterr().out == want + "\n"
+    rc = main(["run", "-m", str(DATA / "llama/model-f32.gguf"), "--image", str(d / "image.png"), "-p", "hi"])
+    assert rc == 1
+    assert "no vision projector" in capsys.readouterr().err

@@ -87,7 +87,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     with corehead.Engine(args.model, mmproj=args.mmproj, n_threads=args.threads, n_ctx=args.ctx_size) as eng:
         kwargs = dict(max_tokens=args.n_predict, temperature=args.temp, top_k=args.top_k, top_p=args.top_p,
                       min_p=args.min_p, repeat_penalty=args.repeat_penalty, seed=args.seed, stop=args.stop or (),
-                      stream=True)
+                      stream=True, images=args.image or ())
+        if args.image_marker:
+            eng.image_marker = args.image_marker
         if args.chat:
             pieces = eng.chat([{"role": "user", "content": args.prompt}], **kwargs)
         else:
@@ -134,6 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-m", "--model", required=True, help="language-model GGUF")
     run.add_argument("--mmproj", help="vision projector GGUF")
     run.add_argument("-p", "--prompt", help="the prompt (read from stdin when omitted)")
+    run.add_argument("--image", action="append", metavar="IMG",
+                     help="image file (repeatable; needs --mmproj); goes where the prompt has <__media__>, "
+                          "else before the text")
+    run.add_argument("--image-marker", default=None, help="the image marker in the prompt (default <__media__>)")
     run.add_argument("-n", "--n-predict", type=int, default=128, help="tokens to generate (default 128)")
     run.add_argument("--temp", type=float, default=0.0, help="temperature; 0 = greedy (default)")
     run.add_argument("--top-k", type=int, default=0)
