@@ -4,6 +4,7 @@
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/tuple.h>
 #include <nanobind/stl/vector.h>
 
 #include "corehead/engine.h"
@@ -358,6 +359,22 @@ NB_MODULE(_core, m) {
             const corehead::Tokenizer* t = e.tokenizer();
             return t ? nb::cast(*t) : nb::none();  // a copy sharing the vocabulary
         })
+        .def("set_head_interventions", [](corehead::Engine& e, const std::vector<std::tuple<int32_t, int32_t, std::string,
+                                                                                   std::vector<float>>>& items,
+                                          const std::vector<int32_t>& knockout_keys) {
+            std::vector<corehead::HeadIntervention> list;
+            for (const auto& [layer, head, kind, mean] : items) list.push_back({layer, head, kind, mean});
+            e.set_head_interventions(list, knockout_keys);
+        }, "interventions"_a, "knockout_keys"_a)
+        .def("head_output_sums", [](corehead::Engine& e, const std::vector<int32_t>& tokens) {
+            int64_t n = 0;
+            std::vector<std::vector<double>> sums;
+            {
+                nb::gil_scoped_release nogil;
+                sums = e.head_output_sums(tokens, n);
+            }
+            return nb::make_tuple(sums, n);
+        }, "tokens"_a)
         .def("metadata_string", &corehead::Engine::metadata_string, "key"_a)
         .def("append", [](corehead::Engine& e, const std::vector<int32_t>& tokens) {
             std::vector<float> out;

@@ -8,6 +8,7 @@
 #include "runtime/backend.h"
 #include "runtime/multimodal.h"
 #include "runtime/sampler.h"
+#include "heads/interventions.h"
 #include "heads/taps.h"
 #include "runtime/text_context.h"
 #include "text/text_weights.h"
@@ -99,6 +100,7 @@ struct Engine::Impl {
     std::vector<int32_t> eog;
     std::optional<Tokenizer> tokenizer;
     std::function<void()> interrupt_check;
+    HeadInterventions interventions;
 
     void check_interrupt() const {
         if (interrupt_check) interrupt_check();
@@ -339,6 +341,71 @@ AttentionTaps Engine::attention(const std::vector<int32_t>& tokens, const std::v
     I.ctx->reset();
     I.feed(tokens, false, &req, on_taps);
     return out;
+}
+
+void Engine::set_head_interventions(const std::vector<HeadIntervention>& list, const std::vector<int32_t>& keys) {
+    Impl& I = *impl_;
+    const TextHParams& hp = I.text.hp;
+    HeadInterventions iv;
+    std::vector<std::vector<int>> seen(hp.n_layer, std::vector<int>(hp.n_head, 0));
+    for (const HeadIntervention& h : list) {
+        if (h.layer < 0 || h.layer >= hp.n_layer) {
+            throw InputError("layer " + std::to_string(h.layer) + " is out of range [0, " + std::to_string(hp.n_layer) + ")");
+        }
+        if (h.head < 0 || h.head >= hp.n_head) {
+            throw InputError("head " + std::to_string(h.head) + " is out of range [0, " + std::to_string(hp.n_head) + ")");
+        }
+        if (seen[h.layer][h.head]++) {
+            throw InputError("head (" + std::to_string(h.layer) + ", " + std::to_string(h.head) + ") is listed twice");
+        }
+        if (h.kind != "zero" && h.kind != "mean" && h.kind != "knockout") {
+            throw InputError("unknown intervention '" + h.kind + "' (use 'zero', 'mean' or 'knockout')");
+        }
+        if (h.kind == "mean" && static_cast<int64_t>(h.mean.size()) != hp.head_dim_v) {
+            throw InputError("a mean intervention needs head_dim = " + std::to_string(hp.head_dim_v) + " values");
+        }
+        if (iv.layers.empty()) iv.layers.resize(hp.n_layer);
+        HeadInterventions::Layer& L = iv.layers[h.layer];
+        if (h.kind == "knockout") {
+            if (L.knockout.empty()) L.knockout.assign(hp.n_head, 0);
+            L.knockout[h.head] = 1;
+            continue;
+        }
+        if (L.gate.empty()) L.gate.assign(hp.n_head, 1.0f);
+        L.gate[h.head] = 0.0f;
+        if (h.kind == "mean") {
+            if (L.bias.empty()) L.bias.assign(hp.n_head * hp.head_dim_v, 0.0f);
+            std::copy(h.mean.begin(), h.mean.end(), L.bias.begin() + h.head * hp.head_dim_v);
+        }
+    }
+    for (int32_t k : keys) {
+        if (k < 0 || k >= I.ctx->n_ctx()) throw InputError("knockout key position " + std::to_string(k) + " is out of range");
+    }
+    iv.knockout_keys = keys;
+    std::sort(iv.knockout_keys.begin(), iv.knockout_keys.end());
+    I.interventions = std::move(iv);
+    I.ctx->set_interventions(I.interventions.layers.empty() ? nullptr : &I.interventions);
+}
+
+std::vector<std::vector<double>> Engine::head_output_sums(const std::vector<int32_t>& tokens, int64_t& n_positions) {
+    Impl& I = *impl_;
+    if (tokens.empty()) throw InputError("the prompt is empty (no tokens)");
+    HeadOutputSums sums;
+    I.ctx->reset();
+    const int64_t n = static_cast<int64_t>(tokens.size());
+    if (n > I.ctx->n_ctx()) throw ContextOverflow("the input does not fit in the context; use a larger n_ctx");
+    for (int64_t start = 0; start < n; start += I.n_batch) {
+        I.check_interrupt();
+        const int64_t len = std::min(I.n_batch, n - start);
+        DecoderBatch b;
+        b.tokens.assign(tokens.begin() + start, tokens.begin() + start + len);
+        b.n_tokens = len;
+        b.output_rows.push_back(static_cast<int32_t>(len - 1));
+        b.head_sums = &sums;
+        I.ctx->decode(b);
+    }
+    n_positions = sums.n_tokens;
+    return sums.sums;
 }
 
 void Engine::set_interrupt_check(std::function<void()> check) { impl_->interrupt_check = std::move(check); }

@@ -54,6 +54,8 @@ class Engine:
         self._core: _core.Engine | None = _core.Engine(
             model_path, mmproj_path, n_threads or 0, n_ctx, backend, kv_type, n_batch
         )
+        self._interventions: tuple[list, list] = ([], [])
+        self._head_mean_cache: dict = {}
         native_tok = self._core.tokenizer
         self._tokenizer = Tokenizer(_native=native_tok) if native_tok is not None else None
 
@@ -214,6 +216,35 @@ class Engine:
         res = self._native().attention(ids, _int_list(positions, "positions"), _int_list(layers, "layers"),
                                        False, w.ravel().tolist(), w.shape[0])
         return res["masses"]
+
+    # -- head interventions ---------------------------------------------------------------------
+    def ablated(self, heads, method: str = "zero", reference=None, knockout_keys=()):
+        """Context manager applying a head intervention ("zero", "mean" or "knockout") to `heads`
+        for every call inside the block; see :mod:`corehead.ablation`."""
+        from corehead import ablation
+
+        return ablation.ablated(self, heads, method=method, reference=reference, knockout_keys=knockout_keys)
+
+    def head_means(self, prompts) -> np.ndarray:
+        """Mean output of every head over all positions of `prompts`: [n_layer, n_head, head_dim]."""
+        from corehead import ablation
+
+        return ablation.head_means(self, prompts)
+
+    def _cached_head_means(self, reference) -> np.ndarray:
+        key = tuple(tuple(p) if not isinstance(p, str) else p for p in reference)
+        if key not in self._head_mean_cache:
+            saved = self._interventions
+            self._set_interventions([], [])  # means of the unablated model
+            try:
+                self._head_mean_cache[key] = self.head_means(reference)
+            finally:
+                self._set_interventions(*saved)
+        return self._head_mean_cache[key]
+
+    def _set_interventions(self, items: list, knockout_keys: list) -> None:
+        self._native().set_head_interventions(items, knockout_keys)
+        self._interventions = (items, knockout_keys)
 
     def generate_ids(self, prompt: str | Sequence[int], max_tokens: int = 64, temperature: float = 0.0,
                      top_k: int = 0, top_p: float = 1.0, min_p: float = 0.0, repeat_penalty: float = 1.0,

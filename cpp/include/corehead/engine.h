@@ -103,6 +103,16 @@ struct AttentionTaps {
     std::vector<float> masses;  // [layer][head][position][region] (empty unless asked)
 };
 
+// One head intervention (DESIGN §5). kind: "zero" (output x 0), "mean" (output replaced by
+// `mean`, head_dim values), "knockout" (no attention to the knockout keys: the visual tokens of
+// a multimodal prompt, or the explicit key positions given with the interventions).
+struct HeadIntervention {
+    int32_t layer = 0;
+    int32_t head = 0;
+    std::string kind = "zero";
+    std::vector<float> mean;
+};
+
 class Engine {
 public:
     explicit Engine(const EngineOptions& options);  // loads weights; throws on any bad input
@@ -152,6 +162,15 @@ public:
     AttentionTaps attention(const std::vector<int32_t>& tokens, const std::vector<int32_t>& positions,
                             const std::vector<int32_t>& layers, bool full_rows, const std::vector<float>& relevance,
                             int64_t n_regions);
+
+    // Replaces the head interventions applied to every following call (validated first; an empty
+    // list clears them and restores bit-identical outputs). knockout_keys: context positions the
+    // knocked-out heads may not attend to for text prompts (multimodal prompts use their visual tokens).
+    void set_head_interventions(const std::vector<HeadIntervention>& interventions,
+                                const std::vector<int32_t>& knockout_keys = {});
+    // Per-head output sums over every position of `tokens` (run from an empty context, current
+    // interventions applied): [n_layer][n_head * head_dim] and the position count.
+    std::vector<std::vector<double>> head_output_sums(const std::vector<int32_t>& tokens, int64_t& n_positions);
 
     // Called between forward passes of long work (prefill batches, generated tokens); it may
     // throw to abandon the work (the Python binding raises KeyboardInterrupt on Ctrl-C).

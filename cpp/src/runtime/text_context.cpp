@@ -43,6 +43,7 @@ std::vector<float> TextContext::decode(DecoderBatch& batch) {
                               std::to_string(kv_->n_ctx()) + "; create the Engine with a larger n_ctx or shorten the input");
     }
     batch.n_past = n_past_;
+    if (!batch.interventions) batch.interventions = interventions_;
     if (batch.positions.empty()) {
         const int64_t per = family_.uses_mrope() ? 4 : 1;
         batch.positions.resize(per * batch.n_tokens);

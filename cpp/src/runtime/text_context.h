@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "ggml.h"
+#include "heads/interventions.h"
 #include "text/graph.h"
 
 struct ggml_backend_sched;
@@ -36,6 +37,9 @@ public:
     // Forget everything after position n (for re-using a shared prefix).
     void truncate(int64_t n);
     size_t kv_bytes() const;
+    // Head interventions applied to every following decode (nullptr = none); not owned.
+    void set_interventions(const HeadInterventions* iv) { interventions_ = iv; }
+    const HeadInterventions* interventions() const { return interventions_; }
 
 private:
     const TextFamily& family_;
@@ -45,6 +49,7 @@ private:
     ggml_backend_sched* sched_ = nullptr;
     std::vector<uint8_t> graph_mem_;
     int64_t n_past_ = 0;
+    const HeadInterventions* interventions_ = nullptr;
     int64_t pos_offset_ = 0;
 };
 

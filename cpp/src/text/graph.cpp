@@ -65,9 +65,46 @@ ggml_tensor* DecoderGraph::attention(int64_t layer, ggml_tensor* q, ggml_tensor*
     ggml_tensor* V = kv.view_v(ctx, layer, n_kv);
     ggml_tensor* Q = ggml_permute(ctx, q, 0, 2, 1, 3);  // [hd, n_tokens, n_head]
     if (batch.taps && batch.taps->taps(layer)) tap_attention(layer, q, K, scale);
-    ggml_tensor* out = ggml_flash_attn_ext(ctx, Q, K, V, mask(hp.is_swa(layer)), scale, 0.0f, 0.0f);
+    const bool knock = batch.interventions && batch.interventions->knocks(layer);
+    ggml_tensor* m = knock ? knockout_mask(layer, false) : mask(hp.is_swa(layer));
+    ggml_tensor* out = ggml_flash_attn_ext(ctx, Q, K, V, m, scale, 0.0f, 0.0f);
     ggml_flash_attn_ext_set_prec(out, GGML_PREC_F32);
-    return ggml_reshape_2d(ctx, out, hp.head_dim_v * hp.n_head, n_tokens);  // [hd*n_head, n_tokens]
+    return intervene(layer, ggml_reshape_2d(ctx, out, hp.head_dim_v * hp.n_head, n_tokens));  // [hd*n_head, n_tokens]
+}
+
+ggml_tensor* DecoderGraph::knockout_mask(int64_t layer, bool taps) {
+    const int64_t rows = taps ? static_cast<int64_t>(batch.taps->rows.size()) : n_tokens;
+    // The main path's flash attention wants F16 masks; soft_max in the taps takes F32.
+    ggml_tensor* m = ggml_new_tensor_3d(ctx, taps ? GGML_TYPE_F32 : GGML_TYPE_F16, n_kv, rows, hp.n_head);
+    ggml_set_input(m);
+    layer_inputs_.push_back({layer, m, taps ? 3 : 2});
+    return m;
+}
+
+ggml_tensor* DecoderGraph::intervene(int64_t layer, ggml_tensor* out) {
+    const HeadInterventions* iv = batch.interventions;
+    const bool gate = iv && iv->gates(layer);
+    if (!gate && !batch.head_sums) return out;
+    ggml_tensor* o3 = ggml_reshape_3d(ctx, out, hp.head_dim_v, hp.n_head, n_tokens);
+    if (batch.head_sums) {
+        // Σ over tokens of each head's output: [hd, n_head, n_tok] -> [n_tok, hd, n_head] -> sum rows.
+        ggml_tensor* s = ggml_sum_rows(ctx, ggml_cont(ctx, ggml_permute(ctx, o3, 1, 2, 0, 3)));
+        ggml_set_output(s);
+        ggml_build_forward_expand(gf, s);
+        head_sum_outs_.push_back({layer, s});
+    }
+    if (!gate) return out;
+    ggml_tensor* g = ggml_new_tensor_3d(ctx, GGML_TYPE_F32, 1, hp.n_head, 1);
+    ggml_set_input(g);
+    layer_inputs_.push_back({layer, g, 0});
+    o3 = ggml_mul(ctx, o3, g);
+    if (!iv->layers[layer].bias.empty()) {
+        ggml_tensor* b = ggml_new_tensor_3d(ctx, GGML_TYPE_F32, hp.head_dim_v, hp.n_head, 1);
+        ggml_set_input(b);
+        layer_inputs_.push_back({layer, b, 1});
+        o3 = ggml_add(ctx, o3, b);
+    }
+    return ggml_reshape_2d(ctx, o3, hp.head_dim_v * hp.n_head, n_tokens);
 }
 
 void DecoderGraph::tap_attention(int64_t layer, ggml_tensor* q, ggml_tensor* K, float scale) {
@@ -78,10 +115,16 @@ void DecoderGraph::tap_attention(int64_t layer, ggml_tensor* q, ggml_tensor* K, 
         inp_tap_rows_ = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, n_tap);
         ggml_set_input(inp_tap_rows_);
     }
-    ggml_tensor*& tap_mask = hp.is_swa(layer) ? inp_tap_mask_swa_ : inp_tap_mask_;
-    if (!tap_mask) {
-        tap_mask = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, n_kv, n_tap);
-        ggml_set_input(tap_mask);
+    ggml_tensor* tap_mask = nullptr;
+    if (batch.interventions && batch.interventions->knocks(layer)) {
+        tap_mask = knockout_mask(layer, true);  // the taps see what the knocked-out heads see
+    } else {
+        ggml_tensor*& shared = hp.is_swa(layer) ? inp_tap_mask_swa_ : inp_tap_mask_;
+        if (!shared) {
+            shared = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, n_kv, n_tap);
+            ggml_set_input(shared);
+        }
+        tap_mask = shared;
     }
     // q rows of the tapped tokens: [hd, n_head, n_tokens] -> [hd, n_tap, n_head].
     ggml_tensor* qt = ggml_get_rows(ctx, ggml_reshape_2d(ctx, q, hd * n_head, n_tokens), inp_tap_rows_);
@@ -107,6 +150,19 @@ void DecoderGraph::tap_attention(int64_t layer, ggml_tensor* q, ggml_tensor* K, 
 }
 
 void DecoderGraph::read_outputs() const {
+    if (batch.head_sums) {
+        HeadOutputSums& hs = *batch.head_sums;
+        hs.sums.resize(hp.n_layer);
+        std::vector<float> tmp;
+        for (const HeadSumOut& o : head_sum_outs_) {
+            tmp.resize(ggml_nelements(o.sums));
+            ggml_backend_tensor_get(o.sums, tmp.data(), 0, ggml_nbytes(o.sums));
+            auto& acc = hs.sums[o.layer];
+            acc.resize(tmp.size(), 0.0);
+            for (size_t i = 0; i < tmp.size(); ++i) acc[i] += tmp[i];  // [hd, n_head]: head-major slices
+        }
+        hs.n_tokens += n_tokens;
+    }
     if (!batch.tap_result) return;
     TapResult& r = *batch.tap_result;
     r.n_kv = n_kv;
@@ -178,6 +234,40 @@ void DecoderGraph::set_inputs() const {
             for (int64_t j = 0; j < n_kv; ++j) data[i * n_kv + j] = visible(i, j, swa) ? zero : neg_inf;
         }
         ggml_backend_tensor_set(m, data.data(), 0, data.size() * sizeof(ggml_fp16_t));
+    }
+    for (const LayerInput& in : layer_inputs_) {
+        const HeadInterventions::Layer& L = batch.interventions->layers[in.layer];
+        if (in.kind == 0) {
+            ggml_backend_tensor_set(in.tensor, L.gate.data(), 0, ggml_nbytes(in.tensor));
+        } else if (in.kind == 1) {
+            ggml_backend_tensor_set(in.tensor, L.bias.data(), 0, ggml_nbytes(in.tensor));
+        } else {
+            // Base visibility per row, then −inf on the knocked-out keys for the knocked-out heads.
+            const bool taps = in.kind == 3;
+            const bool swa = hp.is_swa(in.layer);
+            const int64_t rows = in.tensor->ne[1];
+            std::vector<float> m(static_cast<size_t>(n_kv * rows * hp.n_head));
+            const float ninf = -std::numeric_limits<float>::infinity();
+            for (int64_t h = 0; h < hp.n_head; ++h) {
+                for (int64_t i = 0; i < rows; ++i) {
+                    const int64_t row = taps ? batch.taps->rows[i] : i;
+                    float* dst = m.data() + (h * rows + i) * n_kv;
+                    for (int64_t j = 0; j < n_kv; ++j) dst[j] = visible(row, j, swa) ? 0.0f : ninf;
+                    if (L.knockout[h]) {
+                        for (int32_t k : batch.interventions->knockout_keys) {
+                            if (k < n_kv) dst[k] = ninf;
+                        }
+                    }
+                }
+            }
+            if (taps) {
+                ggml_backend_tensor_set(in.tensor, m.data(), 0, m.size() * sizeof(float));
+            } else {
+                std::vector<ggml_fp16_t> m16(m.size());
+                for (size_t i = 0; i < m.size(); ++i) m16[i] = ggml_fp32_to_fp16(m[i]);
+                ggml_backend_tensor_set(in.tensor, m16.data(), 0, m16.size() * sizeof(ggml_fp16_t));
+            }
+        }
     }
     if (!batch.taps) return;
     const TapRequest& t = *batch.taps;

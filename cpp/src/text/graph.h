@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "ggml.h"
+#include "heads/interventions.h"
 #include "heads/taps.h"
 #include "text/hparams.h"
 #include "text/text_weights.h"
@@ -25,6 +26,8 @@ struct DecoderBatch {
     std::vector<int32_t> output_rows; // batch rows whose logits are returned
     const TapRequest* taps = nullptr; // attention taps for this batch (nullptr = none)
     TapResult* tap_result = nullptr;  // filled after compute when taps is set
+    const HeadInterventions* interventions = nullptr;  // head gates / means / knockouts (nullptr = none)
+    HeadOutputSums* head_sums = nullptr;  // when set, per-head output sums over this batch's tokens are added
 };
 
 class DecoderGraph {
@@ -67,6 +70,21 @@ private:
     // Side branch for tapped rows: P over all keys and its masses (see heads/taps.h).
     void tap_attention(int64_t layer, ggml_tensor* q, ggml_tensor* K, float scale);
     bool visible(int64_t row, int64_t key, bool swa) const;
+    // Per-head attention mask for a layer with knockouts: [n_kv, n_rows, n_head].
+    ggml_tensor* knockout_mask(int64_t layer, bool taps);
+    // Applies gates/means to the attention output [hd*n_head, n_tokens] and records head sums.
+    ggml_tensor* intervene(int64_t layer, ggml_tensor* out);
+    struct LayerInput {
+        int64_t layer;
+        ggml_tensor* tensor;
+        int kind;  // 0 gate, 1 bias, 2 knockout mask (main), 3 knockout mask (taps)
+    };
+    std::vector<LayerInput> layer_inputs_;
+    struct HeadSumOut {
+        int64_t layer;
+        ggml_tensor* sums;
+    };
+    std::vector<HeadSumOut> head_sum_outs_;
     ggml_tensor* inp_tap_rows_ = nullptr;
     ggml_tensor* inp_tap_mask_ = nullptr;
     ggml_tensor* inp_tap_mask_swa_ = nullptr;

@@ -1,0 +1,93 @@
+"""Head ablation (DESIGN §5): zero, mean and knockout interventions on chosen heads.
+
+    with eng.ablated(ranking.top(0.05), method="zero"):
+        eng.generate(...)
+
+- ``zero``: the head's output (its slice of the attention output, before the output projection)
+  is 0.
+- ``mean``: the head's output is replaced by its mean over every position of a reference set of
+  prompts (``reference=``; cached per engine and reference).
+- ``knockout``: the head may not attend to the visual tokens of the prompt (−inf on those keys
+  for that head only); for text prompts pass ``knockout_keys`` (context positions).
+
+Interventions compose with taps and generation. Leaving the block restores the previous state,
+and with no interventions the outputs are bit-identical to the unablated engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from corehead.engine import Engine
+
+METHODS = ("zero", "mean", "knockout")
+
+
+def head_list(heads, n_layer: int, n_head: int) -> list[tuple[int, int]]:
+    """(layer, head) pairs from a HeadSet, a list of pairs, or a HeadRanking slice; validated."""
+    if hasattr(heads, "ram") and hasattr(heads, "top"):
+        raise TypeError("pass a set of heads (e.g. ranking.top(0.05)), not a whole HeadRanking")
+    out = []
+    for item in heads:
+        try:
+            layer, head = item
+        except (TypeError, ValueError):
+            raise TypeError(f"heads must be (layer, head) pairs, got {item!r}") from None
+        if isinstance(layer, bool) or isinstance(head, bool) or not isinstance(layer, (int, np.integer)) \
+                or not isinstance(head, (int, np.integer)):
+            raise TypeError(f"heads must be (layer, head) pairs of ints, got {item!r}")
+        if not 0 <= layer < n_layer:
+            raise ValueError(f"layer {layer} is out of range [0, {n_layer})")
+        if not 0 <= head < n_head:
+            raise ValueError(f"head {head} is out of range [0, {n_head})")
+        out.append((int(layer), int(head)))
+    if len(set(out)) != len(out):
+        raise ValueError("a head is listed more than once")
+    return out
+
+
+def head_means(eng: Engine, prompts: Iterable) -> np.ndarray:
+    """Mean output of every head over all positions of `prompts` (text or token ids):
+    ``[n_layer, n_head, head_dim]`` float32."""
+    info = eng.info
+    total, count = None, 0
+    for p in prompts:
+        ids = eng._token_ids(p)
+        sums, n = eng._native().head_output_sums(ids)
+        arr = np.asarray(sums, dtype=np.float64)
+        total = arr if total is None else total + arr
+        count += n
+    if total is None or count == 0:
+        raise ValueError("mean ablation needs a non-empty reference set of prompts")
+    # Sums come as [n_layer][hd, n_head] (ggml order): head-major after the reshape below.
+    hd = total.shape[1] // info["n_head"]
+    return (total / count).reshape(info["n_layer"], info["n_head"], hd).astype(np.float32)
+
+
+@contextmanager
+def ablated(eng: Engine, heads, method: str = "zero", reference: Sequence | None = None,
+            knockout_keys: Sequence[int] = ()):
+    if method not in METHODS:
+        raise ValueError(f"unknown ablation method {method!r} (use one of {', '.join(METHODS)})")
+    info = eng.info
+    pairs = head_list(heads, info["n_layer"], info["n_head"])
+    if len(pairs) == info["n_layer"] * info["n_head"] and method != "knockout":
+        # Documented: allowed, the model then sees no attention output at all.
+        pass
+    means = None
+    if method == "mean":
+        if reference is None:
+            raise ValueError("method='mean' needs reference= prompts to average the heads' outputs over")
+        means = eng._cached_head_means(reference)
+    items = [(layer, h, method, means[layer, h].tolist() if means is not None else []) for layer, h in pairs]
+    previous = eng._interventions
+    eng._set_interventions(items, list(knockout_keys))
+    try:
+        yield eng
+    finally:
+        eng._set_interventions(*previous)
