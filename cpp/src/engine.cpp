@@ -439,7 +439,7 @@ std::vector<float> Engine::logits(const std::string& prompt, const std::vector<I
     const std::vector<PreparedImage> prepared = I.prepare_all(images);
     const MultimodalPrompt p = I.vision_runner().assemble(prompt, prepared, marker);
     I.ctx->reset();
-    return I.mm->prefill(*I.ctx, p, prepared, I.n_batch, all_positions);
+    return I.mm->prefill(*I.ctx, p, prepared, I.n_batch, all_positions, [&I] { I.check_interrupt(); });
 }
 
 std::vector<int32_t> Engine::generate(const std::string& prompt, const std::vector<Image>& images,
@@ -449,7 +449,7 @@ std::vector<int32_t> Engine::generate(const std::string& prompt, const std::vect
     const std::vector<PreparedImage> prepared = I.prepare_all(images);
     const MultimodalPrompt p = I.vision_runner().assemble(prompt, prepared, marker);
     I.ctx->reset();
-    std::vector<float> logits = I.mm->prefill(*I.ctx, p, prepared, I.n_batch, false);
+    std::vector<float> logits = I.mm->prefill(*I.ctx, p, prepared, I.n_batch, false, [&I] { I.check_interrupt(); });
     return I.sample_loop(sampler, std::move(logits), p.ids, o, on_token);
 }
 

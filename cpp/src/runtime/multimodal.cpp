@@ -131,7 +131,7 @@ std::vector<float> MultimodalRunner::encode(const PreparedImage& img) {
 
 std::vector<float> MultimodalRunner::prefill(TextContext& ctx, const MultimodalPrompt& p,
                                              const std::vector<PreparedImage>& images, int64_t n_batch,
-                                             bool all_positions) {
+                                             bool all_positions, const std::function<void()>& interrupt) {
     const int64_t n = static_cast<int64_t>(p.ids.size());
     if (ctx.n_past() + n > ctx.n_ctx()) {
         throw ContextOverflow("the input needs " + std::to_string(ctx.n_past() + n) + " tokens but the context holds " +
@@ -141,7 +141,10 @@ std::vector<float> MultimodalRunner::prefill(TextContext& ctx, const MultimodalP
     std::vector<std::vector<float>> embeds(p.spans.size());
     {
         std::vector<std::vector<float>> per_image(images.size());
-        for (size_t i = 0; i < images.size(); ++i) per_image[i] = encode(images[i]);
+        for (size_t i = 0; i < images.size(); ++i) {
+            if (interrupt) interrupt();
+            per_image[i] = encode(images[i]);
+        }
         for (size_t s = 0; s < p.spans.size(); ++s) {
             const VisualSpan& sp = p.spans[s];
             int64_t offset = 0;
@@ -154,6 +157,7 @@ std::vector<float> MultimodalRunner::prefill(TextContext& ctx, const MultimodalP
     const bool bidir = vision_.family->bidirectional_image();
     std::vector<float> out;
     auto run = [&](DecoderBatch& b, int64_t at) {
+        if (interrupt) interrupt();
         b.n_tokens = static_cast<int64_t>(b.tokens.empty() ? b.embeddings.size() / n_embd_ : b.tokens.size());
         if (mrope) {
             b.positions.resize(static_cast<size_t>(4 * b.n_tokens));

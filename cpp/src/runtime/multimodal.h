@@ -4,6 +4,7 @@
 // Qwen-VL, a bidirectional image chunk for Gemma 3).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -51,8 +52,9 @@ public:
     std::vector<float> encode(const PreparedImage& img);
     // Runs `p` from the context's current position; returns the logits of every position
     // ([n, n_vocab]) or of the last one. Leaves the context's RoPE offset set for decoding.
+    // `interrupt` (optional) runs between forward passes and may throw to abandon the work.
     std::vector<float> prefill(TextContext& ctx, const MultimodalPrompt& p, const std::vector<PreparedImage>& images,
-                               int64_t n_batch, bool all_positions);
+                               int64_t n_batch, bool all_positions, const std::function<void()>& interrupt = nullptr);
 
     // [n_visual, 4] boxes (x0, y0, x1, y1) in original-image pixels, in context order.
     static std::vector<float> token_boxes(const PreparedImage& img);
