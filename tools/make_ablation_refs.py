@@ -1,0 +1,461 @@
+#!/usr/bin/env python3
+"""Transformers references for head ablation and answer-query RAM: tests/data/<family>/ablation_ref.npz.
+
+For every fixture family the exact HF model of tests/data/<family> is rebuilt by running the
+fixture builder from tools/fixtures/ (same seeds, configs, tokenizer, image), stopping right
+after the model and its inputs exist (no conversion, no files written under tests/data). The
+rebuild is checked against the committed ref.npz (`logits_all`, and `attn_all`, `prompt_ids`,
+`pixel_values`) before anything is written. Keys: see tests/data/ABLATION.md.
+
+Needs the fixture toolchain (torch 2.13.0 CPU, transformers 5.23.0, sentencepiece, tokenizers, pillow).
+
+    nice -n 10 python tools/make_ablation_refs.py              # all families
+    nice -n 10 python tools/make_ablation_refs.py llama llava  # some
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fixtures import common as C  # noqa: E402
+from fixtures import mm  # noqa: E402
+from fixtures import text as T  # noqa: E402
+from make_fixtures import FAMILIES, SEEDS, builder  # noqa: E402
+
+MULTIMODAL = {"llava", "idefics3", "qwen2vl", "qwen25vl", "gemma3vl"}
+MEAN_FAMILIES = {"llama", "llava"}
+N_ANSWER = 3
+REBUILD_TOL = 1e-5
+
+
+class _Built(Exception):
+    """Raised from inside a fixture builder once the HF model and its inputs exist."""
+
+    def __init__(self, model, inputs, extra_inputs=None):
+        super().__init__("built")
+        self.model = model
+        self.inputs = inputs
+        self.extra_inputs = extra_inputs or {}
+
+
+def _tok_inputs(tok, text):
+    import torch
+
+    ids = tok(text).input_ids
+    return {"input_ids": torch.tensor([ids]), "attention_mask": torch.ones(1, len(ids), dtype=torch.long)}
+
+
+def rebuild(family: str, work: Path):
+    """Run the fixture builder of `family` up to the point where the model and the reference inputs
+    exist. Returns (model, main inputs, {prefix: inputs} of the other text prompts, out dir)."""
+    out = work / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    saved = (T._finish, mm.mm_refs, C.run_converter)
+
+    def fake_finish(name, model, tok, hf_dir, out_, prompts, pre="", extra_meta=None):
+        main, extra = None, {}
+        for prefix, txt in prompts:
+            if prefix == "":
+                main = _tok_inputs(tok, txt)
+            else:
+                extra[prefix] = _tok_inputs(tok, txt)
+        raise _Built(model, main, extra)
+
+    def fake_mm_refs(model, inputs, image_token_id, embeds, extend=None):
+        assert extend is None  # every family's greedy reference used default_extend
+        raise _Built(model, dict(inputs))
+
+    def no_converter(*a, **k):
+        raise RuntimeError("converter must not run while rebuilding")
+
+    T._finish, mm.mm_refs, C.run_converter = fake_finish, fake_mm_refs, no_converter
+    try:
+        builder(family)(out, work / "build", SEEDS[family])
+    except _Built as b:
+        return b.model, b.inputs, b.extra_inputs, out
+    finally:
+        T._finish, mm.mm_refs, C.run_converter = saved
+    raise RuntimeError(f"{family}: builder finished without producing the model")
+
+
+# ---------------------------------------------------------------------------------------------
+# Hooks
+# ---------------------------------------------------------------------------------------------
+
+
+def text_attn_modules(model) -> list:
+    """The decoder's self-attention modules (language model only), in layer order."""
+    import re
+
+    found = {}
+    for name, mod in model.named_modules():
+        if "vision" in name or "visual" in name:
+            continue
+        m = re.search(r"layers\.(\d+)\.self_attn$", name)
+        if m and hasattr(mod, "o_proj"):
+            found[int(m.group(1))] = mod
+    assert found and sorted(found) == list(range(len(found))), sorted(found)
+    return [found[i] for i in range(len(found))]
+
+
+def head_dim_of(model) -> int:
+    tc = model.config.get_text_config()
+    return int(getattr(tc, "head_dim", None) or tc.hidden_size // tc.num_attention_heads)
+
+
+class Hooks:
+    def __init__(self):
+        self.handles = []
+
+    def add(self, h):
+        self.handles.append(h)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for h in self.handles:
+            h.remove()
+        self.handles = []
+
+
+def _by_layer(heads) -> dict:
+    d: dict = {}
+    for layer, head in heads:
+        d.setdefault(int(layer), []).append(int(head))
+    return d
+
+
+def zero_hooks(model, heads) -> Hooks:
+    """Zero head h's slice [h*hd, (h+1)*hd) of the o_proj input (forward pre-hook)."""
+    attn = text_attn_modules(model)
+    hd = head_dim_of(model)
+    hooks = Hooks()
+    for layer, hs in _by_layer(heads).items():
+
+        def pre(mod, args, hs=hs):
+            x = args[0].clone()
+            for h in hs:
+                x[..., h * hd : (h + 1) * hd] = 0
+            return (x,) + tuple(args[1:])
+
+        hooks.add(attn[layer].o_proj.register_forward_pre_hook(pre))
+    return hooks
+
+
+def mean_hooks(model, heads, means) -> Hooks:
+    """Replace head h's o_proj input slice by a fixed vector at every position."""
+    attn = text_attn_modules(model)
+    hd = head_dim_of(model)
+    hooks = Hooks()
+    for (layer, h), vec in zip(heads, means):
+
+        def pre(mod, args, h=int(h), vec=vec):
+            x = args[0].clone()
+            x[..., h * hd : (h + 1) * hd] = vec.to(x.dtype)
+            return (x,) + tuple(args[1:])
+
+        hooks.add(attn[int(layer)].o_proj.register_forward_pre_hook(pre))
+    return hooks
+
+
+def capture_hooks(model, heads, store: dict) -> Hooks:
+    """Record the o_proj input slice of each (layer, head): store[(l, h)] = [T, hd] (batch 0)."""
+    attn = text_attn_modules(model)
+    hd = head_dim_of(model)
+    hooks = Hooks()
+    for layer, h in heads:
+
+        def pre(mod, args, key=(int(layer), int(h))):
+            store.setdefault(key, []).append(args[0][0, :, key[1] * hd : (key[1] + 1) * hd].detach().clone())
+
+        hooks.add(attn[int(layer)].o_proj.register_forward_pre_hook(pre))
+    return hooks
+
+
+class Knockout:
+    """For the given (layer, head)s add -inf to the scores of the visual keys, for every query.
+
+    Wraps the `eager_attention_forward` of the text attention's modeling module (looked up as a
+    module global at call time): for a knocked layer the additive mask [B, 1, Tq, Tk] becomes a
+    per-head mask [B, H, Tq, Tk] equal to the original for every other head. A query row of a
+    knocked head whose visible keys are all visual (gemma3vl: the last image token on a
+    sliding-window layer sees only the 16 image tokens) would be all -inf: such a row gets zero
+    attention, i.e. the head contributes nothing at that position (ggml flash attention's result
+    for a fully masked row). Those rows are recorded in `self.empty` as (layer, head, query)."""
+
+    def __init__(self, model, heads, visual_positions):
+        import torch
+
+        attn = text_attn_modules(model)
+        self.n_head = int(model.config.get_text_config().num_attention_heads)
+        self.vis = torch.as_tensor(np.asarray(visual_positions), dtype=torch.long)
+        self.targets = {id(attn[layer]): (layer, hs) for layer, hs in _by_layer(heads).items()}
+        self.modules = sorted({type(a).__module__ for a in attn})
+        self.saved: dict = {}
+        self.empty: set = set()
+
+    def __enter__(self):
+        for name in self.modules:
+            mod = sys.modules[name]
+            orig = mod.eager_attention_forward
+            self.saved[name] = orig
+            mod.eager_attention_forward = self._wrap(orig)
+        return self
+
+    def __exit__(self, *exc):
+        for name, orig in self.saved.items():
+            sys.modules[name].eager_attention_forward = orig
+        self.saved = {}
+
+    def _wrap(self, orig):
+        import torch
+
+        def fwd(module, query, key, value, attention_mask, *args, **kwargs):
+            tgt = self.targets.get(id(module))
+            if tgt is None:
+                return orig(module, query, key, value, attention_mask, *args, **kwargs)
+            layer, hs = tgt
+            bsz, n_q, n_k = query.shape[0], query.shape[2], key.shape[2]
+            assert query.shape[1] == self.n_head, query.shape
+            m = attention_mask
+            if m is None:
+                m = torch.zeros(bsz, 1, n_q, n_k, dtype=query.dtype)
+            elif m.dtype == torch.bool:
+                m = torch.zeros(m.shape, dtype=query.dtype).masked_fill(~m, float("-inf"))
+            m = m[..., :n_k]
+            assert m.dim() == 4 and m.shape[1] == 1, m.shape
+            visible = m[:, 0] > torch.finfo(m.dtype).min / 2  # [B, Tq, Tk]
+            visible[..., self.vis] = False
+            empty = ~visible.any(-1)  # [B, Tq]: no non-visual key left
+            m = m.expand(m.shape[0], self.n_head, n_q, n_k).clone()
+            for h in hs:
+                m[:, h, :, self.vis] = float("-inf")
+            out, w = orig(module, query, key, value, m, *args, **kwargs)  # out [B, Tq, H, hd]
+            for h in hs:
+                w[:, h][empty] = 0.0
+                out[:, :, h][empty] = 0.0
+                for q in torch.nonzero(empty[0]).flatten().tolist():
+                    self.empty.add((layer, h, q))
+            return out, w
+
+        return fwd
+
+
+# ---------------------------------------------------------------------------------------------
+# Forwards
+# ---------------------------------------------------------------------------------------------
+
+
+def run(model, inputs, attentions=False):
+    import torch
+
+    with torch.no_grad():
+        out = model(**inputs, output_attentions=attentions, use_cache=False)
+    logits = out.logits[0].float().numpy().astype(np.float32)
+    if not attentions:
+        return logits, None
+    att = torch.stack([a[0] for a in out.attentions]).float().numpy().astype(np.float32)
+    return logits, att
+
+
+def maxdiff(a, b) -> float:
+    return float(np.max(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64))))
+
+
+def make_refs(family: str, data: Path, work: Path, log) -> dict:
+    import torch
+
+    ref = np.load(data / family / "ref.npz")
+    model, inputs, extra, out = rebuild(family, work)
+    n_layer = len(text_attn_modules(model))
+    last = n_layer - 1
+    hd = head_dim_of(model)
+    n_tok = int(ref["prompt_ids"].shape[0])
+
+    # --- the rebuild must be the fixture's model ---
+    ids = inputs["input_ids"][0].numpy()
+    assert np.array_equal(ids, ref["prompt_ids"]), f"{family}: prompt_ids differ"
+    if "pixel_values" in ref.files:
+        pv = inputs["pixel_values"].numpy()
+        pv = pv.reshape(ref["pixel_values"].shape) if pv.size == ref["pixel_values"].size else pv
+        assert pv.shape == ref["pixel_values"].shape, (pv.shape, ref["pixel_values"].shape)
+        assert maxdiff(pv, ref["pixel_values"]) == 0.0, f"{family}: pixel_values differ"
+        png = data / family / "image.png"
+        assert (out / "image.png").read_bytes() == png.read_bytes(), f"{family}: image.png differs"
+    base_logits, base_att = run(model, inputs, attentions=True)
+    d_logits = maxdiff(base_logits, ref["logits_all"])
+    d_att = maxdiff(base_att, ref["attn_all"])
+    log(f"[{family}] rebuild vs ref.npz: max|logits diff| {d_logits:.3g}, max|attn diff| {d_att:.3g}")
+    if d_logits > REBUILD_TOL or d_att > REBUILD_TOL:
+        raise RuntimeError(f"{family}: rebuilt model does not match ref.npz ({d_logits}, {d_att})")
+    for prefix, inp in extra.items():
+        if prefix + "logits_all" in ref.files:
+            assert np.array_equal(inp["input_ids"][0].numpy(), ref[prefix + "prompt_ids"])
+            d = maxdiff(run(model, inp)[0], ref[prefix + "logits_all"])
+            log(f"[{family}] rebuild vs ref.npz {prefix}logits_all: {d:.3g}")
+            assert d <= REBUILD_TOL, (prefix, d)
+
+    r: dict = {}
+
+    # --- 1. zero ablation ---
+    sets = {"zeroA": [(last, 1)], "zeroB": [(0, 0), (0, 3), (last, 2)]}
+    for key, heads in sets.items():
+        with zero_hooks(model, heads):
+            lg, _ = run(model, inputs)
+        # independent check: zeroing the o_proj weight columns of those heads is the same thing
+        attn = text_attn_modules(model)
+        saved = {}
+        with torch.no_grad():
+            for layer, h in heads:
+                w = attn[layer].o_proj.weight
+                saved.setdefault(layer, w.detach().clone())
+                w[:, h * hd : (h + 1) * hd] = 0
+        lg2, _ = run(model, inputs)
+        with torch.no_grad():
+            for layer, w0 in saved.items():
+                attn[layer].o_proj.weight.copy_(w0)
+        assert maxdiff(run(model, inputs)[0], base_logits) == 0.0
+        d_chk = maxdiff(lg, lg2)
+        eff = maxdiff(lg, base_logits)
+        log(f"[{family}] {key} {heads}: |Δ vs base| {eff:.3g}, hook vs zeroed-weights {d_chk:.3g}")
+        assert d_chk < 1e-5 and eff > 1e-4, (key, d_chk, eff)
+        r[key + "_heads"] = np.array(heads, dtype=np.int32)
+        r[key + "_logits_all"] = lg
+
+    # --- 2. visual knockout (multimodal) ---
+    if family in MULTIMODAL:
+        vis = ref["visual_positions"].astype(np.int64)
+        kheads = [(0, 1), (last, 0)]
+        with Knockout(model, kheads, vis) as ko:
+            lg, att = run(model, inputs, attentions=True)
+        empty = np.array(sorted(ko.empty), dtype=np.int32).reshape(-1, 3)
+        text_keys = np.setdiff1d(np.arange(n_tok), vis)
+        assert np.isfinite(att).all() and np.isfinite(lg).all()
+        # knocked heads: no mass on visual keys; rows sum to 1 except the recorded empty rows (0)
+        for layer, h in kheads:
+            assert float(att[layer, h][:, vis].max()) == 0.0, (layer, h)
+            rows = np.ones(n_tok)
+            rows[empty[(empty[:, 0] == layer) & (empty[:, 1] == h), 2]] = 0.0
+            assert maxdiff(att[layer, h].sum(-1), rows) < 1e-5
+            # an empty row is one whose reference row had all its mass on visual keys
+            if layer == 0:
+                assert np.array_equal(rows == 0, ref["attn_all"][0, h][:, text_keys].sum(-1) == 0)
+        if len(empty):
+            log(f"[{family}] knockout: rows with no visible text key (zero attention): {empty.tolist()}")
+        # layer 0: other heads unchanged; knocked head = ref row renormalised over text keys
+        for h in range(att.shape[1]):
+            if (0, h) in kheads:
+                p = ref["attn_all"][0, h].astype(np.float64)
+                exp = np.zeros_like(p)
+                tsum = p[:, text_keys].sum(-1, keepdims=True)
+                exp[:, text_keys] = p[:, text_keys] / np.where(tsum > 0, tsum, 1.0)
+                d = maxdiff(att[0, h], exp)
+                log(f"[{family}] knockout L0 h{h}: vs renormalised ref row {d:.3g}")
+                assert d < 1e-5, d
+            else:
+                assert maxdiff(att[0, h], ref["attn_all"][0, h]) < 1e-6, h
+        # last layer, non-knocked heads: the mask term for them is untouched (they may differ only
+        # through the changed residual stream)
+        eff = maxdiff(lg, base_logits)
+        log(f"[{family}] knockout {kheads}: |Δ logits vs base| {eff:.3g}")
+        assert eff > 1e-5
+        r["knock_heads"] = np.array(kheads, dtype=np.int32)
+        r["knock_logits_all"] = lg
+        r["knock_attn_all"] = att
+        r["knock_empty_rows"] = empty
+
+    # --- 3. answer-query RAM references (teacher forcing) ---
+    ans = ref["greedy_ids"][:N_ANSWER].astype(np.int32)
+    a_inputs = dict(inputs)
+    for nid in ans:
+        a_inputs = C.default_extend(a_inputs, int(nid))
+    a_logits, a_att = run(model, a_inputs, attentions=True)
+    assert a_logits.shape[0] == n_tok + N_ANSWER
+    d_prefix = maxdiff(a_logits[:n_tok], base_logits)
+    pred = a_logits[n_tok - 1 : n_tok - 1 + N_ANSWER].argmax(-1)
+    log(f"[{family}] answer {ans.tolist()}: prefix logits vs base {d_prefix:.3g}, argmax {pred.tolist()}")
+    assert d_prefix < 1e-4, d_prefix
+    assert np.array_equal(pred, ans), (pred, ans)
+    r["answer_ids"] = ans
+    r["answer_logits_all"] = a_logits
+    r["answer_attn_all"] = a_att
+
+    # --- 4. mean ablation (llama, llava) ---
+    if family in MEAN_FAMILIES:
+        mheads = [(0, 1), (last, 3)]
+        store: dict = {}
+        ref_inputs = [("prompt", inputs)]
+        if family == "llama":
+            ref_inputs.append(("p1_prompt", extra["p1_"]))
+        with capture_hooks(model, mheads, store):
+            for _, inp in ref_inputs:
+                run(model, inp)
+        means = []
+        for key in mheads:
+            allpos = torch.cat(store[key], dim=0).double()  # [sum T, hd]
+            assert allpos.shape[0] == sum(int(i["input_ids"].shape[1]) for _, i in ref_inputs)
+            means.append(allpos.mean(0).float())
+        with mean_hooks(model, mheads, means):
+            lg, _ = run(model, inputs)
+        # independent check: zero the slice and add W[:, slice] @ mean as an o_proj output offset
+        attn = text_attn_modules(model)
+        with zero_hooks(model, mheads) as hz:
+            for (layer, h), vec in zip(mheads, means):
+                off = attn[layer].o_proj.weight[:, h * hd : (h + 1) * hd].detach() @ vec
+                hz.add(attn[layer].o_proj.register_forward_hook(lambda m, a, o, off=off: o + off))
+            lg2, _ = run(model, inputs)
+        d_chk = maxdiff(lg, lg2)
+        log(f"[{family}] mean {mheads}: |Δ vs base| {maxdiff(lg, base_logits):.3g}, vs offset form {d_chk:.3g}")
+        assert d_chk < 1e-4, d_chk
+        r["mean_heads"] = np.array(mheads, dtype=np.int32)
+        r["mean_ref_prompts"] = np.array([n for n, _ in ref_inputs])
+        r["mean_vectors"] = torch.stack(means).numpy().astype(np.float32)
+        r["mean_logits_all"] = lg
+
+    for k, v in r.items():
+        if v.dtype.kind == "f":
+            assert v.dtype == np.float32 and np.isfinite(v).all(), k
+    return r
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("families", nargs="*", help=f"subset of {FAMILIES}")
+    ap.add_argument("--data", type=Path, default=C.REPO / "tests" / "data")
+    ap.add_argument("--dry-run", action="store_true", help="verify and compute, write nothing")
+    args = ap.parse_args()
+
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("COREHEAD_FIXTURE_THREADS", "1")))
+    torch.use_deterministic_algorithms(True)
+
+    fams = args.families or FAMILIES
+    for f in fams:
+        if f not in FAMILIES:
+            ap.error(f"unknown family {f}")
+    for f in fams:
+        work = Path(tempfile.mkdtemp(prefix=f"abl-{f}-"))
+        try:
+            r = make_refs(f, args.data, work, lambda s: print(s, flush=True))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        if not args.dry_run:
+            path = args.data / f / "ablation_ref.npz"
+            C.save_npz(path, r)
+            print(f"[{f}] wrote {path} ({path.stat().st_size} bytes)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
