@@ -87,5 +87,50 @@ def test_bad_ablation_input(llama):
         with eng.ablated([0, 1]):
             pass
     # Every head at once is allowed (documented): the model then gets no attention output.
-    with eng.ablated([(l, h) for l in range(2) for h in range(4)]):
+    with eng.ablated([(layer, h) for layer in range(2) for h in range(4)]):
         assert np.isfinite(eng.logits([1, 2, 3])).all()
+
+
+TEXT_FAMILIES = ["llama", "qwen2", "gemma3"]
+
+
+@pytest.mark.parametrize("family", TEXT_FAMILIES)
+@pytest.mark.parametrize("which", ["zeroA", "zeroB"])
+def test_zero_ablation_matches_transformers_o_proj_hook(family, which):
+    ref = np.load(DATA / family / "ref.npz")
+    abl = np.load(DATA / family / "ablation_ref.npz")
+    heads = [tuple(h) for h in abl[f"{which}_heads"].tolist()]
+    with Engine(DATA / family / "model-f32.gguf", n_threads=2) as eng:
+        with eng.ablated(heads, method="zero"):
+            got = eng.logits(ref["prompt_ids"], all_positions=True)
+    want = abl[f"{which}_logits_all"]
+    assert np.abs(got - want).max() <= 1e-3 * np.abs(want).max()
+    assert np.abs(want - ref["logits_all"]).max() > 1e-2  # the ablation matters
+
+
+def test_mean_ablation_vectors_and_logits_match_transformers():
+    ref = np.load(DATA / "llama" / "ref.npz")
+    abl = np.load(DATA / "llama" / "ablation_ref.npz")
+    assert abl["mean_ref_prompts"].tolist() == ["prompt", "p1_prompt"]
+    reference = [ref["prompt_ids"].tolist(), ref["p1_prompt_ids"].tolist()]
+    heads = [tuple(h) for h in abl["mean_heads"].tolist()]
+    with Engine(DATA / "llama" / "model-f32.gguf", n_threads=2) as eng:
+        means = eng.head_means(reference)  # [n_layer, n_head, head_dim]
+        for (layer, h), want in zip(heads, abl["mean_vectors"]):
+            np.testing.assert_allclose(means[layer, h], want, atol=1e-5)
+        with eng.ablated(heads, method="mean", reference=reference):
+            got = eng.logits(ref["prompt_ids"], all_positions=True)
+    want = abl["mean_logits_all"]
+    assert np.abs(got - want).max() <= 1e-3 * np.abs(want).max()
+
+
+@pytest.mark.parametrize("family", TEXT_FAMILIES)
+def test_answer_positions_attention_matches_transformers(family):
+    ref = np.load(DATA / family / "ref.npz")
+    abl = np.load(DATA / family / "ablation_ref.npz")
+    ids = ref["prompt_ids"].tolist() + abl["answer_ids"].tolist()
+    n = len(ids)
+    rows = list(range(n - 4, n - 1))  # the positions that predict the 3 answer tokens
+    with Engine(DATA / family / "model-f32.gguf", n_threads=2) as eng:
+        got = eng.attention(ids, positions=rows)
+    np.testing.assert_allclose(got, abl["answer_attn_all"][:, :, rows], atol=1e-4)

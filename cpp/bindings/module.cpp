@@ -107,6 +107,17 @@ corehead::GenerateOptions generate_options(int64_t max_tokens, float temperature
     return o;
 }
 
+// Tap results as a dict of numpy arrays: rows [L, H, P, n_kv] and/or masses [L, H, P, n_regions].
+nb::dict taps_dict(corehead::AttentionTaps&& t, bool full_rows, int64_t n_regions) {
+    const size_t L = t.layers.size(), H = t.n_head, P = t.positions.size();
+    nb::dict d;
+    d["layers"] = t.layers;
+    d["positions"] = t.positions;
+    if (full_rows) d["rows"] = to_numpy(std::move(t.rows), {L, H, P, static_cast<size_t>(t.n_kv)});
+    if (n_regions > 0) d["masses"] = to_numpy(std::move(t.masses), {L, H, P, static_cast<size_t>(n_regions)});
+    return d;
+}
+
 }  // namespace
 
 NB_MODULE(_core, m) {
@@ -273,14 +284,20 @@ NB_MODULE(_core, m) {
                 nb::gil_scoped_release nogil;
                 t = e.attention(tokens, positions, layers, full_rows, relevance, n_regions);
             }
-            const size_t L = t.layers.size(), H = t.n_head, P = t.positions.size();
-            nb::dict d;
-            d["layers"] = t.layers;
-            d["positions"] = t.positions;
-            if (full_rows) d["rows"] = to_numpy(std::move(t.rows), {L, H, P, static_cast<size_t>(t.n_kv)});
-            if (n_regions > 0) d["masses"] = to_numpy(std::move(t.masses), {L, H, P, static_cast<size_t>(n_regions)});
-            return d;
+            return taps_dict(std::move(t), full_rows, n_regions);
         }, "tokens"_a, "positions"_a, "layers"_a, "full_rows"_a, "relevance"_a, "n_regions"_a)
+        .def("attention_images", [](corehead::Engine& e, const std::string& prompt, const std::vector<ImageArray>& images,
+                                    const std::string& marker, const std::vector<int32_t>& positions,
+                                    const std::vector<int32_t>& layers, bool full_rows, const std::vector<float>& relevance,
+                                    int64_t n_regions) {
+            std::vector<corehead::Image> imgs = to_images(images);
+            corehead::AttentionTaps t;
+            {
+                nb::gil_scoped_release nogil;
+                t = e.attention(prompt, imgs, marker, positions, layers, full_rows, relevance, n_regions);
+            }
+            return taps_dict(std::move(t), full_rows, n_regions);
+        }, "prompt"_a, "images"_a, "marker"_a, "positions"_a, "layers"_a, "full_rows"_a, "relevance"_a, "n_regions"_a)
         .def("logits_images", [](corehead::Engine& e, const std::string& prompt, const std::vector<ImageArray>& images,
                                  bool all_positions, const std::string& marker) {
             std::vector<corehead::Image> imgs = to_images(images);

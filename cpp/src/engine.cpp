@@ -102,6 +102,21 @@ struct Engine::Impl {
     std::function<void()> interrupt_check;
     HeadInterventions interventions;
 
+    // Runs a prefill with the given taps (text or multimodal).
+    using TapRunner = std::function<void(const TapRequest&, const std::function<void(size_t, const TapResult&)>&)>;
+    AttentionTaps attention(int64_t n, const std::vector<int32_t>& positions, const std::vector<int32_t>& layers,
+                            bool full_rows, const std::vector<float>& relevance, int64_t n_regions, const TapRunner& run);
+
+    // For the duration of a multimodal call, knocked-out heads may not attend to its visual tokens.
+    struct KnockoutKeys {
+        Impl& impl;
+        std::vector<int32_t> saved;
+        KnockoutKeys(Impl& i, std::vector<int32_t> keys) : impl(i), saved(std::move(i.interventions.knockout_keys)) {
+            impl.interventions.knockout_keys = std::move(keys);
+        }
+        ~KnockoutKeys() { impl.interventions.knockout_keys = std::move(saved); }
+    };
+
     void check_interrupt() const {
         if (interrupt_check) interrupt_check();
     }
@@ -146,26 +161,14 @@ struct Engine::Impl {
             } else {
                 b.output_rows.push_back(static_cast<int32_t>(len - 1));
             }
-            TapRequest chunk_taps;
+            ChunkTaps chunk;
             TapResult chunk_result;
-            size_t first_tap = 0;
-            if (taps) {
-                const int64_t base = ctx->n_past();
-                chunk_taps = *taps;
-                chunk_taps.rows.clear();
-                for (size_t i = 0; i < taps->rows.size(); ++i) {
-                    const int64_t p = taps->rows[i] - base;
-                    if (p < 0 || p >= len) continue;
-                    if (chunk_taps.rows.empty()) first_tap = i;
-                    chunk_taps.rows.push_back(static_cast<int32_t>(p));
-                }
-                if (!chunk_taps.rows.empty()) {
-                    b.taps = &chunk_taps;
-                    b.tap_result = &chunk_result;
-                }
+            if (taps && (chunk = chunk_taps(*taps, ctx->n_past(), len)).any()) {
+                b.taps = &chunk.request;
+                b.tap_result = &chunk_result;
             }
             std::vector<float> l = ctx->decode(b);
-            if (b.tap_result && on_taps) on_taps(first_tap, chunk_result);
+            if (b.tap_result && on_taps) on_taps(chunk.first, chunk_result);
             if (all_positions) {
                 out.insert(out.end(), l.begin(), l.end());
             } else if (start + len == n) {
@@ -265,12 +268,21 @@ std::optional<std::string> Engine::metadata_string(const std::string& key) const
     return f.has(key) ? f.find_str(key) : std::nullopt;
 }
 
-AttentionTaps Engine::attention(const std::vector<int32_t>& tokens, const std::vector<int32_t>& positions_in,
-                                const std::vector<int32_t>& layers_in, bool full_rows,
+AttentionTaps Engine::attention(const std::vector<int32_t>& tokens, const std::vector<int32_t>& positions,
+                                const std::vector<int32_t>& layers, bool full_rows,
                                 const std::vector<float>& relevance, int64_t n_regions) {
     Impl& I = *impl_;
-    const TextHParams& hp = I.text.hp;
-    const int64_t n = static_cast<int64_t>(tokens.size());
+    return I.attention(static_cast<int64_t>(tokens.size()), positions, layers, full_rows, relevance, n_regions,
+                       [&](const TapRequest& req, const std::function<void(size_t, const TapResult&)>& on_taps) {
+                           I.ctx->reset();
+                           I.feed(tokens, false, &req, on_taps);
+                       });
+}
+
+AttentionTaps Engine::Impl::attention(int64_t n, const std::vector<int32_t>& positions_in,
+                                      const std::vector<int32_t>& layers_in, bool full_rows,
+                                      const std::vector<float>& relevance, int64_t n_regions, const TapRunner& run) {
+    const TextHParams& hp = text.hp;
     if (n == 0) throw InputError("the prompt is empty (no tokens)");
     AttentionTaps out;
     // Positions: negative values count from the end; ascending, unique.
@@ -338,8 +350,7 @@ AttentionTaps Engine::attention(const std::vector<int32_t>& tokens, const std::v
             }
         }
     };
-    I.ctx->reset();
-    I.feed(tokens, false, &req, on_taps);
+    run(req, on_taps);
     return out;
 }
 
@@ -438,8 +449,24 @@ std::vector<float> Engine::logits(const std::string& prompt, const std::vector<I
     Impl& I = *impl_;
     const std::vector<PreparedImage> prepared = I.prepare_all(images);
     const MultimodalPrompt p = I.vision_runner().assemble(prompt, prepared, marker);
+    Impl::KnockoutKeys knock(I, MultimodalRunner::visual_positions(p));
     I.ctx->reset();
     return I.mm->prefill(*I.ctx, p, prepared, I.n_batch, all_positions, [&I] { I.check_interrupt(); });
+}
+
+AttentionTaps Engine::attention(const std::string& prompt, const std::vector<Image>& images, const std::string& marker,
+                                const std::vector<int32_t>& positions, const std::vector<int32_t>& layers,
+                                bool full_rows, const std::vector<float>& relevance, int64_t n_regions) {
+    Impl& I = *impl_;
+    const std::vector<PreparedImage> prepared = I.prepare_all(images);
+    const MultimodalPrompt p = I.vision_runner().assemble(prompt, prepared, marker);
+    Impl::KnockoutKeys knock(I, MultimodalRunner::visual_positions(p));
+    return I.attention(static_cast<int64_t>(p.ids.size()), positions, layers, full_rows, relevance, n_regions,
+                       [&](const TapRequest& req, const std::function<void(size_t, const TapResult&)>& on_taps) {
+                           I.ctx->reset();
+                           I.mm->prefill(*I.ctx, p, prepared, I.n_batch, false, [&I] { I.check_interrupt(); }, &req,
+                                         on_taps);
+                       });
 }
 
 std::vector<int32_t> Engine::generate(const std::string& prompt, const std::vector<Image>& images,
@@ -448,6 +475,7 @@ std::vector<int32_t> Engine::generate(const std::string& prompt, const std::vect
     Sampler sampler = make_sampler(o);
     const std::vector<PreparedImage> prepared = I.prepare_all(images);
     const MultimodalPrompt p = I.vision_runner().assemble(prompt, prepared, marker);
+    Impl::KnockoutKeys knock(I, MultimodalRunner::visual_positions(p));
     I.ctx->reset();
     std::vector<float> logits = I.mm->prefill(*I.ctx, p, prepared, I.n_batch, false, [&I] { I.check_interrupt(); });
     return I.sample_loop(sampler, std::move(logits), p.ids, o, on_token);

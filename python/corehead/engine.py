@@ -195,27 +195,40 @@ class Engine:
         attention), so the cost grows with the number of positions, not the prompt squared.
         Rows of the returned array follow the sorted, de-duplicated positions.
         """
-        if images:
-            raise ValueError("images are not supported by this engine yet (vision arrives with the vision issue)")
-        ids = self._token_ids(prompt)
-        res = self._native().attention(ids, _int_list(positions, "positions"), _int_list(layers, "layers"),
-                                       True, [], 0)
-        return res["rows"]
+        return self._taps(prompt, images, positions, layers, True, None)["rows"]
 
     def attention_masses(self, prompt: str | Sequence[int], relevance: np.ndarray,
-                         positions: Sequence[int] | None = None, layers: Sequence[int] | None = None) -> np.ndarray:
+                         positions: Sequence[int] | None = None, layers: Sequence[int] | None = None,
+                         images: Sequence = ()) -> np.ndarray:
         """Attention mass of query `positions` on weighted key sets, reduced on the graph:
-        ``relevance`` is ``[n_regions, n_tokens]`` (weights per context position); returns
-        ``[n_layer, n_head, n_pos, n_regions]`` = Σ_j relevance[r, j] · A[l, h][pos, j]."""
-        ids = self._token_ids(prompt)
+        ``relevance`` is ``[n_regions, n_tokens]`` (weights per context position, images
+        expanded); returns ``[n_layer, n_head, n_pos, n_regions]`` = Σ_j relevance[r, j] · A[l, h][pos, j]."""
         w = np.ascontiguousarray(relevance, dtype=np.float32)
-        if w.ndim != 2 or w.shape[1] != len(ids):
-            raise ValueError(f"relevance must have shape [n_regions, {len(ids)}], got {w.shape}")
+        if w.ndim != 2:
+            raise ValueError(f"relevance must have shape [n_regions, n_tokens], got {w.shape}")
         if not np.isfinite(w).all():
             raise ValueError("relevance has non-finite values")
-        res = self._native().attention(ids, _int_list(positions, "positions"), _int_list(layers, "layers"),
-                                       False, w.ravel().tolist(), w.shape[0])
-        return res["masses"]
+        return self._taps(prompt, images, positions, layers, False, w)["masses"]
+
+    def _taps(self, prompt, images, positions, layers, full_rows: bool, relevance: np.ndarray | None) -> dict:
+        pos, lay = _int_list(positions, "positions"), _int_list(layers, "layers")
+        imgs = self._images(images)
+        if imgs:
+            n = len(self.multimodal_tokens(prompt, imgs))
+            rel = self._check_relevance(relevance, n)
+            return self._native().attention_images(self._mm_prompt(prompt), imgs, self.image_marker, pos, lay,
+                                                   full_rows, rel.ravel().tolist(), len(rel))
+        ids = self._token_ids(prompt)
+        rel = self._check_relevance(relevance, len(ids))
+        return self._native().attention(ids, pos, lay, full_rows, rel.ravel().tolist(), len(rel))
+
+    @staticmethod
+    def _check_relevance(relevance: np.ndarray | None, n_tokens: int) -> np.ndarray:
+        if relevance is None:
+            return np.zeros((0, n_tokens), np.float32)
+        if relevance.shape[1] != n_tokens:
+            raise ValueError(f"relevance must have shape [n_regions, {n_tokens}], got {relevance.shape}")
+        return relevance
 
     # -- head interventions ---------------------------------------------------------------------
     def ablated(self, heads, method: str = "zero", reference=None, knockout_keys=()):

@@ -163,6 +163,11 @@ public:
                             const std::vector<int32_t>& layers, bool full_rows, const std::vector<float>& relevance,
                             int64_t n_regions);
 
+    // attention() for a multimodal prompt (images at the markers).
+    AttentionTaps attention(const std::string& prompt, const std::vector<Image>& images, const std::string& marker,
+                            const std::vector<int32_t>& positions, const std::vector<int32_t>& layers, bool full_rows,
+                            const std::vector<float>& relevance, int64_t n_regions);
+
     // Replaces the head interventions applied to every following call (validated first; an empty
     // list clears them and restores bit-identical outputs). knockout_keys: context positions the
     // knocked-out heads may not attend to for text prompts (multimodal prompts use their visual tokens).

@@ -4,6 +4,7 @@
 // on the graph with a relevance matrix W [n_kv, n_regions], so only [n_regions, n_tap, n_head]
 // masses travel to the host. Cost O(n_tap · n_kv · head_dim) per head.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -28,5 +29,18 @@ struct TapResult {
     std::vector<std::vector<float>> rows;
     std::vector<std::vector<float>> masses;
 };
+
+}  // namespace corehead
+
+namespace corehead {
+
+// The part of `req` that falls in a prefill chunk covering cache indices [base, base + len):
+// rows re-based to the chunk. `first` is the index in req.rows of the chunk's first tapped row.
+struct ChunkTaps {
+    TapRequest request;
+    size_t first = 0;
+    bool any() const { return !request.rows.empty(); }
+};
+ChunkTaps chunk_taps(const TapRequest& req, int64_t base, int64_t len);
 
 }  // namespace corehead

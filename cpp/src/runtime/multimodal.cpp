@@ -131,7 +131,9 @@ std::vector<float> MultimodalRunner::encode(const PreparedImage& img) {
 
 std::vector<float> MultimodalRunner::prefill(TextContext& ctx, const MultimodalPrompt& p,
                                              const std::vector<PreparedImage>& images, int64_t n_batch,
-                                             bool all_positions, const std::function<void()>& interrupt) {
+                                             bool all_positions, const std::function<void()>& interrupt,
+                                             const TapRequest* taps,
+                                             const std::function<void(size_t, const TapResult&)>& on_taps) {
     const int64_t n = static_cast<int64_t>(p.ids.size());
     if (ctx.n_past() + n > ctx.n_ctx()) {
         throw ContextOverflow("the input needs " + std::to_string(ctx.n_past() + n) + " tokens but the context holds " +
@@ -171,7 +173,14 @@ std::vector<float> MultimodalRunner::prefill(TextContext& ctx, const MultimodalP
         } else {
             b.output_rows.push_back(static_cast<int32_t>(b.n_tokens - 1));
         }
+        ChunkTaps chunk;
+        TapResult chunk_result;
+        if (taps && (chunk = chunk_taps(*taps, ctx.n_past(), b.n_tokens)).any()) {
+            b.taps = &chunk.request;
+            b.tap_result = &chunk_result;
+        }
         std::vector<float> l = ctx.decode(b);
+        if (b.tap_result && on_taps) on_taps(chunk.first, chunk_result);
         if (all_positions) {
             out.insert(out.end(), l.begin(), l.end());
         } else if (last) {
@@ -225,6 +234,14 @@ std::vector<float> MultimodalRunner::token_boxes(const PreparedImage& img) {
                 out.push_back(static_cast<float>(r + 1 == v.grid_h ? v.box[3] : v.box[1] + (r + 1) * bh));
             }
         }
+    }
+    return out;
+}
+
+std::vector<int32_t> MultimodalRunner::visual_positions(const MultimodalPrompt& p) {
+    std::vector<int32_t> out;
+    for (const VisualSpan& sp : p.spans) {
+        for (int64_t i = 0; i < sp.n; ++i) out.push_back(static_cast<int32_t>(sp.start + i));
     }
     return out;
 }

@@ -11,6 +11,7 @@
 
 #include "corehead/image.h"
 #include "corehead/tokenizer.h"
+#include "heads/taps.h"
 #include "vision/family.h"
 
 namespace corehead {
@@ -53,8 +54,13 @@ public:
     // Runs `p` from the context's current position; returns the logits of every position
     // ([n, n_vocab]) or of the last one. Leaves the context's RoPE offset set for decoding.
     // `interrupt` (optional) runs between forward passes and may throw to abandon the work.
+    // `taps` (optional): attention taps on absolute positions, each chunk's result handed to on_taps.
     std::vector<float> prefill(TextContext& ctx, const MultimodalPrompt& p, const std::vector<PreparedImage>& images,
-                               int64_t n_batch, bool all_positions, const std::function<void()>& interrupt = nullptr);
+                               int64_t n_batch, bool all_positions, const std::function<void()>& interrupt = nullptr,
+                               const TapRequest* taps = nullptr,
+                               const std::function<void(size_t, const TapResult&)>& on_taps = nullptr);
+    // Context positions of the visual tokens of `p`, ascending.
+    static std::vector<int32_t> visual_positions(const MultimodalPrompt& p);
 
     // [n_visual, 4] boxes (x0, y0, x1, y1) in original-image pixels, in context order.
     static std::vector<float> token_boxes(const PreparedImage& img);

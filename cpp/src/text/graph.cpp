@@ -175,6 +175,11 @@ void DecoderGraph::read_outputs() const {
         if (o.rows) ggml_backend_tensor_get(o.rows, r.rows.back().data(), 0, ggml_nbytes(o.rows));
         r.masses.emplace_back(o.masses ? ggml_nelements(o.masses) : 0);
         if (o.masses) ggml_backend_tensor_get(o.masses, r.masses.back().data(), 0, ggml_nbytes(o.masses));
+        // A row whose keys are all masked (a knocked-out head at a query that sees only visual
+        // tokens) is 0/0 in softmax; flash attention gives such a head no output, so report no attention.
+        for (auto* v : {&r.rows.back(), &r.masses.back()}) {
+            for (float& x : *v) x = std::isfinite(x) ? x : 0.0f;
+        }
     }
 }
 
