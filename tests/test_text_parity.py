@@ -37,8 +37,9 @@ def test_f32_logits_match_transformers(family):
             assert got.shape == want.shape and got.dtype == np.float32
             rel = np.abs(got - want).max() / np.abs(want).max()
             assert rel <= 1e-3, f"{family}/{p or 'p0'}: max|Δ| = {rel:.2e} × max|logit|"
+            # The last row alone runs a 1-row matmul kernel; all rows may use llamafile's sgemm.
             last = eng.logits(r[p + "prompt_ids"])
-            np.testing.assert_array_equal(last, got[-1])
+            np.testing.assert_allclose(last, got[-1], rtol=0, atol=1e-5 * np.abs(want).max())
 
 
 def test_f16_argmax_matches_at_every_position(family):
