@@ -101,6 +101,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rank(args: argparse.Namespace) -> int:
+    """Rank heads by RAM over a probe file; save the ranking, print the top heads."""
+    from corehead.probes import load_probes
+    from corehead.ram import rank_heads
+
+    probes = load_probes(args.probes)
+    with corehead.Engine(args.model, mmproj=args.mmproj, n_threads=args.threads, n_ctx=args.ctx_size) as eng:
+        ranking = rank_heads(eng, probes, query=args.query, only_correct=args.only_correct, progress=True)
+    ranking.save(args.output)
+    print(f"RAM over {ranking.n_probes} probes (query={args.query}); saved {args.output}")
+    print(ranking.table(args.top))
+    top = ranking.top(0.05)
+    print(f"CoRe heads (top 5%, {len(top)} of {ranking.ram.size}): {', '.join(f'L{a}H{b}' for a, b in top)}")
+    if args.plot:
+        ranking.plot(args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
 def default_model_paths() -> tuple[Path, Path | None]:
     """The model embedded in the package (the demo's default)."""
     from corehead import models
@@ -152,6 +171,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-t", "--threads", type=int, default=None)
     run.add_argument("-c", "--ctx-size", type=int, default=4096)
     run.set_defaults(func=cmd_run)
+
+    rank = sub.add_parser("rank", help="rank attention heads by Retrieval Attention Mass over probes")
+    rank.add_argument("-m", "--model", required=True, help="language-model GGUF")
+    rank.add_argument("--mmproj", help="vision projector GGUF")
+    rank.add_argument("--probes", required=True, help="probes JSONL: image, question, answer, bbox")
+    rank.add_argument("-o", "--output", default="heads.json", help="where to save the ranking (JSON)")
+    rank.add_argument("--plot", help="also write a layer x head heatmap (PNG)")
+    rank.add_argument("--query", choices=["answer", "last"], default="answer",
+                      help="query positions: those predicting the answer (default) or the last prompt position")
+    rank.add_argument("--only-correct", action="store_true", help="average only over correctly answered probes")
+    rank.add_argument("--top", type=int, default=10, help="rows of the printed table")
+    rank.add_argument("-t", "--threads", type=int, default=None)
+    rank.add_argument("-c", "--ctx-size", type=int, default=4096)
+    rank.set_defaults(func=cmd_rank)
 
     demo = sub.add_parser("demo", help="run the main job on the embedded default model")
     demo.add_argument("--threads", type=int, default=None)
