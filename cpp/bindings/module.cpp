@@ -107,6 +107,16 @@ corehead::GenerateOptions generate_options(int64_t max_tokens, float temperature
     return o;
 }
 
+// Calls a Python callable per generated token, with the GIL re-acquired; a Python exception
+// (e.g. KeyboardInterrupt) stops generation. None -> no callback.
+corehead::TokenCallback token_callback(const nb::object& on_token) {
+    if (on_token.is_none()) return nullptr;
+    return [&on_token](int32_t tok) {
+        nb::gil_scoped_acquire gil;
+        return nb::cast<bool>(on_token(tok));
+    };
+}
+
 // Tap results as a dict of numpy arrays: rows [L, H, P, n_kv] and/or masses [L, H, P, n_regions].
 nb::dict taps_dict(corehead::AttentionTaps&& t, bool full_rows, int64_t n_regions) {
     const size_t L = t.layers.size(), H = t.n_head, P = t.positions.size();
@@ -252,24 +262,9 @@ NB_MODULE(_core, m) {
         .def("generate", [](corehead::Engine& e, const std::vector<int32_t>& prompt, int64_t max_tokens, float temperature,
                             int32_t top_k, float top_p, float min_p, float repeat_penalty, int32_t repeat_last_n,
                             uint64_t seed, bool stop_at_eog, nb::object on_token) {
-            corehead::GenerateOptions o;
-            o.max_tokens = max_tokens;
-            o.temperature = temperature;
-            o.top_k = top_k;
-            o.top_p = top_p;
-            o.min_p = min_p;
-            o.repeat_penalty = repeat_penalty;
-            o.repeat_last_n = repeat_last_n;
-            o.seed = seed;
-            o.stop_at_eog = stop_at_eog;
-            corehead::TokenCallback cb;
-            if (!on_token.is_none()) {
-                // Runs with the GIL re-acquired; a Python exception (e.g. KeyboardInterrupt) stops generation.
-                cb = [&on_token](int32_t tok) {
-                    nb::gil_scoped_acquire gil;
-                    return nb::cast<bool>(on_token(tok));
-                };
-            }
+            corehead::GenerateOptions o = generate_options(max_tokens, temperature, top_k, top_p, min_p, repeat_penalty,
+                                                           repeat_last_n, seed, stop_at_eog);
+            corehead::TokenCallback cb = token_callback(on_token);
             nb::gil_scoped_release nogil;
             return e.generate(prompt, o, cb);
         }, "prompt"_a, "max_tokens"_a = 64, "temperature"_a = 0.0f, "top_k"_a = 0, "top_p"_a = 1.0f, "min_p"_a = 0.0f,
@@ -317,13 +312,7 @@ NB_MODULE(_core, m) {
             std::vector<corehead::Image> imgs = to_images(images);
             corehead::GenerateOptions o = generate_options(max_tokens, temperature, top_k, top_p, min_p, repeat_penalty,
                                                            repeat_last_n, seed, stop_at_eog);
-            corehead::TokenCallback cb;
-            if (!on_token.is_none()) {
-                cb = [&on_token](int32_t tok) {
-                    nb::gil_scoped_acquire gil;
-                    return nb::cast<bool>(on_token(tok));
-                };
-            }
+            corehead::TokenCallback cb = token_callback(on_token);
             nb::gil_scoped_release nogil;
             return e.generate(prompt, imgs, o, cb, marker);
         }, "prompt"_a, "images"_a, "max_tokens"_a = 64, "temperature"_a = 0.0f, "top_k"_a = 0, "top_p"_a = 1.0f,
