@@ -34,7 +34,7 @@ def test_rank_heads_equals_numpy_from_transformers(family, query):
     with Engine(DATA / family / "model-f32.gguf", n_threads=2) as eng:
         ids = eng.tokenize(text)
         assert ids == ref["prompt_ids"].tolist()
-        ranking = rank_heads(eng, probes, query=query, progress=False)
+        ranking = eng.rank_heads(probes, query=query, progress=False)
         rams, vms, chances = [], [], []
         for p in probes:
             n_prompt = len(eng.tokenize(p.prompt))

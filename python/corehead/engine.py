@@ -230,6 +230,14 @@ class Engine:
             raise ValueError(f"relevance must have shape [n_regions, {n_tokens}], got {relevance.shape}")
         return relevance
 
+    # -- CoRe heads -----------------------------------------------------------------------------
+    def rank_heads(self, probes, query: str = "answer", only_correct: bool = False, progress: bool = True):
+        """Score every head with Retrieval Attention Mass over `probes`; see :mod:`corehead.ram`
+        for the exact definition. Returns a :class:`corehead.HeadRanking`."""
+        from corehead import ram
+
+        return ram.rank_heads(self, probes, query=query, only_correct=only_correct, progress=progress)
+
     # -- head interventions ---------------------------------------------------------------------
     def ablated(self, heads, method: str = "zero", reference=None, knockout_keys=()):
         """Context manager applying a head intervention ("zero", "mean" or "knockout") to `heads`
