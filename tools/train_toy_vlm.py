@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Train corehead's toy VLM from scratch on CPU (LLaVA format) and convert it to GGUF.
 
-    nice -n 10 python tools/train_toy_vlm.py train --minutes 32 --threads 1 --lr 8e-4 \
+    nice -n 10 python tools/train_toy_vlm.py train --minutes 30 --threads 1 --lr 8e-4 \
         --curriculum 1,2,3,4,6 --force-stage 0.1 --out ~/.cache/corehead/toy-hf
     python tools/toy_science.py ~/.cache/corehead/toy-hf --per-head   # accuracy, RAM, ablation
     python tools/train_toy_vlm.py convert ~/.cache/corehead/toy-hf    # -> python/corehead/models/toy/
@@ -14,8 +14,9 @@ training draws scenes from seeds >= toy.TRAIN_SEED_BASE, evaluation from seeds b
 Task (see toy.py): 96x96 cluttered image, 3-6 objects (6 shapes x 8 colours, distinct in
 an image), each a coloured shape on a dark tile exactly filling one 16-px patch cell;
 questions end with the word that names the object so that the position predicting the
-answer is the one that must retrieve it ("Where is red?" -> c2, "What shape is red?" ->
-triangle, "What color is the triangle?" -> red). Prompt: BOS, 36 image tokens, "\n" +
+answer is the one that must retrieve it ("What shape is red?" -> triangle, "What color is
+the triangle?" -> red; the keyword's piece also tells the question type, so no head has to
+carry the question to the answer position). Prompt: BOS, 36 image tokens, "\n" +
 question; the answer is one token, then EOS. Several Q/A pairs about distinct objects per
 training sequence, loss on the answers (+ the final EOS) only.
 
@@ -33,7 +34,29 @@ Threads: `--threads 1` on purpose. The machine was shared with other builds (loa
 cores); there a training step took 3-10 s with torch.set_num_threads(2) (threads waiting
 on each other) and 0.45-0.7 s with 1 thread, measured side by side.
 
-RESULT (seed 0): FILLED IN BELOW WHEN THE RUN ENDS.
+RESULT (seed 0, the command above; 3373 steps, 30.0 min wall, 1.84 M parameters; files
+toy-vlm-f16.gguf 2.9 MB + mmproj-toy-vlm-f16.gguf 0.8 MB). `toy_science.py --n 240
+--seed 7 --threads 1 --per-head` on held-out probes:
+  accuracy (greedy, normalized exact match): 1.000 (shape 1.000, color 1.000)
+  RAM top heads: L0H0 .347, L0H6 .327, L0H4 .291, L0H3 .290, L0H2 .265, L0H5 .166,
+    L3H5 .075, L4H2 .065 — retrieval is done in layer 0 (the keyword sits at the answer-
+    predicting position, so the first layer's query already knows what to look for);
+    layers 1-5 put < 0.08 of their mass on the target.
+  ablation (zero before o_proj)     k   accuracy        drop
+    top 5% by RAM                   3   0.371           62.9
+    bottom 5% by RAM                3   1.000            0.0
+    random 5% (5 seeds)             3   0.941 ± 0.118    5.9
+    top 10% by RAM                  5   0.017           98.3
+    bottom 10% by RAM               5   1.000            0.0
+    random 10% (5 seeds)            5   0.839 ± 0.202   16.1
+  single-head drops: L0H3 97.1, L0H0 30.8, L0H6 19.2, L0H7 0.4, every other head 0.
+  Acceptance: accuracy, top-5% and bottom-5% pass; random-5% FAILS narrowly (5.9 > 5
+  points): one of the five random draws contains L0H3, the head that alone carries the
+  retrieval for most probes (RAM rank 4, so top-5% = L0H0, L0H6, L0H4 misses it; top-10%
+  includes it). The intermediate checkpoint of the same run at step 1000 (8 min) gave
+  0.996 / top-5% 62.9 / bottom 0.0 / random 4.8 ± 9.5 — the margin is a matter of which
+  random heads are drawn, not of training length. Not met either: retrieval heads in the
+  middle layers (they are all in layer 0 here).
 
 Log of what was tried (all 6 x 8 heads, batch 32, on this 2-core machine under load):
  1. 128x128 image, 8x8 patches, objects at random offsets inside their cell, templates
@@ -50,8 +73,12 @@ Log of what was tried (all 6 x 8 heads, batch 32, on this 2-core machine under l
     init of the tower's position embeddings: shape 62%, colour 80%, where 3% at 3 objects
     after 11 min. A linear probe showed why: the cell was only 26% decodable from the
     projected visual tokens (60% at the embeddings) — the position signal was too weak.
- 6. (final) + position embeddings initialized with a stronger factorized row+column
-    random code (still trained).
+ 6. + position embeddings initialized with a stronger factorized row+column random code
+    (`--pos-init factorized`): "where" still 3% and now shape too stayed at chance after
+    7 min (the position code swamped the patch content); stopped.
+ 7. (final) "where" dropped from the trained templates (toy.TEMPLATES = shape, color;
+    toy.py still generates "where" on request), default position-embedding init: 98.6%
+    running accuracy on 3-6 objects after 7 min (step 850); 99.6% held-out at step 1000.
 """
 
 from __future__ import annotations
@@ -130,7 +157,7 @@ def build_tokenizer(out_dir: Path):
 
 
 def _all_qa():
-    for kind in toy.TEMPLATES:
+    for kind in toy.ALL_TEMPLATES:
         for k in range(12):  # every keyword with several answers
             for obj in _fake_objects(k):
                 yield toy.question(obj, kind)[:2]
@@ -168,7 +195,7 @@ class Tok:
 
 
 def make_model(vocab_size: int, image_token_id: int, layers: int, heads: int, kv_heads: int,
-               hidden: int = 128, vision_layers: int = 2, seed: int = 0):
+               hidden: int = 128, vision_layers: int = 2, seed: int = 0, pos_init: str = "default"):
     import torch
     from transformers import LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, SiglipVisionConfig
 
@@ -195,9 +222,10 @@ def make_model(vocab_size: int, image_token_id: int, layers: int, heads: int, kv
     # (row code + column code) random 2-D code, strong enough that a token's cell stays
     # linearly decodable under the patch content (a sin-cos init was too weak: "where"
     # stayed at chance, see the log above)
-    with torch.no_grad():
-        pe = model.model.vision_tower.embeddings.position_embedding.weight
-        pe.copy_(torch.from_numpy(factorized_2d(toy.GRID, pe.shape[1], seed)))
+    if pos_init == "factorized":
+        with torch.no_grad():
+            pe = model.model.vision_tower.embeddings.position_embedding.weight
+            pe.copy_(torch.from_numpy(factorized_2d(toy.GRID, pe.shape[1], seed)))
     return model
 
 
@@ -217,7 +245,8 @@ def pixels(images) -> np.ndarray:
 # --------------------------------------------------------------------------- data
 
 
-def train_batch(rng: np.random.Generator, tok: Tok, batch: int, max_objects: int, max_q: int):
+def train_batch(rng: np.random.Generator, tok: Tok, batch: int, max_objects: int, max_q: int,
+                templates=toy.TEMPLATES):
     """Sequences: BOS, 64 image tokens, then 1..max_q "\\nQ A" pairs about distinct
     objects; loss targets = answer tokens (+ EOS after the last answer)."""
     images, seqs, targets = [], [], []
@@ -232,7 +261,7 @@ def train_batch(rng: np.random.Generator, tok: Tok, batch: int, max_objects: int
         ids = [tok.bos] + [tok.image] * N_VISUAL
         tgt = [-100] * len(ids)
         for k, oi in enumerate(objs):
-            template = toy.TEMPLATES[int(rng.integers(len(toy.TEMPLATES)))]
+            template = templates[int(rng.integers(len(templates)))]
             q, a, _ = toy.question(sc["objects"][int(oi)], template)
             qi = tok.sp.encode("\n" + q)
             ai = tok.answer(a)
@@ -317,7 +346,8 @@ def cmd_train(args) -> None:
     build_tokenizer(out)
     tok = Tok(out / "tokenizer.model")
     model = make_model(tok.vocab_size, tok.image, args.layers, args.heads, args.kv_heads,
-                       hidden=args.hidden, vision_layers=args.vision_layers, seed=args.seed)
+                       hidden=args.hidden, vision_layers=args.vision_layers, seed=args.seed,
+                       pos_init=args.pos_init)
     model.config.text_config._attn_implementation = "sdpa"
     n_params = sum(p.numel() for p in model.parameters())
     print(f"params {n_params / 1e6:.2f} M; vocab {tok.vocab_size}", flush=True)
@@ -511,6 +541,7 @@ def main() -> None:
     t.add_argument("--advance", type=float, default=0.85)
     t.add_argument("--force-stage", type=float, default=0.2, help="advance anyway after this budget fraction per stage")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--pos-init", default="default", choices=["default", "factorized"])
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--log-every", type=int, default=25)
     t.set_defaults(func=cmd_train)

@@ -12,10 +12,13 @@ visual token. Within one image all shapes are distinct and all colours are disti
 Question templates (each ends with the word that says which object is meant, so the
 position that predicts the answer is the one that has to look it up in the image):
 
-    where  "Where is red?"                -> "c2"   (cell: column a-f left to right,
-                                                       row 1-6 top to bottom)
     shape  "What shape is red?"           -> "triangle"
     color  "What color is the triangle?"  -> "red"
+    where  "Where is red?"                -> "c2"   (cell: column a-f left to right,
+                                                       row 1-6 top to bottom)
+
+`probes()` uses TEMPLATES (shape, color): the shipped toy model did not learn "where"
+within its CPU training budget; pass templates=ALL_TEMPLATES to get position questions.
 
 Single-word answers. The model's prompt is `<image>` + "\\n" + question, and the answer
 follows after one space (see `prompt_text`).
@@ -47,7 +50,8 @@ COLORS = {
 TILE = (24, 24, 24)
 COLUMNS = "abcdef"
 CELLS = tuple(f"{COLUMNS[c]}{r + 1}" for r in range(GRID) for c in range(GRID))
-TEMPLATES = ("where", "shape", "color")
+TEMPLATES = ("shape", "color")  # what the shipped toy model was trained on
+ALL_TEMPLATES = ("shape", "color", "where")  # "where" is generated but not learned (see train_toy_vlm.py)
 TRAIN_SEED_BASE = 1_000_000
 MIN_OBJECTS, MAX_OBJECTS = 3, 6
 
@@ -150,7 +154,7 @@ def question(obj: dict, template: str) -> tuple[str, str, list[str]]:
         return f"What shape is {obj['color']}?", obj["shape"], list(SHAPES)
     if template == "color":
         return f"What color is the {obj['shape']}?", obj["color"], list(COLORS)
-    raise ValueError(f"unknown template {template!r}; expected one of {TEMPLATES}")
+    raise ValueError(f"unknown template {template!r}; expected one of {ALL_TEMPLATES}")
 
 
 def probes(n: int, seed: int = 0, templates=TEMPLATES) -> list[dict]:
