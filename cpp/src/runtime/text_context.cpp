@@ -5,6 +5,7 @@
 #include "corehead/error.h"
 #include "ggml-backend.h"
 #include "runtime/backend.h"
+#include "runtime/graph_runner.h"
 #include "runtime/kv_cache.h"
 #include "text/family.h"
 
@@ -18,15 +19,10 @@ TextContext::TextContext(const TextFamily& family, const TextHParams& hp, const 
                          int64_t n_ctx, ggml_type kv_type)
     : family_(family), hp_(hp), w_(w) {
     kv_ = std::make_unique<KVCache>(hp.n_layer, n_ctx, hp.n_head_kv, hp.head_dim_k, hp.head_dim_v, kv_type, b.main);
-    ggml_backend_t list[2] = {b.main, b.cpu};
-    const int n = b.main == b.cpu ? 1 : 2;
-    sched_ = ggml_backend_sched_new(list, nullptr, n, kGraphSize, false, true);
-    graph_mem_.resize(ggml_tensor_overhead() * kGraphSize + ggml_graph_overhead_custom(kGraphSize, false));
+    runner_ = std::make_unique<GraphRunner>(b, kGraphSize);
 }
 
-TextContext::~TextContext() {
-    if (sched_) ggml_backend_sched_free(sched_);
-}
+TextContext::~TextContext() = default;
 
 int64_t TextContext::n_ctx() const { return kv_->n_ctx(); }
 size_t TextContext::kv_bytes() const { return kv_->nbytes(); }
@@ -63,32 +59,15 @@ std::vector<float> TextContext::decode(DecoderBatch& batch) {
         }
     }
 
-    ggml_init_params params{};
-    params.mem_size = graph_mem_.size();
-    params.mem_buffer = graph_mem_.data();
-    params.no_alloc = true;
-    ggml_context* ctx = ggml_init(params);
-    ggml_cgraph* gf = ggml_new_graph_custom(ctx, kGraphSize, false);
-    DecoderGraph g(ctx, gf, hp_, w_, *kv_, batch);
+    GraphRunner::Graph graph = runner_->new_graph();
+    DecoderGraph g(graph.ctx.get(), graph.gf, hp_, w_, *kv_, batch);
     ggml_tensor* logits = family_.build(g);
     ggml_set_output(logits);
-    ggml_build_forward_expand(gf, logits);
-
-    ggml_backend_sched_reset(sched_);
-    if (!ggml_backend_sched_alloc_graph(sched_, gf)) {
-        ggml_free(ctx);
-        throw Error("could not allocate compute buffers for a batch of " + std::to_string(batch.n_tokens) + " tokens");
-    }
-    g.set_inputs();
-    const ggml_status st = ggml_backend_sched_graph_compute(sched_, gf);
-    if (st != GGML_STATUS_SUCCESS) {
-        ggml_free(ctx);
-        throw Error(st == GGML_STATUS_ABORTED ? "computation interrupted" : "ggml graph computation failed");
-    }
-    std::vector<float> out(ggml_nelements(logits));
-    ggml_backend_tensor_get(logits, out.data(), 0, out.size() * sizeof(float));
+    ggml_build_forward_expand(graph.gf, logits);
+    runner_->compute(graph.gf, [&g] { g.set_inputs(); },
+                     "a batch of " + std::to_string(batch.n_tokens) + " tokens");
+    std::vector<float> out = read_f32(logits);
     g.read_outputs();
-    ggml_free(ctx);
     n_past_ += batch.n_tokens;
     return out;
 }

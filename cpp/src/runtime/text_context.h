@@ -7,10 +7,10 @@
 #include "heads/interventions.h"
 #include "text/graph.h"
 
-struct ggml_backend_sched;
 
 namespace corehead {
 
+class GraphRunner;
 class KVCache;
 class TextFamily;
 struct Backends;
@@ -46,8 +46,7 @@ private:
     const TextHParams& hp_;
     const TextWeights& w_;
     std::unique_ptr<KVCache> kv_;
-    ggml_backend_sched* sched_ = nullptr;
-    std::vector<uint8_t> graph_mem_;
+    std::unique_ptr<GraphRunner> runner_;
     int64_t n_past_ = 0;
     const HeadInterventions* interventions_ = nullptr;
     int64_t pos_offset_ = 0;

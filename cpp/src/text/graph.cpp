@@ -68,7 +68,7 @@ ggml_tensor* DecoderGraph::attention(int64_t layer, ggml_tensor* q, ggml_tensor*
     const bool knock = batch.interventions && batch.interventions->knocks(layer);
     ggml_tensor* m = knock ? knockout_mask(layer, false) : mask(hp.is_swa(layer));
     ggml_tensor* out = ggml_flash_attn_ext(ctx, Q, K, V, m, scale, 0.0f, 0.0f);
-    ggml_flash_attn_ext_set_prec(out, GGML_PREC_F32);
+    ggml_prec_set_acc(out, GGML_PREC_F32);
     return intervene(layer, ggml_reshape_2d(ctx, out, hp.head_dim_v * hp.n_head, n_tokens));  // [hd*n_head, n_tokens]
 }
 

@@ -1,15 +1,16 @@
 // Runs the vision encoder + projector of an mmproj on prepared views (own scheduler).
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "vision/family.h"
 
-struct ggml_backend_sched;
 
 namespace corehead {
 
 struct Backends;
+class GraphRunner;
 class Weights;
 
 class VisionContext {
@@ -26,8 +27,7 @@ private:
     const VisionFamily& family_;
     const VisionHParams& hp_;
     const Weights& w_;
-    ggml_backend_sched* sched_ = nullptr;
-    std::vector<uint8_t> graph_mem_;
+    std::unique_ptr<GraphRunner> runner_;
 };
 
 }  // namespace corehead

@@ -1,0 +1,48 @@
+// Builds and runs one ggml graph at a time on the engine's backends: owns the scheduler and
+// the memory graph metadata lives in. Shared by the decoder (TextContext) and the vision
+// encoder (VisionContext).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ggml.h"
+
+struct ggml_backend_sched;
+
+namespace corehead {
+
+struct Backends;
+
+class GraphRunner {
+public:
+    GraphRunner(const Backends& backends, size_t graph_size);
+    ~GraphRunner();
+    GraphRunner(const GraphRunner&) = delete;
+    GraphRunner& operator=(const GraphRunner&) = delete;
+
+    // A fresh metadata-only context and an empty graph in the runner's memory; the context is
+    // freed when the returned handle goes away (also when graph building throws).
+    struct Graph {
+        std::unique_ptr<ggml_context, void (*)(ggml_context*)> ctx;
+        ggml_cgraph* gf;
+    };
+    Graph new_graph();
+
+    // Allocates `gf` on the scheduler, calls set_inputs() to upload the inputs, computes.
+    // Throws Error naming `what` when allocation or computation fails.
+    void compute(ggml_cgraph* gf, const std::function<void()>& set_inputs, const std::string& what);
+
+private:
+    size_t graph_size_;
+    ggml_backend_sched* sched_ = nullptr;
+    std::vector<uint8_t> mem_;
+};
+
+// A computed f32 tensor's data on the host.
+std::vector<float> read_f32(const ggml_tensor* t);
+
+}  // namespace corehead
