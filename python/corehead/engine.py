@@ -151,13 +151,15 @@ class Engine:
     def multimodal_tokens(self, prompt: str, images) -> np.ndarray:
         """The token ids of `prompt` with its images expanded as the model's processor does
         (the image placeholder id at the visual positions)."""
-        imgs = self._images(images)
-        return self._native().tokenize_images(self._mm_prompt(prompt), imgs, self.image_marker)[0]
+        return self._mm_tokens(prompt, images)[0]
 
     def visual_token_positions(self, prompt: str, images) -> np.ndarray:
         """Context positions (int32) of the visual tokens of `prompt` with `images`, in order."""
-        imgs = self._images(images)
-        return self._native().tokenize_images(self._mm_prompt(prompt), imgs, self.image_marker)[1]
+        return self._mm_tokens(prompt, images)[1]
+
+    def _mm_tokens(self, prompt: str, images) -> tuple[np.ndarray, np.ndarray]:
+        """(token ids, visual positions) of a multimodal prompt, from one preprocessing pass."""
+        return self._native().tokenize_images(self._mm_prompt(prompt), self._images(images), self.image_marker)
 
     def visual_token_boxes(self, image) -> np.ndarray:
         """For every visual token of `image`, in context order (tiles row-major, then the global
@@ -214,8 +216,9 @@ class Engine:
         pos, lay = _int_list(positions, "positions"), _int_list(layers, "layers")
         imgs = self._images(images)
         if imgs:
-            n = len(self.multimodal_tokens(prompt, imgs))
-            rel = self._check_relevance(relevance, n)
+            # The expanded length is known only after preprocessing: the native call checks
+            # that relevance holds n_regions x n_tokens values.
+            rel = relevance if relevance is not None else np.zeros((0, 0), np.float32)
             return self._native().attention_images(self._mm_prompt(prompt), imgs, self.image_marker, pos, lay,
                                                    full_rows, rel.ravel().tolist(), len(rel))
         ids = self._token_ids(prompt)

@@ -220,22 +220,30 @@ def score_probe(eng: Engine, probe: Probe, query: str = "answer", check_answer: 
     """RAM/VM partial sums of one probe (see the module docstring)."""
     if query not in ("answer", "last"):
         raise ValueError(f"query must be 'answer' or 'last', got {query!r}")
+    from corehead.images import load_images
+
     prompt = probe_prompt(eng, probe)
-    images = [probe.image] if probe.image is not None else []
-    prompt_ids = eng.multimodal_tokens(prompt, images) if images else np.asarray(eng.tokenize(prompt))
-    n_prompt = len(prompt_ids)
+    # Decode the image once; every call below takes the array.
+    images = load_images([probe.image]) if probe.image is not None else []
     full_prompt = prompt
     if query == "answer":
         if not probe.answer:
             raise ValueError("query='answer' needs probes with an answer (or use query='last')")
         full_prompt = prompt + probe.answer
-    ids = eng.multimodal_tokens(full_prompt, images) if images else np.asarray(eng.tokenize(full_prompt))
+    visual_positions = None
+    if images:
+        n_prompt = len(eng.multimodal_tokens(prompt, images))
+        # The answer comes after the image, so the full prompt's visual positions are the prompt's.
+        ids, visual_positions = eng._mm_tokens(full_prompt, images)
+    else:
+        n_prompt = len(eng.tokenize(prompt))
+        ids = np.asarray(eng.tokenize(full_prompt))
     n = len(ids)
     if query == "answer" and n <= n_prompt:
         raise ValueError(f"the answer {probe.answer!r} tokenizes to nothing after the prompt")
     positions = list(range(n_prompt - 1, n - 1)) if query == "answer" else [n_prompt - 1]
 
-    relevance, visual = relevance_vectors(eng, probe, prompt, images, n)
+    relevance, visual = relevance_vectors(eng, probe, prompt, images, n, visual_positions)
     w = np.stack([relevance, visual]).astype(np.float32)
     if images:
         masses = eng.attention_masses(full_prompt, w, positions=positions, images=images)
@@ -251,15 +259,18 @@ def score_probe(eng: Engine, probe: Probe, query: str = "answer", check_answer: 
     return ProbeScore(ram, vm, chance, correct)
 
 
-def relevance_vectors(eng: Engine, probe: Probe, prompt: str, images: list, n_tokens: int):
-    """(r, visual indicator) over the n_tokens context positions."""
+def relevance_vectors(eng: Engine, probe: Probe, prompt: str, images: list, n_tokens: int,
+                      visual_positions: np.ndarray | None = None):
+    """(r, visual indicator) over the n_tokens context positions (visual_positions: when the
+    caller already has them from tokenizing the prompt)."""
     r = np.zeros(n_tokens)
     visual = np.zeros(n_tokens)
     if images:
         from corehead.images import load_images
 
         (img,) = load_images(images)
-        pos = np.asarray(eng.visual_token_positions(prompt, images))
+        pos = np.asarray(visual_positions if visual_positions is not None
+                         else eng.visual_token_positions(prompt, images))
         boxes = np.asarray(eng.visual_token_boxes(img))
         if len(pos) != len(boxes):
             raise RuntimeError(f"{len(pos)} visual positions but {len(boxes)} token boxes")
@@ -301,12 +312,13 @@ def _token_char_spans(eng: Engine, text: str) -> list[tuple[int, int]]:
         if eng.tokenizer.is_eog(t) or t == eng.tokenizer.bos or not piece:
             spans.append((pos, pos))
             continue
-        k = text.find(piece.lstrip(" ") or piece, pos)
+        piece = piece.lstrip(" ") or piece
+        k = text.find(piece, pos)
         if k < 0:
             spans.append((pos, pos))
             continue
-        spans.append((k, k + len(piece.lstrip(" ") or piece)))
-        pos = k + len(piece.lstrip(" ") or piece)
+        spans.append((k, k + len(piece)))
+        pos = k + len(piece)
     return spans
 
 
