@@ -140,8 +140,10 @@ struct Engine::Impl {
     // Feeds tokens in n_batch chunks; returns the logits of the requested rows (all or last).
     // With `taps`, each chunk taps the requested positions (absolute, ascending) it contains and
     // hands the chunk's result to `on_taps(first_position_index, result)`.
+    // With `head_sums`, per-head output sums over every fed position are accumulated there.
     std::vector<float> feed(const std::vector<int32_t>& tokens, bool all_positions, const TapRequest* taps = nullptr,
-                            const std::function<void(size_t, const TapResult&)>& on_taps = nullptr) {
+                            const std::function<void(size_t, const TapResult&)>& on_taps = nullptr,
+                            HeadOutputSums* head_sums = nullptr) {
         if (tokens.empty()) throw InputError("the prompt is empty (no tokens)");
         if (ctx->n_past() + static_cast<int64_t>(tokens.size()) > ctx->n_ctx()) {
             throw ContextOverflow("the input needs " + std::to_string(ctx->n_past() + tokens.size()) +
@@ -161,6 +163,7 @@ struct Engine::Impl {
             } else {
                 b.output_rows.push_back(static_cast<int32_t>(len - 1));
             }
+            b.head_sums = head_sums;
             ChunkTaps chunk;
             TapResult chunk_result;
             if (taps && (chunk = chunk_taps(*taps, ctx->n_past(), len)).any()) {
@@ -400,21 +403,9 @@ void Engine::set_head_interventions(const std::vector<HeadIntervention>& list, c
 
 std::vector<std::vector<double>> Engine::head_output_sums(const std::vector<int32_t>& tokens, int64_t& n_positions) {
     Impl& I = *impl_;
-    if (tokens.empty()) throw InputError("the prompt is empty (no tokens)");
     HeadOutputSums sums;
     I.ctx->reset();
-    const int64_t n = static_cast<int64_t>(tokens.size());
-    if (n > I.ctx->n_ctx()) throw ContextOverflow("the input does not fit in the context; use a larger n_ctx");
-    for (int64_t start = 0; start < n; start += I.n_batch) {
-        I.check_interrupt();
-        const int64_t len = std::min(I.n_batch, n - start);
-        DecoderBatch b;
-        b.tokens.assign(tokens.begin() + start, tokens.begin() + start + len);
-        b.n_tokens = len;
-        b.output_rows.push_back(static_cast<int32_t>(len - 1));
-        b.head_sums = &sums;
-        I.ctx->decode(b);
-    }
+    I.feed(tokens, false, nullptr, nullptr, &sums);
     n_positions = sums.n_tokens;
     return sums.sums;
 }
