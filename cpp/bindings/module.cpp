@@ -338,6 +338,18 @@ NB_MODULE(_core, m) {
             const size_t n_embd = static_cast<size_t>(e.text_info().n_embd);
             return to_numpy(std::move(out), {out.size() / n_embd, n_embd});
         }, "image"_a)
+        .def("set_image_cache_limit", &corehead::Engine::set_image_cache_limit, "bytes"_a)
+        .def("clear_image_cache", &corehead::Engine::clear_image_cache)
+        .def("image_cache_stats", [](const corehead::Engine& e) {
+            const corehead::Engine::ImageCacheStats s = e.image_cache_stats();
+            nb::dict d;
+            d["bytes"] = s.bytes;
+            d["limit"] = s.limit;
+            d["entries"] = s.entries;
+            d["hits"] = s.hits;
+            d["misses"] = s.misses;
+            return d;
+        })
         .def("preprocess_image", [](const corehead::Engine& e, const ImageArray& image) {
             corehead::Image img = to_image(image);
             std::vector<corehead::PreprocessedView> views;
@@ -381,6 +393,17 @@ NB_MODULE(_core, m) {
             }
             return nb::make_tuple(sums, n);
         }, "tokens"_a)
+        .def("head_output_sums_images", [](corehead::Engine& e, const std::string& prompt,
+                                           const std::vector<ImageArray>& images, const std::string& marker) {
+            std::vector<corehead::Image> imgs = to_images(images);
+            int64_t n = 0;
+            std::vector<std::vector<double>> sums;
+            {
+                nb::gil_scoped_release nogil;
+                sums = e.head_output_sums(prompt, imgs, marker, n);
+            }
+            return nb::make_tuple(sums, n);
+        }, "prompt"_a, "images"_a, "marker"_a = corehead::kDefaultImageMarker)
         .def("metadata_string", &corehead::Engine::metadata_string, "key"_a)
         .def("append", [](corehead::Engine& e, const std::vector<int32_t>& tokens) {
             std::vector<float> out;

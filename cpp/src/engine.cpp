@@ -410,6 +410,19 @@ std::vector<std::vector<double>> Engine::head_output_sums(const std::vector<int3
     return sums.sums;
 }
 
+std::vector<std::vector<double>> Engine::head_output_sums(const std::string& prompt, const std::vector<Image>& images,
+                                                          const std::string& marker, int64_t& n_positions) {
+    Impl& I = *impl_;
+    const std::vector<PreparedImage> prepared = I.prepare_all(images);
+    const MultimodalPrompt p = I.vision_runner().assemble(prompt, prepared, marker);
+    Impl::KnockoutKeys knock(I, MultimodalRunner::visual_positions(p));
+    HeadOutputSums sums;
+    I.ctx->reset();
+    I.mm->prefill(*I.ctx, p, prepared, I.n_batch, false, [&I] { I.check_interrupt(); }, nullptr, nullptr, &sums);
+    n_positions = sums.n_tokens;
+    return sums.sums;
+}
+
 void Engine::set_interrupt_check(std::function<void()> check) { impl_->interrupt_check = std::move(check); }
 
 const Tokenizer* Engine::tokenizer() const { return impl_->tokenizer ? &*impl_->tokenizer : nullptr; }
@@ -484,6 +497,15 @@ MultimodalTokens Engine::tokenize(const std::string& prompt, const std::vector<I
     }
     return t;
 }
+
+void Engine::set_image_cache_limit(size_t bytes) { impl_->vision_runner().set_cache_limit(bytes); }
+
+Engine::ImageCacheStats Engine::image_cache_stats() const {
+    const MultimodalRunner::CacheStats s = impl_->vision_runner().cache_stats();
+    return {s.bytes, s.limit, s.entries, s.hits, s.misses};
+}
+
+void Engine::clear_image_cache() { impl_->vision_runner().clear_cache(); }
 
 std::vector<float> Engine::encode_image(const Image& image) {
     Impl& I = *impl_;

@@ -9,6 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from corehead.engine import Engine, inspect
 from corehead.errors import ContextOverflowError, ModelError
+from corehead.evaluate import AblationCurve, EvalReport
 from corehead.probes import Probe, load_probes
 from corehead.ram import HeadRanking, HeadSet, rank_heads
 from corehead.tokenizer import Tokenizer
@@ -19,6 +20,7 @@ except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0+local"
 
 __all__ = [
-    "Engine", "Tokenizer", "Probe", "load_probes", "HeadRanking", "HeadSet", "rank_heads", "inspect",
+    "Engine", "Tokenizer", "Probe", "EvalReport", "AblationCurve", "load_probes", "HeadRanking", "HeadSet",
+    "rank_heads", "inspect",
     "ModelError", "ContextOverflowError", "__version__",
 ]

@@ -6,7 +6,8 @@
 - ``zero``: the head's output (its slice of the attention output, before the output projection)
   is 0.
 - ``mean``: the head's output is replaced by its mean over every position of a reference set of
-  prompts (``reference=``; cached per engine and reference).
+  prompts or probes (``reference=``, images included; cached per engine and reference), or by
+  precomputed ``means=`` from :func:`head_means`.
 - ``knockout``: the head may not attend to the visual tokens of the prompt (−inf on those keys
   for that head only); for text prompts pass ``knockout_keys`` (context positions).
 
@@ -52,13 +53,22 @@ def head_list(heads, n_layer: int, n_head: int) -> list[tuple[int, int]]:
 
 
 def head_means(eng: Engine, prompts: Iterable) -> np.ndarray:
-    """Mean output of every head over all positions of `prompts` (text or token ids):
+    """Mean output of every head over all positions of `prompts` — text, token ids or
+    :class:`corehead.Probe` objects (their prompt with the image, visual positions included):
     ``[n_layer, n_head, head_dim]`` float32."""
+    from corehead.images import load_images
+    from corehead.probes import Probe
+    from corehead.ram import probe_prompt
+
     info = eng.info
     total, count = None, 0
     for p in prompts:
-        ids = eng._token_ids(p)
-        sums, n = eng._native().head_output_sums(ids)
+        if isinstance(p, Probe) and p.image is not None:
+            sums, n = eng._native().head_output_sums_images(
+                eng._mm_prompt(probe_prompt(eng, p)), eng._images(load_images([p.image])), eng.image_marker)
+        else:
+            ids = eng._token_ids(probe_prompt(eng, p) if isinstance(p, Probe) else p)
+            sums, n = eng._native().head_output_sums(ids)
         arr = np.asarray(sums, dtype=np.float64)
         total = arr if total is None else total + arr
         count += n
@@ -69,9 +79,31 @@ def head_means(eng: Engine, prompts: Iterable) -> np.ndarray:
     return (total / count).reshape(info["n_layer"], info["n_head"], hd).astype(np.float32)
 
 
+def reference_key(reference: Sequence) -> tuple:
+    """A hashable identity of a reference set (prompt texts, ids, and image contents)."""
+    import hashlib
+
+    from corehead.images import load_images
+    from corehead.probes import Probe
+
+    key = []
+    for p in reference:
+        if isinstance(p, Probe):
+            digest = ""
+            if p.image is not None:
+                (img,) = load_images([p.image])
+                digest = hashlib.sha1(np.ascontiguousarray(img).tobytes()).hexdigest() + str(img.shape)
+            key.append(("probe", p.prompt, p.question, digest))
+        elif isinstance(p, str):
+            key.append(p)
+        else:
+            key.append(tuple(int(t) for t in p))
+    return tuple(key)
+
+
 @contextmanager
 def ablated(eng: Engine, heads, method: str = "zero", reference: Sequence | None = None,
-            knockout_keys: Sequence[int] = ()):
+            knockout_keys: Sequence[int] = (), means: np.ndarray | None = None):
     if method not in METHODS:
         raise ValueError(f"unknown ablation method {method!r} (use one of {', '.join(METHODS)})")
     info = eng.info
@@ -79,11 +111,19 @@ def ablated(eng: Engine, heads, method: str = "zero", reference: Sequence | None
     if len(pairs) == info["n_layer"] * info["n_head"] and method != "knockout":
         # Documented: allowed, the model then sees no attention output at all.
         pass
-    means = None
     if method == "mean":
-        if reference is None:
-            raise ValueError("method='mean' needs reference= prompts to average the heads' outputs over")
-        means = eng._cached_head_means(reference)
+        if means is None:
+            if reference is None:
+                raise ValueError("method='mean' needs reference= prompts (or probes) to average the heads' "
+                                 "outputs over")
+            means = eng._cached_head_means(reference)
+        want = (info["n_layer"], info["n_head"], info["n_embd"] // info["n_head"])
+        means = np.asarray(means, dtype=np.float32)
+        if means.ndim != 3 or means.shape[:2] != want[:2]:
+            raise ValueError(f"means must have shape [n_layer, n_head, head_dim] = {list(want)}, "
+                             f"got {list(means.shape)}")
+    else:
+        means = None
     items = [(layer, h, method, means[layer, h].tolist() if means is not None else []) for layer, h in pairs]
     previous = eng._interventions
     eng._set_interventions(items, list(knockout_keys))

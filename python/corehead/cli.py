@@ -1,4 +1,4 @@
-"""The `corehead` command line: info, demo (more subcommands arrive with their features)."""
+"""The `corehead` command line: info, run, rank, ablate, demo."""
 
 from __future__ import annotations
 
@@ -120,22 +120,67 @@ def cmd_rank(args: argparse.Namespace) -> int:
     return 0
 
 
-def default_model_paths() -> tuple[Path, Path | None]:
-    """The model embedded in the package (the demo's default)."""
-    from corehead import models
+def _load_heads(path: str):
+    """A HeadRanking file (from `corehead rank`) or a JSON list of [layer, head] pairs."""
+    from corehead.ram import HeadRanking
 
-    return models.default_model()
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"heads file not found: {path}") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not JSON ({e})") from None
+    if isinstance(data, dict):
+        return HeadRanking.load(path)
+    if isinstance(data, list) and all(isinstance(h, list) and len(h) == 2 for h in data):
+        return [tuple(h) for h in data]
+    raise ValueError(f"{path}: expected a HeadRanking file (corehead rank -o) or a list of [layer, head] pairs")
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    """Ablation curve (a ranking file) or one ablation (a list of heads) over a probe file."""
+    from corehead.probes import load_probes
+    from corehead.ram import HeadRanking
+
+    probes = load_probes(args.probes)
+    heads = _load_heads(args.heads)
+    with corehead.Engine(args.model, mmproj=args.mmproj, n_threads=args.threads, n_ctx=args.ctx_size) as eng:
+        if isinstance(heads, HeadRanking):
+            curve = eng.ablation_curve(heads, probes, fractions=args.fractions, baselines=args.baselines,
+                                       seeds=args.seeds, method=args.method, metric=args.metric, progress=True)
+            print(curve.table())
+            if args.json:
+                curve.save(args.json)
+                print(f"wrote {args.json}")
+            if args.plot:
+                curve.plot(args.plot)
+                print(f"wrote {args.plot}")
+            return 0
+        metric = args.metric or ("choice" if all(p.choices for p in probes) else "exact")
+        base = eng.evaluate(probes, metric=metric)
+        with eng.ablated(heads, method=args.method, reference=probes if args.method == "mean" else None):
+            ablated = eng.evaluate(probes, metric=metric)
+    print(f"unablated: {base}")
+    print(f"ablated {len(heads)} heads ({args.method}): {ablated}")
+    print(f"drop: {100 * (base.accuracy - ablated.accuracy):.1f} points")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"heads": [list(h) for h in heads], "method": args.method,
+                                               "unablated": base.to_dict(), "ablated": ablated.to_dict()}, indent=1))
+    return 0
+
+
+def _fractions(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"fractions must be comma-separated numbers, got {text!r}") from None
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    model, mmproj = default_model_paths()
-    print(f"corehead {corehead.__version__}: embedded default model\n")
-    facts = inspect(model, mmproj=mmproj)
-    print(format_info(facts))
-    with corehead.Engine(model, mmproj=mmproj, n_threads=args.threads) as eng:
-        info = eng.info
-        print(f"\nloaded on {info['backend']} with {info['n_threads']} threads: "
-              f"{_human_bytes(info['weight_bytes'])} of weights in their stored types")
+    """The paper's finding on the embedded toy VLM (see corehead.demo)."""
+    from corehead import demo
+
+    demo.run(args.out, threads=args.threads, progress=not args.no_progress)
     return 0
 
 
@@ -186,9 +231,31 @@ def build_parser() -> argparse.ArgumentParser:
     rank.add_argument("-c", "--ctx-size", type=int, default=4096)
     rank.set_defaults(func=cmd_rank)
 
+    ablate = sub.add_parser("ablate", help="ablation curve: accuracy with the top / bottom / random heads ablated")
+    ablate.add_argument("-m", "--model", required=True, help="language-model GGUF")
+    ablate.add_argument("--mmproj", help="vision projector GGUF")
+    ablate.add_argument("--probes", required=True, help="probes JSONL: image, question, answer, bbox (, choices)")
+    ablate.add_argument("--heads", required=True,
+                        help="a ranking from `corehead rank` (runs the curve) or a JSON list of [layer, head] pairs "
+                             "(ablates exactly those)")
+    ablate.add_argument("--fractions", type=_fractions, default=[0.01, 0.02, 0.05, 0.1, 0.2],
+                        help="fractions of all heads to ablate (default 0.01,0.02,0.05,0.1,0.2)")
+    ablate.add_argument("--baselines", type=lambda t: t.split(","), default=["top", "bottom", "random"],
+                        help="which head sets: top,bottom,random (default all three)")
+    ablate.add_argument("--seeds", type=int, default=5, help="random head sets per fraction (default 5)")
+    ablate.add_argument("--method", choices=["zero", "mean", "knockout"], default="zero")
+    ablate.add_argument("--metric", choices=["exact", "contains", "choice"], default=None,
+                        help="default: choice when every probe has choices, else exact")
+    ablate.add_argument("--plot", help="write the curve (PNG)")
+    ablate.add_argument("--json", help="write the results (JSON)")
+    ablate.add_argument("-t", "--threads", type=int, default=None)
+    ablate.add_argument("-c", "--ctx-size", type=int, default=4096)
+    ablate.set_defaults(func=cmd_ablate)
+
     demo = sub.add_parser("demo", help="run the main job on the embedded default model")
     demo.add_argument("--threads", type=int, default=None)
     demo.add_argument("--out", default="corehead-demo", help="output folder")
+    demo.add_argument("--no-progress", action="store_true", help="no progress bars")
     demo.set_defaults(func=cmd_demo)
     return p
 

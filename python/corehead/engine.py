@@ -18,7 +18,8 @@ class Engine:
     """A quantized (multimodal) LLM loaded from GGUF files.
 
     Args:
-        model: path to the language-model GGUF (the file you would give llama.cpp's ``-m``).
+        model: path to the language-model GGUF (the file you would give llama.cpp's ``-m``);
+            None loads the toy VLM embedded in the package (with its mmproj).
         mmproj: path to the vision projector GGUF (llama.cpp's ``--mmproj``), or None.
         n_threads: CPU threads; None picks the number of physical cores.
         n_ctx: context window in tokens.
@@ -32,7 +33,7 @@ class Engine:
 
     def __init__(
         self,
-        model: str | os.PathLike,
+        model: str | os.PathLike | None = None,
         mmproj: str | os.PathLike | None = None,
         n_threads: int | None = None,
         n_ctx: int = 4096,
@@ -40,6 +41,15 @@ class Engine:
         kv_type: str = "auto",
         n_batch: int = 512,
     ) -> None:
+        if model is None:  # the toy VLM embedded in the package (with its mmproj)
+            from corehead.models import default_model
+
+            model, default_mmproj = default_model()
+            mmproj = default_mmproj if mmproj is None else mmproj
+        model_path = as_path(model, "model")
+        mmproj_path = as_path(mmproj, "mmproj") if mmproj is not None else ""
+        if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1):
+            raise ValueError(f"n_threads must be a positive int or None, got {n_threads!r}")
         model_path = as_path(model, "model")
         mmproj_path = as_path(mmproj, "mmproj") if mmproj is not None else ""
         if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1):
@@ -58,6 +68,12 @@ class Engine:
         self._head_mean_cache: dict = {}
         native_tok = self._core.tokenizer
         self._tokenizer = Tokenizer(_native=native_tok) if native_tok is not None else None
+
+    @classmethod
+    def toy(cls, **kwargs: Any) -> Engine:
+        """The trained toy VLM embedded in the package (what ``Engine()`` loads); its probes come
+        from :func:`corehead.toy.probes`."""
+        return cls(None, None, **kwargs)
 
     # -- lifetime ------------------------------------------------------------------------------
     def close(self) -> None:
@@ -173,6 +189,23 @@ class Engine:
         (img,) = self._images([image])
         return self._native().encode_image(img)
 
+    @property
+    def image_cache(self) -> dict:
+        """The image-embedding cache: bytes, limit, entries, hits, misses. Projector outputs of
+        recently seen images (LRU, 256 MiB by default) are reused, so evaluating many ablations
+        over the same probes runs the vision encoder once per image."""
+        if self._native().vision_info is None:
+            raise ValueError("this engine has no vision projector, hence no image cache")
+        return dict(self._native().image_cache_stats())
+
+    def set_image_cache(self, max_bytes: int) -> None:
+        """Limit the image-embedding cache to `max_bytes` (0 disables it and frees it)."""
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
+            raise ValueError(f"max_bytes must be an int >= 0, got {max_bytes!r}")
+        if self._native().vision_info is None:
+            raise ValueError("this engine has no vision projector, hence no image cache")
+        self._native().set_image_cache_limit(max_bytes)
+
     def preprocess_image(self, image) -> list[np.ndarray]:
         """The encoder inputs for `image` after resizing / cropping / tiling and normalization:
         one float32 ``[3, H, W]`` array per view (tiles, then the global view)."""
@@ -242,12 +275,32 @@ class Engine:
         return ram.rank_heads(self, probes, query=query, only_correct=only_correct, progress=progress)
 
     # -- head interventions ---------------------------------------------------------------------
-    def ablated(self, heads, method: str = "zero", reference=None, knockout_keys=()):
+    def ablated(self, heads, method: str = "zero", reference=None, knockout_keys=(), means=None):
         """Context manager applying a head intervention ("zero", "mean" or "knockout") to `heads`
         for every call inside the block; see :mod:`corehead.ablation`."""
         from corehead import ablation
 
-        return ablation.ablated(self, heads, method=method, reference=reference, knockout_keys=knockout_keys)
+        return ablation.ablated(self, heads, method=method, reference=reference, knockout_keys=knockout_keys,
+                                means=means)
+
+    def evaluate(self, probes, metric: str = "exact", progress: bool = True, max_tokens: int = 16):
+        """Accuracy on `probes` ("exact", "contains" or "choice" by log-likelihood), with the head
+        interventions currently active; returns a :class:`corehead.EvalReport`."""
+        from corehead import evaluate
+
+        return evaluate.evaluate(self, probes, metric=metric, progress=progress, max_tokens=max_tokens)
+
+    def ablation_curve(self, ranking, probes, fractions=(0.01, 0.02, 0.05, 0.1, 0.2),
+                       baselines=("top", "bottom", "random"), seeds: int = 5, method: str = "zero",
+                       metric: str | None = None, reference=None, seed: int = 0, progress: bool = True,
+                       max_tokens: int = 16):
+        """Accuracy with the top / bottom / random `fractions` of heads by RAM ablated; returns a
+        :class:`corehead.AblationCurve` (``.table()``, ``.plot(path)``). See :mod:`corehead.evaluate`."""
+        from corehead import evaluate
+
+        return evaluate.ablation_curve(self, ranking, probes, fractions=fractions, baselines=baselines, seeds=seeds,
+                                       method=method, metric=metric, reference=reference, seed=seed,
+                                       progress=progress, max_tokens=max_tokens)
 
     def head_means(self, prompts) -> np.ndarray:
         """Mean output of every head over all positions of `prompts`: [n_layer, n_head, head_dim]."""
@@ -256,7 +309,9 @@ class Engine:
         return ablation.head_means(self, prompts)
 
     def _cached_head_means(self, reference) -> np.ndarray:
-        key = tuple(tuple(p) if not isinstance(p, str) else p for p in reference)
+        from corehead.ablation import reference_key
+
+        key = reference_key(reference)
         if key not in self._head_mean_cache:
             saved = self._interventions
             self._set_interventions([], [])  # means of the unablated model

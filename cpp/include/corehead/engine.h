@@ -152,6 +152,14 @@ public:
     // The projector output for one image (all its views): row-major [n_visual, n_embd].
     std::vector<float> encode_image(const Image& image);
     std::vector<PreprocessedView> preprocess_image(const Image& image) const;
+    // The image-embedding cache (projector outputs of recently seen views, LRU, 256 MiB by
+    // default; 0 disables it): repeated calls on the same image skip the vision encoder.
+    struct ImageCacheStats {
+        size_t bytes = 0, limit = 0, entries = 0, hits = 0, misses = 0;
+    };
+    void set_image_cache_limit(size_t bytes);
+    ImageCacheStats image_cache_stats() const;
+    void clear_image_cache();
     // For every visual token of `image`, in context order, the rectangle of the original image it
     // covers: row-major [n_visual, 4] (x0, y0, x1, y1) in pixels.
     std::vector<float> visual_token_boxes(const Image& image) const;
@@ -176,6 +184,9 @@ public:
     // Per-head output sums over every position of `tokens` (run from an empty context, current
     // interventions applied): [n_layer][n_head * head_dim] and the position count.
     std::vector<std::vector<double>> head_output_sums(const std::vector<int32_t>& tokens, int64_t& n_positions);
+    // head_output_sums() for a prompt with images (the visual positions included).
+    std::vector<std::vector<double>> head_output_sums(const std::string& prompt, const std::vector<Image>& images,
+                                                      const std::string& marker, int64_t& n_positions);
 
     // Called between forward passes of long work (prefill batches, generated tokens); it may
     // throw to abandon the work (the Python binding raises KeyboardInterrupt on Ctrl-C).

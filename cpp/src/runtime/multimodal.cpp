@@ -123,17 +123,76 @@ std::vector<float> MultimodalRunner::encode(const PreparedImage& img) {
     std::vector<float> out;
     out.reserve(static_cast<size_t>(img.n_tokens() * n_embd_));
     for (const VisionView& v : img.views) {
-        std::vector<float> e = ctx_->encode(v);
+        std::vector<float> e = encode_view(v);
         out.insert(out.end(), e.begin(), e.end());
     }
     return out;
+}
+
+MultimodalRunner::ViewKey MultimodalRunner::view_key(const VisionView& v) {
+    // Two independent 64-bit hashes (FNV-1a and a multiply-xorshift mix) over the view's shape
+    // and normalized pixels: a false hit needs both to collide.
+    ViewKey k{0xcbf29ce484222325ull, 0x243f6a8885a308d3ull};
+    auto mix = [&](uint64_t x) {
+        k.a = (k.a ^ x) * 0x100000001b3ull;
+        k.b = (k.b + x) * 0xff51afd7ed558ccdull;
+        k.b ^= k.b >> 33;
+    };
+    for (int64_t x : {v.width, v.height, v.grid_w, v.grid_h}) mix(static_cast<uint64_t>(x));
+    const uint32_t* bits = reinterpret_cast<const uint32_t*>(v.pixels.data());
+    for (size_t i = 0; i < v.pixels.size(); ++i) mix(bits[i]);
+    return k;
+}
+
+std::vector<float> MultimodalRunner::encode_view(const VisionView& v) {
+    if (cache_limit_ == 0) return ctx_->encode(v);
+    const ViewKey key = view_key(v);
+    if (auto it = cache_index_.find(key); it != cache_index_.end()) {
+        cache_.splice(cache_.begin(), cache_, it->second);  // now the most recent
+        ++cache_hits_;
+        return it->second->second;
+    }
+    ++cache_misses_;
+    std::vector<float> e = ctx_->encode(v);
+    const size_t bytes = e.size() * sizeof(float);
+    if (bytes <= cache_limit_) {
+        cache_.emplace_front(key, e);
+        cache_index_[key] = cache_.begin();
+        cache_bytes_ += bytes;
+        while (cache_bytes_ > cache_limit_) {
+            cache_bytes_ -= cache_.back().second.size() * sizeof(float);
+            cache_index_.erase(cache_.back().first);
+            cache_.pop_back();
+        }
+    }
+    return e;
+}
+
+void MultimodalRunner::set_cache_limit(size_t bytes) {
+    cache_limit_ = bytes;
+    while (cache_bytes_ > cache_limit_ && !cache_.empty()) {
+        cache_bytes_ -= cache_.back().second.size() * sizeof(float);
+        cache_index_.erase(cache_.back().first);
+        cache_.pop_back();
+    }
+}
+
+MultimodalRunner::CacheStats MultimodalRunner::cache_stats() const {
+    return {cache_bytes_, cache_limit_, cache_.size(), cache_hits_, cache_misses_};
+}
+
+void MultimodalRunner::clear_cache() {
+    cache_.clear();
+    cache_index_.clear();
+    cache_bytes_ = 0;
 }
 
 std::vector<float> MultimodalRunner::prefill(TextContext& ctx, const MultimodalPrompt& p,
                                              const std::vector<PreparedImage>& images, int64_t n_batch,
                                              bool all_positions, const std::function<void()>& interrupt,
                                              const TapRequest* taps,
-                                             const std::function<void(size_t, const TapResult&)>& on_taps) {
+                                             const std::function<void(size_t, const TapResult&)>& on_taps,
+                                             HeadOutputSums* head_sums) {
     const int64_t n = static_cast<int64_t>(p.ids.size());
     if (ctx.n_past() + n > ctx.n_ctx()) {
         throw ContextOverflow("the input needs " + std::to_string(ctx.n_past() + n) + " tokens but the context holds " +
@@ -173,6 +232,7 @@ std::vector<float> MultimodalRunner::prefill(TextContext& ctx, const MultimodalP
         } else {
             b.output_rows.push_back(static_cast<int32_t>(b.n_tokens - 1));
         }
+        b.head_sums = head_sums;
         ChunkTaps chunk;
         TapResult chunk_result;
         if (taps && (chunk = chunk_taps(*taps, ctx.n_past(), b.n_tokens)).any()) {

@@ -5,12 +5,15 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <list>
 #include <memory>
+#include <unordered_map>
 #include <string>
 #include <vector>
 
 #include "corehead/image.h"
 #include "corehead/tokenizer.h"
+#include "heads/interventions.h"
 #include "heads/taps.h"
 #include "vision/family.h"
 
@@ -50,15 +53,28 @@ public:
     MultimodalPrompt assemble(const std::string& prompt, const std::vector<PreparedImage>& images,
                               const std::string& marker) const;
     // Projector output of every view of `img`, concatenated: row-major [n_tokens, n_embd].
+    // Views seen before come from the embedding cache (see set_cache_limit).
     std::vector<float> encode(const PreparedImage& img);
+
+    // The embedding cache: projector outputs of recently encoded views, keyed by a 128-bit hash
+    // of their preprocessed pixels, least recently used evicted first. Evaluating many head
+    // ablations over the same probes encodes each image once. 0 disables it.
+    void set_cache_limit(size_t bytes);
+    struct CacheStats {
+        size_t bytes = 0, limit = 0, entries = 0, hits = 0, misses = 0;
+    };
+    CacheStats cache_stats() const;
+    void clear_cache();
     // Runs `p` from the context's current position; returns the logits of every position
     // ([n, n_vocab]) or of the last one. Leaves the context's RoPE offset set for decoding.
     // `interrupt` (optional) runs between forward passes and may throw to abandon the work.
     // `taps` (optional): attention taps on absolute positions, each chunk's result handed to on_taps.
+    // `head_sums` (optional): per-head output sums over every position are accumulated there.
     std::vector<float> prefill(TextContext& ctx, const MultimodalPrompt& p, const std::vector<PreparedImage>& images,
                                int64_t n_batch, bool all_positions, const std::function<void()>& interrupt = nullptr,
                                const TapRequest* taps = nullptr,
-                               const std::function<void(size_t, const TapResult&)>& on_taps = nullptr);
+                               const std::function<void(size_t, const TapResult&)>& on_taps = nullptr,
+                               HeadOutputSums* head_sums = nullptr);
     // Context positions of the visual tokens of `p`, ascending.
     static std::vector<int32_t> visual_positions(const MultimodalPrompt& p);
 
@@ -66,6 +82,22 @@ public:
     static std::vector<float> token_boxes(const PreparedImage& img);
 
 private:
+    struct ViewKey {
+        uint64_t a = 0, b = 0;
+        bool operator==(const ViewKey& o) const { return a == o.a && b == o.b; }
+    };
+    struct ViewKeyHash {
+        size_t operator()(const ViewKey& k) const { return static_cast<size_t>(k.a ^ (k.b * 0x9e3779b97f4a7c15ull)); }
+    };
+    static ViewKey view_key(const VisionView& v);
+    std::vector<float> encode_view(const VisionView& v);
+
+    // LRU: most recent at the front; the map points into the list.
+    using CacheEntry = std::pair<ViewKey, std::vector<float>>;
+    std::list<CacheEntry> cache_;
+    std::unordered_map<ViewKey, std::list<CacheEntry>::iterator, ViewKeyHash> cache_index_;
+    size_t cache_bytes_ = 0, cache_limit_ = size_t(256) << 20, cache_hits_ = 0, cache_misses_ = 0;
+
     const VisionModelFile& vision_;
     const Tokenizer* tok_;
     int64_t n_embd_;

@@ -1,0 +1,239 @@
+"""Evaluation and the ablation curve (issue 6): choice log-likelihoods against transformers'
+logits, the metrics against an independent re-computation, the curve's head sets, and the
+paper's claim on the embedded toy VLM (top RAM heads are necessary, bottom ones are not)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from corehead import AblationCurve, Engine, HeadRanking, toy
+from corehead.evaluate import choice_logprobs, wilson_interval
+from corehead.ram import normalize_answer
+
+DATA = Path(__file__).parent / "data"
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float64)
+    m = x.max(-1, keepdims=True)
+    return x - m - np.log(np.exp(x - m).sum(-1, keepdims=True))
+
+
+@pytest.mark.parametrize("ablate", [False, True])
+def test_choice_logprobs_match_transformers(ablate):
+    ref = np.load(DATA / "llama" / "ref.npz")
+    abl = np.load(DATA / "llama" / "ablation_ref.npz")
+    ids = ref["prompt_ids"].tolist()
+    want_logits = abl["zeroA_logits_all"] if ablate else ref["logits_all"]
+    heads = [tuple(h) for h in abl["zeroA_heads"].tolist()]
+    k = 10
+    # Choices: the true continuation (3 tokens), a 1-token one and a 2-token one.
+    choices = [ids[k:k + 3], [ids[k + 5]], [ids[k + 1], ids[k]]]
+    lp = _log_softmax(want_logits)
+    want = []
+    for c in choices:
+        # transformers' logits for prompt + c exist only along the true sequence; rebuild
+        # the others from the rows that condition on the same prefix.
+        if c == ids[k:k + len(c)]:
+            want.append(sum(lp[k - 1 + i, t] for i, t in enumerate(c)))
+    with Engine(DATA / "llama" / "model-f32.gguf", n_threads=2) as eng:
+        if ablate:
+            with eng.ablated(heads, method="zero"):
+                got = choice_logprobs(eng, ids[:k], choices)
+        else:
+            got = choice_logprobs(eng, ids[:k], choices)
+    assert got[0] == pytest.approx(want[0], abs=1e-3)
+    # The single-token choice is read from the prompt's last row.
+    assert got[1] == pytest.approx(lp[k - 1, choices[1][0]], abs=1e-3)
+    assert np.isfinite(got).all()
+
+
+def test_single_and_multi_token_paths_agree():
+    # A single-token choice scored alone (one forward pass) and next to a multi-token choice
+    # (one pass per choice) must give the same log-likelihood.
+    ref = np.load(DATA / "llama" / "ref.npz")
+    ids = ref["prompt_ids"].tolist()
+    with Engine(DATA / "llama" / "model-f32.gguf", n_threads=2) as eng:
+        one = choice_logprobs(eng, ids[:8], [[ids[8]], [ids[9]]])
+        mixed = choice_logprobs(eng, ids[:8], [[ids[8]], [ids[9], ids[10]]])
+    assert one[0] == pytest.approx(mixed[0], abs=1e-4)
+
+
+def test_wilson_interval():
+    # Wilson's interval is the set of p with |p_hat - p| <= z sqrt(p(1-p)/n): the roots of
+    # (1 + z²/n) p² - (2 p_hat + z²/n) p + p_hat² = 0.
+    z = 1.959964
+    for k, n in [(45, 50), (3, 7), (0, 10), (10, 10)]:
+        ph = k / n
+        roots = np.sort(np.roots([1 + z * z / n, -(2 * ph + z * z / n), ph * ph]).real)
+        assert wilson_interval(k, n) == pytest.approx(tuple(roots.clip(0, 1)), abs=1e-9)
+
+
+@pytest.fixture(scope="module")
+def toy_engine():
+    with Engine.toy(n_threads=2) as eng:
+        yield eng
+
+
+@pytest.fixture(scope="module")
+def toy_probes():
+    return toy.as_probes(toy.probes(40, seed=21))
+
+
+def test_metrics_on_the_toy_model(toy_engine, toy_probes):
+    eng, probes = toy_engine, toy_probes
+    exact = eng.evaluate(probes, metric="exact", progress=False)
+    contains = eng.evaluate(probes, metric="contains", progress=False)
+    choice = eng.evaluate(probes, metric="choice", progress=False)
+    assert exact.n == contains.n == choice.n == len(probes)
+    assert exact.accuracy >= 0.9 and choice.accuracy >= 0.9
+    assert contains.correct[exact.correct].all()  # an exact answer is also contained
+    # Re-computation: exact correctness from the generated text; the chosen choice is the
+    # argmax of the prompt's last-position log-softmax over the choices' tokens.
+    for i, p in enumerate(probes):
+        got = eng.generate(p.prompt, images=[p.image], max_tokens=16)
+        assert exact.correct[i] == (normalize_answer(got) == normalize_answer(p.answer))
+        logits = eng.logits(p.prompt, images=[p.image])
+        toks = [eng.multimodal_tokens(p.prompt + " " + c, [p.image])[-1] for c in p.choices]
+        best = p.choices[int(np.argmax(_log_softmax(logits)[toks]))]
+        assert normalize_answer(choice.answers[i]) == normalize_answer(best)
+        assert choice.correct[i] == (normalize_answer(best) == normalize_answer(p.answer))
+    lo, hi = exact.ci
+    assert lo <= exact.accuracy <= hi
+
+
+def test_image_embeddings_are_cached(toy_engine, toy_probes):
+    eng = toy_engine
+    p = toy_probes[0]
+    before = eng.image_cache
+    a = eng.logits(p.prompt, images=[p.image])
+    b = eng.logits(p.prompt, images=[p.image])
+    after = eng.image_cache
+    assert after["hits"] >= before["hits"] + 1
+    np.testing.assert_array_equal(a, b)  # a cache hit changes nothing
+    eng.set_image_cache(0)
+    try:
+        np.testing.assert_array_equal(eng.logits(p.prompt, images=[p.image]), a)
+        assert eng.image_cache["entries"] == 0
+    finally:
+        eng.set_image_cache(256 << 20)
+
+
+def test_ablation_curve_on_the_toy_model(toy_engine, toy_probes, tmp_path):
+    eng, probes = toy_engine, toy_probes
+    ranking = eng.rank_heads(probes, progress=False)
+    curve = eng.ablation_curve(ranking, probes, fractions=(0.05, 0.1), seeds=3, progress=False)
+    assert isinstance(curve, AblationCurve)
+    n_heads = ranking.ram.size
+    for r in curve.runs:
+        assert r["k"] == max(1, math.ceil(r["fraction"] * n_heads - 1e-9)) == len(set(map(tuple, r["heads"])))
+        if r["baseline"] == "top":
+            assert r["heads"] == list(ranking.top(r["fraction"]))
+    # Random head sets of one seed are nested across fractions.
+    for s in range(3):
+        sets = [r["heads"] for r in curve.runs if r["baseline"] == "random" and r["seed"] == s]
+        assert sets[1][: len(sets[0])] == sets[0]
+    # The paper's claim on the embedded model.
+    assert curve.drop(0.05, "top") >= 30
+    assert curve.drop(0.05, "bottom") <= 5
+    # One configuration recomputed by hand.
+    with eng.ablated(ranking.top(0.05), method="zero"):
+        again = eng.evaluate(probes, metric=curve.metric, progress=False).accuracy
+    assert again == pytest.approx(curve.base_accuracy - curve.drop(0.05, "top") / 100)
+    assert "top" in curve.table() and "random" in curve.table()
+    curve.plot(tmp_path / "curve.png")
+    assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    curve.save(tmp_path / "curve.json")
+
+
+def test_mean_ablation_over_probes_with_images(toy_engine, toy_probes):
+    eng = toy_engine
+    a, b = toy_probes[:1], toy_probes[1:3]
+    n_a = len(eng.multimodal_tokens(a[0].prompt, [a[0].image]))
+    n_b = sum(len(eng.multimodal_tokens(p.prompt, [p.image])) for p in b)
+    both = eng.head_means(a + b)
+    # The mean over a union is the count-weighted mean of the parts' means.
+    np.testing.assert_allclose(both, (n_a * eng.head_means(a) + n_b * eng.head_means(b)) / (n_a + n_b),
+                               rtol=1e-5, atol=1e-6)
+    # Visual positions change the means: a probe without its image has other means.
+    text_only = [type(a[0])(question=a[0].question, answer=a[0].answer, prompt=a[0].question)]
+    assert np.abs(eng.head_means(text_only) - eng.head_means(a)).max() > 1e-3
+
+
+def test_bad_evaluation_input(toy_engine, toy_probes):
+    eng, probes = toy_engine, toy_probes[:2]
+    with pytest.raises(ValueError, match="unknown metric"):
+        eng.evaluate(probes, metric="bleu")
+    with pytest.raises(ValueError, match="max_tokens"):
+        eng.evaluate(probes, max_tokens=0)
+    with pytest.raises(ValueError, match="no probes"):
+        eng.evaluate([])
+    with pytest.raises(TypeError, match="corehead.Probe"):
+        eng.evaluate([{"question": "x"}])
+    no_choices = [type(p)(image=p.image, question=p.question, answer=p.answer, bbox=p.bbox, prompt=p.prompt)
+                  for p in probes]
+    with pytest.raises(ValueError, match="choices"):
+        eng.evaluate(no_choices, metric="choice")
+    wrong = [type(p)(image=p.image, question=p.question, answer=" zebra", bbox=p.bbox, prompt=p.prompt,
+                     choices=p.choices) for p in probes]
+    with pytest.raises(ValueError, match="not among its choices"):
+        eng.evaluate(wrong, metric="choice")
+    info = eng.info
+    ranking = HeadRanking(ram=np.zeros((info["n_layer"], info["n_head"])),
+                          visual_mass=np.zeros((info["n_layer"], info["n_head"])), chance=0.1, n_probes=1,
+                          n_head_kv=info["n_head_kv"])
+    for kwargs, match in [({"fractions": (0.0,)}, "fractions"), ({"fractions": (1.5,)}, "fractions"),
+                          ({"seeds": 0}, "seeds"), ({"method": "scramble"}, "unknown ablation method"),
+                          ({"baselines": ("worst",)}, "unknown baseline")]:
+        with pytest.raises(ValueError, match=match):
+            eng.ablation_curve(ranking, probes, progress=False, **kwargs)
+    other = HeadRanking(ram=np.zeros((2, 4)), visual_mass=np.zeros((2, 4)), chance=0.1, n_probes=1, n_head_kv=4)
+    with pytest.raises(ValueError, match="head ranking is for a model"):
+        eng.ablation_curve(other, probes, progress=False)
+    with pytest.raises(TypeError, match="HeadRanking"):
+        eng.ablation_curve([(0, 0)], probes, progress=False)
+
+
+def _write_toy_probes(tmp_path: Path, n: int, seed: int) -> Path:
+    import json
+
+    lines = []
+    for i, (item, p) in enumerate(zip(toy.probes(n, seed=seed), toy.as_probes(toy.probes(n, seed=seed)))):
+        item["image"].save(tmp_path / f"{i}.png")
+        lines.append({"image": f"{i}.png", "question": p.question, "prompt": p.prompt, "answer": p.answer,
+                      "bbox": p.bbox, "choices": p.choices})
+    path = tmp_path / "probes.jsonl"
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    return path
+
+
+def test_cli_ablate(tmp_path, capsys):
+    import json
+
+    from corehead.cli import main as cli_main
+    from corehead.models import default_model
+
+    model, mmproj = default_model()
+    probes = _write_toy_probes(tmp_path, 16, seed=31)
+    common = ["-m", str(model), "--mmproj", str(mmproj), "--probes", str(probes), "-t", "2"]
+    assert cli_main(["rank", *common, "-o", str(tmp_path / "heads.json")]) == 0
+    rc = cli_main(["ablate", *common, "--heads", str(tmp_path / "heads.json"), "--fractions", "0.05,0.1",
+                   "--seeds", "2", "--plot", str(tmp_path / "c.png"), "--json", str(tmp_path / "c.json")])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "unablated accuracy" in text and "random" in text
+    saved = json.loads((tmp_path / "c.json").read_text())
+    assert {r["baseline"] for r in saved["runs"]} == {"top", "bottom", "random"}
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    # A plain list of heads: one ablation against the unablated run.
+    top = saved["runs"][0]["heads"]
+    (tmp_path / "top.json").write_text(json.dumps(top))
+    assert cli_main(["ablate", *common, "--heads", str(tmp_path / "top.json")]) == 0
+    assert "drop:" in capsys.readouterr().out
+    (tmp_path / "bad.json").write_text(json.dumps([[0, 99]]))
+    assert cli_main(["ablate", *common, "--heads", str(tmp_path / "bad.json")]) == 1
+    assert "out of range" in capsys.readouterr().err
