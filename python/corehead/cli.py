@@ -193,11 +193,15 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="validate a GGUF model (and mmproj) and print its facts")
     info.add_argument("model", nargs="?", help="language-model GGUF")
     info.add_argument("--mmproj", help="vision projector GGUF")
+    info.add_argument("-hf", "--hf-repo", metavar="REPO[:QUANT]",
+                      help="a GGUF repo of the Hugging Face Hub (and quant, default Q4_K_M), like llama.cpp")
     info.add_argument("--json", action="store_true", help="print JSON instead of a table")
     info.set_defaults(func=cmd_info)
 
     run = sub.add_parser("run", help="generate text from a prompt (streams to the terminal)")
-    run.add_argument("-m", "--model", required=True, help="language-model GGUF")
+    run.add_argument("-m", "--model", help="language-model GGUF (or -hf)")
+    run.add_argument("-hf", "--hf-repo", metavar="REPO[:QUANT]",
+                     help="a GGUF repo of the Hugging Face Hub (and quant, default Q4_K_M), like llama.cpp")
     run.add_argument("--mmproj", help="vision projector GGUF")
     run.add_argument("-p", "--prompt", help="the prompt (read from stdin when omitted)")
     run.add_argument("--image", action="append", metavar="IMG",
@@ -218,7 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     rank = sub.add_parser("rank", help="rank attention heads by Retrieval Attention Mass over probes")
-    rank.add_argument("-m", "--model", required=True, help="language-model GGUF")
+    rank.add_argument("-m", "--model", help="language-model GGUF (or -hf)")
+    rank.add_argument("-hf", "--hf-repo", metavar="REPO[:QUANT]",
+                      help="a GGUF repo of the Hugging Face Hub (and quant, default Q4_K_M), like llama.cpp")
     rank.add_argument("--mmproj", help="vision projector GGUF")
     rank.add_argument("--probes", required=True, help="probes JSONL: image, question, answer, bbox")
     rank.add_argument("-o", "--output", default="heads.json", help="where to save the ranking (JSON)")
@@ -232,7 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     rank.set_defaults(func=cmd_rank)
 
     ablate = sub.add_parser("ablate", help="ablation curve: accuracy with the top / bottom / random heads ablated")
-    ablate.add_argument("-m", "--model", required=True, help="language-model GGUF")
+    ablate.add_argument("-m", "--model", help="language-model GGUF (or -hf)")
+    ablate.add_argument("-hf", "--hf-repo", metavar="REPO[:QUANT]",
+                        help="a GGUF repo of the Hugging Face Hub (and quant, default Q4_K_M), like llama.cpp")
     ablate.add_argument("--mmproj", help="vision projector GGUF")
     ablate.add_argument("--probes", required=True, help="probes JSONL: image, question, answer, bbox (, choices)")
     ablate.add_argument("--heads", required=True,
@@ -266,11 +274,17 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    if args.command == "info" and not args.model and not args.mmproj:
-        parser.error("info needs a model path and/or --mmproj")
+    if args.command == "info" and not args.model and not args.mmproj and not args.hf_repo:
+        parser.error("info needs a model path and/or --mmproj, or -hf REPO[:QUANT]")
+    if args.command in ("run", "rank", "ablate") and not args.model and not args.hf_repo:
+        parser.error(f"{args.command} needs -m MODEL.gguf or -hf REPO[:QUANT]")
     try:
+        if getattr(args, "hf_repo", None):  # download (or find in the cache) the repo's GGUF + mmproj
+            from corehead import hub
+
+            hub.apply_cli_args(args)
         return args.func(args)
-    except (ValueError, FileNotFoundError, TypeError, RuntimeError) as e:
+    except (ValueError, FileNotFoundError, TypeError, RuntimeError, ImportError) as e:
         print(f"corehead: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

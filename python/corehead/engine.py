@@ -75,6 +75,22 @@ class Engine:
         from :func:`corehead.toy.probes`."""
         return cls(None, None, **kwargs)
 
+    @classmethod
+    def from_pretrained(cls, repo_id: str, filename: str | None = None, mmproj=None, revision: str | None = None,
+                        quant: str | None = "Q4_K_M", cache_dir: str | os.PathLike | None = None,
+                        **kwargs: Any) -> Engine:
+        """Load a GGUF repo of the Hugging Face Hub (needs ``pip install 'corehead[hub]'``).
+
+        filename: the model file (None: the one named with `quant`; ``quant=None`` picks
+        automatically). mmproj: None pairs the repo's ``mmproj*.gguf`` (same quant, else F16/Q8_0),
+        False loads none, a str names the file. Uses the normal Hugging Face cache and honours
+        ``HF_HUB_OFFLINE``; see :mod:`corehead.hub`. Other kwargs go to :class:`Engine`."""
+        from corehead import hub
+
+        model, mmproj_path = hub.resolve(repo_id, filename=filename, mmproj=mmproj, revision=revision, quant=quant,
+                                         cache_dir=cache_dir)
+        return cls(model, mmproj_path, **kwargs)
+
     # -- lifetime ------------------------------------------------------------------------------
     def close(self) -> None:
         """Free the weights and backends now. The engine is unusable afterwards."""
