@@ -54,12 +54,22 @@ def _tok_inputs(tok, text):
     return {"input_ids": torch.tensor([ids]), "attention_mask": torch.ones(1, len(ids), dtype=torch.long)}
 
 
-def rebuild(family: str, work: Path):
+def rebuild(family: str, work: Path, want_tokenizer: list | None = None):
     """Run the fixture builder of `family` up to the point where the model and the reference inputs
-    exist. Returns (model, main inputs, {prefix: inputs} of the other text prompts, out dir)."""
+    exist. Returns (model, main inputs, {prefix: inputs} of the other text prompts, out dir).
+    `want_tokenizer`, when given, receives the builder's HF tokenizer."""
     out = work / "out"
     out.mkdir(parents=True, exist_ok=True)
-    saved = (T._finish, mm.mm_refs, C.run_converter)
+    saved = (T._finish, mm.mm_refs, C.run_converter, C.spm_tokenizer_dir, C.qwen2_bpe_tokenizer)
+
+    def keep_tokenizer(fn, pick):
+        def wrapped(*a, **k):
+            res = fn(*a, **k)
+            if want_tokenizer is not None:
+                want_tokenizer.append(pick(res))
+            return res
+
+        return wrapped
 
     def fake_finish(name, model, tok, hf_dir, out_, prompts, pre="", extra_meta=None):
         main, extra = None, {}
@@ -78,12 +88,14 @@ def rebuild(family: str, work: Path):
         raise RuntimeError("converter must not run while rebuilding")
 
     T._finish, mm.mm_refs, C.run_converter = fake_finish, fake_mm_refs, no_converter
+    C.spm_tokenizer_dir = keep_tokenizer(saved[3], lambda r: r[0])
+    C.qwen2_bpe_tokenizer = keep_tokenizer(saved[4], lambda r: r)
     try:
         builder(family)(out, work / "build", SEEDS[family])
     except _Built as b:
         return b.model, b.inputs, b.extra_inputs, out
     finally:
-        T._finish, mm.mm_refs, C.run_converter = saved
+        T._finish, mm.mm_refs, C.run_converter, C.spm_tokenizer_dir, C.qwen2_bpe_tokenizer = saved
     raise RuntimeError(f"{family}: builder finished without producing the model")
 
 
@@ -272,11 +284,40 @@ def maxdiff(a, b) -> float:
     return float(np.max(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64))))
 
 
+def text_round_trips(tok, ids) -> bool:
+    """The answer tokens decode to text that encodes back to the same tokens (a probe's answer is
+    text: a token holding part of a UTF-8 character decodes to U+FFFD and does not come back)."""
+    ids = [int(i) for i in ids]
+    return tok(tok.decode(ids), add_special_tokens=False).input_ids == ids
+
+
+def answer_ids_for(model, inputs, tok, greedy_ids) -> tuple[np.ndarray, bool]:
+    """The teacher-forced answer: the fixture's greedy tokens `greedy_ids[:N_ANSWER]` when they
+    survive a text round trip; else greedy decoding restricted, at each step, to the tokens that keep
+    the answer text round-tripping (the highest-logit such token). Returns (ids, constrained)."""
+    import torch
+
+    ans = [int(i) for i in greedy_ids[:N_ANSWER]]
+    if text_round_trips(tok, ans):
+        return np.array(ans, dtype=np.int32), False
+    ans, cur = [], dict(inputs)
+    for _ in range(N_ANSWER):
+        with torch.no_grad():
+            logits = model(**cur, use_cache=False).logits[0, -1]
+        for t in torch.argsort(logits, descending=True, stable=True).tolist():
+            if text_round_trips(tok, ans + [t]):
+                break
+        ans.append(int(t))
+        cur = C.default_extend(cur, int(t))
+    return np.array(ans, dtype=np.int32), True
+
+
 def make_refs(family: str, data: Path, work: Path, log) -> dict:
     import torch
 
     ref = np.load(data / family / "ref.npz")
-    model, inputs, extra, out = rebuild(family, work)
+    toks: list = []
+    model, inputs, extra, out = rebuild(family, work, toks)
     n_layer = len(text_attn_modules(model))
     last = n_layer - 1
     hd = head_dim_of(model)
@@ -375,7 +416,16 @@ def make_refs(family: str, data: Path, work: Path, log) -> dict:
         r["knock_empty_rows"] = empty
 
     # --- 3. answer-query RAM references (teacher forcing) ---
-    ans = ref["greedy_ids"][:N_ANSWER].astype(np.int32)
+    # Multimodal answers reach corehead as Probe.answer text, so they must survive a text round trip;
+    # the text families' tests feed the ids directly.
+    if family in MULTIMODAL:
+        ans, constrained = answer_ids_for(model, inputs, toks[-1], ref["greedy_ids"])
+    else:
+        ans, constrained = ref["greedy_ids"][:N_ANSWER].astype(np.int32), False
+    if constrained:
+        log(f"[{family}] greedy answer {ref['greedy_ids'][:N_ANSWER].tolist()} is not text "
+            f"({toks[-1].decode(ref['greedy_ids'][:N_ANSWER].tolist())!r}): round-trip-constrained greedy "
+            f"{ans.tolist()} ({toks[-1].decode(ans.tolist())!r})")
     a_inputs = dict(inputs)
     for nid in ans:
         a_inputs = C.default_extend(a_inputs, int(nid))
@@ -385,7 +435,8 @@ def make_refs(family: str, data: Path, work: Path, log) -> dict:
     pred = a_logits[n_tok - 1 : n_tok - 1 + N_ANSWER].argmax(-1)
     log(f"[{family}] answer {ans.tolist()}: prefix logits vs base {d_prefix:.3g}, argmax {pred.tolist()}")
     assert d_prefix < 1e-4, d_prefix
-    assert np.array_equal(pred, ans), (pred, ans)
+    assert constrained or np.array_equal(pred, ans), (pred, ans)
+    assert family not in MULTIMODAL or text_round_trips(toks[-1], ans), ans
     r["answer_ids"] = ans
     r["answer_logits_all"] = a_logits
     r["answer_attn_all"] = a_att
