@@ -159,10 +159,15 @@ def test_auto_quant(tmp_path, monkeypatch):
     write_repo(cache, "org/Split-GGUF", {"m-Q4_K_M-00001-of-00002.gguf": DATA / "model-f32.gguf",
                                          "m-Q4_K_M-00002-of-00002.gguf": DATA / "model-f16.gguf"})
     write_repo(cache, "org/Safetensors", {"model.safetensors": DATA / "ref.npz"})
+    write_repo(cache, "org/Llava-v1.5-GGUF", {"llava-v1.5-Q4_K_M.gguf": DATA / "model-f32.gguf",
+                                             "llava-v1.5-mmproj-model-f16.gguf": DATA / "mmproj-f16.gguf"})
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert Path(hub.resolve("org/Only-Q8-GGUF", quant=None)[0]).name == "m-Q8_0.gguf"  # Q8_0 before F16
     assert Path(hub.resolve("org/Unnamed-GGUF", quant=None)[0]).name == "model.gguf"
+    # "mmproj" inside the name (not only as a prefix) marks the projector, as in llama.cpp.
+    model, mmproj = hub.resolve("org/Llava-v1.5-GGUF")
+    assert (Path(model).name, Path(mmproj).name) == ("llava-v1.5-Q4_K_M.gguf", "llava-v1.5-mmproj-model-f16.gguf")
     with pytest.raises(hub.HubError, match="split into several files.*llama-gguf-split"):
         hub.resolve("org/Split-GGUF")
     with pytest.raises(hub.HubError, match="no GGUF model file.*convert"):

@@ -5,11 +5,11 @@
 
 How the files are picked (like llama.cpp's ``-hf repo[:quant]``):
 
-- the model: the repo's ``*.gguf`` files whose name does not start with ``mmproj``, and whose
+- the model: the repo's ``*.gguf`` files whose name does not contain ``mmproj``, and whose
   name holds the quantization name (``Q4_K_M``, ``Q8_0``, ``F16`` …; case-insensitive, as a
   whole token: ``Q4_K`` does not match ``Q4_K_M``). ``quant=None`` takes the first of
   :data:`AUTO_QUANTS` the repo has, or its only model file. ``filename=`` skips the search.
-- the vision projector: the repo's ``mmproj*.gguf`` of the same quantization, else F16, BF16,
+- the vision projector: the repo's GGUF named ``*mmproj*`` of the same quantization, else F16, BF16,
   Q8_0, F32, else the first one; None when the repo has none (a text model). ``mmproj=False``
   loads none; ``mmproj="name.gguf"`` takes that file of the repo.
 
@@ -91,7 +91,7 @@ def quant_of(filename: str) -> str | None:
 
 
 def is_mmproj(filename: str) -> bool:
-    return PurePosixPath(filename).name.lower().startswith("mmproj")
+    return "mmproj" in PurePosixPath(filename).name.lower()  # mmproj-*.gguf, or *-mmproj-f16.gguf
 
 
 def _ggufs(files) -> tuple[list[str], list[str]]:
