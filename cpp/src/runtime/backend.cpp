@@ -71,6 +71,11 @@ std::unique_ptr<Backends> create_backends(const std::string& kind_in, int n_thre
         if (!dev) return b;
     } else {
         dev = find_device(kind);
+        const std::vector<std::string> built = compiled_backends();
+        if (!dev && std::find(built.begin(), built.end(), kind) != built.end()) {
+            throw InputError("backend '" + kind + "' is compiled into this build of corehead but no " + kind +
+                             " device was found (no GPU, or its driver is not loaded); use backend='cpu' or 'auto'");
+        }
         if (!dev) {
             throw InputError("backend '" + kind + "' is not compiled into this build of corehead; reinstall with "
                              "pip install . -C cmake.define.GGML_" + (kind == "cuda" ? std::string("CUDA") : std::string("METAL")) +
