@@ -183,6 +183,29 @@ def probes(n: int, seed: int = 0, templates=TEMPLATES) -> list[dict]:
     return out
 
 
+def as_probes(items: list[dict], image_marker: str = "<__media__>") -> list:
+    """`probes()` items as :class:`corehead.Probe` objects for `Engine.rank_heads` and friends.
+
+    Each carries the toy model's own prompt verbatim (`prompt_text` with `image_marker`, which
+    must be the engine's ``image_marker``) and the answer with its leading space, so that the
+    teacher-forced answer tokenizes exactly as the model was trained (one answer token).
+    """
+    from corehead.probes import Probe
+
+    return [
+        Probe(
+            image=np.asarray(p["image"]),
+            question=p["question"],
+            answer=" " + p["answer"],
+            bbox=list(p["bbox"]),
+            choices=list(p["choices"]),
+            prompt=prompt_text(p["question"], image_marker),
+            meta={"template": p["template"]},
+        )
+        for p in items
+    ]
+
+
 def corpus_lines() -> list[str]:
     """Every question and answer string the toy task can produce (tokenizer training)."""
     lines = []
