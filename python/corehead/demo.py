@@ -64,9 +64,12 @@ def run(out: str | Path = "corehead-demo", threads: int | None = None, progress:
             results["sparse"] = _sparse_demo(eng, ranking, eval_probes)
 
         from corehead.plot import attention_overlay
+        from corehead.ram import score_probe
 
+        # Draw the top head on the probe (of the first ten) where it retrieves the most.
         layer, head = top[0]
-        attention_overlay(eng, eval_probes[0], layer, head, out / "attention.png", query="answer")
+        best = max(eval_probes[:10], key=lambda p: score_probe(eng, p).ram[layer, head])
+        attention_overlay(eng, best, layer, head, out / "attention.png", query="answer")
     (out / "results.json").write_text(json.dumps(results, indent=1, default=float))
     _section("done")
     print(f"wrote {out / 'ram.png'}, {out / 'ablation.png'}, {out / 'attention.png'} in "
@@ -83,5 +86,5 @@ def _sparse_demo(eng, ranking, probes) -> dict:
         stats = eng.kv_stats()
     print(f"  dense accuracy {dense.accuracy:.3f}, sparse {sparse.accuracy:.3f} "
           f"({100 * sparse.accuracy / max(dense.accuracy, 1e-9):.1f}% of dense)")
-    print(f"  KV cache after the last probe: {stats}")
+    print(f"  KV cache held after the last probe: {stats.get('bytes', stats)} bytes")
     return {"dense_accuracy": dense.accuracy, "sparse_accuracy": sparse.accuracy, "kv_stats": stats}
