@@ -80,7 +80,9 @@ ggml_tensor* VisionGraph::attention(int64_t il, ggml_tensor* x, ggml_tensor* rop
         k = ggml_rope_multi(ctx, k, rope_pos, nullptr, static_cast<int>(hd / 2), sections, GGML_ROPE_TYPE_VISION, 32768,
                             10000.0f, 1.0f, 0.0f, 1.0f, 0.0f, 0.0f);
     }
-    ggml_tensor* Q = ggml_permute(ctx, q, 0, 2, 1, 3);                  // [hd, N, n_head]
+    // Q contiguous: the CPU backend's tiled GEMM (llamafile sgemm) takes a strided src0 (K) but
+    // only a contiguous src1; a permuted Q falls back to one dot product per output (~4x slower).
+    ggml_tensor* Q = ggml_cont(ctx, ggml_permute(ctx, q, 0, 2, 1, 3));  // [hd, N, n_head]
     ggml_tensor* K = ggml_permute(ctx, k, 0, 2, 1, 3);                  // [hd, N, n_head]
     ggml_tensor* V = ggml_cont(ctx, ggml_permute(ctx, v, 1, 2, 0, 3));  // [N, hd, n_head]
     ggml_tensor* kq = ggml_mul_mat(ctx, K, Q);                          // [N_k, N_q, n_head]
