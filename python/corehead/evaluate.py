@@ -342,21 +342,22 @@ def _check_fractions(fractions) -> list[float]:
     return sorted(set(out))
 
 
-def ablation_curve(eng: Engine, ranking: HeadRanking, probes, fractions=(0.01, 0.02, 0.05, 0.1, 0.2),
-                   baselines=BASELINES, seeds: int = 5, method: str = "zero", metric: str | None = None,
-                   reference=None, seed: int = 0, progress: bool = True, max_tokens: int = 16) -> AblationCurve:
-    """Evaluate `probes` with the top / bottom / random `fractions` of heads ablated.
+def default_metric(probes: list, metric: str | None) -> str:
+    """metric=None: "choice" when every probe has choices, else "exact"."""
+    if metric is None:
+        metric = "choice" if probes and all(isinstance(p, Probe) and p.choices for p in probes) else "exact"
+    return metric
 
-    ranking: a HeadRanking of this model (checked). Random head sets for seed s are the first k
-    heads of one permutation drawn with ``numpy.random.default_rng(seed + s)``, so they are nested
-    across fractions. metric: "choice" when every probe has choices, else "exact". method="mean"
-    averages over ``reference`` (default: the probes themselves, images included).
-    """
+
+def curve_configs(ranking: HeadRanking, info: dict, fractions, baselines, seeds: int, method: str,
+                  seed: int) -> list[tuple]:
+    """Every configuration of an ablation curve, checked: (fraction, baseline, seed or None, heads).
+    Random head sets for seed s are the first k heads of one permutation drawn with
+    ``numpy.random.default_rng(seed + s)``, so they are nested across fractions."""
     from corehead.ablation import METHODS, head_list
 
     if not isinstance(ranking, HeadRanking):
         raise TypeError(f"ranking must be a corehead.HeadRanking, got {type(ranking).__name__}")
-    info = eng.info
     ranking.check_model(info)
     fracs = _check_fractions(fractions)
     if isinstance(baselines, str):
@@ -368,13 +369,6 @@ def ablation_curve(eng: Engine, ranking: HeadRanking, probes, fractions=(0.01, 0
         raise ValueError(f"seeds must be a positive int, got {seeds!r}")
     if method not in METHODS:
         raise ValueError(f"unknown ablation method {method!r} (use one of {', '.join(METHODS)})")
-    plist = [probes] if isinstance(probes, Probe) else list(probes)
-    if metric is None:
-        metric = "choice" if plist and all(isinstance(p, Probe) and p.choices for p in plist) else "exact"
-    _check_metric(metric, max_tokens)
-    items = _prepare(eng, plist, metric)
-
-    # Every configuration, random head sets nested across fractions.
     n_layer, n_head = info["n_layer"], info["n_head"]
     all_heads = [(layer, h) for layer in range(n_layer) for h in range(n_head)]
     configs = []
@@ -389,9 +383,29 @@ def ablation_curve(eng: Engine, ranking: HeadRanking, probes, fractions=(0.01, 0
                 for s in range(seeds):
                     perm = np.random.default_rng(seed + s).permutation(len(all_heads))
                     configs.append((frac, b, seed + s, [all_heads[i] for i in perm[:k]]))
-    distinct = {tuple(sorted(h)) for *_, h in configs}
-    for heads in distinct:
+    for heads in {tuple(sorted(h)) for *_, h in configs}:
         head_list(heads, n_layer, n_head)  # validate before any work
+    return configs
+
+
+def ablation_curve(eng: Engine, ranking: HeadRanking, probes, fractions=(0.01, 0.02, 0.05, 0.1, 0.2),
+                   baselines=BASELINES, seeds: int = 5, method: str = "zero", metric: str | None = None,
+                   reference=None, seed: int = 0, progress: bool = True, max_tokens: int = 16) -> AblationCurve:
+    """Evaluate `probes` with the top / bottom / random `fractions` of heads ablated.
+
+    ranking: a HeadRanking of this model (checked). Random head sets for seed s are the first k
+    heads of one permutation drawn with ``numpy.random.default_rng(seed + s)``, so they are nested
+    across fractions. metric: "choice" when every probe has choices, else "exact". method="mean"
+    averages over ``reference`` (default: the probes themselves, images included).
+    """
+    info = eng.info
+    configs = curve_configs(ranking, info, fractions, baselines, seeds, method, seed)
+    plist = [probes] if isinstance(probes, Probe) else list(probes)
+    metric = default_metric(plist, metric)
+    _check_metric(metric, max_tokens)
+    items = _prepare(eng, plist, metric)
+    n_layer, n_head = info["n_layer"], info["n_head"]
+    distinct = {tuple(sorted(h)) for *_, h in configs}
     means = eng._cached_head_means(reference if reference is not None else plist) if method == "mean" else None
 
     bar = _progress(progress, len(items) * (len(distinct) + 1), "ablation curve")
