@@ -84,6 +84,7 @@ Log of what was tried (all 6 x 8 heads, batch 32, on this 2-core machine under l
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -96,7 +97,8 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "python"))
+if importlib.util.find_spec("corehead") is None:  # else PYTHONPATH's (e.g. with a fresh build)
+    sys.path.insert(0, str(REPO / "python"))
 from corehead import toy  # noqa: E402
 
 IMAGE_TOKEN = "<image>"
