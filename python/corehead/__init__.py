@@ -10,6 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 from corehead.engine import Engine, inspect
 from corehead.errors import ContextOverflowError, ModelError
 from corehead.evaluate import AblationCurve, EvalReport
+from corehead.memory import memory_estimate
 from corehead.probes import Probe, load_probes
 from corehead.ram import HeadRanking, HeadSet, rank_heads
 from corehead.tokenizer import Tokenizer
@@ -22,5 +23,5 @@ except PackageNotFoundError:  # running from a source tree
 __all__ = [
     "Engine", "Tokenizer", "Probe", "EvalReport", "AblationCurve", "load_probes", "HeadRanking", "HeadSet",
     "rank_heads", "inspect",
-    "ModelError", "ContextOverflowError", "__version__",
+    "memory_estimate", "ModelError", "ContextOverflowError", "__version__",
 ]

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 from corehead import _core
-from corehead._paths import as_path
+from corehead._paths import as_path, check_int, check_real, check_text
 from corehead.images import load_images
+from corehead.memory import memory_estimate as _memory_estimate
 from corehead.tokenizer import TextStream, Tokenizer
 
 
@@ -50,10 +52,8 @@ class Engine:
         mmproj_path = as_path(mmproj, "mmproj") if mmproj is not None else ""
         if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1):
             raise ValueError(f"n_threads must be a positive int or None, got {n_threads!r}")
-        model_path = as_path(model, "model")
-        mmproj_path = as_path(mmproj, "mmproj") if mmproj is not None else ""
-        if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1):
-            raise ValueError(f"n_threads must be a positive int or None, got {n_threads!r}")
+        if n_threads is not None:
+            check_int(n_threads, "n_threads", 1, 1024)
         if isinstance(n_ctx, bool) or not isinstance(n_ctx, int):
             raise TypeError(f"n_ctx must be an int, got {type(n_ctx).__name__}")
         for name, value in (("kv_type", kv_type), ("backend", backend)):
@@ -61,11 +61,14 @@ class Engine:
                 raise TypeError(f"{name} must be a str, got {type(value).__name__}")
         if isinstance(n_batch, bool) or not isinstance(n_batch, int):
             raise TypeError(f"n_batch must be an int, got {type(n_batch).__name__}")
+        check_int(n_ctx, "n_ctx", 16, 1 << 24)
+        check_int(n_batch, "n_batch", 1, 65536)
         self._core: _core.Engine | None = _core.Engine(
             model_path, mmproj_path, n_threads or 0, n_ctx, backend, kv_type, n_batch
         )
         self._interventions: tuple[list, list] = ([], [])
         self._head_mean_cache: dict = {}
+        self._core = _Serialized(self._core)  # one call at a time per Engine (see _Serialized)
         native_tok = self._core.tokenizer
         self._tokenizer = Tokenizer(_native=native_tok) if native_tok is not None else None
 
@@ -90,6 +93,10 @@ class Engine:
         model, mmproj_path = hub.resolve(repo_id, filename=filename, mmproj=mmproj, revision=revision, quant=quant,
                                          cache_dir=cache_dir)
         return cls(model, mmproj_path, **kwargs)
+
+    #: ``Engine.memory_estimate(model, mmproj=None, n_ctx=4096, kv_type="auto", n_batch=512)``: the
+    #: bytes an Engine will hold (weights, KV cache, compute), from the files, before loading.
+    memory_estimate = staticmethod(_memory_estimate)
 
     # -- lifetime ------------------------------------------------------------------------------
     def close(self) -> None:
@@ -178,7 +185,8 @@ class Engine:
         if not isinstance(prompt, str):
             raise TypeError("with images the prompt must be text (with an image marker "
                             f"{self.image_marker!r} per image, or none to put the images first)")
-        return prompt
+        check_text(self.image_marker, "image_marker")
+        return check_text(prompt, "prompt")
 
     def multimodal_tokens(self, prompt: str, images) -> np.ndarray:
         """The token ids of `prompt` with its images expanded as the model's processor does
@@ -350,6 +358,13 @@ class Engine:
             raise ValueError(f"max_tokens must be an int >= 0, got {max_tokens!r}")
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
             raise ValueError(f"seed must be an int in [0, 2**64), got {seed!r}")
+        check_int(max_tokens, "max_tokens", 0, 2**62)
+        top_k = check_int(top_k, "top_k", -(2**31), 2**31 - 1)
+        repeat_last_n = check_int(repeat_last_n, "repeat_last_n", -(2**31), 2**31 - 1)
+        temperature, top_p, min_p, repeat_penalty = (
+            check_real(v, n) for v, n in ((temperature, "temperature"), (top_p, "top_p"), (min_p, "min_p"),
+                                          (repeat_penalty, "repeat_penalty")))
+        on_token = _token_callback(on_token)
         imgs = self._images(images)
         if imgs:
             return self._native().generate_images(
@@ -402,16 +417,41 @@ class Engine:
         context, or where a `stop` string appears (the stop string is not returned). With
         ``stream=True`` returns an iterator of text pieces instead of a str.
         """
+        if not isinstance(stop, (str, Sequence)):
+            raise TypeError(f"stop must be a str or a sequence of strs, got {type(stop).__name__}")
         stops = [stop] if isinstance(stop, str) else list(stop)
         if any(not isinstance(s, str) or not s for s in stops):
             raise ValueError("stop must be a non-empty str or a sequence of non-empty strs")
         imgs = self._images(images)  # decoded and checked here, before any generation starts
         if imgs:
             self._mm_prompt(prompt)
-        pieces = self._text_pieces(prompt, stops, max_tokens=max_tokens, temperature=temperature, top_k=top_k,
-                                   top_p=top_p, min_p=min_p, repeat_penalty=repeat_penalty, seed=seed,
-                                   images=imgs)
-        return pieces if stream else "".join(pieces)
+        kwargs = dict(max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                      repeat_penalty=repeat_penalty, seed=seed, images=imgs)
+        if stream:
+            return self._text_pieces(prompt, stops, **kwargs)
+        return self._text(prompt, stops, **kwargs)
+
+    def _text(self, prompt, stops: list[str], **kwargs) -> str:
+        """generate() without streaming: on the calling thread, so Ctrl-C interrupts the native
+        work between forward passes (a worker thread would only see it at the next token)."""
+        text_stream = TextStream(self.tokenizer)
+        eog = set(self.tokenizer.eog_tokens)
+        keep = max((len(s) for s in stops), default=0)
+        text = [""]
+
+        def on_token(tok: int) -> bool:
+            if tok in eog:
+                return False
+            piece = text_stream.push(tok)
+            text[0] += piece
+            tail = text[0][-(keep + len(piece)):]
+            return not any(s in tail for s in stops)
+
+        self.generate_ids(prompt, on_token=on_token, **kwargs)
+        hits = [text[0].find(s) for s in stops if s in text[0]]
+        if hits:
+            return text[0][: min(hits)]
+        return text[0] + text_stream.flush()
 
     def _text_pieces(self, prompt, stops: list[str], **kwargs) -> Iterator[str]:
         text_stream = TextStream(self.tokenizer)
@@ -473,6 +513,59 @@ class Engine:
         return f"Engine({i['arch']}, {i['n_layer']} layers x {i['n_head']} heads, {i['file_type']}{vis})"
 
 
+def _token_callback(on_token):
+    """on_token checked up front and its return value checked per call: True (or None) goes on,
+    False stops; anything else is a TypeError rather than a native cast failure."""
+    if on_token is None:
+        return None
+    if not callable(on_token):
+        raise TypeError(f"on_token must be callable (token id -> bool) or None, got {type(on_token).__name__}")
+
+    def call(tok: int) -> bool:
+        r = on_token(tok)
+        if r is None:
+            return True
+        if isinstance(r, (bool, np.bool_)):
+            return bool(r)
+        raise TypeError(f"on_token must return a bool (False stops generation), got {type(r).__name__}")
+
+    return call
+
+
+class _Serialized:
+    """The native engine behind a lock. The native calls release the GIL while they compute, so
+    without it two Python threads could interleave their forward passes on one KV cache; with it,
+    calls from several threads on one Engine run one after another (use one Engine per thread for
+    parallelism). A call re-entering the engine from a callback of a running call on the same
+    thread (e.g. on_token) raises RuntimeError instead of deadlocking."""
+
+    __slots__ = ("_obj", "_lock", "_owner")
+
+    def __init__(self, obj) -> None:
+        self._obj = obj
+        self._lock = threading.Lock()
+        self._owner: int | None = None
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._obj, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            me = threading.get_ident()
+            if self._owner == me:
+                raise RuntimeError(f"this Engine is busy with another call on this thread ({name} was called from "
+                                   "a callback such as on_token); call it after the running call returns")
+            with self._lock:
+                self._owner = me
+                try:
+                    return attr(*args, **kwargs)
+                finally:
+                    self._owner = None
+
+        return call
+
+
 def _int_list(values: Sequence[int] | None, what: str) -> list[int]:
     if values is None:
         return []
@@ -482,6 +575,8 @@ def _int_list(values: Sequence[int] | None, what: str) -> list[int]:
     for v in values:
         if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
             raise TypeError(f"{what} must be ints, got {type(v).__name__}")
+        if not -(2**31) <= int(v) < 2**31:
+            raise ValueError(f"{what}: {int(v)} is out of range")
         out.append(int(v))
     if not out:
         raise ValueError(f"{what} is empty")

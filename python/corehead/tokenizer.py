@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import codecs
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+
+import numpy as np
 
 from corehead import _core
-from corehead._paths import as_path
+from corehead._paths import as_path, check_text
 
 
 class Tokenizer:
@@ -24,37 +26,26 @@ class Tokenizer:
     def tokenize(self, text: str, add_special: bool = True, parse_special: bool = True) -> list[int]:
         """Token ids of `text`. add_special adds BOS/EOS as the GGUF says; parse_special turns
         special-token texts such as ``<|im_start|>`` into their ids."""
-        if not isinstance(text, str):
-            raise TypeError(f"text must be a str, got {type(text).__name__}")
-        try:
-            return self._t.tokenize(text, bool(add_special), bool(parse_special))
-        except TypeError:
-            # nanobind could not convert the str: it is not encodable as UTF-8.
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError as e:
-                raise ValueError(f"text is not valid Unicode ({e.reason} at index {e.start}); "
-                                 "remove lone surrogates or decode the input with errors='replace'") from None
-            raise
+        return self._t.tokenize(check_text(text, "text"), bool(add_special), bool(parse_special))
 
     def detokenize(self, ids: Iterable[int], remove_special: bool = False, unparse_special: bool = True) -> str:
         """Text of `ids` (invalid UTF-8 from partial byte tokens becomes U+FFFD)."""
-        raw = self._t.detokenize(_check_ids(ids), bool(remove_special), bool(unparse_special))
+        raw = self._t.detokenize(_check_ids(ids, self.n_tokens), bool(remove_special), bool(unparse_special))
         return raw.decode("utf-8", "replace")
 
     def token_to_piece(self, token: int) -> bytes:
         """Raw bytes one token contributes to the text (may be part of a UTF-8 sequence)."""
-        return self._t.token_to_piece(int(token))
+        return self._t.token_to_piece(_check_id(token, self.n_tokens))
 
     def token_text(self, token: int) -> str:
-        return self._t.token_text(int(token))
+        return self._t.token_text(_check_id(token, self.n_tokens))
 
     def find(self, text: str) -> int:
         """Id of the vocabulary entry spelled exactly `text`, or -1."""
-        return self._t.find(text)
+        return self._t.find(check_text(text, "text"))
 
     def is_eog(self, token: int) -> bool:
-        return self._t.is_eog(int(token))
+        return self._t.is_eog(_check_id(token, self.n_tokens))
 
     @property
     def n_tokens(self) -> int:
@@ -101,12 +92,20 @@ class TextStream:
         return self._dec.decode(b"", final=True)
 
 
-def _check_ids(ids: Iterable[int]) -> list[int]:
-    if isinstance(ids, (str, bytes)):
-        raise TypeError("ids must be a sequence of ints")
-    out = []
-    for t in ids if isinstance(ids, (Sequence, Iterable)) else ():
-        if isinstance(t, bool) or not hasattr(t, "__index__"):
-            raise TypeError(f"token ids must be ints, got {type(t).__name__}")
-        out.append(int(t))
-    return out
+def _check_id(token, n_tokens: int) -> int:
+    if isinstance(token, (bool, np.bool_)) or not hasattr(token, "__index__"):
+        raise TypeError(f"token ids must be ints, got {type(token).__name__}")
+    token = int(token)
+    if not 0 <= token < n_tokens:
+        raise ValueError(f"token id {token} is out of range [0, {n_tokens})")
+    return token
+
+
+def _check_ids(ids: Iterable[int], n_tokens: int) -> list[int]:
+    if isinstance(ids, np.ndarray):
+        if ids.ndim != 1:
+            raise ValueError(f"ids must be one-dimensional, got shape {ids.shape}")
+        ids = ids.tolist()
+    if isinstance(ids, (str, bytes, bytearray)) or not isinstance(ids, Iterable):
+        raise TypeError(f"ids must be a sequence of ints, got {type(ids).__name__}")
+    return [_check_id(t, n_tokens) for t in ids]

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <mutex>
 #include <sys/stat.h>
 
@@ -48,6 +49,120 @@ bool int_at(gguf_type t, const void* data, size_t i, int64_t& out) {
     }
 }
 
+// Bytes of one scalar GGUF value (strings: their 8-byte length prefix at least).
+uint64_t scalar_size(uint32_t t) {
+    switch (t) {
+        case GGUF_TYPE_UINT8: case GGUF_TYPE_INT8: case GGUF_TYPE_BOOL: return 1;
+        case GGUF_TYPE_UINT16: case GGUF_TYPE_INT16: return 2;
+        case GGUF_TYPE_UINT32: case GGUF_TYPE_INT32: case GGUF_TYPE_FLOAT32: return 4;
+        default: return 8;  // UINT64, INT64, FLOAT64, STRING
+    }
+}
+
+// Walks the metadata and tensor infos (everything before the tensor data) and checks their
+// structure before ggml's parser sees the file: value types and element types known, every
+// length and count inside the file, tensor ranks and types valid. ggml's parser reads type fields
+// straight into its enums (undefined behaviour for values outside them) and then checks; after
+// this walk it only ever sees well-formed structure, and the messages here say what is wrong.
+class MetadataScan {
+public:
+    MetadataScan(FILE* f, uint64_t size, const GgufFile& file) : f_(f), size_(size), file_(file) {}
+
+    void run(uint64_t n_tensors, uint64_t n_kv) {
+        if (fseeko(f_, static_cast<off_t>(kHeaderSize), SEEK_SET) != 0) file_.fail("cannot read the metadata");
+        pos_ = kHeaderSize;
+        for (uint64_t i = 0; i < n_kv; ++i) {
+            const std::string key = string("metadata key " + std::to_string(i));
+            const uint32_t type = u32("the type of metadata key '" + key + "'");
+            if (type >= GGUF_TYPE_COUNT) {
+                file_.fail("corrupt metadata: key '" + key + "' has unknown value type " + std::to_string(type));
+            }
+            if (type != GGUF_TYPE_ARRAY) {
+                value(type, key);
+                continue;
+            }
+            const uint32_t elem = u32("the element type of metadata array '" + key + "'");
+            if (elem >= GGUF_TYPE_COUNT || elem == GGUF_TYPE_ARRAY) {
+                file_.fail("corrupt metadata: array '" + key + "' has unsupported element type " + std::to_string(elem));
+            }
+            const uint64_t n = u64("the length of metadata array '" + key + "'");
+            const uint64_t min_size = elem == GGUF_TYPE_STRING ? 8 : scalar_size(elem);
+            if (n > (size_ - pos_) / min_size) {
+                file_.fail("corrupt metadata: array '" + key + "' claims " + std::to_string(n) +
+                           " elements, more than the rest of the file holds");
+            }
+            if (elem == GGUF_TYPE_STRING) {
+                for (uint64_t j = 0; j < n; ++j) skip(u64("a string of array '" + key + "'"), "a string of array '" + key + "'");
+            } else {
+                skip(n * min_size, "array '" + key + "'");
+            }
+        }
+        for (uint64_t i = 0; i < n_tensors; ++i) {
+            const std::string name = string("tensor name " + std::to_string(i));
+            if (name.size() >= GGML_MAX_NAME) {
+                file_.fail("corrupt tensor info: tensor name '" + name.substr(0, 80) + "...' is longer than " +
+                           std::to_string(GGML_MAX_NAME - 1) + " characters");
+            }
+            const uint32_t n_dims = u32("the rank of tensor '" + name + "'");
+            if (n_dims == 0 || n_dims > GGML_MAX_DIMS) {
+                file_.fail("corrupt tensor info: tensor '" + name + "' has " + std::to_string(n_dims) + " dimensions (1.." +
+                           std::to_string(GGML_MAX_DIMS) + " allowed)");
+            }
+            skip(8ull * n_dims, "the shape of tensor '" + name + "'");
+            const uint32_t type = u32("the type of tensor '" + name + "'");
+            if (type >= GGML_TYPE_COUNT || ggml_get_type_traits(static_cast<ggml_type>(type))->blck_size == 0) {
+                file_.fail("tensor '" + name + "' has unknown or removed ggml type " + std::to_string(type) +
+                           " (a newer or older GGUF than this build of ggml supports?)");
+            }
+            skip(8, "the offset of tensor '" + name + "'");
+        }
+    }
+
+private:
+    void need(uint64_t n, const std::string& what) {
+        if (n > size_ - pos_) file_.fail("truncated or corrupt metadata: " + what + " runs past the end of the file");
+    }
+    void read(void* dst, size_t n, const std::string& what) {
+        need(n, what);
+        if (std::fread(dst, 1, n, f_) != n) file_.fail("cannot read the metadata (" + what + ")");
+        pos_ += n;
+    }
+    void skip(uint64_t n, const std::string& what) {
+        need(n, what);
+        pos_ += n;
+        if (fseeko(f_, static_cast<off_t>(pos_), SEEK_SET) != 0) file_.fail("cannot read the metadata (" + what + ")");
+    }
+    uint32_t u32(const std::string& what) {
+        uint32_t v;
+        read(&v, 4, what);
+        return v;
+    }
+    uint64_t u64(const std::string& what) {
+        uint64_t v;
+        read(&v, 8, what);
+        return v;
+    }
+    std::string string(const std::string& what) {
+        const uint64_t n = u64("the length of " + what);
+        need(n, what);
+        std::string s(static_cast<size_t>(n), '\0');
+        read(s.data(), s.size(), what);
+        return s;
+    }
+    void value(uint32_t type, const std::string& key) {
+        if (type == GGUF_TYPE_STRING) {
+            skip(u64("the length of the value of '" + key + "'"), "the value of '" + key + "'");
+        } else {
+            skip(scalar_size(type), "the value of '" + key + "'");
+        }
+    }
+
+    FILE* f_;
+    uint64_t size_;
+    const GgufFile& file_;
+    uint64_t pos_ = 0;
+};
+
 }  // namespace
 
 GgufFile::GgufFile(const std::string& path) : path_(path) {
@@ -62,9 +177,9 @@ GgufFile::GgufFile(const std::string& path) : path_(path) {
     // Cheap checks first so the common mistakes get a precise message.
     FILE* f = std::fopen(path.c_str(), "rb");
     if (!f) fail(std::string("cannot open: ") + std::strerror(errno));
+    std::unique_ptr<FILE, int (*)(FILE*)> closer(f, std::fclose);
     unsigned char header[kHeaderSize] = {};
     size_t got = std::fread(header, 1, sizeof header, f);
-    std::fclose(f);
     if (got < 4) fail("file is too small to be a GGUF file (" + std::to_string(file_size_) + " bytes)");
     if (std::memcmp(header, "GGUF", 4) != 0) {
         fail("not a GGUF file (bad magic); pass a .gguf model file as written by llama.cpp's converters");
@@ -78,6 +193,8 @@ GgufFile::GgufFile(const std::string& path) : path_(path) {
     // Every tensor info needs >= 8+4+8+4+8 bytes and every key/value >= 8+4+1 bytes.
     if (n_tensors > file_size_ / 32) fail("corrupt header: tensor count " + std::to_string(n_tensors) + " cannot fit in the file");
     if (n_kv > file_size_ / 13) fail("corrupt header: key/value count " + std::to_string(n_kv) + " cannot fit in the file");
+    MetadataScan(f, file_size_, *this).run(n_tensors, n_kv);
+    closer.reset();
 
     gguf_init_params params{};
     params.no_alloc = true;
@@ -92,6 +209,22 @@ GgufFile::GgufFile(const std::string& path) : path_(path) {
         fail("malformed GGUF file (the parser rejected it" + (log.empty() ? std::string(")") : "): " + log));
     }
 
+    try {
+        check_tensor_data();
+    } catch (...) {
+        release();  // a throwing constructor runs no destructor
+        throw;
+    }
+}
+
+void GgufFile::release() {
+    if (meta_) ggml_free(meta_);
+    if (gguf_) gguf_free(gguf_);
+    meta_ = nullptr;
+    gguf_ = nullptr;
+}
+
+void GgufFile::check_tensor_data() const {
     // Tensor data must lie inside the file: the parser does not know the file size.
     const uint64_t base = gguf_get_data_offset(gguf_);
     const int64_t nt = gguf_get_n_tensors(gguf_);
@@ -107,10 +240,7 @@ GgufFile::GgufFile(const std::string& path) : path_(path) {
     }
 }
 
-GgufFile::~GgufFile() {
-    if (meta_) ggml_free(meta_);
-    if (gguf_) gguf_free(gguf_);
-}
+GgufFile::~GgufFile() { release(); }
 
 void GgufFile::fail(const std::string& msg) const { throw ModelError(path_ + ": " + msg); }
 

@@ -62,6 +62,8 @@ public:
 
 private:
     int64_t key_id(const std::string& key) const;  // -1 when absent
+    void check_tensor_data() const;
+    void release();
     std::string path_;
     uint64_t file_size_ = 0;
     gguf_context* gguf_ = nullptr;

@@ -53,16 +53,19 @@ struct Coeffs {
     std::vector<int64_t> bounds;  // out_size * 2: first input index, count
 };
 
-Coeffs precompute(int64_t in_size, int64_t out_size, Resample f) {
+// Only the outputs [out_begin, out_begin + out_count) are computed (entry i is output out_begin + i):
+// each output's coefficients depend on its own index alone, so a window is exact.
+Coeffs precompute(int64_t in_size, int64_t out_size, Resample f, int64_t out_begin, int64_t out_count) {
     const double scale = static_cast<double>(in_size) / static_cast<double>(out_size);
     const double filterscale = std::max(scale, 1.0);
     const double support = filter_support(f) * filterscale;
     Coeffs c;
     c.ksize = static_cast<int64_t>(std::ceil(support)) * 2 + 1;
-    c.k.assign(static_cast<size_t>(out_size * c.ksize), 0);
-    c.bounds.resize(static_cast<size_t>(out_size * 2));
+    c.k.assign(static_cast<size_t>(out_count * c.ksize), 0);
+    c.bounds.resize(static_cast<size_t>(out_count * 2));
     std::vector<double> w(static_cast<size_t>(c.ksize));
-    for (int64_t xx = 0; xx < out_size; ++xx) {
+    for (int64_t i = 0; i < out_count; ++i) {
+        const int64_t xx = out_begin + i;
         const double center = (xx + 0.5) * scale;
         const double ss = 1.0 / filterscale;
         int64_t xmin = static_cast<int64_t>(center - support + 0.5);
@@ -78,10 +81,10 @@ Coeffs precompute(int64_t in_size, int64_t out_size, Resample f) {
         for (int64_t x = 0; x < xmax; ++x) {
             const double v = ww != 0.0 ? w[x] / ww : w[x];
             const double scaled = v * static_cast<double>(1 << kPrecisionBits);
-            c.k[xx * c.ksize + x] = static_cast<int32_t>(v < 0 ? -0.5 + scaled : 0.5 + scaled);
+            c.k[i * c.ksize + x] = static_cast<int32_t>(v < 0 ? -0.5 + scaled : 0.5 + scaled);
         }
-        c.bounds[xx * 2] = xmin;
-        c.bounds[xx * 2 + 1] = xmax;
+        c.bounds[i * 2] = xmin;
+        c.bounds[i * 2 + 1] = xmax;
     }
     return c;
 }
@@ -92,8 +95,9 @@ inline uint8_t clip8(int32_t v) {
     return static_cast<uint8_t>(v >> kPrecisionBits);
 }
 
-ImageU8 resample_horizontal(const ImageU8& in, int64_t out_w, Resample f) {
-    const Coeffs c = precompute(in.width, out_w, f);
+// Columns [x0, x0 + out_w) of the horizontal resampling of `in` to width `full_w`.
+ImageU8 resample_horizontal(const ImageU8& in, int64_t full_w, Resample f, int64_t x0, int64_t out_w) {
+    const Coeffs c = precompute(in.width, full_w, f, x0, out_w);
     ImageU8 out;
     out.width = out_w;
     out.height = in.height;
@@ -119,8 +123,9 @@ ImageU8 resample_horizontal(const ImageU8& in, int64_t out_w, Resample f) {
     return out;
 }
 
-ImageU8 resample_vertical(const ImageU8& in, int64_t out_h, Resample f) {
-    const Coeffs c = precompute(in.height, out_h, f);
+// Rows [y0, y0 + out_h) of the vertical resampling of `in` to height `full_h`.
+ImageU8 resample_vertical(const ImageU8& in, int64_t full_h, Resample f, int64_t y0, int64_t out_h) {
+    const Coeffs c = precompute(in.height, full_h, f, y0, out_h);
     ImageU8 out;
     out.width = in.width;
     out.height = out_h;
@@ -156,22 +161,39 @@ void check_image(const ImageU8& img) {
 }
 
 ImageU8 resize(const ImageU8& img, int64_t width, int64_t height, Resample filter) {
+    return resize_crop(img, width, height, filter, 0, 0, width, height);
+}
+
+ImageU8 resize_crop(const ImageU8& img, int64_t width, int64_t height, Resample filter, int64_t x0, int64_t y0, int64_t w,
+                    int64_t h) {
     check_image(img);
-    if (width <= 0 || height <= 0 || width * height > 4 * kMaxImagePixels) {
+    if (width <= 0 || height <= 0 || width > kMaxResizeSide || height > kMaxResizeSide) {
         throw InputError("invalid resize target " + std::to_string(width) + "x" + std::to_string(height));
+    }
+    if (x0 < 0 || y0 < 0 || w <= 0 || h <= 0 || x0 + w > width || y0 + h > height) {
+        throw InputError("crop rectangle outside the resized image");
+    }
+    if (w * h > 4 * kMaxImagePixels) {
+        throw InputError("the resized image would be too large (" + std::to_string(w) + "x" + std::to_string(h) + " pixels)");
     }
     // As Pillow 13 (what the fixtures were made with): two passes, each only when its size changes; the vertical one first when
     // the height shrinks more than twice as much as the width (the order changes the rounding of
-    // the 8-bit intermediate image).
-    if (width == img.width && height == img.height) return img;
-    if (width == img.width) return resample_vertical(img, height, filter);
-    if (height == img.height) return resample_horizontal(img, width, filter);
+    // the 8-bit intermediate image). A pass keeps only the outputs the window needs; outputs of the
+    // first pass outside the window are never read by the second (each output reads its own row or
+    // column of the intermediate), so the window is bit-identical to cropping the full resize.
+    const bool same_w = width == img.width, same_h = height == img.height;
+    if (same_w && same_h) return crop(img, x0, y0, w, h);
+    if (same_w) return resample_vertical(crop(img, x0, 0, w, img.height), height, filter, y0, h);
+    if (same_h) return resample_horizontal(crop(img, 0, y0, img.width, h), width, filter, x0, w);
     const int64_t dh = img.height - height, dw = img.width - width;
-    if (dh > 0 && dh > dw * 2) return resample_horizontal(resample_vertical(img, height, filter), width, filter);
-    return resample_vertical(resample_horizontal(img, width, filter), height, filter);
+    if (dh > 0 && dh > dw * 2) {
+        return resample_horizontal(resample_vertical(img, height, filter, y0, h), width, filter, x0, w);
+    }
+    return resample_vertical(resample_horizontal(img, width, filter, x0, w), height, filter, y0, h);
 }
 
 ImageU8 crop(const ImageU8& img, int64_t x, int64_t y, int64_t width, int64_t height) {
+    check_image(img);
     if (x < 0 || y < 0 || width <= 0 || height <= 0 || x + width > img.width || y + height > img.height) {
         throw InputError("crop rectangle outside the image");
     }
@@ -186,6 +208,7 @@ ImageU8 crop(const ImageU8& img, int64_t x, int64_t y, int64_t width, int64_t he
 }
 
 std::vector<float> normalize_chw(const ImageU8& img, const std::array<float, 3>& mean, const std::array<float, 3>& std) {
+    check_image(img);
     const int64_t n = img.width * img.height;
     std::vector<float> out(static_cast<size_t>(3 * n));
     for (int c = 0; c < 3; ++c) {

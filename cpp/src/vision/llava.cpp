@@ -64,9 +64,10 @@ public:
                 h = S;
             }
         }
-        const ImageU8 resized = resize(img, w, h, Resample::Bicubic);
         const int64_t top = (h - S) / 2, left = (w - S) / 2;
-        const ImageU8 cropped = crop(resized, left, top, S, S);
+        // resize + center crop, computing only the crop (a 1x10000 image would otherwise become
+        // an S x 10000*S intermediate).
+        const ImageU8 cropped = resize_crop(img, w, h, Resample::Bicubic, left, top, S, S);
         const double sx = static_cast<double>(img.width) / w, sy = static_cast<double>(img.height) / h;
         PreparedImage p;
         p.width = img.width;
