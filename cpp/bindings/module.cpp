@@ -3,6 +3,7 @@
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/optional.h>
+#include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/tuple.h>
 #include <nanobind/stl/vector.h>
@@ -218,8 +219,11 @@ NB_MODULE(_core, m) {
 
     nb::class_<corehead::Engine>(m, "Engine")
         .def("__init__", [](corehead::Engine* self, const std::string& model, const std::string& mmproj, int n_threads,
-                            int64_t n_ctx, const std::string& backend, const std::string& kv_type, int64_t n_batch) {
+                            int64_t n_ctx, const std::string& backend, const std::string& kv_type, int64_t n_batch,
+                            const std::optional<std::vector<std::pair<int32_t, int32_t>>>& core_kv_heads, int64_t sink,
+                            int64_t visual_budget) {
             corehead::EngineOptions o;
+            if (core_kv_heads) o.sparse = corehead::SparseOptions{*core_kv_heads, sink, visual_budget};
             o.model = model;
             o.mmproj = mmproj;
             o.n_threads = n_threads;
@@ -237,7 +241,33 @@ NB_MODULE(_core, m) {
                 if (PyErr_CheckSignals() != 0) throw nb::python_error();
             });
         }, "model"_a, "mmproj"_a = "", "n_threads"_a = 0, "n_ctx"_a = 4096, "backend"_a = "auto",
-             "kv_type"_a = "auto", "n_batch"_a = 512)
+             "kv_type"_a = "auto", "n_batch"_a = 512, "core_kv_heads"_a = nb::none(), "sink"_a = 4,
+             "visual_budget"_a = 0)
+        .def("set_sparse", [](corehead::Engine& e, const std::optional<std::vector<std::pair<int32_t, int32_t>>>& heads,
+                              int64_t sink, int64_t visual_budget) {
+            std::optional<corehead::SparseOptions> o;
+            if (heads) o = corehead::SparseOptions{*heads, sink, visual_budget};
+            e.set_sparse(o);
+        }, "core_kv_heads"_a.none(), "sink"_a = 4, "visual_budget"_a = 0)
+        .def_prop_ro("sparse_options", [](const corehead::Engine& e) -> nb::object {
+            const auto& o = e.sparse_options();
+            if (!o) return nb::none();
+            return nb::make_tuple(o->core_kv_heads, o->sink, o->visual_budget);
+        })
+        .def("kv_stats", [](const corehead::Engine& e) {
+            const corehead::KVStats s = e.kv_stats();
+            nb::dict d;
+            d["sparse"] = s.sparse;
+            d["n_tokens"] = s.n_tokens;
+            d["compact_tokens"] = s.compact_tokens;
+            d["full_bytes"] = s.full_bytes;
+            d["compact_bytes"] = s.compact_bytes;
+            d["full_allocated"] = s.full_allocated;
+            d["compact_allocated"] = s.compact_allocated;
+            d["core_kv_heads"] = s.core_kv_heads;
+            d["other_kv_heads"] = s.other_kv_heads;
+            return d;
+        })
         .def_prop_ro("text_info", [](const corehead::Engine& e) { return to_dict(e.text_info()); })
         .def_prop_ro("vision_info", [](const corehead::Engine& e) -> nb::object {
             const corehead::VisionInfo* v = e.vision_info();
@@ -379,11 +409,14 @@ NB_MODULE(_core, m) {
         })
         .def("set_head_interventions", [](corehead::Engine& e, const std::vector<std::tuple<int32_t, int32_t, std::string,
                                                                                    std::vector<float>>>& items,
-                                          const std::vector<int32_t>& knockout_keys) {
+                                          const std::vector<int32_t>& knockout_keys,
+                                          const std::vector<int32_t>& knockout_from,
+                                          const std::vector<int32_t>& knockout_until) {
             std::vector<corehead::HeadIntervention> list;
             for (const auto& [layer, head, kind, mean] : items) list.push_back({layer, head, kind, mean});
-            e.set_head_interventions(list, knockout_keys);
-        }, "interventions"_a, "knockout_keys"_a)
+            e.set_head_interventions(list, knockout_keys, knockout_from, knockout_until);
+        }, "interventions"_a, "knockout_keys"_a, "knockout_from"_a = std::vector<int32_t>{},
+             "knockout_until"_a = std::vector<int32_t>{})
         .def("head_output_sums", [](corehead::Engine& e, const std::vector<int32_t>& tokens) {
             int64_t n = 0;
             std::vector<std::vector<double>> sums;

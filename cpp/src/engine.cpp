@@ -108,14 +108,33 @@ struct Engine::Impl {
                             bool full_rows, const std::vector<float>& relevance, int64_t n_regions, const TapRunner& run);
 
     // For the duration of a multimodal call, knocked-out heads may not attend to its visual tokens.
+    // (Explicit keys given with per-key query thresholds, knockout_from, stay as they are.)
     struct KnockoutKeys {
         Impl& impl;
         std::vector<int32_t> saved;
-        KnockoutKeys(Impl& i, std::vector<int32_t> keys) : impl(i), saved(std::move(i.interventions.knockout_keys)) {
+        const bool replace;
+        KnockoutKeys(Impl& i, std::vector<int32_t> keys) : impl(i), replace(i.interventions.knockout_from.empty()) {
+            if (!replace) return;
+            saved = std::move(i.interventions.knockout_keys);
             impl.interventions.knockout_keys = std::move(keys);
         }
-        ~KnockoutKeys() { impl.interventions.knockout_keys = std::move(saved); }
+        ~KnockoutKeys() {
+            if (replace) impl.interventions.knockout_keys = std::move(saved);
+        }
     };
+
+    // CoRe-sparse mode (DESIGN §6): the options, and a fresh context for prompt `p` told where its
+    // visual tokens are.
+    std::optional<SparseOptions> sparse;
+    SparseConfig sparse_config(const SparseOptions& o) const;
+    void reset_for(const MultimodalPrompt& p) {
+        ctx->reset();
+        if (!sparse) return;
+        SparsePlan plan;
+        plan.n_prompt = static_cast<int64_t>(p.ids.size());
+        for (const VisualSpan& s : p.spans) plan.spans.push_back({s.start, s.n, s.image});
+        ctx->set_plan(plan);
+    }
 
     void check_interrupt() const {
         if (interrupt_check) interrupt_check();
@@ -204,6 +223,9 @@ Engine::Engine(const EngineOptions& o) : impl_(std::make_unique<Impl>()) {
         I.vision_info = make_vision_info(*I.vision);
     }
     I.n_ctx = o.n_ctx;
+    std::optional<SparseConfig> sparse_cfg;
+    if (o.sparse) sparse_cfg = I.sparse_config(*o.sparse);
+    I.sparse = o.sparse;
     I.backends = create_backends(o.backend, o.n_threads);
     // Every text matrix except the token embedding (read by get_rows) is only a mul_mat weight.
     I.text_weights = std::make_unique<Weights>(*I.text.file, I.backends->main,
@@ -228,7 +250,8 @@ Engine::Engine(const EngineOptions& o) : impl_(std::make_unique<Impl>()) {
     }
     if (o.n_batch < 1 || o.n_batch > 65536) throw InputError("n_batch must be between 1 and 65536");
     I.n_batch = o.n_batch;
-    I.ctx = std::make_unique<TextContext>(*I.text.family, I.text.hp, I.tw, *I.backends, o.n_ctx, kv_type);
+    I.ctx = std::make_unique<TextContext>(*I.text.family, I.text.hp, I.tw, *I.backends, o.n_ctx, kv_type,
+                                          sparse_cfg ? &*sparse_cfg : nullptr);
     if (I.vision) {
         I.mm = std::make_unique<MultimodalRunner>(*I.vision, *I.vision_weights, *I.backends,
                                                   I.tokenizer ? &*I.tokenizer : nullptr, I.text.hp.n_embd, I.text.hp.arch,
@@ -287,6 +310,10 @@ AttentionTaps Engine::Impl::attention(int64_t n, const std::vector<int32_t>& pos
                                       const std::vector<float>& relevance, int64_t n_regions, const TapRunner& run) {
     const TextHParams& hp = text.hp;
     if (n == 0) throw InputError("the prompt is empty (no tokens)");
+    if (sparse) {
+        throw InputError("attention taps need the dense KV cache: run them outside the CoRe-sparse mode "
+                         "(leave `with eng.sparse(...)`, or build the Engine without core_heads)");
+    }
     AttentionTaps out;
     // Positions: negative values count from the end; ascending, unique.
     std::vector<int32_t> pos = positions_in;
@@ -357,7 +384,8 @@ AttentionTaps Engine::Impl::attention(int64_t n, const std::vector<int32_t>& pos
     return out;
 }
 
-void Engine::set_head_interventions(const std::vector<HeadIntervention>& list, const std::vector<int32_t>& keys) {
+void Engine::set_head_interventions(const std::vector<HeadIntervention>& list, const std::vector<int32_t>& keys,
+                                    const std::vector<int32_t>& keys_from, const std::vector<int32_t>& keys_until) {
     Impl& I = *impl_;
     const TextHParams& hp = I.text.hp;
     HeadInterventions iv;
@@ -395,8 +423,22 @@ void Engine::set_head_interventions(const std::vector<HeadIntervention>& list, c
     for (int32_t k : keys) {
         if (k < 0 || k >= I.ctx->n_ctx()) throw InputError("knockout key position " + std::to_string(k) + " is out of range");
     }
-    iv.knockout_keys = keys;
-    std::sort(iv.knockout_keys.begin(), iv.knockout_keys.end());
+    if (keys_from.size() != keys_until.size() || (!keys_from.empty() && keys_from.size() != keys.size())) {
+        throw InputError("knockout_from and knockout_until must both hold one query position per knockout key");
+    }
+    bool knocks = false;
+    for (const HeadIntervention& h : list) knocks = knocks || h.kind == "knockout";
+    if (knocks && I.sparse) throw InputError("knockout interventions need the dense KV cache: leave the CoRe-sparse mode first");
+    // Keys ascending (with their thresholds).
+    std::vector<size_t> order(keys.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(), [&keys](size_t a, size_t b) { return keys[a] < keys[b]; });
+    for (size_t i : order) {
+        iv.knockout_keys.push_back(keys[i]);
+        if (keys_from.empty()) continue;
+        iv.knockout_from.push_back(keys_from[i]);
+        iv.knockout_until.push_back(keys_until[i]);
+    }
     I.interventions = std::move(iv);
     I.ctx->set_interventions(I.interventions.layers.empty() ? nullptr : &I.interventions);
 }
@@ -417,7 +459,7 @@ std::vector<std::vector<double>> Engine::head_output_sums(const std::string& pro
     const MultimodalPrompt p = I.vision_runner().assemble(prompt, prepared, marker);
     Impl::KnockoutKeys knock(I, MultimodalRunner::visual_positions(p));
     HeadOutputSums sums;
-    I.ctx->reset();
+    I.reset_for(p);
     I.mm->prefill(*I.ctx, p, prepared, I.n_batch, false, [&I] { I.check_interrupt(); }, nullptr, nullptr, &sums);
     n_positions = sums.n_tokens;
     return sums.sums;
@@ -434,6 +476,61 @@ std::vector<float> Engine::append(const std::vector<int32_t>& tokens) { return i
 int64_t Engine::n_past() const { return impl_->ctx->n_past(); }
 
 size_t Engine::kv_bytes() const { return impl_->ctx->kv_bytes(); }
+
+SparseConfig Engine::Impl::sparse_config(const SparseOptions& o) const {
+    const TextHParams& hp = text.hp;
+    if (o.core_kv_heads.empty()) {
+        throw InputError("the CoRe head set is empty: give at least one (layer, head), e.g. ranking.top(0.05)");
+    }
+    if (o.sink < 0) throw InputError("sink must be >= 0 (got " + std::to_string(o.sink) + ")");
+    if (o.visual_budget < 0) throw InputError("visual_budget must be >= 0 (got " + std::to_string(o.visual_budget) + ")");
+    SparseConfig c;
+    c.core.assign(hp.n_layer, std::vector<uint8_t>(hp.n_head_kv, 0));
+    for (const auto& [l, h] : o.core_kv_heads) {
+        if (l < 0 || l >= hp.n_layer) {
+            throw InputError("layer " + std::to_string(l) + " is out of range [0, " + std::to_string(hp.n_layer) + ")");
+        }
+        if (h < 0 || h >= hp.n_head_kv) {
+            throw InputError("KV head " + std::to_string(h) + " is out of range [0, " + std::to_string(hp.n_head_kv) + ")");
+        }
+        if (c.core[l][h]) throw InputError("KV head (" + std::to_string(l) + ", " + std::to_string(h) + ") is listed twice");
+        c.core[l][h] = 1;
+    }
+    c.sink = o.sink;
+    c.visual_budget = o.visual_budget;
+    return c;
+}
+
+void Engine::set_sparse(const std::optional<SparseOptions>& o) {
+    Impl& I = *impl_;
+    std::optional<SparseConfig> cfg;
+    if (o) {
+        cfg = I.sparse_config(*o);
+        for (const auto& L : I.interventions.layers) {
+            if (!L.knockout.empty()) throw InputError("clear the knockout interventions before entering the CoRe-sparse mode");
+        }
+    }
+    I.sparse.reset();  // the context falls back to the dense cache when allocation fails
+    I.ctx->set_sparse(cfg ? &*cfg : nullptr);
+    I.sparse = o;
+}
+
+const std::optional<SparseOptions>& Engine::sparse_options() const { return impl_->sparse; }
+
+KVStats Engine::kv_stats() const {
+    const TextContext::KVStats t = impl_->ctx->kv_stats();
+    KVStats s;
+    s.sparse = t.sparse;
+    s.n_tokens = t.n_tokens;
+    s.compact_tokens = t.compact_slots;
+    s.full_bytes = t.full_bytes;
+    s.compact_bytes = t.compact_bytes;
+    s.full_allocated = t.full_allocated;
+    s.compact_allocated = t.compact_allocated;
+    s.core_kv_heads = t.n_core;
+    s.other_kv_heads = t.n_other;
+    return s;
+}
 
 Engine::~Engine() = default;
 
@@ -454,7 +551,7 @@ std::vector<float> Engine::logits(const std::string& prompt, const std::vector<I
     const std::vector<PreparedImage> prepared = I.prepare_all(images);
     const MultimodalPrompt p = I.vision_runner().assemble(prompt, prepared, marker);
     Impl::KnockoutKeys knock(I, MultimodalRunner::visual_positions(p));
-    I.ctx->reset();
+    I.reset_for(p);
     return I.mm->prefill(*I.ctx, p, prepared, I.n_batch, all_positions, [&I] { I.check_interrupt(); });
 }
 
@@ -480,7 +577,7 @@ std::vector<int32_t> Engine::generate(const std::string& prompt, const std::vect
     const std::vector<PreparedImage> prepared = I.prepare_all(images);
     const MultimodalPrompt p = I.vision_runner().assemble(prompt, prepared, marker);
     Impl::KnockoutKeys knock(I, MultimodalRunner::visual_positions(p));
-    I.ctx->reset();
+    I.reset_for(p);
     std::vector<float> logits = I.mm->prefill(*I.ctx, p, prepared, I.n_batch, false, [&I] { I.check_interrupt(); });
     return I.sample_loop(sampler, std::move(logits), p.ids, o, on_token);
 }

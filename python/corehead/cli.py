@@ -84,7 +84,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Generate from a prompt, streaming to the terminal."""
     if args.prompt is None:
         args.prompt = sys.stdin.read()
-    with corehead.Engine(args.model, mmproj=args.mmproj, n_threads=args.threads, n_ctx=args.ctx_size) as eng:
+    sparse = {}
+    if args.core_heads:  # CoRe-sparse KV cache (corehead.sparse)
+        sparse = dict(core_heads=args.core_heads, visual_budget=args.visual_budget, core_fraction=args.core_fraction)
+    with corehead.Engine(args.model, mmproj=args.mmproj, n_threads=args.threads, n_ctx=args.ctx_size, **sparse) as eng:
         kwargs = dict(max_tokens=args.n_predict, temperature=args.temp, top_k=args.top_k, top_p=args.top_p,
                       min_p=args.min_p, repeat_penalty=args.repeat_penalty, seed=args.seed, stop=args.stop or (),
                       stream=True, images=args.image or ())
@@ -219,6 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--chat", action="store_true", help="wrap the prompt in the model's chat template")
     run.add_argument("-t", "--threads", type=int, default=None)
     run.add_argument("-c", "--ctx-size", type=int, default=4096)
+    run.add_argument("--core-heads", metavar="HEADS_JSON",
+                     help="CoRe-sparse KV cache: only these heads keep the visual tokens (a `corehead rank` output: "
+                          "its top --core-fraction; or a head-set file)")
+    run.add_argument("--core-fraction", type=float, default=0.05, help="with a ranking file: top fraction (0.05)")
+    run.add_argument("--visual-budget", type=int, default=0,
+                     help="with --core-heads: visual tokens per image the other heads keep (default 0)")
     run.set_defaults(func=cmd_run)
 
     rank = sub.add_parser("rank", help="rank attention heads by Retrieval Attention Mass over probes")

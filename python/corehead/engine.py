@@ -28,6 +28,11 @@ class Engine:
         backend: "auto" (a GPU when compiled in, else CPU), "cpu", "cuda" or "metal".
         kv_type: KV cache type, "auto" (f32 for f32 model files, else f16), "f16" or "f32".
         n_batch: prompt tokens per forward pass during prefill.
+        core_heads: start in the CoRe-sparse mode (:mod:`corehead.sparse`): a head file (the
+            HeadRanking JSON of ``corehead rank``, its top ``core_fraction``; or a HeadSet JSON),
+            a HeadSet, or (layer, head) pairs. None = the dense cache.
+        visual_budget, sink: visual tokens per image each non-CoRe KV head keeps, and leading
+            tokens every head keeps (CoRe-sparse mode only).
 
     Weights stay in their stored (quantized) type. Use as a context manager or call
     :meth:`close` to free memory right away; garbage collection frees it too.
@@ -42,6 +47,10 @@ class Engine:
         backend: str = "auto",
         kv_type: str = "auto",
         n_batch: int = 512,
+        core_heads=None,
+        visual_budget: int = 0,
+        sink: int = 4,
+        core_fraction: float = 0.05,
     ) -> None:
         if model is None:  # the toy VLM embedded in the package (with its mmproj)
             from corehead.models import default_model
@@ -63,8 +72,14 @@ class Engine:
             raise TypeError(f"n_batch must be an int, got {type(n_batch).__name__}")
         check_int(n_ctx, "n_ctx", 16, 1 << 24)
         check_int(n_batch, "n_batch", 1, 65536)
+        core_kv = None
+        if core_heads is not None:  # validated against the model file before any weights load
+            from corehead import sparse
+
+            visual_budget, sink = sparse.check_options(visual_budget, sink)
+            core_kv = sparse.core_kv_heads(core_heads, _core.inspect_model(model_path), core_fraction)
         self._core: _core.Engine | None = _core.Engine(
-            model_path, mmproj_path, n_threads or 0, n_ctx, backend, kv_type, n_batch
+            model_path, mmproj_path, n_threads or 0, n_ctx, backend, kv_type, n_batch, core_kv, sink, visual_budget
         )
         self._interventions: tuple[list, list] = ([], [])
         self._head_mean_cache: dict = {}
@@ -297,6 +312,20 @@ class Engine:
         from corehead import ram
 
         return ram.rank_heads(self, probes, query=query, only_correct=only_correct, progress=progress)
+
+    # -- CoRe-sparse cache ----------------------------------------------------------------------
+    def sparse(self, heads, visual_budget: int = 0, sink: int = 4, core_fraction: float = 0.05):
+        """Context manager: the block runs on the CoRe-sparse KV cache for `heads` (see
+        :mod:`corehead.sparse`); the previous cache mode is restored afterwards."""
+        from corehead import sparse
+
+        return sparse.sparse(self, heads, visual_budget=visual_budget, sink=sink, core_fraction=core_fraction)
+
+    def kv_stats(self) -> dict:
+        """Bytes the KV cache holds now, per group (full = CoRe KV heads, compact = the others)."""
+        from corehead import sparse
+
+        return sparse.kv_stats(self)
 
     # -- head interventions ---------------------------------------------------------------------
     def ablated(self, heads, method: str = "zero", reference=None, knockout_keys=(), means=None):

@@ -48,6 +48,25 @@ struct VisionInfo {
 TextInfo inspect_model(const std::string& path);
 VisionInfo inspect_mmproj(const std::string& path);
 
+// CoRe-sparse visual attention (DESIGN §6): the CoRe KV heads keep every token; the others keep
+// text tokens, the first `sink` tokens and `visual_budget` visual tokens of every image (chosen by
+// the attention of the last prompt rows), and lose the rest once an image's chunk is prefilled.
+struct SparseOptions {
+    std::vector<std::pair<int32_t, int32_t>> core_kv_heads;  // (layer, KV head); not empty
+    int64_t sink = 4;
+    int64_t visual_budget = 0;
+};
+
+// What the KV cache holds now. Dense: everything is in the full part.
+struct KVStats {
+    bool sparse = false;
+    int64_t n_tokens = 0;          // tokens in the context (full part: every one of them)
+    int64_t compact_tokens = 0;    // slots in use in the compact part (per KV head)
+    size_t full_bytes = 0, compact_bytes = 0;          // held by the tokens in use
+    size_t full_allocated = 0, compact_allocated = 0;  // backend buffers
+    std::vector<int64_t> core_kv_heads, other_kv_heads;  // per layer
+};
+
 struct EngineOptions {
     std::string model;        // language-model GGUF
     std::string mmproj;       // optional vision projector GGUF ("" = text only)
@@ -58,6 +77,7 @@ struct EngineOptions {
     // files (exact parity with the reference), f16 otherwise (half the memory).
     std::string kv_type = "auto";
     int64_t n_batch = 512;        // prefill chunk size (tokens per forward pass)
+    std::optional<SparseOptions> sparse;  // start in CoRe-sparse mode (no dense cache is allocated)
 };
 
 struct GenerateOptions {
@@ -127,6 +147,10 @@ public:
     int64_t n_ctx() const;
     size_t weight_bytes() const;            // text + vision weights held in backend memory
     size_t kv_bytes() const;                // bytes of the KV cache
+    // Switches between the dense cache (nullopt) and the CoRe-sparse one (validated first).
+    void set_sparse(const std::optional<SparseOptions>& options);
+    const std::optional<SparseOptions>& sparse_options() const;
+    KVStats kv_stats() const;
 
     // Runs `tokens` from an empty context. Returns the logits of the last position
     // ([n_vocab]) or of every position ([n_tokens * n_vocab], row-major) when all_positions.
@@ -179,8 +203,13 @@ public:
     // Replaces the head interventions applied to every following call (validated first; an empty
     // list clears them and restores bit-identical outputs). knockout_keys: context positions the
     // knocked-out heads may not attend to for text prompts (multimodal prompts use their visual tokens).
+    // knockout_from / knockout_until (optional, parallel to knockout_keys): each key is knocked out
+    // only for queries at positions in [from, until); multimodal calls then use these keys instead
+    // of their visual tokens.
     void set_head_interventions(const std::vector<HeadIntervention>& interventions,
-                                const std::vector<int32_t>& knockout_keys = {});
+                                const std::vector<int32_t>& knockout_keys = {},
+                                const std::vector<int32_t>& knockout_from = {},
+                                const std::vector<int32_t>& knockout_until = {});
     // Per-head output sums over every position of `tokens` (run from an empty context, current
     // interventions applied): [n_layer][n_head * head_dim] and the position count.
     std::vector<std::vector<double>> head_output_sums(const std::vector<int32_t>& tokens, int64_t& n_positions);

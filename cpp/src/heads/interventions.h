@@ -20,6 +20,10 @@ struct HeadInterventions {
     };
     std::vector<Layer> layers;           // empty = no interventions at all
     std::vector<int32_t> knockout_keys;  // context positions (cache indices), ascending
+    // Optional, parallel to knockout_keys: key i is knocked out only for queries at cache indices
+    // in [knockout_from[i], knockout_until[i]) (empty = every query). Multimodal calls then keep
+    // these explicit keys.
+    std::vector<int32_t> knockout_from, knockout_until;
 
     bool gates(int64_t l) const { return l < (int64_t)layers.size() && !layers[l].gate.empty(); }
     bool knocks(int64_t l) const { return l < (int64_t)layers.size() && !layers[l].knockout.empty(); }

@@ -16,27 +16,80 @@ constexpr size_t kGraphSize = 8192;
 }
 
 TextContext::TextContext(const TextFamily& family, const TextHParams& hp, const TextWeights& w, const Backends& b,
-                         int64_t n_ctx, ggml_type kv_type)
-    : family_(family), hp_(hp), w_(w) {
-    kv_ = std::make_unique<KVCache>(hp.n_layer, n_ctx, hp.n_head_kv, hp.head_dim_k, hp.head_dim_v, kv_type, b.main);
+                         int64_t n_ctx, ggml_type kv_type, const SparseConfig* sparse)
+    : family_(family), hp_(hp), w_(w), n_ctx_(n_ctx), kv_type_(kv_type), backends_(b) {
+    set_sparse(sparse);
     runner_ = std::make_unique<GraphRunner>(b, kGraphSize);
 }
 
 TextContext::~TextContext() = default;
 
-int64_t TextContext::n_ctx() const { return kv_->n_ctx(); }
-size_t TextContext::kv_bytes() const { return kv_->nbytes(); }
+int64_t TextContext::n_ctx() const { return n_ctx_; }
+
+size_t TextContext::kv_bytes() const {
+    if (kv_) return kv_->nbytes();
+    const KVStats s = kv_stats();
+    return s.full_allocated + s.compact_allocated;
+}
+
+void TextContext::set_sparse(const SparseConfig* cfg) {
+    reset();
+    kv_.reset();
+    skv_.reset();
+    auto dense = [this] {
+        kv_ = std::make_unique<KVCache>(hp_.n_layer, n_ctx_, hp_.n_head_kv, hp_.head_dim_k, hp_.head_dim_v, kv_type_,
+                                        backends_.main);
+    };
+    if (!cfg) return dense();
+    try {
+        skv_ = std::make_unique<SparseKVCache>(hp_, *cfg, n_ctx_, kv_type_, backends_.main);
+    } catch (...) {
+        dense();  // stay usable
+        throw;
+    }
+}
+
+void TextContext::set_plan(const SparsePlan& plan) {
+    if (!skv_) return;
+    if (n_past_ != 0) throw InputError("internal: a sparse plan must be set right after reset()");
+    skv_->reset(&plan);
+    fresh_ = false;
+}
+
+TextContext::KVStats TextContext::kv_stats() const {
+    KVStats s;
+    s.n_tokens = n_past_;
+    if (kv_) {
+        const size_t row = ggml_row_size(kv_->type(), hp_.head_dim_k) + ggml_row_size(kv_->type(), hp_.head_dim_v);
+        s.full_bytes = static_cast<size_t>(hp_.n_layer * hp_.n_head_kv * n_past_) * row;
+        s.full_allocated = kv_->nbytes();
+        s.n_core.assign(hp_.n_layer, hp_.n_head_kv);
+        s.n_other.assign(hp_.n_layer, 0);
+        return s;
+    }
+    const SparseKVCache::Stats t = skv_->stats(n_past_);
+    s.sparse = true;
+    s.compact_slots = t.compact_slots;
+    s.full_bytes = t.full_bytes;
+    s.compact_bytes = t.compact_bytes;
+    s.full_allocated = t.full_allocated;
+    s.compact_allocated = t.compact_allocated;
+    s.n_core = t.n_core;
+    s.n_other = t.n_other;
+    return s;
+}
 
 void TextContext::truncate(int64_t n) {
     if (n < 0 || n > n_past_) throw InputError("truncate position out of range");
+    if (skv_ && n != n_past_) throw InputError("the CoRe-sparse cache cannot be truncated (dropped tokens are gone)");
     n_past_ = n;
 }
 
 std::vector<float> TextContext::decode(DecoderBatch& batch) {
     if (batch.n_tokens <= 0) throw InputError("empty batch");
-    if (n_past_ + batch.n_tokens > kv_->n_ctx()) {
+    if (n_past_ + batch.n_tokens > n_ctx_) {
         throw ContextOverflow("the input needs " + std::to_string(n_past_ + batch.n_tokens) + " tokens but the context holds " +
-                              std::to_string(kv_->n_ctx()) + "; create the Engine with a larger n_ctx or shorten the input");
+                              std::to_string(n_ctx_) + "; create the Engine with a larger n_ctx or shorten the input");
     }
     batch.n_past = n_past_;
     if (!batch.interventions) batch.interventions = interventions_;
@@ -59,8 +112,30 @@ std::vector<float> TextContext::decode(DecoderBatch& batch) {
         }
     }
 
+    std::vector<std::vector<float>> scores;
+    if (skv_) {
+        if (batch.taps) {
+            throw InputError("attention taps need the dense KV cache: run them outside the CoRe-sparse mode "
+                             "(leave `with eng.sparse(...)`, or build the Engine without core_heads)");
+        }
+        if (batch.interventions) {
+            for (int64_t l = 0; l < hp_.n_layer; ++l) {
+                if (batch.interventions->knocks(l)) {
+                    throw InputError("knockout interventions need the dense KV cache: run them outside the CoRe-sparse mode");
+                }
+            }
+        }
+        if (fresh_ && n_past_ == 0) skv_->reset(nullptr);  // a prompt without a plan (text only)
+        if (skv_->n_compact() + batch.n_tokens > skv_->compact_capacity()) {
+            throw ContextOverflow("the compact part of the CoRe-sparse KV cache holds " +
+                                  std::to_string(skv_->compact_capacity()) + " tokens; create the Engine with a larger n_ctx");
+        }
+        if (skv_->wants_scores(n_past_, batch.n_tokens)) batch.sparse_scores = &scores;
+    }
+    fresh_ = false;
+
     GraphRunner::Graph graph = runner_->new_graph();
-    DecoderGraph g(graph.ctx.get(), graph.gf, hp_, w_, *kv_, batch);
+    DecoderGraph g(graph.ctx.get(), graph.gf, hp_, w_, kv_.get(), skv_.get(), batch);
     ggml_tensor* logits = family_.build(g);
     ggml_set_output(logits);
     ggml_build_forward_expand(graph.gf, logits);
@@ -68,6 +143,10 @@ std::vector<float> TextContext::decode(DecoderBatch& batch) {
                      "a batch of " + std::to_string(batch.n_tokens) + " tokens");
     std::vector<float> out = read_f32(logits);
     g.read_outputs();
+    if (skv_) {
+        skv_->commit(n_past_, batch.n_tokens, scores);
+        batch.sparse_scores = nullptr;
+    }
     n_past_ += batch.n_tokens;
     return out;
 }

@@ -5,6 +5,7 @@
 
 #include "ggml.h"
 #include "heads/interventions.h"
+#include "runtime/sparse_kv.h"
 #include "text/graph.h"
 
 
@@ -12,13 +13,15 @@ namespace corehead {
 
 class GraphRunner;
 class KVCache;
+class SparseKVCache;
 class TextFamily;
 struct Backends;
 
 class TextContext {
 public:
+    // `sparse` (optional): start with the CoRe-sparse cache instead of the dense one.
     TextContext(const TextFamily& family, const TextHParams& hp, const TextWeights& w, const Backends& backends,
-                int64_t n_ctx, ggml_type kv_type);
+                int64_t n_ctx, ggml_type kv_type, const SparseConfig* sparse = nullptr);
     ~TextContext();
 
     // Appends `batch` at the current position (batch.n_past is set here) and returns the logits of
@@ -30,6 +33,7 @@ public:
     void reset() {
         n_past_ = 0;
         pos_offset_ = 0;
+        fresh_ = true;
     }
     // Default RoPE position of cache index i is i + offset (after an M-RoPE image the text
     // continues at a position other than its cache index).
@@ -37,6 +41,21 @@ public:
     // Forget everything after position n (for re-using a shared prefix).
     void truncate(int64_t n);
     size_t kv_bytes() const;
+
+    // --- CoRe-sparse cache (DESIGN §6) ---
+    // Replaces the cache: the dense one (nullptr) or a CoRe-sparse one; the context is reset and
+    // the old cache's memory freed before the new one is allocated.
+    void set_sparse(const SparseConfig* cfg);
+    const SparseKVCache* sparse() const { return skv_.get(); }
+    // Right after reset(): where the next prompt's visual tokens are (validated now; sparse only).
+    void set_plan(const SparsePlan& plan);
+    struct KVStats {
+        bool sparse = false;
+        int64_t n_tokens = 0, compact_slots = 0;
+        size_t full_bytes = 0, compact_bytes = 0, full_allocated = 0, compact_allocated = 0;
+        std::vector<int64_t> n_core, n_other;  // KV heads per layer in each part
+    };
+    KVStats kv_stats() const;
     // Head interventions applied to every following decode (nullptr = none); not owned.
     void set_interventions(const HeadInterventions* iv) { interventions_ = iv; }
     const HeadInterventions* interventions() const { return interventions_; }
@@ -46,6 +65,11 @@ private:
     const TextHParams& hp_;
     const TextWeights& w_;
     std::unique_ptr<KVCache> kv_;
+    std::unique_ptr<SparseKVCache> skv_;
+    int64_t n_ctx_;
+    ggml_type kv_type_;
+    const Backends& backends_;
+    bool fresh_ = true;  // reset() since the last decode
     std::unique_ptr<GraphRunner> runner_;
     int64_t n_past_ = 0;
     const HeadInterventions* interventions_ = nullptr;

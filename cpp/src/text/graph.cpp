@@ -6,12 +6,13 @@
 
 #include "ggml-backend.h"
 #include "runtime/kv_cache.h"
+#include "runtime/sparse_kv.h"
 
 namespace corehead {
 
-DecoderGraph::DecoderGraph(ggml_context* c, ggml_cgraph* g, const TextHParams& h, const TextWeights& wt, const KVCache& k,
-                           const DecoderBatch& b)
-    : ctx(c), gf(g), hp(h), w(wt), kv(k), batch(b), n_tokens(b.n_tokens), n_kv(b.n_past + b.n_tokens) {}
+DecoderGraph::DecoderGraph(ggml_context* c, ggml_cgraph* g, const TextHParams& h, const TextWeights& wt, const KVCache* k,
+                           const SparseKVCache* sk, const DecoderBatch& b)
+    : ctx(c), gf(g), hp(h), w(wt), kv(k), skv(sk), batch(b), n_tokens(b.n_tokens), n_kv(b.n_past + b.n_tokens) {}
 
 ggml_tensor* DecoderGraph::input_embeddings() {
     if (!batch.embeddings.empty()) {
@@ -59,10 +60,11 @@ ggml_tensor* DecoderGraph::mask(bool swa) {
 }
 
 ggml_tensor* DecoderGraph::attention(int64_t layer, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v, float scale) {
-    ggml_build_forward_expand(gf, kv.store_k(ctx, layer, k, batch.n_past));
-    ggml_build_forward_expand(gf, kv.store_v(ctx, layer, v, batch.n_past));
-    ggml_tensor* K = kv.view_k(ctx, layer, n_kv);
-    ggml_tensor* V = kv.view_v(ctx, layer, n_kv);
+    if (skv) return sparse_attention(layer, q, k, v, scale);
+    ggml_build_forward_expand(gf, kv->store_k(ctx, layer, k, batch.n_past));
+    ggml_build_forward_expand(gf, kv->store_v(ctx, layer, v, batch.n_past));
+    ggml_tensor* K = kv->view_k(ctx, layer, n_kv);
+    ggml_tensor* V = kv->view_v(ctx, layer, n_kv);
     ggml_tensor* Q = ggml_permute(ctx, q, 0, 2, 1, 3);  // [hd, n_tokens, n_head]
     if (batch.taps && batch.taps->taps(layer)) tap_attention(layer, q, K, scale);
     const bool knock = batch.interventions && batch.interventions->knocks(layer);
@@ -150,6 +152,7 @@ void DecoderGraph::tap_attention(int64_t layer, ggml_tensor* q, ggml_tensor* K, 
 }
 
 void DecoderGraph::read_outputs() const {
+    if (skv) read_sparse_outputs();
     if (batch.head_sums) {
         HeadOutputSums& hs = *batch.head_sums;
         hs.sums.resize(hp.n_layer);
@@ -240,6 +243,7 @@ void DecoderGraph::set_inputs() const {
         }
         ggml_backend_tensor_set(m, data.data(), 0, data.size() * sizeof(ggml_fp16_t));
     }
+    if (skv) set_sparse_inputs();
     for (const LayerInput& in : layer_inputs_) {
         const HeadInterventions::Layer& L = batch.interventions->layers[in.layer];
         if (in.kind == 0) {
@@ -259,8 +263,14 @@ void DecoderGraph::set_inputs() const {
                     float* dst = m.data() + (h * rows + i) * n_kv;
                     for (int64_t j = 0; j < n_kv; ++j) dst[j] = visible(row, j, swa) ? 0.0f : ninf;
                     if (L.knockout[h]) {
-                        for (int32_t k : batch.interventions->knockout_keys) {
-                            if (k < n_kv) dst[k] = ninf;
+                        const auto& keys = batch.interventions->knockout_keys;
+                        const auto& from = batch.interventions->knockout_from;
+                        const auto& until = batch.interventions->knockout_until;
+                        const int64_t qi = batch.n_past + row;
+                        for (size_t ki = 0; ki < keys.size(); ++ki) {
+                            if (keys[ki] >= n_kv || (!from.empty() && qi < from[ki])) continue;
+                            if (!until.empty() && qi >= until[ki]) continue;
+                            dst[keys[ki]] = ninf;
                         }
                     }
                 }

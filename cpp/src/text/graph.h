@@ -14,6 +14,7 @@
 namespace corehead {
 
 class KVCache;
+class SparseKVCache;
 
 // One forward step: tokens (or input embeddings) appended at cache index n_past.
 struct DecoderBatch {
@@ -28,18 +29,22 @@ struct DecoderBatch {
     TapResult* tap_result = nullptr;  // filled after compute when taps is set
     const HeadInterventions* interventions = nullptr;  // head gates / means / knockouts (nullptr = none)
     HeadOutputSums* head_sums = nullptr;  // when set, per-head output sums over this batch's tokens are added
+    // CoRe-sparse cache only: filled with SnapKV scores per layer ([h * n_kv_compact + slot]).
+    std::vector<std::vector<float>>* sparse_scores = nullptr;
 };
 
 class DecoderGraph {
 public:
-    DecoderGraph(ggml_context* ctx, ggml_cgraph* gf, const TextHParams& hp, const TextWeights& w, const KVCache& kv,
-                 const DecoderBatch& batch);
+    // Exactly one of `kv` (dense) and `skv` (CoRe-sparse, DESIGN §6) is set.
+    DecoderGraph(ggml_context* ctx, ggml_cgraph* gf, const TextHParams& hp, const TextWeights& w, const KVCache* kv,
+                 const SparseKVCache* skv, const DecoderBatch& batch);
 
     ggml_context* const ctx;
     ggml_cgraph* const gf;
     const TextHParams& hp;
     const TextWeights& w;
-    const KVCache& kv;
+    const KVCache* const kv;
+    const SparseKVCache* const skv;
     const DecoderBatch& batch;
     const int64_t n_tokens;
     const int64_t n_kv;  // keys visible after this batch
@@ -67,6 +72,37 @@ public:
 
 private:
     ggml_tensor* mask(bool swa);
+    // The CoRe-sparse attention: CoRe heads over the full part, the others over the compact part.
+    ggml_tensor* sparse_attention(int64_t layer, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v, float scale);
+    // Rows `ids` of x [d, n, n_tokens] for every token: [d, |ids|, n_tokens].
+    ggml_tensor* gather(ggml_tensor* x, const std::vector<int32_t>& ids);
+    // Compact-part masks: shared per sliding-window kind, or per head for `layer` ([n_kv_c, n_tokens(, n_q)]).
+    ggml_tensor* compact_mask(int64_t layer, bool swa);
+    // Visibility of compact slot j (cache position pos) from batch row `row`.
+    bool compact_visible(int64_t row, int64_t j, int64_t pos, bool swa) const;
+    void sparse_scores(int64_t layer, ggml_tensor* q_other, ggml_tensor* K, float scale, bool swa);
+    void set_sparse_inputs() const;
+    void read_sparse_outputs() const;
+    struct IndexInput {
+        ggml_tensor* tensor;
+        const std::vector<int32_t>* ids;
+    };
+    std::vector<IndexInput> index_inputs_;
+    ggml_tensor* inp_mask_c_ = nullptr;
+    ggml_tensor* inp_mask_c_swa_ = nullptr;
+    struct LayerMask {
+        int64_t layer;
+        ggml_tensor* tensor;
+    };
+    std::vector<LayerMask> layer_masks_c_;
+    ggml_tensor* inp_score_mask_ = nullptr;
+    ggml_tensor* inp_score_mask_swa_ = nullptr;
+    int64_t n_score_rows_ = 0;
+    struct ScoreOut {
+        int64_t layer;
+        ggml_tensor* scores;
+    };
+    std::vector<ScoreOut> score_outs_;
     // Side branch for tapped rows: P over all keys and its masses (see heads/taps.h).
     void tap_attention(int64_t layer, ggml_tensor* q, ggml_tensor* K, float scale);
     bool visible(int64_t row, int64_t key, bool swa) const;

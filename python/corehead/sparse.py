@@ -1,0 +1,249 @@
+"""CoRe-sparse visual attention (DESIGN.md §6): a head-grouped KV cache in which only the CoRe KV
+heads keep the visual tokens.
+
+    eng = Engine("model.gguf", mmproj="mmproj.gguf", core_heads="heads.json")  # from `corehead rank`
+    with eng.sparse(ranking.top(0.1), visual_budget=16):
+        eng.generate(prompt, images=frames)
+    eng.kv_stats()
+
+What the cache holds, per layer:
+
+- a *full* part for the CoRe KV heads: every token;
+- a *compact* part for the other KV heads: the text tokens, the first ``sink`` tokens of the
+  sequence, and (``visual_budget`` > 0) that many visual tokens of every image per head, chosen
+  SnapKV-style by the attention of the last prompt rows (the last ≤ 16 rows of the last prefill
+  batch, summed over the rows and the KV head's query heads, top ``visual_budget`` per image).
+
+An image chunk (the visual tokens of one view of one image: a frame, a tile) is prefilled
+densely: every head sees it while it is encoded. After the chunk, the non-CoRe heads no longer
+see its tokens (sinks excepted) — neither the text nor the next frames do — and they are removed
+from the compact part: right away when ``visual_budget == 0`` (the chunk sits at the tail: a
+truncation), so memory never holds more than one chunk of non-CoRe visual tokens; at the end of
+the prompt otherwise, once the budget
+tokens are picked (so with a budget the compact part briefly holds every token during prefill,
+and the text of the prompt itself sees no budget tokens; decoding does). Queries are gathered
+per group and the outputs scattered back to the original head order before the output
+projection; weights are used as stored.
+
+With ``visual_budget == 0`` the logits equal a dense run in which the non-CoRe heads' visual
+keys (sinks excepted) are masked with −inf for every query after their chunk: :func:`masked_reference`
+sets that up with the knockout intervention, and tests/test_sparse.py checks it on every fixture.
+
+Head sets: CoRe heads are query heads (layer, head); under GQA a KV head is CoRe when any of its
+query heads is (the KV head's score is the max of its query heads', DESIGN §4).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from corehead.engine import Engine
+
+HEADSET_FORMAT = "corehead.HeadSet/1"
+
+
+def _check_int(value, name: str, low: int = 0) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+    return int(value)
+
+
+def check_options(visual_budget, sink) -> tuple[int, int]:
+    return _check_int(visual_budget, "visual_budget"), _check_int(sink, "sink")
+
+
+def _model_facts(info: dict) -> dict:
+    return {k: info.get(k) for k in ("arch", "name", "n_layer", "n_head", "n_head_kv", "n_embd")}
+
+
+def save_heads(path: str | os.PathLike, heads, info: dict) -> None:
+    """Write a head set (query heads) as JSON for `info`'s model (``eng.info``)."""
+    pairs = _query_heads(heads, info)
+    data = {"format": HEADSET_FORMAT, "model": _model_facts(info), "n_head": info["n_head"],
+            "n_head_kv": info["n_head_kv"], "heads": [list(p) for p in pairs]}
+    Path(path).write_text(json.dumps(data, indent=1))
+
+
+def _load(path: Path, info: dict, fraction: float):
+    from corehead.ram import HeadRanking, HeadSet
+
+    try:
+        d = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such head file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not a head file (JSON expected: {e})") from None
+    fmt = d.get("format") if isinstance(d, dict) else None
+    if fmt == "corehead.HeadRanking/1":
+        ranking = HeadRanking.load(path)
+        ranking.check_model(info)
+        return ranking.top(fraction)
+    if fmt == HEADSET_FORMAT:
+        model = d.get("model") or {}
+        for key in ("arch", "name", "n_layer", "n_head", "n_head_kv", "n_embd"):
+            if key in model and model[key] is not None and info.get(key) is not None and model[key] != info[key]:
+                raise ValueError(f"{path}: this head set was made for a model with {key} = {model[key]!r}, "
+                                 f"not {info[key]!r} (it belongs to another model)")
+        try:
+            pairs = [(int(a), int(b)) for a, b in d["heads"]]
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"{path}: 'heads' must be a list of [layer, head] pairs") from None
+        return HeadSet(pairs, d.get("n_head"), d.get("n_head_kv"))
+    raise ValueError(f"{path}: not a corehead head file (expected a HeadRanking from `corehead rank` or a HeadSet)")
+
+
+def _query_heads(heads, info: dict, fraction: float = 0.05) -> list[tuple[int, int]]:
+    """Validated (layer, query head) pairs from any accepted form of `heads`."""
+    from corehead.ablation import head_list
+    from corehead.ram import HeadRanking, HeadSet
+
+    if isinstance(heads, (str, os.PathLike)):
+        heads = _load(Path(heads), info, fraction)
+    elif isinstance(heads, HeadRanking):
+        heads.check_model(info)
+        heads = heads.top(fraction)
+    if isinstance(heads, HeadSet):
+        for name in ("n_head", "n_head_kv"):
+            mine = getattr(heads, name)
+            if mine is not None and mine != info[name]:
+                raise ValueError(f"this head set was made for a model with {name} = {mine}, not {info[name]} "
+                                 "(it belongs to another model)")
+    if not isinstance(heads, Iterable):
+        raise TypeError(f"core heads must be a head file path, a HeadSet, a HeadRanking or (layer, head) pairs, "
+                        f"got {type(heads).__name__}")
+    pairs = head_list(heads, info["n_layer"], info["n_head"])
+    if not pairs:
+        raise ValueError("the CoRe head set is empty: give at least one (layer, head), e.g. ranking.top(0.05)")
+    return pairs
+
+
+def core_kv_heads(heads, info: dict, fraction: float = 0.05) -> list[tuple[int, int]]:
+    """The (layer, KV head) pairs of the CoRe heads `heads` — a head file (HeadRanking JSON from
+    ``corehead rank``: its top `fraction`; or a HeadSet JSON), a HeadRanking (top `fraction`), a
+    HeadSet or (layer, query head) pairs — checked against the model described by `info`."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"core_fraction must be in (0, 1], got {fraction}")
+    group = info["n_head"] // info["n_head_kv"]
+    return sorted({(layer, h // group) for layer, h in _query_heads(heads, info, fraction)})
+
+
+@contextmanager
+def sparse(eng: Engine, heads, visual_budget: int = 0, sink: int = 4, core_fraction: float = 0.05):
+    """Run the block on the CoRe-sparse cache; the previous cache mode comes back afterwards."""
+    budget, sink = check_options(visual_budget, sink)
+    kv = core_kv_heads(heads, eng.info, core_fraction)
+    native = eng._native()
+    previous = native.sparse_options
+    native.set_sparse(kv, sink, budget)
+    try:
+        yield eng
+    finally:
+        if previous is None:
+            native.set_sparse(None)
+        else:
+            native.set_sparse(*previous)
+
+
+def kv_stats(eng: Engine) -> dict:
+    """Bytes the KV cache holds now, per group: ``full`` = the CoRe KV heads (every KV head when
+    dense), every token; ``compact`` = the other KV heads, the tokens they keep. ``bytes`` counts
+    the tokens in use (K and V), ``allocated_bytes`` the backend buffers."""
+    s = eng._native().kv_stats()
+    full = {"kv_heads": int(sum(s["core_kv_heads"])), "tokens": s["n_tokens"], "bytes": s["full_bytes"],
+            "allocated_bytes": s["full_allocated"]}
+    compact = {"kv_heads": int(sum(s["other_kv_heads"])), "tokens": s["compact_tokens"],
+               "bytes": s["compact_bytes"], "allocated_bytes": s["compact_allocated"]}
+    return {"mode": "sparse" if s["sparse"] else "dense", "tokens": s["n_tokens"],
+            "bytes": s["full_bytes"] + s["compact_bytes"],
+            "allocated_bytes": s["full_allocated"] + s["compact_allocated"],
+            "groups": {"full": full, "compact": compact},
+            "per_layer": {"core_kv_heads": list(s["core_kv_heads"]), "other_kv_heads": list(s["other_kv_heads"])}}
+
+
+def visual_runs(positions: Sequence[int], image_sizes: Sequence[int] | None = None) -> list[tuple[int, int]]:
+    """Image chunks [start, end): maximal runs of consecutive visual positions, split where one
+    image ends (`image_sizes`: visual tokens per image, in prompt order)."""
+    ends, total = set(), 0
+    for n in image_sizes or ():
+        total += n
+        ends.add(total)  # index into `positions` where an image starts
+    runs: list[tuple[int, int]] = []
+    for i, p in enumerate(sorted(int(x) for x in positions)):
+        if runs and runs[-1][1] == p and i not in ends:
+            runs[-1] = (runs[-1][0], p + 1)
+        else:
+            runs.append((p, p + 1))
+    return runs
+
+
+@contextmanager
+def masked_reference(eng: Engine, heads, prompt: str, images, sink: int = 4, core_fraction: float = 0.05,
+                     visual_budget: int = 0, keep: str | None = None):
+    """On the dense cache, the semantics of the CoRe-sparse mode as masks: every query head of a
+    non-CoRe KV head gets −inf on each visual key (the first `sink` positions excepted) for the
+    queries after that key's run of visual tokens (knockout interventions with per-key query
+    ranges). With a `visual_budget`, the SnapKV choice cannot be written as masks shared by all
+    heads: pass ``keep="first"`` or ``"last"`` and run the sparse side with the environment
+    variable ``COREHEAD_SPARSE_KEEP`` set the same way; the kept tokens are then masked only for the
+    rest of the prompt. For checking the sparse cache, not for speed."""
+    info = eng.info
+    kv = set(core_kv_heads(heads, info, core_fraction))
+    group = info["n_head"] // info["n_head_kv"]
+    knocked = [(layer, h, "knockout", []) for layer in range(info["n_layer"]) for h in range(info["n_head"])
+               if (layer, h // group) not in kv]
+    if visual_budget and keep not in ("first", "last"):
+        raise ValueError("a masked reference with a visual_budget needs keep='first' or 'last'")
+    imgs = eng._images(images)
+    positions = [int(p) for p in eng.visual_token_positions(prompt, imgs)]
+    n_prompt = len(eng.multimodal_tokens(prompt, imgs))
+    sizes = [len(eng.visual_token_boxes(img)) for img in imgs]  # an image's tokens come together
+    run_end = {}
+    for a, b in visual_runs(positions, sizes):
+        run_end.update({p: b for p in range(a, b)})
+    kept: set[int] = set()
+    if visual_budget:
+        at = 0
+        for n in sizes:
+            mine = [p for p in positions[at:at + n] if p >= sink]
+            at += n
+            kept.update(mine[:visual_budget] if keep == "first" else mine[len(mine) - visual_budget:])
+    never = 2**31 - 1
+    keys, start, until = [], [], []
+    for p in positions:
+        if p >= sink:
+            keys.append(p)
+            start.append(run_end[p])
+            until.append(n_prompt if p in kept else never)
+    native = eng._native()
+    previous = eng._interventions
+    native.set_head_interventions(knocked, keys, start, until)
+    try:
+        yield eng
+    finally:
+        eng._set_interventions(*previous)
+
+
+def expected_kv_bytes(info: dict, kv_heads: Iterable[tuple[int, int]], n_tokens: int, visual_positions,
+                      sink: int = 4, visual_budget: int = 0, n_images: int = 0, bytes_per_value: int = 2) -> int:
+    """The formula: per layer, text tokens × all KV heads + visual tokens × CoRe KV heads + (visual
+    sinks + visual_budget × images) × other KV heads; × head_dim × 2 (K and V) × bytes."""
+    core = np.zeros(info["n_layer"], np.int64)
+    for layer, _ in kv_heads:
+        core[layer] += 1
+    vis = np.asarray(visual_positions, np.int64)
+    n_visual = len(vis)
+    n_sink = int((vis < sink).sum())
+    n_text = n_tokens - n_visual
+    other = info["n_head_kv"] - core
+    per_layer = n_text * info["n_head_kv"] + n_visual * core + (n_sink + visual_budget * n_images) * other
+    return int(per_layer.sum()) * info["head_dim"] * 2 * bytes_per_value
