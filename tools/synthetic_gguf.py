@@ -139,9 +139,18 @@ def write_text_model(path: str | Path, arch: str = "llama", n_layer: int = 2, n_
 
 
 def mmproj_tensors(projector: str, n_layer: int, n_embd: int, n_ff: int, patch: int, n_patches: int,
-                   n_out: int) -> dict[str, tuple[int, ...]]:
+                   n_out: int, scale_factor: int = 2) -> dict[str, tuple[int, ...]]:
     t: dict[str, tuple[int, ...]] = {"v.patch_embd.weight": (n_embd, 3, patch, patch), "v.patch_embd.bias": (n_embd,)}
-    if projector == "mlp":
+    if projector == "qwen2vl_merger":  # two temporal patch slices, 2-D RoPE, 2x2 merger MLP
+        del t["v.patch_embd.bias"]
+        t["v.patch_embd.weight.1"] = (n_embd, 3, patch, patch)
+        t["v.post_ln.weight"] = (n_embd,)
+        t["v.post_ln.bias"] = (n_embd,)
+        t["mm.0.weight"] = (4 * n_embd, 4 * n_embd)
+        t["mm.0.bias"] = (4 * n_embd,)
+        t["mm.2.weight"] = (n_out, 4 * n_embd)
+        t["mm.2.bias"] = (n_out,)
+    elif projector == "mlp":
         t["v.class_embd"] = (n_embd,)
         t["v.position_embd.weight"] = (n_patches + 1, n_embd)
         t["v.pre_ln.weight"] = (n_embd,)
@@ -154,7 +163,7 @@ def mmproj_tensors(projector: str, n_layer: int, n_embd: int, n_ff: int, patch: 
         t["v.position_embd.weight"] = (n_patches, n_embd)
         t["v.post_ln.weight"] = (n_embd,)
         t["v.post_ln.bias"] = (n_embd,)
-        t["mm.model.fc.weight"] = (n_out, n_embd * 4)
+        t["mm.model.fc.weight"] = (n_out, n_embd * scale_factor * scale_factor)
     else:
         raise ValueError(f"synthetic mmproj for {projector} not implemented")
     for i in range(n_layer):
@@ -174,7 +183,7 @@ def mmproj_tensors(projector: str, n_layer: int, n_embd: int, n_ff: int, patch: 
 
 def write_mmproj(path: str | Path, projector: str = "mlp", n_layer: int = 2, n_embd: int = 32, n_head: int = 4,
                  n_ff: int = 64, image_size: int = 32, patch: int = 8, n_out: int = 64, seed: int = 1,
-                 dtype: type = np.float32) -> Path:
+                 dtype: type = np.float32, scale_factor: int = 2, preproc_image_size: int | None = None) -> Path:
     """A random-weight vision encoder + projector (clip.projector_type = projector)."""
     path = Path(path)
     rng = np.random.default_rng(seed)
@@ -195,9 +204,12 @@ def write_mmproj(path: str | Path, projector: str = "mlp", n_layer: int = 2, n_e
     w.add_array("clip.vision.image_mean", [0.5, 0.5, 0.5])
     w.add_array("clip.vision.image_std", [0.5, 0.5, 0.5])
     if projector == "idefics3":
-        w.add_uint32("clip.vision.projector.scale_factor", 2)
+        w.add_uint32("clip.vision.projector.scale_factor", scale_factor)
+    if preproc_image_size is not None:
+        w.add_uint32("clip.vision.preproc_image_size", preproc_image_size)
     n_patches = (image_size // patch) ** 2
-    _write_tensors(w, mmproj_tensors(projector, n_layer, n_embd, n_ff, patch, n_patches, n_out), rng, dtype)
+    _write_tensors(w, mmproj_tensors(projector, n_layer, n_embd, n_ff, patch, n_patches, n_out, scale_factor), rng,
+                   dtype)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

@@ -58,6 +58,12 @@ public:
         const ggml_tensor* out = f.find_tensor("mm.2.weight");
         if (!out) f.fail("missing tensor 'mm.2.weight' (Qwen-VL merger output)");
         hp.n_out = out->ne[1];
+        if (!v25_) {
+            // llama.cpp's converter writes Qwen2-VL's config hidden_size (the merger / language
+            // model width, 1536 for Qwen2-VL-2B) as clip.vision.feed_forward_length; the ViT MLP
+            // width (embed_dim * mlp_ratio, 5120) is only in the tensors, which llama.cpp reads.
+            if (const ggml_tensor* up = f.find_tensor("v.blk.0.ffn_up.weight")) hp.n_ff = up->ne[1];
+        }
         if ((hp.n_embd / hp.n_head) % 4 != 0) f.fail("the vision head size must be a multiple of 4 (2-D RoPE)");
         if (v25_) {
             if (auto v = f.find_int_array("clip.vision.wa_layer_indexes")) {
