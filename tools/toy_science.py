@@ -193,17 +193,13 @@ def round_weights_to_f16(model) -> None:
                 p.copy_(p.half().float())
 
 
-def choice_scores(model, tok, probes, batch: int = 48):
-    """metric="choice" as corehead.evaluate defines it: the probe is correct when, among its
-    choices (scored with the answer's leading space), the one with the highest log-likelihood
-    after the prompt is the answer. Every toy choice is one token, so its log-likelihood is the
-    log-softmax at the last prompt position (the same single-pass path corehead takes).
-    Returns (correct [n] bool, picked choice per probe, margin [n]: best minus second-best
-    log-probability, i.e. how close the decision was)."""
+def choice_logprobs(model, tok, probes, batch: int = 48) -> list[np.ndarray]:
+    """Per probe, the log-likelihood of each of its choices (in `choices` order) after the prompt,
+    as corehead.evaluate.choice_logprobs defines it: every toy choice (with the answer's leading
+    space) is one token, so it is the log-softmax over the vocabulary at the last prompt position."""
     import torch
 
-    n = len(probes)
-    correct, margin, picked = np.zeros(n, bool), np.zeros(n), [""] * n
+    out: list = [None] * len(probes)
     groups: dict[int, list[int]] = {}
     for i, p in enumerate(probes):
         groups.setdefault(len(tok.prompt(p["question"])), []).append(i)
@@ -217,11 +213,22 @@ def choice_scores(model, tok, probes, batch: int = 48):
                 for row, i in zip(lp, gi):
                     choice_ids = [tok.answer(c) for c in probes[i]["choices"]]
                     assert all(len(c) == 1 for c in choice_ids), "a toy choice is not one token"
-                    s = np.array([row[c[0]] for c in choice_ids])
-                    best = int(np.argmax(s))
-                    picked[i] = probes[i]["choices"][best]
-                    correct[i] = picked[i] == probes[i]["answer"]
-                    margin[i] = s[best] - np.partition(s, -2)[-2]
+                    out[i] = np.array([row[c[0]] for c in choice_ids])
+    return out
+
+
+def choice_scores(model, tok, probes, batch: int = 48):
+    """metric="choice" as corehead.evaluate defines it: the probe is correct when, among its
+    choices, the one with the highest log-likelihood after the prompt is the answer.
+    Returns (correct [n] bool, picked choice per probe, margin [n]: best minus second-best
+    log-probability, i.e. how close the decision was)."""
+    n = len(probes)
+    correct, margin, picked = np.zeros(n, bool), np.zeros(n), [""] * n
+    for i, s in enumerate(choice_logprobs(model, tok, probes, batch)):
+        best = int(np.argmax(s))
+        picked[i] = probes[i]["choices"][best]
+        correct[i] = picked[i] == probes[i]["answer"]
+        margin[i] = s[best] - np.partition(s, -2)[-2]
     return correct, picked, margin
 
 
@@ -396,6 +403,45 @@ def compare_corehead(args) -> dict:
             "transformers": tf, "corehead": ch}
 
 
+# --- --write-test-ref: what tests/test_toy.py checks corehead against (no torch in the tests) ----
+
+TEST_REF_RANK = (32, 6)  # (n, seed) of the RAM probes
+TEST_REF_EVAL = (32, 5)  # (n, seed) of the choice-scoring probes
+
+
+def write_test_reference(args) -> dict:
+    """transformers' (f32 HF checkpoint, eager attention, o_proj pre-hooks) RAM over the
+    TEST_REF_RANK probes, its top / bottom 5% heads (corehead's HeadRanking selection), and
+    every TEST_REF_EVAL probe's choice log-probabilities unablated and with those heads zeroed."""
+    import torch
+    import transformers
+
+    model, tok = load(args.hf_dir, args.threads)
+    rank_items = toy.probes(TEST_REF_RANK[0], seed=TEST_REF_RANK[1])
+    eval_items = toy.probes(TEST_REF_EVAL[0], seed=TEST_REF_EVAL[1])
+    rk = tf_ranking(model, tok, rank_items)
+    order = rk.order()
+    k = len(rk.top(0.05))
+    sets = {"none": [], "top5": [list(h) for h in rk.top(0.05)], "bottom5": [list(h) for h in rk.bottom(0.05)]}
+    logprobs = {}
+    for name, heads in sets.items():
+        with ablated(model, heads):
+            logprobs[name] = [lp.tolist() for lp in choice_logprobs(model, tok, eval_items)]
+    return {
+        "generated_by": "python tools/toy_science.py ~/.cache/corehead/toy-hf --write-test-ref "
+                        "tests/data/toy_transformers_ref.json",
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+        "weights": "f32 HF checkpoint of the shipped toy model (its f16 matrices equal the GGUF's)",
+        "rank_probes": {"n": TEST_REF_RANK[0], "seed": TEST_REF_RANK[1]},
+        "eval_probes": {"n": TEST_REF_EVAL[0], "seed": TEST_REF_EVAL[1]},
+        "ram": rk.ram.tolist(), "visual_mass": rk.visual_mass.tolist(), "chance": rk.chance,
+        # RAM gap across the top-5% / bottom-5% boundaries: how far the sets are from a tie
+        "top5_gap": float(rk.ram[order[k - 1]] - rk.ram[order[k]]),
+        "bottom5_gap": float(rk.ram[order[-k - 1]] - rk.ram[order[-k]]),
+        "heads": sets, "choice_logprobs": logprobs,
+    }
+
+
 def spearman(a, b) -> float:
     ra = np.argsort(np.argsort(a)).astype(float)
     rb = np.argsort(np.argsort(b)).astype(float)
@@ -418,10 +464,15 @@ def main() -> None:
     ap.add_argument("--metric", default="choice", choices=["choice", "exact"],
                     help="with --compare-corehead: the demo's 'choice' (log-likelihood of each choice) or "
                          "'exact' (greedy generation, normalized exact match)")
+    ap.add_argument("--write-test-ref", default=None, metavar="JSON",
+                    help="instead: write the transformers reference tests/test_toy.py checks corehead against")
     ap.add_argument("--f16-weights", action="store_true",
                     help="with --compare-corehead: round the HF weight matrices to f16 as the GGUF stores them")
     args = ap.parse_args()
     assert args.seed < toy.TRAIN_SEED_BASE
+    if args.write_test_ref:
+        Path(args.write_test_ref).write_text(json.dumps(write_test_reference(args), indent=None) + "\n")
+        return
     if args.compare_corehead:
         result = compare_corehead(args)
         if args.json:
