@@ -314,6 +314,55 @@ def corehead_demo_side(threads: int, rank_items, eval_items, metric: str = "choi
                 "engine": {k: info.get(k) for k in ("backend", "n_threads", "file_type")}}
 
 
+def check_checkpoint(hf_dir: str) -> dict:
+    """Is `hf_dir` the checkpoint the packaged GGUF was converted from? Compares every tensor the
+    converter copies without reordering (all but the text q/k projections, which it permutes for
+    RoPE) with the GGUF's: f16 tensors must equal the checkpoint's rounded to f16, f32 ones
+    must be bit-identical. Needs the `gguf` package."""
+    from gguf import GGUFReader
+    from safetensors.numpy import load_file
+
+    import corehead
+
+    sd = load_file(str(Path(hf_dir).expanduser() / "model.safetensors"))
+    toy_dir = Path(corehead.__file__).parent / "models" / "toy"
+    gg = {}
+    for f in sorted(toy_dir.glob("*.gguf")):
+        gg.update({t.name: t for t in GGUFReader(str(f)).tensors})
+    lm, vt = "language_model.model.layers.", "vision_tower.encoder.layers."
+    pairs = {"token_embd.weight": "language_model.model.embed_tokens.weight",
+             "output.weight": "language_model.lm_head.weight", "output_norm.weight": "language_model.model.norm.weight",
+             "v.patch_embd.weight": "vision_tower.embeddings.patch_embedding.weight",
+             "v.patch_embd.bias": "vision_tower.embeddings.patch_embedding.bias",
+             "v.position_embd.weight": "vision_tower.embeddings.position_embedding.weight"}
+    for i in range(6):
+        for a, b in (("attn_output", "self_attn.o_proj"), ("attn_v", "self_attn.v_proj"), ("ffn_down", "mlp.down_proj"),
+                     ("ffn_gate", "mlp.gate_proj"), ("ffn_up", "mlp.up_proj"), ("attn_norm", "input_layernorm"),
+                     ("ffn_norm", "post_attention_layernorm")):
+            pairs[f"blk.{i}.{a}.weight"] = f"{lm}{i}.{b}.weight"
+    for i in range(2):
+        for a, b in (("attn_q", "self_attn.q_proj"), ("attn_k", "self_attn.k_proj"), ("attn_v", "self_attn.v_proj"),
+                     # llama.cpp's clip names: fc1 -> ffn_down, fc2 -> ffn_up (sic)
+                     ("attn_out", "self_attn.out_proj"), ("ffn_down", "mlp.fc1"), ("ffn_up", "mlp.fc2"),
+                     ("ln1", "layer_norm1"), ("ln2", "layer_norm2")):
+            for w in ("weight", "bias"):
+                pairs[f"v.blk.{i}.{a}.{w}"] = f"{vt}{i}.{b}.{w}"
+    for a, b in (("mm.0", "multi_modal_projector.linear_1"), ("mm.2", "multi_modal_projector.linear_2")):
+        for w in ("weight", "bias"):
+            pairs[f"{a}.{w}"] = f"{b}.{w}"
+    worst, n = 0.0, 0
+    for g, h in pairs.items():
+        if g not in gg or h not in sd:
+            continue
+        x = np.asarray(gg[g].data)
+        y = sd[h].astype(np.float32).reshape(x.shape)
+        if x.dtype == np.float16:
+            y = y.astype(np.float16)
+        worst = max(worst, float(np.abs(x.astype(np.float32) - y.astype(np.float32)).max()))
+        n += 1
+    return {"tensors_compared": n, "of": len(gg), "max_abs_diff": worst, "same_model": n >= 40 and worst == 0.0}
+
+
 def _rows(side: dict) -> list[tuple]:
     """(label, k, accuracy, std, per-probe correct or None) per table row, in the demo's order."""
     from corehead.evaluate import BASELINES
@@ -338,6 +387,10 @@ def compare_corehead(args) -> dict:
     from corehead.demo import EVAL_PROBES, EVAL_SEED, RANK_PROBES, RANK_SEED
 
     t0 = time.time()
+    ckpt = check_checkpoint(args.hf_dir)
+    print(f"checkpoint vs packaged GGUF: {ckpt['tensors_compared']} of {ckpt['of']} tensors (all but the permuted "
+          f"text q/k), max |Δ| {ckpt['max_abs_diff']:g} "
+          f"-> {'the same model' if ckpt['same_model'] else 'NOT the packaged model'}")
     model, tok = load(args.hf_dir, args.threads)
     if args.f16_weights:
         round_weights_to_f16(model)
@@ -399,7 +452,7 @@ def compare_corehead(args) -> dict:
                       "corehead": ch["engine"]},
             "ram": {"transformers": tf_rank.ram.tolist(), "corehead": ch_rank.ram.tolist(),
                     "max_abs_diff": float(dram.max()), "spearman": rho},
-            "head_sets": sets, "rows": rows, "max_abs_delta_points": worst, "pass": worst <= 2,
+            "checkpoint": ckpt, "head_sets": sets, "rows": rows, "max_abs_delta_points": worst, "pass": worst <= 2,
             "transformers": tf, "corehead": ch}
 
 
