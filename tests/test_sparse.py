@@ -319,3 +319,27 @@ def test_cli_run_with_core_heads(tmp_path, capsys):
     (tmp_path / "empty.json").write_text(json.dumps({"format": sparse.HEADSET_FORMAT, "heads": []}))
     assert cli.main(argv[:-1] + [str(tmp_path / "empty.json")]) == 1
     assert "empty" in capsys.readouterr().err
+
+
+def test_cli_bench_dense_vs_sparse(tmp_path, capsys):
+    # `corehead bench --core-heads`: both modes run, and the KV bytes it prints for the sparse
+    # cache are what kv_stats() reports after the same generation (fewer than dense).
+    from corehead import cli
+
+    d = DATA / "llava"
+    model, mmproj, img = str(d / "model-f32.gguf"), str(d / "mmproj-f32.gguf"), str(d / "image.png")
+    with Engine(model, mmproj=mmproj, n_threads=2) as eng:
+        sparse.save_heads(tmp_path / "heads.json", [(0, 0)], eng.info)
+    out = tmp_path / "bench.json"
+    argv = ["bench", "-m", model, "--mmproj", mmproj, "--image", img, "-n", "5", "--reps", "1", "-t", "2",
+            "--core-heads", str(tmp_path / "heads.json"), "--json", str(out)]
+    assert cli.main(argv) == 0
+    rows = {r["mode"]: r for r in json.loads(out.read_text())}
+    assert set(rows) == {"dense", "sparse"}
+    with Engine(model, mmproj=mmproj, n_threads=2, core_heads=tmp_path / "heads.json") as eng:
+        eng.generate_ids("Describe what you see in detail.", max_tokens=5, stop_at_eog=False, images=[img])
+        assert rows["sparse"]["kv_bytes"] == eng.kv_stats()["bytes"]
+    assert rows["sparse"]["kv_bytes"] < rows["dense"]["kv_bytes"]
+    assert all(r["decode_tok_s"] > 0 and r["ttft_s"] > 0 for r in rows.values())
+    assert "sparse" in capsys.readouterr().out
+    assert cli.main(["bench", "-m", model, "--reps", "0"]) == 1

@@ -1,4 +1,4 @@
-"""The `corehead` command line: info, run, rank, ablate, demo."""
+"""The `corehead` command line: info, run, bench, rank, ablate, demo."""
 
 from __future__ import annotations
 
@@ -101,6 +101,56 @@ def cmd_run(args: argparse.Namespace) -> int:
             sys.stdout.write(piece)
             sys.stdout.flush()
         sys.stdout.write("\n")
+    return 0
+
+
+def _bench_once(eng, prompt: str, images: list, n_gen: int) -> dict:
+    """One greedy generation of exactly n_gen tokens: time to first token and decode speed."""
+    import time
+
+    stamps: list[float] = []
+
+    def on_token(_tok: int) -> bool:
+        stamps.append(time.perf_counter())
+        return True
+
+    t0 = time.perf_counter()
+    eng.generate_ids(prompt, max_tokens=n_gen, stop_at_eog=False, on_token=on_token, images=images)
+    decode = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 else float("nan")
+    return {"ttft_s": stamps[0] - t0, "decode_tok_s": decode, "kv_bytes": eng.kv_stats()["bytes"]}
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Time to first token, decode tokens/s and KV bytes held; with --core-heads, dense and
+    CoRe-sparse side by side (each the median of --reps runs after one warm-up)."""
+    import statistics
+
+    from corehead.images import load_images
+
+    if args.reps < 1 or args.n_predict < 2:
+        raise ValueError("bench needs --reps >= 1 and --n-predict >= 2 (decode speed needs two tokens)")
+    images = load_images(args.image or ())
+    prompt = args.prompt if args.prompt is not None else "Describe what you see in detail."
+    modes = [("dense", {})]
+    if args.core_heads:
+        modes.append(("sparse", dict(core_heads=args.core_heads, visual_budget=args.visual_budget,
+                                     core_fraction=args.core_fraction)))
+    rows = []
+    for name, extra in modes:
+        with corehead.Engine(args.model, mmproj=args.mmproj, n_threads=args.threads, n_ctx=args.ctx_size,
+                             **extra) as eng:
+            _bench_once(eng, prompt, images, min(4, args.n_predict))  # warm-up: allocations, image cache
+            runs = [_bench_once(eng, prompt, images, args.n_predict) for _ in range(args.reps)]
+            row = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+            row["mode"] = name
+            rows.append(row)
+    print(f"{'mode':8} {'ttft s':>8} {'decode tok/s':>13} {'KV held':>11} {'speed-up':>9}")
+    for r in rows:
+        speedup = r["decode_tok_s"] / rows[0]["decode_tok_s"]
+        print(f"{r['mode']:8} {r['ttft_s']:8.3f} {r['decode_tok_s']:13.1f} {_human_bytes(int(r['kv_bytes'])):>11} "
+              f"{speedup:8.2f}x")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0
 
 
@@ -230,6 +280,24 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --core-heads: visual tokens per image the other heads keep (default 0)")
     run.set_defaults(func=cmd_run)
 
+    bench = sub.add_parser("bench", help="time to first token, decode speed and KV memory (dense vs CoRe-sparse)")
+    bench.add_argument("-m", "--model", help="language-model GGUF (or -hf)")
+    bench.add_argument("-hf", "--hf-repo", metavar="REPO[:QUANT]",
+                       help="a GGUF repo of the Hugging Face Hub (and quant, default Q4_K_M), like llama.cpp")
+    bench.add_argument("--mmproj", help="vision projector GGUF")
+    bench.add_argument("--image", action="append", metavar="IMG", help="an image (repeat for several, e.g. frames)")
+    bench.add_argument("-p", "--prompt", help="the prompt (default: a short request; images go first)")
+    bench.add_argument("-n", "--n-predict", type=int, default=128, help="tokens generated per run (default 128)")
+    bench.add_argument("--reps", type=int, default=3, help="timed runs per mode (default 3, median)")
+    bench.add_argument("--core-heads", metavar="HEADS_JSON",
+                       help="also run the CoRe-sparse KV cache with these heads (as in `corehead run`)")
+    bench.add_argument("--core-fraction", type=float, default=0.05, help="with a ranking file: top fraction (0.05)")
+    bench.add_argument("--visual-budget", type=int, default=0, help="visual tokens per image the other heads keep")
+    bench.add_argument("--json", help="write the results (JSON)")
+    bench.add_argument("-t", "--threads", type=int, default=None)
+    bench.add_argument("-c", "--ctx-size", type=int, default=4096)
+    bench.set_defaults(func=cmd_bench)
+
     rank = sub.add_parser("rank", help="rank attention heads by Retrieval Attention Mass over probes")
     rank.add_argument("-m", "--model", help="language-model GGUF (or -hf)")
     rank.add_argument("-hf", "--hf-repo", metavar="REPO[:QUANT]",
@@ -285,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "info" and not args.model and not args.mmproj and not args.hf_repo:
         parser.error("info needs a model path and/or --mmproj, or -hf REPO[:QUANT]")
-    if args.command in ("run", "rank", "ablate") and not args.model and not args.hf_repo:
+    if args.command in ("run", "bench", "rank", "ablate") and not args.model and not args.hf_repo:
         parser.error(f"{args.command} needs -m MODEL.gguf or -hf REPO[:QUANT]")
     try:
         if getattr(args, "hf_repo", None):  # download (or find in the cache) the repo's GGUF + mmproj
