@@ -517,20 +517,7 @@ void Engine::set_sparse(const std::optional<SparseOptions>& o) {
 
 const std::optional<SparseOptions>& Engine::sparse_options() const { return impl_->sparse; }
 
-KVStats Engine::kv_stats() const {
-    const TextContext::KVStats t = impl_->ctx->kv_stats();
-    KVStats s;
-    s.sparse = t.sparse;
-    s.n_tokens = t.n_tokens;
-    s.compact_tokens = t.compact_slots;
-    s.full_bytes = t.full_bytes;
-    s.compact_bytes = t.compact_bytes;
-    s.full_allocated = t.full_allocated;
-    s.compact_allocated = t.compact_allocated;
-    s.core_kv_heads = t.n_core;
-    s.other_kv_heads = t.n_other;
-    return s;
-}
+KVStats Engine::kv_stats() const { return impl_->ctx->kv_stats(); }
 
 Engine::~Engine() = default;
 

@@ -359,16 +359,17 @@ void SparseKVCache::commit(int64_t p0, int64_t n, const std::vector<std::vector<
     image_ = std::move(image);
 }
 
-SparseKVCache::Stats SparseKVCache::stats(int64_t n_past) const {
-    Stats s;
+KVStats SparseKVCache::stats(int64_t n_past) const {
+    KVStats s;
+    s.sparse = true;
     s.n_tokens = n_past;
-    s.compact_slots = n_compact();
+    s.compact_tokens = n_compact();
     for (int64_t l = 0; l < static_cast<int64_t>(layers_.size()); ++l) {
         const Layer& L = layers_[l];
-        s.n_core.push_back(static_cast<int64_t>(L.core.size()));
-        s.n_other.push_back(static_cast<int64_t>(L.other.size()));
+        s.core_kv_heads.push_back(static_cast<int64_t>(L.core.size()));
+        s.other_kv_heads.push_back(static_cast<int64_t>(L.other.size()));
         s.full_bytes += L.core.size() * n_past * row_bytes(l);
-        s.compact_bytes += L.other.size() * s.compact_slots * row_bytes(l);
+        s.compact_bytes += L.other.size() * s.compact_tokens * row_bytes(l);
     }
     s.full_allocated = buf_f_ ? ggml_backend_buffer_get_size(buf_f_) : 0;
     s.compact_allocated = buf_c_ ? ggml_backend_buffer_get_size(buf_c_) : 0;

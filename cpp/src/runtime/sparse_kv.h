@@ -19,6 +19,7 @@
 #include <limits>
 #include <vector>
 
+#include "corehead/engine.h"
 #include "ggml.h"
 #include "text/hparams.h"
 
@@ -92,13 +93,7 @@ public:
     // layers without other heads) when wants_scores() was true.
     void commit(int64_t p0, int64_t n, const std::vector<std::vector<float>>& scores);
 
-    struct Stats {
-        int64_t n_tokens = 0, compact_slots = 0;
-        size_t full_bytes = 0, compact_bytes = 0;        // held (slots in use)
-        size_t full_allocated = 0, compact_allocated = 0;  // backend buffers
-        std::vector<int64_t> n_core, n_other;              // per layer
-    };
-    Stats stats(int64_t n_past) const;
+    KVStats stats(int64_t n_past) const;
 
 private:
     void allocate_compact(int64_t capacity);

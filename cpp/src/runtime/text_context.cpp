@@ -56,26 +56,15 @@ void TextContext::set_plan(const SparsePlan& plan) {
     fresh_ = false;
 }
 
-TextContext::KVStats TextContext::kv_stats() const {
+KVStats TextContext::kv_stats() const {
+    if (!kv_) return skv_->stats(n_past_);
+    const size_t row = ggml_row_size(kv_->type(), hp_.head_dim_k) + ggml_row_size(kv_->type(), hp_.head_dim_v);
     KVStats s;
     s.n_tokens = n_past_;
-    if (kv_) {
-        const size_t row = ggml_row_size(kv_->type(), hp_.head_dim_k) + ggml_row_size(kv_->type(), hp_.head_dim_v);
-        s.full_bytes = static_cast<size_t>(hp_.n_layer * hp_.n_head_kv * n_past_) * row;
-        s.full_allocated = kv_->nbytes();
-        s.n_core.assign(hp_.n_layer, hp_.n_head_kv);
-        s.n_other.assign(hp_.n_layer, 0);
-        return s;
-    }
-    const SparseKVCache::Stats t = skv_->stats(n_past_);
-    s.sparse = true;
-    s.compact_slots = t.compact_slots;
-    s.full_bytes = t.full_bytes;
-    s.compact_bytes = t.compact_bytes;
-    s.full_allocated = t.full_allocated;
-    s.compact_allocated = t.compact_allocated;
-    s.n_core = t.n_core;
-    s.n_other = t.n_other;
+    s.full_bytes = static_cast<size_t>(hp_.n_layer * hp_.n_head_kv * n_past_) * row;
+    s.full_allocated = kv_->nbytes();
+    s.core_kv_heads.assign(hp_.n_layer, hp_.n_head_kv);
+    s.other_kv_heads.assign(hp_.n_layer, 0);
     return s;
 }
 

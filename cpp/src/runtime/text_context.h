@@ -49,13 +49,7 @@ public:
     const SparseKVCache* sparse() const { return skv_.get(); }
     // Right after reset(): where the next prompt's visual tokens are (validated now; sparse only).
     void set_plan(const SparsePlan& plan);
-    struct KVStats {
-        bool sparse = false;
-        int64_t n_tokens = 0, compact_slots = 0;
-        size_t full_bytes = 0, compact_bytes = 0, full_allocated = 0, compact_allocated = 0;
-        std::vector<int64_t> n_core, n_other;  // KV heads per layer in each part
-    };
-    KVStats kv_stats() const;
+    KVStats kv_stats() const;  // dense: everything counts as the full part
     // Head interventions applied to every following decode (nullptr = none); not owned.
     void set_interventions(const HeadInterventions* iv) { interventions_ = iv; }
     const HeadInterventions* interventions() const { return interventions_; }
