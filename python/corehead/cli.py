@@ -104,28 +104,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench_once(eng, prompt: str, images: list, n_gen: int) -> dict:
-    """One greedy generation of exactly n_gen tokens: time to first token and decode speed."""
-    import time
-
-    stamps: list[float] = []
-
-    def on_token(_tok: int) -> bool:
-        stamps.append(time.perf_counter())
-        return True
-
-    t0 = time.perf_counter()
-    eng.generate_ids(prompt, max_tokens=n_gen, stop_at_eog=False, on_token=on_token, images=images)
-    decode = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 else float("nan")
-    return {"ttft_s": stamps[0] - t0, "decode_tok_s": decode, "kv_bytes": eng.kv_stats()["bytes"]}
-
-
 def cmd_bench(args: argparse.Namespace) -> int:
     """Time to first token, decode tokens/s and KV bytes held; with --core-heads, dense and
     CoRe-sparse side by side (each the median of --reps runs after one warm-up)."""
     import statistics
 
     from corehead.images import load_images
+    from corehead.sparse import time_generation
 
     if args.reps < 1 or args.n_predict < 2:
         raise ValueError("bench needs --reps >= 1 and --n-predict >= 2 (decode speed needs two tokens)")
@@ -139,8 +124,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for name, extra in modes:
         with corehead.Engine(args.model, mmproj=args.mmproj, n_threads=args.threads, n_ctx=args.ctx_size,
                              **extra) as eng:
-            _bench_once(eng, prompt, images, min(4, args.n_predict))  # warm-up: allocations, image cache
-            runs = [_bench_once(eng, prompt, images, args.n_predict) for _ in range(args.reps)]
+            time_generation(eng, prompt, images, min(4, args.n_predict))  # warm-up: allocations, image cache
+            runs = [time_generation(eng, prompt, images, args.n_predict) for _ in range(args.reps)]
             row = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
             row["mode"] = name
             rows.append(row)

@@ -170,6 +170,23 @@ def kv_stats(eng: Engine) -> dict:
             "per_layer": {"core_kv_heads": list(s["core_kv_heads"]), "other_kv_heads": list(s["other_kv_heads"])}}
 
 
+def time_generation(eng: Engine, prompt, images: Sequence, n_gen: int) -> dict:
+    """One greedy generation of exactly `n_gen` tokens: time to first token (s), decode speed
+    (tokens/s after the first) and the KV bytes held at the end (``kv_stats()["bytes"]``)."""
+    import time
+
+    stamps: list[float] = []
+
+    def on_token(_tok: int) -> bool:
+        stamps.append(time.perf_counter())
+        return True
+
+    t0 = time.perf_counter()
+    eng.generate_ids(prompt, max_tokens=n_gen, stop_at_eog=False, on_token=on_token, images=images)
+    decode = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 else float("nan")
+    return {"ttft_s": stamps[0] - t0, "decode_tok_s": decode, "kv_bytes": kv_stats(eng)["bytes"]}
+
+
 def visual_runs(positions: Sequence[int], image_sizes: Sequence[int] | None = None) -> list[tuple[int, int]]:
     """Image chunks [start, end): maximal runs of consecutive visual positions, split where one
     image ends (`image_sizes`: visual tokens per image, in prompt order)."""
