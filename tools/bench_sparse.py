@@ -1,0 +1,332 @@
+"""`python tools/bench.py sparse`: CoRe-sparse vs dense decoding (DESIGN §6), side by side.
+
+Random-weight models with the text shapes of SmolVLM-256M (Q8_0) and Qwen2-VL-2B (Q4_K_M),
+quantized by llama.cpp's quantizer, with vision towers of the real shapes (f16); 1/4/16 images;
+CoRe = 5% and 10% of the KV heads (a fixed random choice: with random weights no ranking means
+anything); llama.cpp dense (llama-cpp-python's mtmd) on the same files and prompt. Every
+configuration runs in its own process (peak RSS). Reported per cell: decode tok/s, time to first
+token, KV bytes held, peak RSS, and the bytes read per decoded token (weights + KV at the middle
+of the generation) whose dense/sparse ratio bounds the decode speed-up.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+MODELS = ("smolvlm-256m", "qwen2vl-2b")
+NAMES = {"smolvlm-256m": "SmolVLM-256M shapes Q8_0", "qwen2vl-2b": "Qwen2-VL-2B shapes Q4_K_M"}
+# Image side fed to the model. SmolVLM: this mmproj resizes to 1024 px (2x2 tiles of 512 + the
+# global view = 5 x 64 = 320 tokens per image; the real model uses 2048 px: 17 x 64 = 1088).
+# Qwen2-VL: 224 px images (8 x 8 merged patches = 64 tokens per image).
+IMAGE_SIDE = {"smolvlm-256m": 1024, "qwen2vl-2b": 224}
+QUESTION = "Describe what changes from one image to the next."
+
+
+def _padded_vocab(src: Path, dst: Path, n_vocab: int, rename: dict[int, str] | None = None,
+                  normal: dict[int, str] | None = None) -> Path:
+    """A vocabulary-only GGUF: the tokenizer of `src` padded with unused tokens to n_vocab, some
+    ids renamed to control tokens (`rename`: the image tokens the vision projector needs) or to
+    normal tokens (`normal`)."""
+    import gguf
+
+    r = gguf.GGUFReader(str(src))
+    tokens = [str(t) for t in r.fields["tokenizer.ggml.tokens"].contents()]
+    types = [int(t) for t in r.fields["tokenizer.ggml.token_type"].contents()]
+    scores = [float(x) for x in r.fields["tokenizer.ggml.scores"].contents()] if "tokenizer.ggml.scores" in r.fields \
+        else None
+    while len(tokens) < n_vocab:
+        tokens.append(f"<unused{len(tokens)}>")
+        types.append(5)
+        if scores is not None:
+            scores.append(-1e9)
+    for i, text in (rename or {}).items():
+        tokens[i], types[i] = text, 3
+    for i, text in (normal or {}).items():
+        tokens[i], types[i] = text, 1
+    w = gguf.GGUFWriter(str(dst), "llama")
+    for key, field in r.fields.items():
+        if not key.startswith("tokenizer.") or key in ("tokenizer.ggml.tokens", "tokenizer.ggml.token_type",
+                                                        "tokenizer.ggml.scores"):
+            continue
+        if field.types[0] == gguf.GGUFValueType.ARRAY:
+            w.add_key_value(key, field.contents(), field.types[0], sub_type=field.types[-1])
+        else:
+            w.add_key_value(key, field.contents(), field.types[0])
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    if scores is not None:
+        w.add_token_scores(scores)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.close()
+    return dst
+
+
+def model_files(which: str, cache: Path, llama_cpp_tree, quantize) -> tuple[Path, Path]:
+    """(model, mmproj) for `which`, written once into `cache`."""
+    from synthetic_gguf import write_mmproj, write_text_model
+
+    cache.mkdir(parents=True, exist_ok=True)
+    quant = "Q8_0" if which == "smolvlm-256m" else "Q4_K_M"
+    model = cache / f"{which}-shapes-{quant}.gguf"
+    mmproj = cache / f"mmproj-{which}-shapes-f16.gguf"
+    if not model.exists():
+        f16 = cache / f"{which}-shapes-f16.gguf"
+        print(f"writing random-weight {which} text shapes (f16)...", file=sys.stderr)
+        if which == "smolvlm-256m":  # SmolLM2-135M layout with SmolVLM's vocabulary size
+            # + a "\n\n" token: llama.cpp's idefics3 image layout looks it up (SmolVLM's vocabulary has it)
+            vocab = _padded_vocab(REPO / "tests" / "data" / "idefics3" / "model-f32.gguf", cache / "vocab-smolvlm.gguf",
+                                  49280, normal={1000: "\n\n"})
+            write_text_model(f16, arch="llama", n_layer=30, n_embd=576, n_head=9, n_head_kv=3, n_ff=1536, n_ctx=8192,
+                             dtype=np.float16, tied=True, std=0.02, vocab_file=vocab)
+        else:  # Qwen2-VL-2B text model, Qwen2's vocabulary with its vision tokens
+            vocab = _padded_vocab(llama_cpp_tree() / "models" / "ggml-vocab-qwen2.gguf", cache / "vocab-qwen2vl.gguf",
+                                  151936, {151652: "<|vision_start|>", 151653: "<|vision_end|>",
+                                           151655: "<|image_pad|>"})
+            write_text_model(f16, arch="qwen2vl", n_layer=28, n_embd=1536, n_head=12, n_head_kv=2, n_ff=8960,
+                             n_ctx=32768, dtype=np.float16, tied=True, std=0.02, vocab_file=vocab)
+        quantize(f16, model, quant)
+        f16.unlink()
+    if not mmproj.exists():
+        print(f"writing random-weight {which} vision tower (f16)...", file=sys.stderr)
+        if which == "smolvlm-256m":  # SigLIP-B/16 at 512 px, pixel shuffle 4 -> 64 tokens per view
+            write_mmproj(mmproj, projector="idefics3", n_layer=12, n_embd=768, n_head=12, n_ff=3072, image_size=512,
+                         patch=16, n_out=576, dtype=np.float16, scale_factor=4, preproc_image_size=1024)
+        else:  # Qwen2-VL-2B ViT: 32 blocks of 1280, patch 14, 2x2 merger to 1536
+            write_mmproj(mmproj, projector="qwen2vl_merger", n_layer=32, n_embd=1280, n_head=16, n_ff=5120,
+                         image_size=560, patch=14, n_out=1536, dtype=np.float16)
+    return model, mmproj
+
+
+def images(n: int, side: int) -> list[np.ndarray]:
+    """n copies of one deterministic noisy picture: the decoder sees n images' worth of visual
+    tokens; corehead's vision encoder runs once per process (embedding cache), llama.cpp's once
+    per image."""
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, size=(side, side, 3), dtype=np.uint8)
+    return [img] * n
+
+
+def core_kv_choice(n_layer: int, n_head_kv: int, fraction: float, seed: int = 0) -> list[tuple[int, int]]:
+    rng = np.random.default_rng(seed)
+    k = max(1, round(fraction * n_layer * n_head_kv))
+    pick = sorted(rng.choice(n_layer * n_head_kv, size=k, replace=False).tolist())
+    return [(i // n_head_kv, i % n_head_kv) for i in pick]
+
+
+def _peak_rss() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def worker(spec: dict) -> dict:
+    """One configuration in this process: corehead dense / sparse, or llama.cpp dense."""
+    imgs = images(spec["n_images"], spec["side"])
+    if spec["mode"] == "llama.cpp":
+        return _llama_cpp(spec, imgs)
+    from corehead import Engine, _core
+
+    info = _core.inspect_model(spec["model"])
+    g = info["n_head"] // info["n_head_kv"]
+    kv = spec.get("core_kv")
+    eng = Engine(spec["model"], mmproj=spec["mmproj"], n_threads=spec["threads"], n_ctx=spec["n_ctx"],
+                 core_heads=None if kv is None else [(layer, h * g) for layer, h in kv])  # head h*g: KV head h
+    prompt = eng.image_marker * len(imgs) + QUESTION
+    n_prompt = len(eng.multimodal_tokens(prompt, imgs))
+    n_visual = len(eng.visual_token_positions(prompt, imgs))
+    if spec.get("count_only"):
+        return {"n_prompt": n_prompt, "n_visual": n_visual}
+    stamps: list[float] = []
+
+    def on_token(_t: int) -> bool:
+        stamps.append(time.perf_counter())
+        return True
+
+    t0 = time.perf_counter()
+    ids = eng.generate_ids(prompt, images=imgs, max_tokens=spec["n_gen"], stop_at_eog=False, on_token=on_token)
+    st = eng.kv_stats()
+    t1 = time.perf_counter()
+    eng.generate_ids(prompt, images=imgs, max_tokens=1, stop_at_eog=False)  # image embeddings cached now
+    warm = time.perf_counter() - t1
+    eng.close()
+    return {"ttft_s": stamps[0] - t0, "ttft_warm_s": warm, "decode_tok_s": (len(ids) - 1) / (stamps[-1] - stamps[0]),
+            "n_generated": len(ids), "n_prompt": n_prompt, "n_visual": n_visual, "kv_bytes": st["bytes"],
+            "kv_allocated": st["allocated_bytes"], "kv_groups": st["groups"], "first_tokens": ids[:8],
+            "peak_rss": _peak_rss()}
+
+
+def _llama_cpp(spec: dict, imgs: list[np.ndarray]) -> dict:
+    import llama_cpp
+    from llama_cpp import mtmd_cpp
+
+    threads, n_gen = spec["threads"], spec["n_gen"]
+    n_batch = min(512, spec["n_ctx"])  # llama.cpp caps its batch at n_ctx; mtmd must not ask for more
+    llm = llama_cpp.Llama(spec["model"], n_ctx=spec["n_ctx"], n_batch=n_batch, n_ubatch=n_batch, n_threads=threads,
+                          n_threads_batch=threads, flash_attn=True, verbose=False)
+    params = mtmd_cpp.mtmd_context_params_default()
+    params.use_gpu = False
+    params.print_timings = False
+    params.n_threads = threads
+    mctx = mtmd_cpp.mtmd_init_from_file(spec["mmproj"].encode(), llm.model, params)
+    if not mctx:
+        raise RuntimeError("llama.cpp could not load the mmproj")
+    text = (mtmd_cpp.mtmd_default_marker().decode() * len(imgs) + QUESTION).encode()
+    bitmaps = []
+    for img in imgs:
+        buf = (ctypes.c_uint8 * img.size).from_buffer_copy(np.ascontiguousarray(img).tobytes())
+        bitmaps.append(mtmd_cpp.mtmd_bitmap_init(img.shape[1], img.shape[0], buf))
+    inp = mtmd_cpp.mtmd_input_text()
+    inp.text, inp.text_len, inp.add_special, inp.parse_special = text, len(text), True, True
+    chunks = mtmd_cpp.mtmd_input_chunks_init()
+    arr = (mtmd_cpp.mtmd_bitmap_p_ctypes * len(bitmaps))(*bitmaps)
+    if mtmd_cpp.mtmd_tokenize(mctx, chunks, ctypes.byref(inp), arr, len(bitmaps)) != 0:
+        raise RuntimeError("mtmd_tokenize failed")
+    n_prompt = mtmd_cpp.mtmd_helper_get_n_tokens(chunks)
+    ctx, n_vocab = llm._ctx.ctx, llm.n_vocab()
+    n_past = llama_cpp.llama_pos(0)
+    t0 = time.perf_counter()
+    if mtmd_cpp.mtmd_helper_eval_chunks(mctx, ctx, chunks, 0, 0, n_batch, True, ctypes.byref(n_past)) != 0:
+        raise RuntimeError("mtmd_helper_eval_chunks failed")
+    ids = [int(np.argmax(np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, -1), shape=(n_vocab,))))]
+    t_first = time.perf_counter()
+    tok = (llama_cpp.llama_token * 1)()
+    for _ in range(n_gen - 1):
+        tok[0] = ids[-1]
+        if llama_cpp.llama_decode(ctx, llama_cpp.llama_batch_get_one(tok, 1)) != 0:
+            raise RuntimeError("llama_decode failed")
+        ids.append(int(np.argmax(np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, -1), shape=(n_vocab,)))))
+    t_end = time.perf_counter()
+    mtmd_cpp.mtmd_input_chunks_free(chunks)
+    for b in bitmaps:
+        mtmd_cpp.mtmd_bitmap_free(b)
+    mtmd_cpp.mtmd_free(mctx)
+    llm.close()
+    return {"ttft_s": t_first - t0, "decode_tok_s": (n_gen - 1) / (t_end - t_first), "n_generated": len(ids),
+            "n_prompt": int(n_prompt), "first_tokens": ids[:8], "peak_rss": _peak_rss()}
+
+
+def _run(spec: dict) -> dict:
+    """worker(spec) in a fresh process (python tools/bench.py sparse-worker JSON)."""
+    out = subprocess.run([sys.executable, str(REPO / "tools" / "bench.py"), "sparse-worker", json.dumps(spec)],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        lines = (out.stderr or out.stdout).strip().splitlines()
+        return {"error": lines[-1] if lines else f"exit {out.returncode}"}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def weight_bytes_per_token(model: Path) -> int:
+    """Weight bytes read per decoded token: every matrix once; the token embedding only when the
+    output projection reuses it (else get_rows reads one row)."""
+    import gguf
+
+    sizes = {t.name: int(t.n_bytes) for t in gguf.GGUFReader(str(model)).tensors}
+    total = sum(v for k, v in sizes.items() if k != "token_embd.weight")
+    return total + (sizes["token_embd.weight"] if "output.weight" not in sizes else 0)
+
+
+def run(args, cache: Path, llama_cpp_tree, quantize) -> dict:
+    from corehead import _core
+
+    rows = []
+    counts = [int(x) for x in args.images.split(",")]
+    fractions = [float(x) for x in args.core.split(",")]
+    for which in args.models.split(","):
+        model, mmproj = model_files(which, cache, llama_cpp_tree, quantize)
+        weights = weight_bytes_per_token(model)
+        info = _core.inspect_model(str(model))
+        n_layer, n_kv, hd = info["n_layer"], info["n_head_kv"], info["head_dim"]
+        per_tok = n_layer * n_kv * hd * 2 * 2  # K + V, f16, all layers
+        for n_img in counts:
+            base = {"model": str(model), "mmproj": str(mmproj), "n_images": n_img, "side": IMAGE_SIDE[which],
+                    "n_gen": args.gen, "threads": args.threads, "n_ctx": 65536}
+            counted = _run(dict(base, mode="dense", count_only=True))
+            if "error" in counted:
+                raise RuntimeError(f"{which}: {counted['error']}")
+            n_prompt, n_vis = counted["n_prompt"], counted["n_visual"]
+            base["n_ctx"] = n_prompt + args.gen + 16
+            mid = n_prompt + args.gen // 2
+            dense_read = weights + mid * per_tok
+            dense = _run(dict(base, mode="dense"))
+            print(f"{which} x{n_img} dense: {dense}", file=sys.stderr, flush=True)
+            row = {"model": NAMES[which], "file": str(model), "n_images": n_img, "n_prompt": n_prompt,
+                   "n_visual": n_vis, "n_ctx": base["n_ctx"], "weights_read": weights, "dense": dense,
+                   "dense_bytes_per_token": dense_read, "dense_visual_kv": n_vis * per_tok, "sparse": {}}
+            for frac in fractions:
+                kv = core_kv_choice(n_layer, n_kv, frac)
+                sp = _run(dict(base, mode="sparse", core_kv=kv))
+                print(f"{which} x{n_img} sparse {frac:.0%}: {sp}", file=sys.stderr, flush=True)
+                core_tok = len(kv) * hd * 2 * 2
+                sparse_read = weights + mid * core_tok + (mid - n_vis) * (per_tok - core_tok)
+                sp.update(core_kv_heads=len(kv), bytes_per_token=sparse_read, bound=dense_read / sparse_read,
+                          visual_kv=n_vis * core_tok, visual_kv_ratio=core_tok / per_tok)
+                if "decode_tok_s" in sp and "decode_tok_s" in dense:
+                    sp["speedup"] = sp["decode_tok_s"] / dense["decode_tok_s"]
+                    sp["of_bound"] = (sp["speedup"] - 1) / (sp["bound"] - 1) if sp["bound"] > 1 else None
+                row["sparse"][f"{frac:.0%}"] = sp
+            if args.no_llama_cpp:
+                row["llama_cpp"] = {"error": "skipped (--no-llama-cpp)"}
+            else:
+                row["llama_cpp"] = _run(dict(base, mode="llama.cpp"))
+                row["llama_cpp"]["kv_allocated"] = base["n_ctx"] * per_tok  # llama.cpp: n_ctx x every head
+            print(f"{which} x{n_img} llama.cpp: {row['llama_cpp']}", file=sys.stderr, flush=True)
+            rows.append(row)
+    return {"bench": "sparse", "rows": rows, "note": note(args)}
+
+
+def note(args) -> str:
+    return (f"{args.threads} threads, {args.gen} generated tokens (greedy, no EOS stop), CoRe = a fixed random "
+            f"{args.core} of the KV heads, visual_budget 0, sink 4, f16 KV cache everywhere (n_ctx = prompt + gen "
+            "+ 16). Random weights with the real text shapes. SmolVLM-256M images at 1024 px (5 views = 320 "
+            "tokens/image; the real model: 2048 px, 1088 tokens); Qwen2-VL-2B images at 224 px (64 tokens/image). "
+            "Every image is the same picture: corehead encodes it once per process (embedding cache), llama.cpp "
+            "once per image, so TTFT includes one vision pass for corehead and n for llama.cpp; 'warm' = corehead "
+            "again with the embeddings cached (decoder prefill only). Bytes/token = weights read + KV read at the "
+            "middle of the generation; bound = dense / sparse bytes per token; 'of bound' = (speed-up - 1) / "
+            "(bound - 1). KV = bytes held after the generation (llama.cpp: allocated, n_ctx x all heads). One run "
+            f"per cell on a shared 2-core machine (load average {os.getloadavg()[0]:.1f} at the end): noisy.")
+
+
+def markdown(result: dict) -> str:
+    def mib(x):
+        return f"{x / 2**20:.1f}"
+
+    lines = ["| model | images | prompt tok | mode | decode tok/s | speed-up | bound (of bound) | TTFT s (warm) "
+             "| KV MiB | visual KV vs dense | peak RSS MiB | bytes/token MiB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        d = r["dense"]
+        if "error" in d:
+            lines.append(f"| {r['model']} | {r['n_images']} | {r['n_prompt']} | dense | error: {d['error']} "
+                         "| | | | | | | |")
+            continue
+        lines.append(f"| {r['model']} | {r['n_images']} | {r['n_prompt']} | dense | {d['decode_tok_s']:.1f} | 1.00x "
+                     f"| 1.00x | {d['ttft_s']:.1f} ({d['ttft_warm_s']:.1f}) | {mib(d['kv_bytes'])} | 100% | "
+                     f"{mib(d['peak_rss'])} | {mib(r['dense_bytes_per_token'])} |")
+        for frac, s in r["sparse"].items():
+            if "error" in s:
+                lines.append(f"| | | | sparse {frac} | error: {s['error']} | | | | | | | |")
+                continue
+            ob = f" ({s['of_bound']:.0%})" if s.get("of_bound") is not None else ""
+            lines.append(f"| | | | sparse {frac} ({s['core_kv_heads']} KV heads) | {s['decode_tok_s']:.1f} | "
+                         f"{s['speedup']:.2f}x | {s['bound']:.2f}x{ob} | {s['ttft_s']:.1f} ({s['ttft_warm_s']:.1f}) | "
+                         f"{mib(s['kv_bytes'])} | {s['visual_kv_ratio']:.1%} | {mib(s['peak_rss'])} | "
+                         f"{mib(s['bytes_per_token'])} |")
+        ll = r["llama_cpp"]
+        if "error" in ll:
+            lines.append(f"| | | | llama.cpp dense | not run: {ll['error']} | | | | | | | |")
+        else:
+            lines.append(f"| | | | llama.cpp dense | {ll['decode_tok_s']:.1f} | "
+                         f"{ll['decode_tok_s'] / d['decode_tok_s']:.2f}x | | {ll['ttft_s']:.1f} | "
+                         f"{mib(ll['kv_allocated'])} | 100% | {mib(ll['peak_rss'])} | |")
+    return "\n".join(lines) + "\n\n" + result["note"]

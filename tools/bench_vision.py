@@ -1,0 +1,639 @@
+"""`tools/bench.py vision`: one image through corehead and through llama.cpp's mtmd, side by side.
+
+For every model, both engines load the same GGUF text model + mmproj with the same threads,
+context and prompt, in one process, and their repetitions alternate (corehead first on even
+repetitions, llama.cpp first on odd ones) so both see the same machine load. Per repetition:
+
+- encode: the image's vision tower + projector (one call: corehead `Engine.encode_image` with its
+  image cache off; llama.cpp `mtmd_tokenize` + `mtmd_encode_chunk` for every image chunk). Both
+  include the engine's own preprocessing (resize / tile / normalize from the same RGB8 array);
+  the preprocessing alone is reported as well (corehead `preprocess_image`, llama.cpp
+  `mtmd_tokenize`, which preprocesses every image it is given).
+- ttft: time to the first generated token of a prompt holding one image (preprocess + encode +
+  prefill + greedy pick), corehead `generate_ids(..., on_token=...)` until its first callback vs
+  llama.cpp `mtmd_tokenize` + `mtmd_helper_eval_chunks` + argmax of the last logits.
+- decode: greedy tokens/s after that prompt (the rest of the same generation; llama.cpp:
+  `Llama.eval([token])` + numpy argmax per token, as in `bench.py text`).
+
+Medians over the repetitions; peak RSS of each engine (load + one image + generation) in a fresh
+process. Models: the tiny test fixtures (tests/data, f16) and random-weight models with real
+shapes, built once with transformers + llama.cpp's converter into ~/.cache/corehead/bench/
+(text model quantized to Q4_K_M by llama.cpp, mmproj f16):
+
+- SmolVLM-256M shapes: SigLIP-B/16 at 512 px (12 layers, 768 wide), pixel shuffle 4, SmolLM2-135M
+  text (30 layers, 576 wide). The mmproj's preprocessing longest edge is 512 (one 512-px view,
+  64 visual tokens); the real SmolVLM processor upscales to 2048 px and encodes 4x4 tiles + a
+  global view, 17 times this work (`--smolvlm-edge 2048` measures that).
+- Qwen2-VL-2B shapes: ViT 32 layers x 1280 wide, 2-D RoPE, 2x2 merger, Qwen2-1.5B text
+  (28 layers, 1536 wide, M-RoPE).
+- LLaVA-style (`--llava`): CLIP ViT-B/16 at 224 px (CLS, 12 layers, 768 wide) + MLP projector
+  + SmolLM2-135M-shaped Llama text. llama.cpp's llava graph of this snapshot puts CLS after the
+  patches (llama.cpp issue #25814), so its embeddings are wrong, but it does the same work.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+CACHE = Path(os.environ.get("COREHEAD_CACHE", Path.home() / ".cache" / "corehead")) / "bench"
+FIXTURES = ("llava", "idefics3", "qwen2vl", "qwen25vl", "gemma3vl")
+
+PROMPTS = {
+    "llava": "USER: <__media__>\nWhat is this? ASSISTANT:",
+    "idefics3": "User:<__media__>What is this?<end_of_utterance>\nAssistant:",
+    "qwen2vl": "<|im_start|>user\n<__media__>What is this?<|im_end|>\n<|im_start|>assistant\n",
+    "gemma3": "<start_of_turn>user\n<__media__>What is this?<end_of_turn>\n<start_of_turn>model\n",
+}
+
+# --- models -------------------------------------------------------------------------------------
+
+
+def _fixtures_module():
+    sys.path.insert(0, str(REPO / "tools"))
+    from fixtures import common as C
+    from fixtures import mm
+
+    return C, mm
+
+
+def _quantize(src: Path, dst: Path, quant: str) -> None:
+    import llama_cpp
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{quant}")
+    params.nthread = os.cpu_count() or 2
+    print(f"quantizing {src.name} -> {quant} with llama.cpp...", file=sys.stderr)
+    if llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), params) != 0:
+        sys.exit(f"llama_model_quantize failed for {src}")
+
+
+def _finish(hf: Path, name: str, quant: str, pre: str = "") -> tuple[Path, Path]:
+    """Convert an HF checkpoint to <name>-f16 (text, then quantized) + mmproj-<name>-f16 GGUFs."""
+    C, _ = _fixtures_module()
+    model, mmproj = CACHE / f"vision-{name}-{quant}.gguf", CACHE / f"vision-mmproj-{name}-f16.gguf"
+    f16 = CACHE / f"vision-{name}-f16.gguf"
+    print(f"converting {name} with llama.cpp's convert_hf_to_gguf.py...", file=sys.stderr)
+    C.run_converter(hf, mmproj, "f16", mmproj=True, pre=pre, name=name)
+    C.run_converter(hf, f16, "f16", pre=pre, name=name)
+    _quantize(f16, model, quant)
+    f16.unlink()
+    shutil.rmtree(hf.parent, ignore_errors=True)  # the work directory
+    return model, mmproj
+
+
+def _cached(name: str, quant: str) -> tuple[Path, Path] | None:
+    model, mmproj = CACHE / f"vision-{name}-{quant}.gguf", CACHE / f"vision-mmproj-{name}-f16.gguf"
+    return (model, mmproj) if model.exists() and mmproj.exists() else None
+
+
+def _init_random(model) -> None:
+    """transformers' random init leaves a few tensors zero or constant; give every matrix small
+    random values (timing does not depend on them, but degenerate all-zero inputs could)."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for _, p in sorted(model.named_parameters(), key=lambda kv: kv[0]):
+            if p.ndim >= 2:
+                p.copy_((0.02 * torch.randn(p.shape, generator=g, dtype=torch.float32)).to(p.dtype))
+
+
+def smolvlm_256m(edge: int = 1024, quant: str = "Q4_K_M") -> tuple[Path, Path]:
+    """Random weights with SmolVLM-256M's shapes; `edge` = the processor's longest edge (what the
+    mmproj's clip.vision.preproc_image_size says; other edges are a copy with that key changed)."""
+    name = f"smolvlm-256m-shapes-e{edge}"
+    if found := _cached(name, quant):
+        return found
+    if edge != 512:
+        import gguf
+
+        model, mmproj512 = smolvlm_256m(512, quant)
+        mmproj = CACHE / f"vision-mmproj-{name}-f16.gguf"
+        tmp = mmproj.with_suffix(".tmp")
+        shutil.copyfile(mmproj512, tmp)
+        field = gguf.GGUFReader(str(tmp), "r+").fields["clip.vision.preproc_image_size"]
+        field.parts[field.data[0]][0] = edge
+        tmp.rename(mmproj)
+        (CACHE / f"vision-{name}-{quant}.gguf").symlink_to(model.name)
+        return _cached(name, quant)
+    import torch
+    from transformers import (
+        Idefics3Config,
+        Idefics3ForConditionalGeneration,
+        Idefics3Processor,
+        Idefics3VisionConfig,
+        LlamaConfig,
+    )
+    from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
+
+    C, mm = _fixtures_module()
+    work = CACHE / f"vision-work-{name}"
+    specials = ["<fake_token_around_image>", "<image>", "<end_of_utterance>", "<global-img>"] + [
+        f"<row_{i + 1}_col_{j + 1}>" for i in range(6) for j in range(6)]
+    # mtmd's idefics3 layout starts every image with a "\n\n" token (SmolLM2's vocabulary has one).
+    sp = C.train_spm(work / "sp", specials + ["\n\n"])
+    tok, _ = C.spm_tokenizer_dir(work / "tok", sp, specials)
+    vcfg = Idefics3VisionConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                                image_size=512, patch_size=16, layer_norm_eps=1e-6, hidden_act="gelu_pytorch_tanh")
+    tcfg = LlamaConfig(vocab_size=49280, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                       num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192, rms_norm_eps=1e-5,
+                       rope_theta=100000.0, bos_token_id=1, eos_token_id=2, architectures=["LlamaForCausalLM"])
+    cfg = Idefics3Config(vision_config=vcfg, text_config=tcfg, image_token_id=tok.convert_tokens_to_ids("<image>"),
+                         scale_factor=4, tie_word_embeddings=False)
+    print(f"building random-weight SmolVLM-256M shapes (edge {edge})...", file=sys.stderr)
+    torch.manual_seed(0)
+    model = Idefics3ForConditionalGeneration(cfg).eval()
+    _init_random(model)
+    ip = Idefics3ImageProcessorPil(do_resize=True, size={"longest_edge": edge}, max_image_size={"longest_edge": 512},
+                                   do_image_splitting=True, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    proc = Idefics3Processor(image_processor=ip, tokenizer=tok, image_seq_len=64)
+    mm.save_hf(model, proc, tok, work / "hf")
+    del model
+    out = _finish(work / "hf", name, quant)
+    shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def qwen2vl_2b(quant: str = "Q4_K_M") -> tuple[Path, Path]:
+    """Random weights with Qwen2-VL-2B's shapes (vision tower, merger and Qwen2-1.5B text)."""
+    name = "qwen2vl-2b-shapes"
+    if found := _cached(name, quant):
+        return found
+    import torch
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    C, mm = _fixtures_module()
+    work = CACHE / f"vision-work-{name}"
+    if (work / "hf" / "saved.ok").exists():  # an interrupted earlier build got as far as the checkpoint
+        return _finish(work / "hf", name, quant, pre="qwen2")
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
+                "<|video_pad|>"]
+    tok = C.qwen2_bpe_tokenizer(work / "tok", specials)
+    ids = {s: tok.convert_tokens_to_ids(s) for s in specials}
+    text_cfg = dict(vocab_size=151936, hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
+                    num_attention_heads=12, num_key_value_heads=2, max_position_embeddings=32768, rms_norm_eps=1e-6,
+                    rope_parameters={"rope_type": "default", "mrope_section": [16, 24, 24], "rope_theta": 1000000.0},
+                    bos_token_id=None, eos_token_id=ids["<|im_end|>"], tie_word_embeddings=True)
+    vision_cfg = dict(depth=32, embed_dim=1280, hidden_size=1536, mlp_ratio=4, num_heads=16, patch_size=14,
+                      spatial_merge_size=2, temporal_patch_size=2, hidden_act="quick_gelu")
+    cfg = Qwen2VLConfig(text_config=text_cfg, vision_config=vision_cfg, image_token_id=ids["<|image_pad|>"],
+                        video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
+                        vision_end_token_id=ids["<|vision_end|>"], tie_word_embeddings=True)
+    print("building random-weight Qwen2-VL-2B shapes (f16, ~4.5 GB in memory)...", file=sys.stderr)
+    torch.manual_seed(0)
+    prev = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float16)
+    try:
+        model = Qwen2VLForConditionalGeneration(cfg).eval()
+    finally:
+        torch.set_default_dtype(prev)
+    _init_random(model)
+    ip = Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=28 * 28 * 1280, patch_size=14, temporal_patch_size=2,
+                                  merge_size=2, image_mean=[0.48145466, 0.4578275, 0.40821073],
+                                  image_std=[0.26862954, 0.26130258, 0.27577711])
+    mm.save_hf(model, None, tok, work / "hf")
+    ip.save_pretrained(str(work / "hf"))
+    (work / "hf" / "saved.ok").touch()
+    del model
+    out = _finish(work / "hf", name, quant, pre="qwen2")
+    shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def llava_style(quant: str = "Q4_K_M") -> tuple[Path, Path]:
+    """LLaVA-1.5 layout at small size: CLIP ViT-B/16 at 224 px (CLS, quick_gelu) + 2-layer MLP
+    projector + a Llama with SmolLM2-135M's shapes; the mmproj through llama.cpp's legacy converter
+    (as tools/fixtures/llava.py does), which keeps the blocks up to the feature layer (-2)."""
+    name = "llava-vitb16-smollm2-shapes"
+    if found := _cached(name, quant):
+        return found
+    import torch
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    C, mm = _fixtures_module()
+    from fixtures import llava as fx
+
+    work = CACHE / f"vision-work-{name}"
+    sp = C.train_spm(work / "sp", ["<image>"])
+    tok, _ = C.spm_tokenizer_dir(work / "tok", sp, ["<image>"])
+    vcfg = CLIPVisionConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                            image_size=224, patch_size=16, projection_dim=512, layer_norm_eps=1e-5,
+                            hidden_act="quick_gelu")
+    tcfg = LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                       num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192, rms_norm_eps=1e-5,
+                       rope_theta=100000.0, bos_token_id=1, eos_token_id=2)
+    cfg = LlavaConfig(vision_config=vcfg, text_config=tcfg, image_token_index=tok.convert_tokens_to_ids("<image>"),
+                      image_seq_length=196, vision_feature_layer=-2, vision_feature_select_strategy="default",
+                      projector_hidden_act="gelu", multimodal_projector_bias=True, tie_word_embeddings=False)
+    print("building random-weight LLaVA-style model (CLIP ViT-B/16 + SmolLM2-135M shapes)...", file=sys.stderr)
+    torch.manual_seed(0)
+    model = LlavaForConditionalGeneration(cfg).eval()
+    _init_random(model)
+    ip = CLIPImageProcessorPil(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224},
+                               do_center_crop=True, do_resize=True, resample=3, image_mean=fx.CLIP_MEAN,
+                               image_std=fx.CLIP_STD)
+    proc = LlavaProcessor(image_processor=ip, tokenizer=tok, patch_size=16, vision_feature_select_strategy="default",
+                          image_token="<image>", num_additional_image_tokens=1)
+    hf = work / "hf"
+    mm.save_hf(model, proc, tok, hf)
+    vdir = work / "vision"
+    model.model.vision_tower.save_pretrained(str(vdir))
+    proj = {"multi_modal_projector." + k: v.detach().clone().float()
+            for k, v in model.model.multi_modal_projector.state_dict().items()}
+    torch.save(proj, work / "llava.projector")
+    del model
+    model_file, mmproj = CACHE / f"vision-{name}-{quant}.gguf", CACHE / f"vision-mmproj-{name}-f16.gguf"
+    fx._legacy_mmproj(vdir, work / "llava.projector", mmproj, f32=False)
+    f16 = CACHE / f"vision-{name}-f16.gguf"
+    C.run_converter(hf, f16, "f16", name=name)
+    _quantize(f16, model_file, quant)
+    f16.unlink()
+    shutil.rmtree(work, ignore_errors=True)
+    return model_file, mmproj
+
+
+def test_image(w: int, h: int, seed: int = 0) -> np.ndarray:
+    """A smooth RGB8 picture with a few rectangles (no decoding in either engine)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.stack([128 + 100 * np.sin(x / (17 + 9 * c) + y / (23 + 5 * c) + c) for c in range(3)], axis=-1)
+    for _ in range(6):
+        x0, y0 = rng.integers(0, w // 2), rng.integers(0, h // 2)
+        img[y0:y0 + rng.integers(8, h // 2), x0:x0 + rng.integers(8, w // 2)] = rng.integers(0, 256, 3)
+    return np.ascontiguousarray(np.clip(img, 0, 255).astype(np.uint8))
+
+
+def _wanted(name: str, args) -> bool:
+    return not args.only or any(o.lower() in name.lower() for o in args.only)
+
+
+def model_specs(args) -> list[dict]:
+    """name, files, prompt and image of every benchmarked model (building the big ones once)."""
+    from PIL import Image
+
+    specs = []
+    if not args.no_fixtures:
+        for fam in FIXTURES:
+            d = REPO / "tests" / "data" / fam
+            prompt = PROMPTS["gemma3" if fam == "gemma3vl" else "qwen2vl" if fam.startswith("qwen") else fam]
+            img = np.asarray(Image.open(d / "image.png").convert("RGB"))
+            specs.append({"model": f"fixture {fam} (f16)", "family": fam, "file": d / "model-f16.gguf",
+                          "mmproj": d / "mmproj-f16.gguf", "prompt": prompt, "image": img, "reps": args.reps * 3})
+    big = [(f"SmolVLM-256M shapes (edge {args.smolvlm_edge}) Q4_K_M + f16 mmproj", "idefics3",
+            lambda: smolvlm_256m(args.smolvlm_edge), tuple(args.smolvlm_image)),
+           ("Qwen2-VL-2B shapes Q4_K_M + f16 mmproj", "qwen2vl", qwen2vl_2b, tuple(args.qwen_image))]
+    if args.llava:
+        big.append(("LLaVA-style ViT-B/16 + SmolLM2-135M shapes Q4_K_M + f16 mmproj", "llava", llava_style,
+                    (320, 240)))
+    for name, fam, build, (w, h) in big:
+        model, mmproj = build() if _wanted(name, args) else (None, None)
+        specs.append({"model": name, "family": fam, "file": model, "mmproj": mmproj, "prompt": PROMPTS[fam],
+                      "image": test_image(w, h), "reps": args.reps})
+    specs = [s for s in specs if _wanted(s["model"], args)]
+    return specs
+
+
+# --- engines ------------------------------------------------------------------------------------
+
+
+class CoreheadRunner:
+    def __init__(self, model: Path, mmproj: Path, threads: int, n_ctx: int) -> None:
+        from corehead import Engine
+
+        self.eng = Engine(model, mmproj=mmproj, n_threads=threads, n_ctx=n_ctx)
+        self.eng.set_image_cache(0)  # every repetition encodes
+
+    def preprocess(self, img: np.ndarray) -> float:
+        t = time.perf_counter()
+        self.eng.preprocess_image(img)
+        return time.perf_counter() - t
+
+    def encode(self, img: np.ndarray) -> tuple[float, int]:
+        t = time.perf_counter()
+        e = self.eng.encode_image(img)
+        return time.perf_counter() - t, int(e.shape[0])
+
+    def generate(self, prompt: str, img: np.ndarray, n_gen: int) -> tuple[float, float, list[int]]:
+        stamps: list[float] = []
+        ids: list[int] = []
+
+        def on_token(tok: int) -> bool:
+            stamps.append(time.perf_counter())
+            ids.append(tok)
+            return True
+
+        t = time.perf_counter()
+        self.eng.generate_ids(prompt, images=[img], max_tokens=n_gen, stop_at_eog=False, on_token=on_token)
+        assert len(ids) == n_gen, len(ids)
+        return stamps[0] - t, (n_gen - 1) / (stamps[-1] - stamps[0]), ids
+
+    def n_prompt_tokens(self, prompt: str, img: np.ndarray) -> int:
+        return len(self.eng.multimodal_tokens(prompt, [img]))
+
+    def close(self) -> None:
+        self.eng.close()
+
+
+_LOG_KEEP: list = []
+
+
+def _quiet_mtmd(mtmd, lines: list[str]) -> None:
+    """Silence mtmd's logging; keep lines that say how it runs (flash attention, warm-up)."""
+    import llama_cpp
+
+    @llama_cpp.llama_log_callback
+    def cb(level, text, user_data):
+        s = text.decode(errors="replace") if text else ""
+        if "flash" in s.lower():
+            lines.append(s.strip())
+
+    _LOG_KEEP.append(cb)
+    mtmd.mtmd_log_set(cb, None)
+    mtmd.mtmd_helper_log_set(cb, None)
+
+
+class MtmdRunner:
+    def __init__(self, model: Path, mmproj: Path, threads: int, n_ctx: int) -> None:
+        import llama_cpp
+        import llama_cpp.mtmd_cpp as mtmd
+
+        self.lc, self.mtmd = llama_cpp, mtmd
+        self.log: list[str] = []
+        _quiet_mtmd(mtmd, self.log)
+        self.llm = llama_cpp.Llama(str(model), n_ctx=n_ctx, n_batch=512, n_ubatch=512, n_threads=threads,
+                                   n_threads_batch=threads, flash_attn=True, verbose=False)
+        p = mtmd.mtmd_context_params_default()
+        p.use_gpu = False
+        p.print_timings = False
+        p.n_threads = threads
+        self.ctx = mtmd.mtmd_init_from_file(str(mmproj).encode(), self.llm.model, p)
+        if not self.ctx:
+            raise RuntimeError(f"mtmd_init_from_file failed for {mmproj}")
+
+    def unsupported(self, family: str) -> str | None:
+        """Why mtmd cannot run this model (it would abort the process), or None."""
+        if family == "idefics3":
+            ids = self.llm.tokenize(b"\n\n", add_bos=False, special=True)
+            if len(ids) != 1:
+                return "mtmd's idefics3 layout needs a '\\n\\n' token, which this vocabulary lacks"
+        return None
+
+    def _tokenize(self, prompt: str, img: np.ndarray):
+        m = self.mtmd
+        h, w, _ = img.shape
+        data = np.ascontiguousarray(img)
+        bitmap = m.mtmd_bitmap_init(w, h, data.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)))
+        text = m.mtmd_input_text()
+        raw = prompt.encode()
+        text.text, text.text_len, text.add_special, text.parse_special = raw, len(raw), True, True
+        chunks = m.mtmd_input_chunks_init()
+        arr = (m.mtmd_bitmap_p_ctypes * 1)(bitmap)
+        rc = m.mtmd_tokenize(self.ctx, chunks, ctypes.byref(text), arr, 1)
+        m.mtmd_bitmap_free(bitmap)
+        if rc != 0:
+            m.mtmd_input_chunks_free(chunks)
+            raise RuntimeError(f"mtmd_tokenize failed ({rc})")
+        return chunks
+
+    def preprocess(self, img: np.ndarray) -> float:
+        t = time.perf_counter()
+        chunks = self._tokenize(self.mtmd.mtmd_default_marker().decode(), img)
+        dt = time.perf_counter() - t
+        self.mtmd.mtmd_input_chunks_free(chunks)
+        return dt
+
+    def encode(self, img: np.ndarray) -> tuple[float, int]:
+        m = self.mtmd
+        t = time.perf_counter()
+        chunks = self._tokenize(m.mtmd_default_marker().decode(), img)
+        n = 0
+        for i in range(m.mtmd_input_chunks_size(chunks)):
+            chunk = m.mtmd_input_chunks_get(chunks, i)
+            if m.mtmd_input_chunk_get_type(chunk) == m.MTMD_INPUT_CHUNK_TYPE_IMAGE:
+                if m.mtmd_encode_chunk(self.ctx, chunk) != 0:
+                    raise RuntimeError("mtmd_encode_chunk failed")
+                n += m.mtmd_input_chunk_get_n_tokens(chunk)
+        dt = time.perf_counter() - t
+        m.mtmd_input_chunks_free(chunks)
+        return dt, n
+
+    def _logits(self) -> np.ndarray:
+        ptr = self.lc.llama_get_logits_ith(self.llm.ctx, -1)
+        return np.ctypeslib.as_array(ptr, shape=(self.llm.n_vocab(),))
+
+    def generate(self, prompt: str, img: np.ndarray, n_gen: int) -> tuple[float, float, list[int]]:
+        lc, m = self.lc, self.mtmd
+        lc.llama_memory_clear(lc.llama_get_memory(self.llm.ctx), True)
+        self.llm.n_tokens = 0
+        t = time.perf_counter()
+        chunks = self._tokenize(prompt, img)
+        new_n_past = lc.llama_pos(0)
+        rc = m.mtmd_helper_eval_chunks(self.ctx, self.llm.ctx, chunks, 0, 0, 512, True, ctypes.byref(new_n_past))
+        if rc != 0:
+            raise RuntimeError(f"mtmd_helper_eval_chunks failed ({rc})")
+        ids = [int(np.argmax(self._logits()))]
+        t1 = time.perf_counter()
+        m.mtmd_input_chunks_free(chunks)
+        self.llm.n_tokens = new_n_past.value
+        t2 = time.perf_counter()
+        for _ in range(n_gen - 1):
+            self.llm.eval([ids[-1]])
+            ids.append(int(np.argmax(self._logits())))
+        t3 = time.perf_counter()
+        return t1 - t, (n_gen - 1) / (t3 - t2), ids
+
+    def n_prompt_tokens(self, prompt: str, img: np.ndarray) -> int:
+        chunks = self._tokenize(prompt, img)
+        n = self.mtmd.mtmd_helper_get_n_tokens(chunks)
+        self.mtmd.mtmd_input_chunks_free(chunks)
+        return int(n)
+
+    def close(self) -> None:
+        self.mtmd.mtmd_free(self.ctx)
+        self.llm.close()
+
+
+RUNNERS = {"corehead": CoreheadRunner, "llama_cpp": MtmdRunner}
+
+
+def _peak_rss_mib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _rss_child(engine: str, model: str, mmproj: str, prompt: str, img: np.ndarray, threads: int, n_ctx: int,
+               n_gen: int) -> dict:
+    """In a fresh process: load one engine, one image prompt + n_gen tokens; peak RSS."""
+    base = _peak_rss_mib()
+    r = RUNNERS[engine](Path(model), Path(mmproj), threads, n_ctx)
+    loaded = _peak_rss_mib()
+    r.generate(prompt, img, n_gen)
+    return {"peak_rss_mib": _peak_rss_mib(), "after_load_mib": loaded, "interpreter_mib": base}
+
+
+def _in_child(fn, *args):
+    """fn(*args) in a fresh spawned process; a native abort there raises here instead of hanging."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as ex:
+        return ex.submit(fn, *args).result()
+
+
+# --- the benchmark ------------------------------------------------------------------------------
+
+
+def _load() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "?"
+
+
+def bench_model(spec: dict, threads: int, n_ctx: int, n_gen: int) -> dict:
+    """Both engines on one model in this process, repetitions alternating between them."""
+    prompt, img, reps = spec["prompt"], spec["image"], spec["reps"]
+    out: dict = {"model": spec["model"], "family": spec["family"], "file": str(spec["file"]),
+                 "mmproj": str(spec["mmproj"]), "threads": threads, "image_wh": [img.shape[1], img.shape[0]],
+                 "generated": n_gen, "repetitions": reps, "load_before": _load()}
+    runners = {}
+    for name, cls in RUNNERS.items():
+        t = time.perf_counter()
+        r = cls(spec["file"], spec["mmproj"], threads, n_ctx)
+        load_s = time.perf_counter() - t
+        why = r.unsupported(spec["family"]) if hasattr(r, "unsupported") else None
+        if why:
+            out[name] = {"skipped": why}
+            r.close()
+            continue
+        runners[name] = r
+        r.encode(img)  # warm-up: caches, thread pools, allocator
+        r.generate(prompt, img, 2)
+        out[name] = {"load_s": load_s, "prompt_tokens": r.n_prompt_tokens(prompt, img)}
+    samples = {name: {"preprocess_s": [], "encode_s": [], "ttft_s": [], "decode_tok_s": []} for name in runners}
+    order = list(runners)
+    ids = {}
+    for rep in range(reps):
+        for name in order if rep % 2 == 0 else order[::-1]:
+            r, s = runners[name], samples[name]
+            s["preprocess_s"].append(r.preprocess(img))
+            dt, out[name]["visual_tokens"] = r.encode(img)
+            s["encode_s"].append(dt)
+            ttft, dec, ids[name] = r.generate(prompt, img, n_gen)
+            s["ttft_s"].append(ttft)
+            s["decode_tok_s"].append(dec)
+        print(f"  rep {rep + 1}/{reps}: " + ", ".join(
+            f"{n} encode {samples[n]['encode_s'][-1]:.3f}s ttft {samples[n]['ttft_s'][-1]:.3f}s "
+            f"decode {samples[n]['decode_tok_s'][-1]:.1f} tok/s" for n in order), file=sys.stderr, flush=True)
+    for name, r in runners.items():
+        s = samples[name]
+        out[name].update({k: statistics.median(v) for k, v in s.items()})
+        out[name]["samples"] = s
+        out[name]["first_tokens"] = ids[name][:8]
+        if name == "llama_cpp":
+            out["mtmd_log"] = r.log
+        r.close()
+    out["load_after"] = _load()
+    ch, lc = out["corehead"], out["llama_cpp"]
+    if "skipped" not in lc:
+        out["encode_ratio"] = lc["encode_s"] / ch["encode_s"]  # > 1: corehead faster
+        out["ttft_ratio"] = lc["ttft_s"] / ch["ttft_s"]
+        out["decode_ratio"] = ch["decode_tok_s"] / lc["decode_tok_s"]
+        out["same_greedy_tokens"] = ch["first_tokens"] == lc["first_tokens"]
+    return out
+
+
+def run_vision(args) -> dict:
+    specs = model_specs(args)
+    rows = []
+    for threads in [args.threads] + [t for t in args.also_threads if t != args.threads]:
+        for spec in specs:
+            print(f"{spec['model']}, {threads} thread(s) (load {_load()}):", file=sys.stderr, flush=True)
+            try:
+                row = _in_child(bench_model, spec, threads, args.n_ctx, args.vision_gen)
+            except Exception as e:  # noqa: BLE001 - a native abort in one model's run
+                print(f"  failed: {e!r}", file=sys.stderr)
+                rows.append({"model": spec["model"], "threads": threads, "failed": repr(e)})
+                continue
+            if not args.no_rss:
+                for name in RUNNERS:
+                    if "skipped" not in row[name]:
+                        row[name].update(_in_child(_rss_child, name, str(spec["file"]), str(spec["mmproj"]),
+                                                   spec["prompt"], spec["image"], threads, args.n_ctx,
+                                                   args.vision_gen))
+            c, ll = row["corehead"], row["llama_cpp"]
+            if "skipped" in ll:
+                print(f"  corehead encode {c['encode_s']:.3f} s, ttft {c['ttft_s']:.3f} s, decode "
+                      f"{c['decode_tok_s']:.1f} tok/s; llama.cpp skipped: {ll['skipped']}", file=sys.stderr)
+            else:
+                print(f"  encode {c['encode_s']:.3f} vs {ll['encode_s']:.3f} s ({row['encode_ratio']:.2f}x), "
+                      f"ttft {c['ttft_s']:.3f} vs {ll['ttft_s']:.3f} s ({row['ttft_ratio']:.2f}x), decode "
+                      f"{c['decode_tok_s']:.1f} vs {ll['decode_tok_s']:.1f} tok/s ({row['decode_ratio']:.2f}x)",
+                      file=sys.stderr)
+            rows.append(row)
+    return {"bench": "vision", "rows": rows, "target": 1.0,
+            "ratios": "llama.cpp time / corehead time for encode and TTFT, corehead / llama.cpp tok/s for decode: "
+                      ">= 1.0 means corehead is at least as fast"}
+
+
+def _num(d: dict, k: str, f: str) -> str:
+    return format(d[k], f) if k in d else "-"
+
+
+def _ratio(r: dict, k: str) -> str:
+    return f"{r[k]:.2f}x" if k in r else "-"
+
+
+def markdown_vision(result: dict) -> str:
+    lines = ["| model | threads | image -> visual tokens | encode s corehead | llama.cpp | ratio | TTFT s corehead "
+             "| llama.cpp | ratio | decode tok/s corehead | llama.cpp | ratio | peak RSS MiB corehead / llama.cpp "
+             "| load |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    notes = []
+    for r in result["rows"]:
+        if "failed" in r:
+            notes.append(f"{r['model']} ({r['threads']} threads) failed: {r['failed']}")
+            continue
+        c, ll = r["corehead"], r["llama_cpp"]
+        w, h = r["image_wh"]
+        if "skipped" in ll:
+            notes.append(f"{r['model']}: llama.cpp not run ({ll['skipped']}).")
+            ll = {"visual_tokens": c["visual_tokens"]}
+        vis = str(c["visual_tokens"])
+        if ll["visual_tokens"] != c["visual_tokens"]:
+            vis += f" / {ll['visual_tokens']}"
+        rss = f"{c.get('peak_rss_mib', 0):.0f} / {ll.get('peak_rss_mib', 0):.0f}" if "peak_rss_mib" in c else "-"
+
+        lines.append(f"| {r['model']} | {r['threads']} | {w}x{h} -> {vis} | {_num(c, 'encode_s', '.3f')} | "
+                     f"{_num(ll, 'encode_s', '.3f')} | {_ratio(r, 'encode_ratio')} | {_num(c, 'ttft_s', '.3f')} | "
+                     f"{_num(ll, 'ttft_s', '.3f')} | {_ratio(r, 'ttft_ratio')} | {_num(c, 'decode_tok_s', '.1f')} | "
+                     f"{_num(ll, 'decode_tok_s', '.1f')} | {_ratio(r, 'decode_ratio')} | {rss} | "
+                     f"{r['load_before'].split()[0]} |")
+    table = "\n".join(lines)
+    return table + ("\n\n" + "\n".join(f"- {n}" for n in notes) if notes else "")
+
+
+def add_arguments(ap) -> None:
+    g = ap.add_argument_group("vision")
+    g.add_argument("--no-fixtures", action="store_true", help="vision: skip the tiny test fixtures")
+    g.add_argument("--no-rss", action="store_true", help="vision: skip the fresh-process peak RSS runs")
+    g.add_argument("--llava", action="store_true", help="vision: add the LLaVA-style model (CLIP ViT-B/16)")
+    g.add_argument("--only", nargs="*", default=[], help="vision: models whose name contains one of these")
+    g.add_argument("--also-threads", type=int, nargs="*", default=[], help="vision: more thread counts to run")
+    g.add_argument("--smolvlm-edge", type=int, default=1024, help="vision: SmolVLM longest edge (default 1024)")
+    g.add_argument("--smolvlm-image", type=int, nargs=2, default=(960, 480), metavar=("W", "H"))
+    g.add_argument("--qwen-image", type=int, nargs=2, default=(224, 224), metavar=("W", "H"))
+    g.add_argument("--n-ctx", type=int, default=2048, help="vision: context of both engines")
+    g.add_argument("--vision-gen", type=int, default=32, help="vision: greedy tokens per generation (default 32)")
