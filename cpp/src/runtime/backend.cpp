@@ -32,6 +32,7 @@ ggml_backend_dev_t find_device(const std::string& kind) {
 Backends::~Backends() {
     if (main && main != cpu) ggml_backend_free(main);
     if (cpu) ggml_backend_free(cpu);
+    if (threadpool) ggml_threadpool_free(threadpool);  // after the backend that uses it
 }
 
 int default_thread_count() {
@@ -59,6 +60,12 @@ std::unique_ptr<Backends> create_backends(const std::string& kind_in, int n_thre
     b->cpu = ggml_backend_init_by_type(GGML_BACKEND_DEVICE_TYPE_CPU, nullptr);
     if (!b->cpu) throw Error("could not initialise the ggml CPU backend");
     ggml_backend_cpu_set_n_threads(b->cpu, b->n_threads);
+    if (b->n_threads > 1) {
+        ggml_threadpool_params tpp = ggml_threadpool_params_default(b->n_threads);
+        b->threadpool = ggml_threadpool_new(&tpp);
+        if (!b->threadpool) throw Error("could not start the ggml CPU thread pool");
+        ggml_backend_cpu_set_threadpool(b->cpu, b->threadpool);
+    }
 
     b->main = b->cpu;
     b->name = "cpu";

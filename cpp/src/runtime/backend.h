@@ -5,6 +5,7 @@
 #include <vector>
 
 struct ggml_backend;
+struct ggml_threadpool;
 typedef struct ggml_backend* ggml_backend_t;
 
 namespace corehead {
@@ -12,6 +13,9 @@ namespace corehead {
 struct Backends {
     ggml_backend_t main = nullptr;  // weights live and graphs run here
     ggml_backend_t cpu = nullptr;   // always present; equals main on CPU-only runs
+    // The CPU backend's worker threads, kept alive between graphs: without it ggml starts and
+    // joins n_threads - 1 threads for every graph, which dominates small graphs (one decode step).
+    ggml_threadpool* threadpool = nullptr;
     std::string name;               // "cpu", "cuda", "metal"
     int n_threads = 1;
     ~Backends();
