@@ -48,7 +48,7 @@ done
 rc=0
 for p in "${pids[@]}"; do wait "$p" || rc=1; done
 for t in $TARGETS; do
-  echo "== fuzz_$t: $(grep -E '^#[0-9]+ +DONE' "$BUILD/fuzz_$t.log" | tail -1)"
+  echo "== fuzz_$t: $(grep -E '^#[0-9]+[[:space:]]+DONE' "$BUILD/fuzz_$t.log" | tail -1)"
   grep -E '^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)' "$BUILD/fuzz_$t.log" || true
   cat "$BUILD/fuzz_$t.time" 2>/dev/null || true
 done
