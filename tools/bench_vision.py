@@ -168,39 +168,14 @@ def qwen2vl_2b(quant: str = "Q4_K_M") -> tuple[Path, Path]:
     name = "qwen2vl-2b-shapes"
     if found := _cached(name, quant):
         return found
-    import torch
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+    from bench_rank import _build_qwen2vl  # the same random-weight Qwen2-VL-2B-shaped model rank uses
 
     C, mm = _fixtures_module()
     work = CACHE / f"vision-work-{name}"
     if (work / "hf" / "saved.ok").exists():  # an interrupted earlier build got as far as the checkpoint
         return _finish(work / "hf", name, quant, pre="qwen2")
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
-                "<|video_pad|>"]
-    tok = C.qwen2_bpe_tokenizer(work / "tok", specials)
-    ids = {s: tok.convert_tokens_to_ids(s) for s in specials}
-    text_cfg = dict(vocab_size=151936, hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
-                    num_attention_heads=12, num_key_value_heads=2, max_position_embeddings=32768, rms_norm_eps=1e-6,
-                    rope_parameters={"rope_type": "default", "mrope_section": [16, 24, 24], "rope_theta": 1000000.0},
-                    bos_token_id=None, eos_token_id=ids["<|im_end|>"], tie_word_embeddings=True)
-    vision_cfg = dict(depth=32, embed_dim=1280, hidden_size=1536, mlp_ratio=4, num_heads=16, patch_size=14,
-                      spatial_merge_size=2, temporal_patch_size=2, hidden_act="quick_gelu")
-    cfg = Qwen2VLConfig(text_config=text_cfg, vision_config=vision_cfg, image_token_id=ids["<|image_pad|>"],
-                        video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
-                        vision_end_token_id=ids["<|vision_end|>"], tie_word_embeddings=True)
     print("building random-weight Qwen2-VL-2B shapes (f16, ~4.5 GB in memory)...", file=sys.stderr)
-    torch.manual_seed(0)
-    prev = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float16)
-    try:
-        model = Qwen2VLForConditionalGeneration(cfg).eval()
-    finally:
-        torch.set_default_dtype(prev)
-    _init_random(model)
-    ip = Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=28 * 28 * 1280, patch_size=14, temporal_patch_size=2,
-                                  merge_size=2, image_mean=[0.48145466, 0.4578275, 0.40821073],
-                                  image_std=[0.26862954, 0.26130258, 0.27577711])
+    model, _, tok, ip, _ = _build_qwen2vl(work)
     mm.save_hf(model, None, tok, work / "hf")
     ip.save_pretrained(str(work / "hf"))
     (work / "hf" / "saved.ok").touch()
