@@ -268,6 +268,21 @@ def markdown_ablate(r: dict) -> str:
     ])
 
 
+def update_benchmarks_md(section: str, where: str, table: str) -> None:
+    """Replace (or append) the `## section` block of BENCHMARKS.md with `where` + `table`."""
+    md = REPO / "BENCHMARKS.md"
+    header = f"## {section}\n\n"
+    body = md.read_text() if md.exists() else "# Benchmarks\n\nRatios are measured side by side in one run.\n\n"
+    block = header + where + table + "\n\n"
+    start = body.find(header)
+    if start >= 0:
+        end = body.find("\n## ", start + 1)
+        body = body[:start] + block + (body[end + 1:] if end >= 0 else "")
+    else:
+        body += block
+    md.write_text(body)
+
+
 def main() -> None:
     import bench_sparse
 
@@ -306,18 +321,8 @@ def main() -> None:
     (args.out / f"{args.which}.md").write_text(table + "\n")
     print(table)
     if args.update_md:
-        md = REPO / "BENCHMARKS.md"
-        header = f"## {args.which}\n\n"
-        body = md.read_text() if md.exists() else "# Benchmarks\n\nRatios are measured side by side in one run.\n\n"
-        start = body.find(header)
-        where = f"`python tools/bench.py {args.which}` on {platform.machine()}, {os.cpu_count()} CPUs.\n\n"
-        block = header + where + table + "\n\n"
-        if start >= 0:
-            end = body.find("\n## ", start + 1)
-            body = body[:start] + block + (body[end + 1:] if end >= 0 else "")
-        else:
-            body += block
-        md.write_text(body)
+        update_benchmarks_md(args.which, f"`python tools/bench.py {args.which}` on {platform.machine()}, "
+                             f"{os.cpu_count()} CPUs.\n\n", table)
 
 
 if __name__ == "__main__":

@@ -497,19 +497,11 @@ def markdown(result: dict) -> str:
 
 def update_md(table: str, argv: list[str]) -> None:
     """Write (or replace) the `## rank` section of BENCHMARKS.md, as `bench.py text` does."""
-    md = REPO / "BENCHMARKS.md"
-    header = "## rank\n\n"
-    body = md.read_text() if md.exists() else "# Benchmarks\n\nRatios are measured side by side in one run.\n\n"
+    from bench import update_benchmarks_md
+
     where = f"`python tools/bench.py rank {' '.join(argv)}`".replace(" `", "`") + \
         f" on {platform.machine()}, {os.cpu_count()} CPUs. See tools/bench_rank.py for what is measured.\n\n"
-    block = header + where + table + "\n\n"
-    start = body.find(header)
-    if start >= 0:
-        end = body.find("\n## ", start + 1)
-        body = body[:start] + block + (body[end + 1:] if end >= 0 else "")
-    else:
-        body += block
-    md.write_text(body)
+    update_benchmarks_md("rank", where, table)
 
 
 def main(argv: list[str]) -> None:
