@@ -10,7 +10,14 @@ namespace corehead {
 
 VisionGraph::VisionGraph(ggml_context* c, ggml_cgraph* g, const VisionHParams& h, const Weights& wt, const VisionView& v)
     : ctx(c), gf(g), hp(h), weights(wt), view(v), grid_w(v.width / h.patch_size), grid_h(v.height / h.patch_size),
-      n_patches(grid_w * grid_h) {}
+      n_patches(grid_w * grid_h), exact(weights_are_f32(wt)) {}
+
+bool VisionGraph::weights_are_f32(const Weights& wt) {
+    // The first block's attention matrices decide: files are quantized as a whole, and the
+    // parity fixtures are all-f32.
+    const ggml_tensor* t = wt.find("v.blk.0.attn_q.weight");
+    return t && t->type == GGML_TYPE_F32;
+}
 
 ggml_tensor* VisionGraph::w(const std::string& name) const { return weights.get(name); }
 ggml_tensor* VisionGraph::opt(const std::string& name) const { return weights.find(name); }
@@ -53,12 +60,16 @@ ggml_tensor* VisionGraph::act(ggml_tensor* x, VisionAct a) {
         case VisionAct::GeluErf:
             return ggml_gelu_erf(ctx, x);
         case VisionAct::GeluTanh: {
+            // ggml's CPU GELU is a table lookup at f16 precision: fine when the weights are f16 or
+            // quantized anyway, not for an f32 mmproj, which gets the exact formula:
+            if (!exact) return ggml_gelu(ctx, x);
             // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) = x * sigmoid(2 sqrt(2/pi) (x + 0.044715 x^3))
             ggml_tensor* x3 = ggml_mul(ctx, ggml_sqr(ctx, x), x);
             ggml_tensor* u = ggml_add(ctx, x, ggml_scale(ctx, x3, 0.044715f));
             return ggml_mul(ctx, x, ggml_sigmoid(ctx, ggml_scale(ctx, u, 2.0f * 0.7978845608028654f)));
         }
         case VisionAct::QuickGelu:
+            if (!exact) return ggml_gelu_quick(ctx, x);  // table lookup too, see GeluTanh
             return ggml_mul(ctx, x, ggml_sigmoid(ctx, ggml_scale(ctx, x, 1.702f)));
         case VisionAct::Silu:
             return ggml_silu(ctx, x);
@@ -80,15 +91,22 @@ ggml_tensor* VisionGraph::attention(int64_t il, ggml_tensor* x, ggml_tensor* rop
         k = ggml_rope_multi(ctx, k, rope_pos, nullptr, static_cast<int>(hd / 2), sections, GGML_ROPE_TYPE_VISION, 32768,
                             10000.0f, 1.0f, 0.0f, 1.0f, 0.0f, 0.0f);
     }
-    // Q contiguous: the CPU backend's tiled GEMM (llamafile sgemm) takes a strided src0 (K) but
-    // only a contiguous src1; a permuted Q falls back to one dot product per output (~4x slower).
-    ggml_tensor* Q = ggml_cont(ctx, ggml_permute(ctx, q, 0, 2, 1, 3));  // [hd, N, n_head]
-    ggml_tensor* K = ggml_permute(ctx, k, 0, 2, 1, 3);                  // [hd, N, n_head]
-    ggml_tensor* V = ggml_cont(ctx, ggml_permute(ctx, v, 1, 2, 0, 3));  // [N, hd, n_head]
-    ggml_tensor* kq = ggml_mul_mat(ctx, K, Q);                          // [N_k, N_q, n_head]
-    kq = ggml_soft_max_ext(ctx, kq, mask, 1.0f / std::sqrt(static_cast<float>(hd)), 0.0f);
-    ggml_tensor* o = ggml_mul_mat(ctx, V, kq);  // [hd, N_q, n_head]
-    o = ggml_cont(ctx, ggml_permute(ctx, o, 0, 2, 1, 3));
+    // Flash attention: the scores never leave a tile (the 1024x1024-per-head matrices of a
+    // SigLIP view cost more memory traffic than the GEMMs). K/V stay f32: the CPU kernel's tiled
+    // path computes in f32 anyway (f16 K/V would only add conversions), which also keeps the
+    // f32 parity with transformers.
+    ggml_tensor* Q = ggml_permute(ctx, q, 0, 2, 1, 3);  // [hd, N, n_head]
+    ggml_tensor* K = ggml_permute(ctx, k, 0, 2, 1, 3);
+    ggml_tensor* V = ggml_permute(ctx, v, 0, 2, 1, 3);
+    if (mask && mask->type != GGML_TYPE_F16) {
+        if (mask != mask_src_) {  // cast the shared window mask once, not once per layer
+            mask_src_ = mask;
+            mask_f16_ = ggml_cast(ctx, mask, GGML_TYPE_F16);
+        }
+        mask = mask_f16_;
+    }
+    ggml_tensor* o = ggml_flash_attn_ext(ctx, Q, K, V, mask, 1.0f / std::sqrt(static_cast<float>(hd)), 0.0f, 0.0f);
+    ggml_flash_attn_ext_set_prec(o, GGML_PREC_F32);  // [hd, n_head, N]
     o = ggml_reshape_2d(ctx, o, hd * n_head, N);
     return linear(o, w(b + "attn_out.weight"), opt(b + "attn_out.bias"));
 }

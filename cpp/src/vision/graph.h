@@ -1,6 +1,7 @@
 // Building blocks for vision encoder graphs (ViT blocks, patch embedding, 2-D RoPE, pixel
-// shuffle), shared by the families in vision/<family>.cpp. Activations are computed in f32 with
-// exact formulas (the CPU backend's table-based GELU variants are only f16-accurate).
+// shuffle), shared by the families in vision/<family>.cpp. An f32 mmproj gets exact f32
+// activations (the CPU backend's table-based GELU variants are only f16-accurate); f16 and
+// quantized files get the faster table variants, whose error is below their weights' rounding.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -27,6 +28,9 @@ public:
     const VisionView& view;
     const int64_t grid_w, grid_h;  // patches per row / column
     const int64_t n_patches;
+    // True for an f32 mmproj: tanh / quick GELU then use exact f32 formulas (the parity
+    // fixtures); f16 / quantized files get ggml's faster f16-accurate table variants.
+    const bool exact;
 
     ggml_tensor* w(const std::string& name) const;    // throws ModelError when absent
     ggml_tensor* opt(const std::string& name) const;  // nullptr when absent
@@ -62,6 +66,9 @@ public:
     void set_inputs() const;
 
 private:
+    static bool weights_are_f32(const Weights& wt);
+    ggml_tensor* mask_src_ = nullptr;
+    ggml_tensor* mask_f16_ = nullptr;
     struct HostInput {
         ggml_tensor* t;
         std::vector<char> bytes;
