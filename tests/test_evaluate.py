@@ -123,6 +123,27 @@ def test_image_embeddings_are_cached(toy_engine, toy_probes):
         eng.set_image_cache(256 << 20)
 
 
+def test_last_preprocessed_image_is_reused_only_for_the_same_pixels(toy_engine, toy_probes):
+    # The engine keeps the last preprocessed image, keyed by a hash of its RGB8 bytes: a
+    # one-pixel change must miss it and give the freshly computed views.
+    from corehead.images import load_image
+
+    eng = toy_engine
+    img = load_image(toy_probes[0].image)
+    other = img.copy()
+    other[0, 0, 0] ^= 0x80
+    eng.clear_image_cache()
+    fresh_other = eng.preprocess_image(other)
+    eng.clear_image_cache()
+    first = eng.preprocess_image(img)
+    again = eng.preprocess_image(img)  # served from the kept image
+    changed = eng.preprocess_image(other)
+    for a, b, c, d in zip(first, again, changed, fresh_other):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(c, d)
+        assert not np.array_equal(a, c)
+
+
 def test_ablation_curve_on_the_toy_model(toy_engine, toy_probes, tmp_path):
     eng, probes = toy_engine, toy_probes
     ranking = eng.rank_heads(probes, progress=False)

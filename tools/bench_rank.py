@@ -297,6 +297,8 @@ def _corehead_side(model: str, mmproj: str, image: str, prep: dict, threads: int
         eng.set_image_cache(0)  # every probe preprocesses and encodes its image, as transformers does
 
         def one(p):
+            # Each probe stands for a new image: drop the engine's last preprocessed image too.
+            eng.clear_image_cache()
             if what == "rank":
                 r = rank_heads(eng, [p], query="answer", progress=False)
                 return r.ram, r.visual_mass

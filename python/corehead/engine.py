@@ -245,6 +245,13 @@ class Engine:
             raise ValueError("this engine has no vision projector, hence no image cache")
         self._native().set_image_cache_limit(max_bytes)
 
+    def clear_image_cache(self) -> None:
+        """Forget every cached image embedding and the last preprocessed image (the engine keeps
+        one, since scoring a probe tokenizes, boxes and encodes the same image in a row)."""
+        if self._native().vision_info is None:
+            raise ValueError("this engine has no vision projector, hence no image cache")
+        self._native().clear_image_cache()
+
     def preprocess_image(self, image) -> list[np.ndarray]:
         """The encoder inputs for `image` after resizing / cropping / tiling and normalization:
         one float32 ``[3, H, W]`` array per view (tiles, then the global view)."""

@@ -120,6 +120,14 @@ def box_relevance(token_boxes: np.ndarray, targets: np.ndarray) -> np.ndarray:
     r = np.zeros(len(tb))
     if len(targets) == 0:
         return r
+    if len(targets) == 1:
+        # One box (the usual probe): the overlap is a rectangle, for all tokens at once.
+        x0, y0, x1, y1 = np.asarray(targets[0], dtype=np.float64)
+        w = np.clip(np.minimum(tb[:, 2], x1) - np.maximum(tb[:, 0], x0), 0, None)
+        h = np.clip(np.minimum(tb[:, 3], y1) - np.maximum(tb[:, 1], y0), 0, None)
+        area = (tb[:, 2] - tb[:, 0]) * (tb[:, 3] - tb[:, 1])
+        np.divide(w * h, area, out=r, where=area > 0)
+        return r
     for j, (x0, y0, x1, y1) in enumerate(tb):
         area = (x1 - x0) * (y1 - y0)
         if area <= 0:

@@ -1,6 +1,7 @@
 #include "runtime/multimodal.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "corehead/error.h"
 #include "runtime/text_context.h"
@@ -37,7 +38,38 @@ MultimodalRunner::MultimodalRunner(const VisionModelFile& vision, const Weights&
 
 MultimodalRunner::~MultimodalRunner() = default;
 
-PreparedImage MultimodalRunner::prepare(const Image& img) const { return vision_.family->prepare(img, vision_.hp); }
+PreparedImage MultimodalRunner::prepare(const Image& img) const {
+    // Scoring a probe asks for one image's token layout, its boxes and its prefill in a row:
+    // the last preprocessed image is kept (keyed by a hash of its RGB8 bytes) instead of being
+    // resized and normalized again for each call.
+    const ViewKey key = image_key(img);
+    if (last_prepared_ && last_prepared_->first == key) return last_prepared_->second;
+    PreparedImage p = vision_.family->prepare(img, vision_.hp);
+    last_prepared_.emplace(key, p);
+    return p;
+}
+
+MultimodalRunner::ViewKey MultimodalRunner::image_key(const Image& img) {
+    // The two 64-bit hashes of view_key, over 8-byte words of the RGB8 bytes (and the tail).
+    ViewKey k{0xcbf29ce484222325ull, 0x243f6a8885a308d3ull};
+    auto mix = [&](uint64_t x) {
+        k.a = (k.a ^ x) * 0x100000001b3ull;
+        k.b = (k.b + x) * 0xff51afd7ed558ccdull;
+        k.b ^= k.b >> 33;
+    };
+    mix(static_cast<uint64_t>(img.width));
+    mix(static_cast<uint64_t>(img.height));
+    const size_t n = img.rgb.size(), words = n / 8;
+    for (size_t i = 0; i < words; ++i) {
+        uint64_t w;
+        std::memcpy(&w, img.rgb.data() + 8 * i, 8);
+        mix(w);
+    }
+    uint64_t tail = 0;
+    if (n > 8 * words) std::memcpy(&tail, img.rgb.data() + 8 * words, n - 8 * words);
+    mix(tail ^ (static_cast<uint64_t>(n) << 56));
+    return k;
+}
 
 MultimodalPrompt MultimodalRunner::assemble(const std::string& prompt_in, const std::vector<PreparedImage>& images,
                                             const std::string& marker) const {
@@ -182,6 +214,7 @@ MultimodalRunner::CacheStats MultimodalRunner::cache_stats() const {
 }
 
 void MultimodalRunner::clear_cache() {
+    last_prepared_.reset();
     cache_.clear();
     cache_index_.clear();
     cache_bytes_ = 0;

@@ -7,8 +7,9 @@
 #include <functional>
 #include <list>
 #include <memory>
-#include <unordered_map>
+#include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "corehead/image.h"
@@ -90,6 +91,7 @@ private:
         size_t operator()(const ViewKey& k) const { return static_cast<size_t>(k.a ^ (k.b * 0x9e3779b97f4a7c15ull)); }
     };
     static ViewKey view_key(const VisionView& v);
+    static ViewKey image_key(const Image& img);
     std::vector<float> encode_view(const VisionView& v);
 
     // LRU: most recent at the front; the map points into the list.
@@ -97,6 +99,8 @@ private:
     std::list<CacheEntry> cache_;
     std::unordered_map<ViewKey, std::list<CacheEntry>::iterator, ViewKeyHash> cache_index_;
     size_t cache_bytes_ = 0, cache_limit_ = size_t(256) << 20, cache_hits_ = 0, cache_misses_ = 0;
+    // The last image prepare() preprocessed (see there).
+    mutable std::optional<std::pair<ViewKey, PreparedImage>> last_prepared_;
 
     const VisionModelFile& vision_;
     const Tokenizer* tok_;

@@ -106,7 +106,7 @@ ggml_tensor* VisionGraph::attention(int64_t il, ggml_tensor* x, ggml_tensor* rop
         mask = mask_f16_;
     }
     ggml_tensor* o = ggml_flash_attn_ext(ctx, Q, K, V, mask, 1.0f / std::sqrt(static_cast<float>(hd)), 0.0f, 0.0f);
-    ggml_flash_attn_ext_set_prec(o, GGML_PREC_F32);  // [hd, n_head, N]
+    ggml_prec_set_acc(o, GGML_PREC_F32);  // o: [hd, n_head, N]
     o = ggml_reshape_2d(ctx, o, hd * n_head, N);
     return linear(o, w(b + "attn_out.weight"), opt(b + "attn_out.bias"));
 }
