@@ -49,14 +49,16 @@ PreparedImage MultimodalRunner::prepare(const Image& img) const {
     return p;
 }
 
+void MultimodalRunner::ViewKey::mix(uint64_t x) {
+    a = (a ^ x) * 0x100000001b3ull;
+    b = (b + x) * 0xff51afd7ed558ccdull;
+    b ^= b >> 33;
+}
+
 MultimodalRunner::ViewKey MultimodalRunner::image_key(const Image& img) {
-    // The two 64-bit hashes of view_key, over 8-byte words of the RGB8 bytes (and the tail).
-    ViewKey k{0xcbf29ce484222325ull, 0x243f6a8885a308d3ull};
-    auto mix = [&](uint64_t x) {
-        k.a = (k.a ^ x) * 0x100000001b3ull;
-        k.b = (k.b + x) * 0xff51afd7ed558ccdull;
-        k.b ^= k.b >> 33;
-    };
+    // Over 8-byte words of the RGB8 bytes (and the tail).
+    ViewKey k;
+    auto mix = [&k](uint64_t x) { k.mix(x); };
     mix(static_cast<uint64_t>(img.width));
     mix(static_cast<uint64_t>(img.height));
     const size_t n = img.rgb.size(), words = n / 8;
@@ -162,14 +164,9 @@ std::vector<float> MultimodalRunner::encode(const PreparedImage& img) {
 }
 
 MultimodalRunner::ViewKey MultimodalRunner::view_key(const VisionView& v) {
-    // Two independent 64-bit hashes (FNV-1a and a multiply-xorshift mix) over the view's shape
-    // and normalized pixels: a false hit needs both to collide.
-    ViewKey k{0xcbf29ce484222325ull, 0x243f6a8885a308d3ull};
-    auto mix = [&](uint64_t x) {
-        k.a = (k.a ^ x) * 0x100000001b3ull;
-        k.b = (k.b + x) * 0xff51afd7ed558ccdull;
-        k.b ^= k.b >> 33;
-    };
+    // Over the view's shape and normalized pixels.
+    ViewKey k;
+    auto mix = [&k](uint64_t x) { k.mix(x); };
     for (int64_t x : {v.width, v.height, v.grid_w, v.grid_h}) mix(static_cast<uint64_t>(x));
     const uint32_t* bits = reinterpret_cast<const uint32_t*>(v.pixels.data());
     for (size_t i = 0; i < v.pixels.size(); ++i) mix(bits[i]);

@@ -83,8 +83,11 @@ public:
     static std::vector<float> token_boxes(const PreparedImage& img);
 
 private:
+    // Two independent 64-bit hashes (FNV-1a and a multiply-xorshift mix): a false hit needs
+    // both to collide.
     struct ViewKey {
-        uint64_t a = 0, b = 0;
+        uint64_t a = 0xcbf29ce484222325ull, b = 0x243f6a8885a308d3ull;
+        void mix(uint64_t x);
         bool operator==(const ViewKey& o) const { return a == o.a && b == o.b; }
     };
     struct ViewKeyHash {
