@@ -122,7 +122,8 @@ def _random_init(model) -> None:
                 p.copy_((0.02 * torch.randn(p.shape, generator=g, dtype=torch.float32)).to(p.dtype))
 
 
-def _build_smolvlm(work: Path):
+def _build_smolvlm(work: Path, edge: int = 1024):
+    """Random weights with SmolVLM-256M's shapes (f16); `edge` = the processor's longest edge."""
     import torch
     from transformers import (
         Idefics3Config,
@@ -138,6 +139,7 @@ def _build_smolvlm(work: Path):
 
     specials = ["<fake_token_around_image>", "<image>", "<end_of_utterance>", "<global-img>"] + [
         f"<row_{i + 1}_col_{j + 1}>" for i in range(6) for j in range(6)]
+    # mtmd's idefics3 layout starts every image with a "\n\n" token (SmolLM2's vocabulary has one).
     sp = C.train_spm(work / "sp", specials + ["\n\n"])
     tok, _ = C.spm_tokenizer_dir(work / "tok", sp, specials)
     vcfg = Idefics3VisionConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
@@ -153,7 +155,7 @@ def _build_smolvlm(work: Path):
     model = model.half()
     # Longest edge 1024: a 2x2 grid of 512-px tiles + the global view, 5 x 64 = 320 visual tokens (the
     # real processor uses 2048 px: 4x4 tiles + global, 1088 tokens).
-    ip = Idefics3ImageProcessorPil(do_resize=True, size={"longest_edge": 1024}, max_image_size={"longest_edge": 512},
+    ip = Idefics3ImageProcessorPil(do_resize=True, size={"longest_edge": edge}, max_image_size={"longest_edge": 512},
                                    do_image_splitting=True, image_mean=[0.5] * 3, image_std=[0.5] * 3)
     proc = Idefics3Processor(image_processor=ip, tokenizer=tok, image_seq_len=64)
     return model, proc, tok, None, ""

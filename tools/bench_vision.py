@@ -97,18 +97,6 @@ def _cached(name: str, quant: str) -> tuple[Path, Path] | None:
     return (model, mmproj) if model.exists() and mmproj.exists() else None
 
 
-def _init_random(model) -> None:
-    """transformers' random init leaves a few tensors zero or constant; give every matrix small
-    random values (timing does not depend on them, but degenerate all-zero inputs could)."""
-    import torch
-
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for _, p in sorted(model.named_parameters(), key=lambda kv: kv[0]):
-            if p.ndim >= 2:
-                p.copy_((0.02 * torch.randn(p.shape, generator=g, dtype=torch.float32)).to(p.dtype))
-
-
 def smolvlm_256m(edge: int = 1024, quant: str = "Q4_K_M") -> tuple[Path, Path]:
     """Random weights with SmolVLM-256M's shapes; `edge` = the processor's longest edge (what the
     mmproj's clip.vision.preproc_image_size says; other edges are a copy with that key changed)."""
@@ -127,37 +115,12 @@ def smolvlm_256m(edge: int = 1024, quant: str = "Q4_K_M") -> tuple[Path, Path]:
         tmp.rename(mmproj)
         (CACHE / f"vision-{name}-{quant}.gguf").symlink_to(model.name)
         return _cached(name, quant)
-    import torch
-    from transformers import (
-        Idefics3Config,
-        Idefics3ForConditionalGeneration,
-        Idefics3Processor,
-        Idefics3VisionConfig,
-        LlamaConfig,
-    )
-    from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
+    from bench_rank import _build_smolvlm  # the same random-weight model rank uses
 
     C, mm = _fixtures_module()
     work = CACHE / f"vision-work-{name}"
-    specials = ["<fake_token_around_image>", "<image>", "<end_of_utterance>", "<global-img>"] + [
-        f"<row_{i + 1}_col_{j + 1}>" for i in range(6) for j in range(6)]
-    # mtmd's idefics3 layout starts every image with a "\n\n" token (SmolLM2's vocabulary has one).
-    sp = C.train_spm(work / "sp", specials + ["\n\n"])
-    tok, _ = C.spm_tokenizer_dir(work / "tok", sp, specials)
-    vcfg = Idefics3VisionConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-                                image_size=512, patch_size=16, layer_norm_eps=1e-6, hidden_act="gelu_pytorch_tanh")
-    tcfg = LlamaConfig(vocab_size=49280, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
-                       num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192, rms_norm_eps=1e-5,
-                       rope_theta=100000.0, bos_token_id=1, eos_token_id=2, architectures=["LlamaForCausalLM"])
-    cfg = Idefics3Config(vision_config=vcfg, text_config=tcfg, image_token_id=tok.convert_tokens_to_ids("<image>"),
-                         scale_factor=4, tie_word_embeddings=False)
     print(f"building random-weight SmolVLM-256M shapes (edge {edge})...", file=sys.stderr)
-    torch.manual_seed(0)
-    model = Idefics3ForConditionalGeneration(cfg).eval()
-    _init_random(model)
-    ip = Idefics3ImageProcessorPil(do_resize=True, size={"longest_edge": edge}, max_image_size={"longest_edge": 512},
-                                   do_image_splitting=True, image_mean=[0.5] * 3, image_std=[0.5] * 3)
-    proc = Idefics3Processor(image_processor=ip, tokenizer=tok, image_seq_len=64)
+    model, proc, tok, _, _ = _build_smolvlm(work, edge)
     mm.save_hf(model, proc, tok, work / "hf")
     del model
     out = _finish(work / "hf", name, quant)
@@ -214,9 +177,11 @@ def llava_style(quant: str = "Q4_K_M") -> tuple[Path, Path]:
                       image_seq_length=196, vision_feature_layer=-2, vision_feature_select_strategy="default",
                       projector_hidden_act="gelu", multimodal_projector_bias=True, tie_word_embeddings=False)
     print("building random-weight LLaVA-style model (CLIP ViT-B/16 + SmolLM2-135M shapes)...", file=sys.stderr)
+    from bench_rank import _random_init
+
     torch.manual_seed(0)
     model = LlavaForConditionalGeneration(cfg).eval()
-    _init_random(model)
+    _random_init(model)
     ip = CLIPImageProcessorPil(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224},
                                do_center_crop=True, do_resize=True, resample=3, image_mean=fx.CLIP_MEAN,
                                image_std=fx.CLIP_STD)
