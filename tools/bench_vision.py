@@ -256,13 +256,19 @@ class CoreheadRunner:
         self.eng = Engine(model, mmproj=mmproj, n_threads=threads, n_ctx=n_ctx)
         self.eng.set_image_cache(0)  # every repetition encodes
 
+    def _fresh(self) -> float:
+        """Drop the engine's last preprocessed image, so every timed call preprocesses as mtmd
+        does; returns the start time."""
+        self.eng.clear_image_cache()
+        return time.perf_counter()
+
     def preprocess(self, img: np.ndarray) -> float:
-        t = time.perf_counter()
+        t = self._fresh()
         self.eng.preprocess_image(img)
         return time.perf_counter() - t
 
     def encode(self, img: np.ndarray) -> tuple[float, int]:
-        t = time.perf_counter()
+        t = self._fresh()
         e = self.eng.encode_image(img)
         return time.perf_counter() - t, int(e.shape[0])
 
@@ -275,7 +281,7 @@ class CoreheadRunner:
             ids.append(tok)
             return True
 
-        t = time.perf_counter()
+        t = self._fresh()
         self.eng.generate_ids(prompt, images=[img], max_tokens=n_gen, stop_at_eog=False, on_token=on_token)
         assert len(ids) == n_gen, len(ids)
         return stamps[0] - t, (n_gen - 1) / (stamps[-1] - stamps[0]), ids
