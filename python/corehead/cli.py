@@ -107,10 +107,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     """Time to first token, decode tokens/s and KV bytes held; with --core-heads, dense and
     CoRe-sparse side by side (each the median of --reps runs after one warm-up)."""
-    import statistics
-
     from corehead.images import load_images
-    from corehead.sparse import time_generation
+    from corehead.sparse import median_generation
 
     if args.reps < 1 or args.n_predict < 2:
         raise ValueError("bench needs --reps >= 1 and --n-predict >= 2 (decode speed needs two tokens)")
@@ -124,9 +122,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for name, extra in modes:
         with corehead.Engine(args.model, mmproj=args.mmproj, n_threads=args.threads, n_ctx=args.ctx_size,
                              **extra) as eng:
-            time_generation(eng, prompt, images, min(4, args.n_predict))  # warm-up: allocations, image cache
-            runs = [time_generation(eng, prompt, images, args.n_predict) for _ in range(args.reps)]
-            row = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+            row = median_generation(eng, prompt, images, args.n_predict, args.reps)
             row["mode"] = name
             rows.append(row)
     print(f"{'mode':8} {'ttft s':>8} {'decode tok/s':>13} {'KV held':>11} {'speed-up':>9}")

@@ -80,9 +80,7 @@ def run(out: str | Path = "corehead-demo", threads: int | None = None, progress:
 def _sparse_demo(eng, ranking, probes, n_frames: int = 16, n_gen: int = 64) -> dict:
     """Dense vs CoRe-sparse: greedy accuracy on the probes, and decode speed + KV bytes held for
     one prompt with `n_frames` images (a video-like sequence), median of 3 runs."""
-    import statistics
-
-    from corehead.sparse import time_generation
+    from corehead.sparse import median_generation
 
     heads = ranking.top(0.1)
     frames = [p.image for p in probes[:n_frames]]
@@ -91,11 +89,9 @@ def _sparse_demo(eng, ranking, probes, n_frames: int = 16, n_gen: int = 64) -> d
     for mode in ("dense", "sparse"):
         with eng.sparse(heads) if mode == "sparse" else contextlib.nullcontext():
             report = eng.evaluate(probes, metric="exact", progress=False)
-            time_generation(eng, prompt, frames, 4)  # warm-up
-            runs = [time_generation(eng, prompt, frames, n_gen) for _ in range(3)]
-        rows[mode] = {"accuracy": report.accuracy,
-                      "decode_tok_s": statistics.median(r["decode_tok_s"] for r in runs),
-                      "kv_bytes": runs[-1]["kv_bytes"]}
+            timing = median_generation(eng, prompt, frames, n_gen)
+        rows[mode] = {"accuracy": report.accuracy, "decode_tok_s": timing["decode_tok_s"],
+                      "kv_bytes": timing["kv_bytes"]}
     print(f"CoRe heads: top 10% by RAM ({len(heads)} query heads); accuracy = greedy exact match on "
           f"{len(probes)} probes; speed and KV = one prompt with {n_frames} images, {n_gen} tokens")
     print(f"{'mode':8} {'accuracy':>9} {'decode tok/s':>13} {'KV held':>10}")

@@ -233,24 +233,25 @@ class Engine:
         """The image-embedding cache: bytes, limit, entries, hits, misses. Projector outputs of
         recently seen images (LRU, 256 MiB by default) are reused, so evaluating many ablations
         over the same probes runs the vision encoder once per image."""
-        if self._native().vision_info is None:
-            raise ValueError("this engine has no vision projector, hence no image cache")
-        return dict(self._native().image_cache_stats())
+        return dict(self._image_cache_core().image_cache_stats())
 
     def set_image_cache(self, max_bytes: int) -> None:
         """Limit the image-embedding cache to `max_bytes` (0 disables it and frees it)."""
         if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
             raise ValueError(f"max_bytes must be an int >= 0, got {max_bytes!r}")
-        if self._native().vision_info is None:
-            raise ValueError("this engine has no vision projector, hence no image cache")
-        self._native().set_image_cache_limit(max_bytes)
+        self._image_cache_core().set_image_cache_limit(max_bytes)
 
     def clear_image_cache(self) -> None:
         """Forget every cached image embedding and the last preprocessed image (the engine keeps
         one, since scoring a probe tokenizes, boxes and encodes the same image in a row)."""
-        if self._native().vision_info is None:
+        self._image_cache_core().clear_image_cache()
+
+    def _image_cache_core(self):
+        """The native engine, checked to have a vision projector (the image caches' owner)."""
+        core = self._native()
+        if core.vision_info is None:
             raise ValueError("this engine has no vision projector, hence no image cache")
-        self._native().clear_image_cache()
+        return core
 
     def preprocess_image(self, image) -> list[np.ndarray]:
         """The encoder inputs for `image` after resizing / cropping / tiling and normalization:

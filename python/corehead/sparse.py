@@ -187,6 +187,16 @@ def time_generation(eng: Engine, prompt, images: Sequence, n_gen: int) -> dict:
     return {"ttft_s": stamps[0] - t0, "decode_tok_s": decode, "kv_bytes": kv_stats(eng)["bytes"]}
 
 
+def median_generation(eng: Engine, prompt, images: Sequence, n_gen: int, reps: int = 3) -> dict:
+    """:func:`time_generation` after one short warm-up run (allocations, the image cache): the
+    median of each value over `reps` runs."""
+    import statistics
+
+    time_generation(eng, prompt, images, min(4, n_gen))
+    runs = [time_generation(eng, prompt, images, n_gen) for _ in range(reps)]
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+
+
 def visual_runs(positions: Sequence[int], image_sizes: Sequence[int] | None = None) -> list[tuple[int, int]]:
     """Image chunks [start, end): maximal runs of consecutive visual positions, split where one
     image ends (`image_sizes`: visual tokens per image, in prompt order)."""
