@@ -188,20 +188,40 @@ def markdown_text(result: dict) -> str:
 # --- ablate ------------------------------------------------------------------------------------
 
 
-def _in_child(fn, *args):
-    """fn(*args) run in a fresh process (cold caches, its own peak RSS)."""
+def in_child(fn, *args, timeout: float | None = None):
+    """fn(*args) in a fresh spawned process (cold caches, its own peak RSS). What it raises, a
+    native abort there (BrokenProcessPool) or TimeoutError after `timeout` seconds (the child is
+    then killed) raises here instead of hanging."""
     import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
 
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(1) as pool:
-        out = pool.apply(fn, args)
+    ex = ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"))
+    try:
+        out = ex.submit(fn, *args).result(timeout=timeout)
+    except TimeoutError:
+        for proc in list(getattr(ex, "_processes", {}).values()):
+            proc.kill()
+        ex.shutdown(wait=False, cancel_futures=True)
+        raise
+    except BaseException:
+        ex.shutdown(wait=False, cancel_futures=True)
+        raise
+    ex.shutdown(wait=True)
     return out
 
 
-def _peak_rss_mib() -> float:
-    import resource
+def peak_rss_mib() -> float:
+    """This process's peak RSS (VmHWM). Not ru_maxrss: Linux keeps the parent's high-water mark
+    in it across the exec of a spawned child."""
+    import re
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return int(re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) / 1024
+
+
+def reset_peak_rss() -> None:
+    """Restart VmHWM from the current RSS (e.g. after the model is loaded)."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
 
 
 def _ablate_pass(n_probes: int, threads: int) -> dict:
@@ -212,7 +232,7 @@ def _ablate_pass(n_probes: int, threads: int) -> dict:
         t = time.perf_counter()
         report = eng.evaluate(probes, metric="choice", progress=False)
         dt = time.perf_counter() - t
-    return {"seconds": dt, "accuracy": report.accuracy, "peak_rss_mib": _peak_rss_mib()}
+    return {"seconds": dt, "accuracy": report.accuracy, "peak_rss_mib": peak_rss_mib()}
 
 
 def _ablate_curve(n_probes: int, threads: int, ranking_path: str, seeds: int) -> dict:
@@ -228,7 +248,7 @@ def _ablate_curve(n_probes: int, threads: int, ranking_path: str, seeds: int) ->
         cache = eng.image_cache
     evaluated = len({tuple(sorted(map(tuple, r["heads"]))) for r in curve.runs}) + 1
     return {"seconds": dt, "runs": len(curve.runs), "distinct_head_sets_evaluated": evaluated,
-            "image_encodes": cache["misses"], "image_cache_hits": cache["hits"], "peak_rss_mib": _peak_rss_mib(),
+            "image_encodes": cache["misses"], "image_cache_hits": cache["hits"], "peak_rss_mib": peak_rss_mib(),
             "summary": curve.summary(), "base_accuracy": curve.base_accuracy}
 
 
@@ -246,8 +266,8 @@ def run_ablate(args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "heads.json")
         ranking.save(path)
-        single = [_in_child(_ablate_pass, n, args.threads) for _ in range(args.reps)]
-        curve = _in_child(_ablate_curve, n, args.threads, path, args.seeds)
+        single = [in_child(_ablate_pass, n, args.threads) for _ in range(args.reps)]
+        curve = in_child(_ablate_curve, n, args.threads, path, args.seeds)
     t_pass = statistics.median(r["seconds"] for r in single)
     configs = curve["runs"] + 1  # every (fraction, baseline, seed) run + the unablated pass
     return {"bench": "ablate", "model": "embedded toy VLM", "probes": n, "metric": "choice", "threads": args.threads,

@@ -34,7 +34,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import shutil
 import statistics
 import subprocess
@@ -43,6 +42,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench import in_child, peak_rss_mib, quantize_with_llama_cpp, reset_peak_rss, update_benchmarks_md
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("COREHEAD_CACHE", Path.home() / ".cache" / "corehead")) / "bench"
@@ -62,35 +62,15 @@ TEMPLATES = {
 # --- measurement helpers (run inside the child processes) --------------------------------------
 
 
-def _hwm_mib() -> float:
-    """This process's peak RSS (VmHWM). Not ru_maxrss: across the exec of a spawned child Linux
-    keeps the forking parent's high-water mark in it."""
-    return int(re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) / 1024
-
-
-def _reset_hwm() -> None:
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-
-
 def _in_child(fn, *args, timeout: float | None = None):
-    """fn(*args) in a fresh spawned process; returns its result, or {"error": ...} when it raised,
-    was killed (out of memory) or ran past `timeout` seconds (then it is killed)."""
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures import TimeoutError as FutureTimeout
-
-    ex = ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"))
+    """bench.in_child, with a failure (an exception, an out-of-memory kill, the timeout) returned as
+    {"error": ...} so that one model's failure is reported in its row instead of ending the run."""
     try:
-        return ex.submit(fn, *args).result(timeout=timeout)
-    except FutureTimeout:
-        for proc in list(getattr(ex, "_processes", {}).values()):
-            proc.kill()
+        return in_child(fn, *args, timeout=timeout)
+    except TimeoutError:
         return {"error": f"did not finish in {timeout:.0f} s"}
     except Exception as e:  # noqa: BLE001 - report what did not fit instead of aborting the bench
         return {"error": f"{type(e).__name__}: {e}"}
-    finally:
-        ex.shutdown(wait=False, cancel_futures=True)
 
 
 # --- models ------------------------------------------------------------------------------------
@@ -99,17 +79,6 @@ def _in_child(fn, *args, timeout: float | None = None):
 def _tools_on_path() -> None:
     if str(REPO / "tools") not in sys.path:
         sys.path.insert(0, str(REPO / "tools"))
-
-
-def _quantize(src: Path, dst: Path, quant: str) -> None:
-    import llama_cpp
-
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{quant}")
-    params.nthread = 2
-    print(f"quantizing {src.name} -> {quant} with llama.cpp...", file=sys.stderr)
-    if llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), params) != 0:
-        sys.exit(f"llama_model_quantize failed for {src}")
 
 
 def _random_init(model) -> None:
@@ -226,7 +195,7 @@ def _build_big(name: str) -> None:
     print(f"converting {name} with llama.cpp's convert_hf_to_gguf.py...", file=sys.stderr)
     C.run_converter(hf, d / "mmproj-f16.gguf", "f16", mmproj=True, pre=pre, name=f"rank-{name}")
     C.run_converter(hf, d / "model-f16.gguf", "f16", pre=pre, name=f"rank-{name}")
-    _quantize(d / "model-f16.gguf", d / "model-Q4_K_M.gguf", "Q4_K_M")
+    quantize_with_llama_cpp(d / "model-f16.gguf", d / "model-Q4_K_M.gguf", "Q4_K_M")
     C.make_image(d / "image.png", w, h, seed=3)
     shutil.rmtree(work, ignore_errors=True)
     (d / "done").write_text("ok\n")
@@ -308,8 +277,8 @@ def _corehead_side(model: str, mmproj: str, image: str, prep: dict, threads: int
             return None
 
         one(probes[0])
-        peak_load = _hwm_mib()
-        _reset_hwm()
+        peak_load = peak_rss_mib()
+        reset_peak_rss()
         secs, rams, vms = [], [], []
         for p in probes[1:]:
             t = time.perf_counter()
@@ -319,8 +288,8 @@ def _corehead_side(model: str, mmproj: str, image: str, prep: dict, threads: int
                 rams.append(out[0].tolist())
                 vms.append(out[1].tolist())
         info = eng.info
-    return {"seconds": secs, "per_probe_s": statistics.median(secs), "peak_rss_mib": max(peak_load, _hwm_mib()),
-            "peak_rss_during_probes_mib": _hwm_mib(), "peak_rss_load_and_warmup_mib": peak_load, "ram": rams,
+    return {"seconds": secs, "per_probe_s": statistics.median(secs), "peak_rss_mib": max(peak_load, peak_rss_mib()),
+            "peak_rss_during_probes_mib": peak_rss_mib(), "peak_rss_load_and_warmup_mib": peak_load, "ram": rams,
             "visual_mass": vms, "file_type": info.get("file_type")}
 
 
@@ -383,8 +352,8 @@ def _transformers_side(spec: dict, prep: dict, threads: int) -> dict:
         return m[..., 0], m[..., 1]
 
     one(prep["probes"][0])
-    peak_load = _hwm_mib()
-    _reset_hwm()
+    peak_load = peak_rss_mib()
+    reset_peak_rss()
     secs, rams, vms = [], [], []
     for p in prep["probes"][1:]:
         t = time.perf_counter()
@@ -392,8 +361,8 @@ def _transformers_side(spec: dict, prep: dict, threads: int) -> dict:
         secs.append(time.perf_counter() - t)
         rams.append(ram.tolist())
         vms.append(vm.tolist())
-    return {"seconds": secs, "per_probe_s": statistics.median(secs), "peak_rss_mib": max(peak_load, _hwm_mib()),
-            "peak_rss_during_probes_mib": _hwm_mib(), "peak_rss_load_and_warmup_mib": peak_load, "ram": rams,
+    return {"seconds": secs, "per_probe_s": statistics.median(secs), "peak_rss_mib": max(peak_load, peak_rss_mib()),
+            "peak_rss_during_probes_mib": peak_rss_mib(), "peak_rss_load_and_warmup_mib": peak_load, "ram": rams,
             "visual_mass": vms, "torch": torch.__version__, "transformers": __import__("transformers").__version__}
 
 
@@ -501,8 +470,6 @@ def markdown(result: dict) -> str:
 
 def update_md(table: str, argv: list[str]) -> None:
     """Write (or replace) the `## rank` section of BENCHMARKS.md, as `bench.py text` does."""
-    from bench import update_benchmarks_md
-
     where = f"`python tools/bench.py rank {' '.join(argv)}`".replace(" `", "`") + \
         f" on {platform.machine()}, {os.cpu_count()} CPUs. See tools/bench_rank.py for what is measured.\n\n"
     update_benchmarks_md("rank", where, table)

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench import peak_rss_mib
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS = ("smolvlm-256m", "qwen2vl-2b")
@@ -124,9 +125,7 @@ def core_kv_choice(n_layer: int, n_head_kv: int, fraction: float, seed: int = 0)
 
 
 def _peak_rss() -> int:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return int(peak_rss_mib() * 1024 * 1024)
 
 
 def worker(spec: dict) -> dict:

@@ -44,6 +44,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench import in_child, peak_rss_mib, quantize_with_llama_cpp
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("COREHEAD_CACHE", Path.home() / ".cache" / "corehead")) / "bench"
@@ -67,17 +68,6 @@ def _fixtures_module():
     return C, mm
 
 
-def _quantize(src: Path, dst: Path, quant: str) -> None:
-    import llama_cpp
-
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{quant}")
-    params.nthread = os.cpu_count() or 2
-    print(f"quantizing {src.name} -> {quant} with llama.cpp...", file=sys.stderr)
-    if llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), params) != 0:
-        sys.exit(f"llama_model_quantize failed for {src}")
-
-
 def _finish(hf: Path, name: str, quant: str, pre: str = "") -> tuple[Path, Path]:
     """Convert an HF checkpoint to <name>-f16 (text, then quantized) + mmproj-<name>-f16 GGUFs."""
     C, _ = _fixtures_module()
@@ -86,7 +76,7 @@ def _finish(hf: Path, name: str, quant: str, pre: str = "") -> tuple[Path, Path]
     print(f"converting {name} with llama.cpp's convert_hf_to_gguf.py...", file=sys.stderr)
     C.run_converter(hf, mmproj, "f16", mmproj=True, pre=pre, name=name)
     C.run_converter(hf, f16, "f16", pre=pre, name=name)
-    _quantize(f16, model, quant)
+    quantize_with_llama_cpp(f16, model, quant)
     f16.unlink()
     shutil.rmtree(hf.parent, ignore_errors=True)  # the work directory
     return model, mmproj
@@ -199,7 +189,7 @@ def llava_style(quant: str = "Q4_K_M") -> tuple[Path, Path]:
     fx._legacy_mmproj(vdir, work / "llava.projector", mmproj, f32=False)
     f16 = CACHE / f"vision-{name}-f16.gguf"
     C.run_converter(hf, f16, "f16", name=name)
-    _quantize(f16, model_file, quant)
+    quantize_with_llama_cpp(f16, model_file, quant)
     f16.unlink()
     shutil.rmtree(work, ignore_errors=True)
     return model_file, mmproj
@@ -415,29 +405,14 @@ class MtmdRunner:
 RUNNERS = {"corehead": CoreheadRunner, "llama_cpp": MtmdRunner}
 
 
-def _peak_rss_mib() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _rss_child(engine: str, model: str, mmproj: str, prompt: str, img: np.ndarray, threads: int, n_ctx: int,
                n_gen: int) -> dict:
     """In a fresh process: load one engine, one image prompt + n_gen tokens; peak RSS."""
-    base = _peak_rss_mib()
+    base = peak_rss_mib()
     r = RUNNERS[engine](Path(model), Path(mmproj), threads, n_ctx)
-    loaded = _peak_rss_mib()
+    loaded = peak_rss_mib()
     r.generate(prompt, img, n_gen)
-    return {"peak_rss_mib": _peak_rss_mib(), "after_load_mib": loaded, "interpreter_mib": base}
-
-
-def _in_child(fn, *args):
-    """fn(*args) in a fresh spawned process; a native abort there raises here instead of hanging."""
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as ex:
-        return ex.submit(fn, *args).result()
+    return {"peak_rss_mib": peak_rss_mib(), "after_load_mib": loaded, "interpreter_mib": base}
 
 
 # --- the benchmark ------------------------------------------------------------------------------
@@ -525,7 +500,7 @@ def run_vision(args) -> dict:
         for spec in specs:
             print(f"{spec['model']}, {threads} thread(s) (load {_load()}):", file=sys.stderr, flush=True)
             try:
-                row = _in_child(bench_model, spec, threads, args.n_ctx, args.vision_gen)
+                row = in_child(bench_model, spec, threads, args.n_ctx, args.vision_gen)
             except Exception as e:  # noqa: BLE001 - a native abort in one model's run
                 print(f"  failed: {e!r}", file=sys.stderr)
                 rows.append({"model": spec["model"], "threads": threads, "failed": repr(e)})
@@ -533,7 +508,7 @@ def run_vision(args) -> dict:
             if not args.no_rss:
                 for name in RUNNERS:
                     if "skipped" not in row[name]:
-                        row[name].update(_in_child(_rss_child, name, str(spec["file"]), str(spec["mmproj"]),
+                        row[name].update(in_child(_rss_child, name, str(spec["file"]), str(spec["mmproj"]),
                                                    spec["prompt"], spec["image"], threads, args.n_ctx,
                                                    args.vision_gen))
             c, ll = row["corehead"], row["llama_cpp"]
