@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tools"))  # synthetic_gguf, fetch_ggml
+sys.path.insert(0, str(REPO / "tools"))  # synthetic_gguf, fetch_ggml, llama_cpp_peer
+
+from peer_fixture import run_peer  # noqa: E402,F401  (the llama.cpp peer in a child process)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""llama.cpp (llama-cpp-python 0.3.36) as a peer that cannot take its caller down.
+
+Every call runs llama.cpp in a child process. A crash there (SIGILL, SIGSEGV, an abort) or a hang
+raises `PeerCrashed`, whose message names the signal and the host CPU, instead of killing the test
+run or the benchmark; tests turn it into a skip (`tests/peer.py`).
+
+The peer is loaded with `use_extra_bufts = false` (llama.cpp's `--no-repack` / llama-bench
+`--repack 0`): no extra CPU buffer types, i.e. neither the AMX buffer type (built in when
+GGML_NATIVE sees amx_int8 / amx_tile) nor repacked weights. On Intel Xeon hosts with AMX the
+default path crashed on Q4_1 (segfault in the first decode; llama-bench died with SIGILL), and
+corehead does not use those buffer types either, so both engines run the same plain CPU kernels.
+
+    python tools/llama_cpp_peer.py < request.json > reply.json     (the child; used by run())
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+CPU_FLAGS_OF_INTEREST = ("amx_int8", "amx_tile", "amx_bf16", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16",
+                         "avx_vnni", "avx2", "f16c", "fma")
+
+
+class PeerCrashed(RuntimeError):
+    """llama.cpp died (signal), exited with an error, or hung in the child process."""
+
+
+class PeerUnavailable(RuntimeError):
+    """llama-cpp-python is not installed or cannot be imported here."""
+
+
+def host_cpu() -> str:
+    """'Intel(R) Xeon(R) ... (amx_int8 amx_tile avx512f ...)': the model and the flags that decide
+    which ggml kernels and buffer types run."""
+    model, flags = "unknown CPU", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key == "model name" and model == "unknown CPU":
+                model = value.strip()
+            elif key in ("flags", "Features") and not flags:
+                flags = set(value.split())
+    except OSError:
+        import platform
+
+        model = platform.processor() or platform.machine()
+    seen = [f for f in CPU_FLAGS_OF_INTEREST if f in flags]
+    return f"{model} ({' '.join(seen) or 'no AVX2/AVX-512/AMX flags'})"
+
+
+def load_llama(model: str | Path, **kwargs):
+    """`llama_cpp.Llama(model, **kwargs)` with extra CPU buffer types off (see the module doc).
+    The high-level class builds its model params from `llama_model_default_params()` inside its
+    constructor and has no argument for this field, so the default is wrapped for that call."""
+    import llama_cpp
+    import llama_cpp.llama_cpp as C
+
+    default = C.llama_model_default_params
+
+    def no_extra_bufts():
+        params = default()
+        params.use_extra_bufts = False
+        return params
+
+    C.llama_model_default_params = no_extra_bufts
+    try:
+        llm = llama_cpp.Llama(str(model), **kwargs)
+    finally:
+        C.llama_model_default_params = default
+    assert llm.model_params.use_extra_bufts is False
+    return llm
+
+
+def run(request: dict, timeout: float = 600.0) -> dict:
+    """Runs `request` (see `serve`) in a child process and returns its reply.
+    Raises PeerUnavailable when llama-cpp-python cannot be imported, PeerCrashed otherwise."""
+    try:
+        proc = subprocess.run([sys.executable, str(Path(__file__).resolve())], input=json.dumps(request),
+                              capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        raise PeerCrashed(f"llama.cpp peer hung (no answer in {timeout:.0f} s) on {host_cpu()}") from e
+    if proc.returncode < 0:
+        sig = signal.Signals(-proc.returncode).name
+        raise PeerCrashed(f"llama.cpp peer (llama-cpp-python) died with {sig} in its child process on "
+                          f"{host_cpu()}; stderr: {proc.stderr.strip()[-300:]!r}")
+    if proc.returncode == 3:
+        raise PeerUnavailable(proc.stderr.strip()[-500:])
+    if proc.returncode != 0:
+        raise PeerCrashed(f"llama.cpp peer exited with status {proc.returncode} on {host_cpu()}: "
+                          f"{proc.stderr.strip()[-500:]}")
+    return json.loads(proc.stdout)
+
+
+def last_logits(llm):
+    """Logits of the last evaluated token (llama-cpp-python 0.3.36 fills `scores` only with
+    logits_all=True, which would also make llama.cpp compute every prompt position)."""
+    import numpy as np
+
+    return np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),))
+
+
+def greedy(llm, ids: list[int], n: int) -> list[int]:
+    import numpy as np
+
+    llm.reset()
+    llm.eval(ids)
+    out = []
+    for _ in range(n):
+        tok = int(np.argmax(last_logits(llm)))
+        out.append(tok)
+        llm.eval([tok])
+    return out
+
+
+def serve(request: dict) -> dict:
+    """The child: load `request["model"]` and answer `request["ops"]` in order:
+    {"op": "tokenize", "text": s} -> ids (add_bos, special tokens parsed);
+    {"op": "greedy", "ids": [...], "n": k} -> k greedy ids after the prompt;
+    {"op": "logits", "ids": [...]} -> the last position's logits;
+    {"op": "raise", "signal": "SIGILL"} -> the process kills itself (tests of the crash path)."""
+    for op in request["ops"]:  # before importing anything heavy: the crash tests need no model
+        if op["op"] == "raise":
+            os.kill(os.getpid(), getattr(signal, op["signal"]))
+    llm = load_llama(request["model"], n_ctx=request.get("n_ctx", 512), n_batch=512,
+                     n_threads=request.get("threads", 2), flash_attn=True, verbose=False)
+    out = []
+    for op in request["ops"]:
+        if op["op"] == "tokenize":
+            out.append(llm.tokenize(op["text"].encode(), add_bos=True, special=True))
+        elif op["op"] == "greedy":
+            out.append(greedy(llm, op["ids"], op["n"]))
+        elif op["op"] == "logits":
+            llm.reset()
+            llm.eval(op["ids"])
+            out.append(last_logits(llm).tolist())
+        else:
+            raise ValueError(f"unknown op {op['op']!r}")
+    llm.close()
+    import llama_cpp
+
+    return {"results": out, "llama_cpp_python": llama_cpp.__version__, "cpu": host_cpu()}
+
+
+if __name__ == "__main__":
+    req = json.load(sys.stdin)
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError as e:
+        if not any(op["op"] == "raise" for op in req["ops"]):
+            print(f"llama-cpp-python cannot be imported: {e}", file=sys.stderr)
+            sys.exit(3)
+    json.dump(serve(req), sys.stdout)

