@@ -89,3 +89,60 @@ def test_engine_tokenizer_is_the_files(llama_cpp_dir):
     with corehead.Engine(path, n_threads=1) as eng:
         assert eng.tokenize("What color?") == Tokenizer(path).tokenize("What color?")
         assert eng.detokenize(eng.tokenize("What color?", add_special=False)).strip() == "What color?"
+
+
+TOY_TOKENS = ["<unk>", "<s>", "</s>", "a", "b", "ab"]
+
+
+def _write_vocab(path: Path, fill) -> Path:
+    """A vocabulary-only GGUF whose tokenizer metadata `fill(writer)` writes."""
+    import gguf
+
+    w = gguf.GGUFWriter(str(path), arch="llama")
+    fill(w)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+MALFORMED_VOCABS = {
+    "no tokenizer.ggml.model": lambda w: None,
+    "model is not a string": lambda w: w.add_uint32("tokenizer.ggml.model", 1),
+    "unknown model": lambda w: w.add_string("tokenizer.ggml.model", "nope"),
+    "no tokens": lambda w: w.add_string("tokenizer.ggml.model", "llama"),
+    "tokens not strings": lambda w: (w.add_string("tokenizer.ggml.model", "llama"),
+                                     w.add_array("tokenizer.ggml.tokens", [1, 2])),
+    "scores too short": lambda w: (w.add_string("tokenizer.ggml.model", "llama"),
+                                   w.add_token_list(TOY_TOKENS), w.add_token_scores([0.0, 0.0])),
+    "scores wrong type": lambda w: (w.add_string("tokenizer.ggml.model", "llama"),
+                                    w.add_token_list(TOY_TOKENS), w.add_array("tokenizer.ggml.scores", TOY_TOKENS)),
+    "token_type wrong type": lambda w: (w.add_string("tokenizer.ggml.model", "llama"), w.add_token_list(TOY_TOKENS),
+                                        w.add_array("tokenizer.ggml.token_type", [0.5] * 6)),
+    "bos id is a string": lambda w: (w.add_string("tokenizer.ggml.model", "llama"), w.add_token_list(TOY_TOKENS),
+                                     w.add_string("tokenizer.ggml.bos_token_id", "1")),
+    "gpt2 without merges": lambda w: (w.add_string("tokenizer.ggml.model", "gpt2"), w.add_token_list(TOY_TOKENS)),
+    "unknown pre-tokenizer": lambda w: (w.add_string("tokenizer.ggml.model", "gpt2"),
+                                        w.add_string("tokenizer.ggml.pre", "no-such-pre"),
+                                        w.add_token_list(TOY_TOKENS), w.add_token_merges(["a b"])),
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED_VOCABS)
+def test_malformed_tokenizer_metadata_raises_model_error(tmp_path, case):
+    """ggml's GGUF accessors assert on type mismatches: the loader must check each key first."""
+    path = _write_vocab(tmp_path / "vocab.gguf", MALFORMED_VOCABS[case])
+    with pytest.raises(corehead.ModelError):
+        Tokenizer(path)
+
+
+def test_toy_vocabulary_loads_and_checks_ids(tmp_path):
+    path = _write_vocab(tmp_path / "vocab.gguf", lambda w: (w.add_string("tokenizer.ggml.model", "llama"),
+                                                            w.add_token_list(TOY_TOKENS)))
+    tok = Tokenizer(path)
+    ids = tok.tokenize("ab", add_special=False, parse_special=False)
+    # "ab" is one piece; the space prefix "▁" has neither a piece nor byte tokens here (-> <unk>).
+    assert ids[-1] == 5 and set(ids[:-1]) <= {tok.find("<unk>")}
+    with pytest.raises(ValueError, match="out of range"):
+        tok.detokenize([99])
