@@ -374,7 +374,7 @@ def test_ctrl_c_rank_heads_and_ablation_curve():
             lag = interrupted_after(0.3, lambda: eng.ablation_curve(ranking, _probes(5000, img), **curve))
             assert lag < 2.0 * SLOW
             # No ablation is left behind: the outputs are the unablated ones.
-            assert eng._interventions == ([], [])
+            assert eng.active_interventions == ([], [], [], [])
             base = eng.evaluate(few, metric="exact", max_tokens=4, progress=False)
             assert eng.ablation_curve(ranking, few, **curve).base_accuracy == base.accuracy
 

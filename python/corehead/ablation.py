@@ -125,9 +125,5 @@ def ablated(eng: Engine, heads, method: str = "zero", reference: Sequence | None
     else:
         means = None
     items = [(layer, h, method, means[layer, h].tolist() if means is not None else []) for layer, h in pairs]
-    previous = eng._interventions
-    eng._set_interventions(items, list(knockout_keys))
-    try:
+    with eng.interventions(items, knockout_keys):
         yield eng
-    finally:
-        eng._set_interventions(*previous)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -81,7 +82,7 @@ class Engine:
         self._core: _core.Engine | None = _core.Engine(
             model_path, mmproj_path, n_threads or 0, n_ctx, backend, kv_type, n_batch, core_kv, sink, visual_budget
         )
-        self._interventions: tuple[list, list] = ([], [])
+        self._interventions: tuple[list, list, list, list] = ([], [], [], [])
         self._head_mean_cache: dict = {}
         self._core = _Serialized(self._core)  # one call at a time per Engine (see _Serialized)
         native_tok = self._core.tokenizer
@@ -374,17 +375,35 @@ class Engine:
 
         key = reference_key(reference)
         if key not in self._head_mean_cache:
-            saved = self._interventions
-            self._set_interventions([], [])  # means of the unablated model
-            try:
+            with self.interventions([]):  # means of the unablated model
                 self._head_mean_cache[key] = self.head_means(reference)
-            finally:
-                self._set_interventions(*saved)
         return self._head_mean_cache[key]
 
-    def _set_interventions(self, items: list, knockout_keys: list) -> None:
-        self._native().set_head_interventions(items, knockout_keys)
-        self._interventions = (items, knockout_keys)
+    @property
+    def active_interventions(self) -> tuple[list, list, list, list]:
+        """The head interventions every call applies now, as last passed to :meth:`interventions`:
+        (items, knockout_keys, knockout_from, knockout_until); all empty = the unablated model."""
+        return self._interventions
+
+    @contextmanager
+    def interventions(self, items: list, knockout_keys: Sequence[int] = (), knockout_from: Sequence[int] = (),
+                      knockout_until: Sequence[int] = ()):
+        """Context manager: the low-level head interventions for every call inside the block, in
+        place of the current ones, which come back on leaving (so blocks nest in any order).
+        `items` are (layer, head, "zero" | "mean" | "knockout", mean vector or []); knockout heads
+        get −inf on `knockout_keys` (context positions), for the queries at positions
+        knockout_from[i] <= q < knockout_until[i] of key i when those are given (else all).
+        :meth:`ablated` is the friendly form."""
+        previous = self._interventions
+        state = (list(items), [int(k) for k in knockout_keys], [int(k) for k in knockout_from],
+                 [int(k) for k in knockout_until])
+        self._native().set_head_interventions(*state)
+        self._interventions = state
+        try:
+            yield self
+        finally:
+            self._native().set_head_interventions(*previous)
+            self._interventions = previous
 
     def generate_ids(self, prompt: str | Sequence[int], max_tokens: int = 64, temperature: float = 0.0,
                      top_k: int = 0, top_p: float = 1.0, min_p: float = 0.0, repeat_penalty: float = 1.0,

@@ -251,13 +251,8 @@ def masked_reference(eng: Engine, heads, prompt: str, images, sink: int = 4, cor
             keys.append(p)
             start.append(run_end[p])
             until.append(n_prompt if p in kept else never)
-    native = eng._native()
-    previous = eng._interventions
-    native.set_head_interventions(knocked, keys, start, until)
-    try:
+    with eng.interventions(knocked, keys, start, until):
         yield eng
-    finally:
-        eng._set_interventions(*previous)
 
 
 def expected_kv_bytes(info: dict, kv_heads: Iterable[tuple[int, int]], n_tokens: int, visual_positions,
