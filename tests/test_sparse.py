@@ -4,8 +4,9 @@ Reference: the dense engine with the existing knockout intervention restricted t
 after each visual run (`sparse.masked_reference`: per-key query ranges on the knockout keys).
 This is the definition of the sparse semantics written as masks on the full cache, so the test
 checks that physically dropping the tokens (and gathering/scattering heads) changes nothing
-but the memory. transformers hooks are not needed: the fixtures' knockout is already checked
-against transformers in test_multimodal_heads.py.
+but the memory. Because that reference goes through corehead's own mask code, one more test
+compares the sparse logits with transformers (eager attention with the same edges cut,
+tests/data/<family>/sparse_ref.npz from tools/make_sparse_refs.py).
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ def decode_steps(eng: Engine, tokens=(7, 9, 11)) -> list[np.ndarray]:
 
 def test_all_heads_core_is_bit_identical_to_dense(fx):
     fam, eng, prompt, img = fx
+    before = eng.logits(prompt, images=[img], all_positions=True)
     for i, (pr, imgs) in enumerate(prompts(eng, prompt, img)):
         dense = eng.logits(pr, images=imgs, all_positions=True)
         dense_steps = decode_steps(eng)
@@ -89,9 +91,54 @@ def test_all_heads_core_is_bit_identical_to_dense(fx):
         assert ids == dense_ids
         if text is not None:
             assert text == eng.generate(pr, images=imgs, max_tokens=8)
-    # leaving the block restores the dense cache: still bit-identical to before
-    assert np.array_equal(eng.logits(prompt, images=[img], all_positions=True),
-                          eng.logits(prompt, images=[img], all_positions=True))
+    # leaving the block restores the dense cache: bit-identical to the dense result taken before
+    assert np.array_equal(eng.logits(prompt, images=[img], all_positions=True), before)
+
+
+def test_sparse_matches_transformers_with_the_edges_blocked(fx):
+    """The reference that shares no code with corehead's masks: transformers eager attention with
+    -inf on the edges (queries after each visual run -> that run's keys) of every query head of a
+    non-CoRe KV head (tools/make_sparse_refs.py). Same tolerance as the knockout parity test."""
+    fam, eng, prompt, img = fx
+    ref = np.load(DATA / fam / "sparse_ref.npz")
+    group = eng.info["n_head"] // eng.info["n_head_kv"]
+    core = [(layer, int(kv) * group) for layer, kv in enumerate(ref["core_kv"])]
+    assert {(layer, h) for layer in range(eng.info["n_layer"]) for h in range(eng.info["n_head"])
+            if (layer, h // group) not in {(c[0], c[1] // group) for c in core}} == set(map(tuple, ref["knocked"]))
+    with eng.sparse(core, sink=int(ref["sink"].item())):
+        got = eng.logits(prompt, images=[img], all_positions=True)
+    want = ref["logits_all"]
+    assert rel_diff(eng.logits(prompt, images=[img], all_positions=True), want) > 1e-2  # the cut edges matter
+    assert np.abs(got - want).max() <= 1e-3 * np.abs(want).max()
+    RESULTS.setdefault("vs_transformers", {})[fam] = rel_diff(got, want)
+
+
+def test_masked_reference_and_ablated_nest_in_both_orders(fx):
+    """Intervention blocks replace the current interventions and give them back on leaving, in
+    whichever order `masked_reference` and `ablated` are nested."""
+    fam, eng, prompt, img = fx
+    heads, zeroed = head_sets(eng.info)[1], [(0, 1)]
+
+    def run():
+        return eng.logits(prompt, images=[img], all_positions=True)
+
+    dense = run()
+    with sparse.masked_reference(eng, heads, prompt, [img]):
+        masked = run()
+    with eng.ablated(zeroed):
+        ablated = run()
+    assert rel_diff(masked, dense) > 1e-3 and rel_diff(ablated, dense) > 1e-6
+    with sparse.masked_reference(eng, heads, prompt, [img]):
+        with eng.ablated(zeroed):
+            assert np.array_equal(run(), ablated)
+        assert np.array_equal(run(), masked)
+    assert np.array_equal(run(), dense)
+    with eng.ablated(zeroed):
+        with sparse.masked_reference(eng, heads, prompt, [img]):
+            assert np.array_equal(run(), masked)
+        assert np.array_equal(run(), ablated)
+    assert np.array_equal(run(), dense)
+    assert eng.active_interventions == ([], [], [], [])
 
 
 @pytest.mark.parametrize("sink", [0, 4])

@@ -195,7 +195,8 @@ def capture_hooks(model, heads, store: dict) -> Hooks:
 
 
 class Knockout:
-    """For the given (layer, head)s add -inf to the scores of the visual keys, for every query.
+    """For the given (layer, head)s add -inf to the scores of the visual keys, for every query at a
+    position >= `query_from` (0: every query; or one such position per visual key).
 
     Wraps the `eager_attention_forward` of the text attention's modeling module (looked up as a
     module global at call time): for a knocked layer the additive mask [B, 1, Tq, Tk] becomes a
@@ -205,9 +206,11 @@ class Knockout:
     attention, i.e. the head contributes nothing at that position (ggml flash attention's result
     for a fully masked row). Those rows are recorded in `self.empty` as (layer, head, query)."""
 
-    def __init__(self, model, heads, visual_positions):
+    def __init__(self, model, heads, visual_positions, query_from=0):
         import torch
 
+        # only queries at positions >= query_from are blocked (an int, or one per visual key)
+        self.query_from = np.broadcast_to(np.asarray(query_from, np.int64), (len(visual_positions),))
         attn = text_attn_modules(model)
         self.n_head = int(model.config.get_text_config().num_attention_heads)
         self.vis = torch.as_tensor(np.asarray(visual_positions), dtype=torch.long)
@@ -246,12 +249,14 @@ class Knockout:
                 m = torch.zeros(m.shape, dtype=query.dtype).masked_fill(~m, float("-inf"))
             m = m[..., :n_k]
             assert m.dim() == 4 and m.shape[1] == 1, m.shape
-            visible = m[:, 0] > torch.finfo(m.dtype).min / 2  # [B, Tq, Tk]
-            visible[..., self.vis] = False
-            empty = ~visible.any(-1)  # [B, Tq]: no non-visual key left
+            block = torch.zeros(n_q, n_k, dtype=torch.bool)  # the (query, key) edges cut
+            for k, q0 in zip(self.vis.tolist(), self.query_from.tolist()):
+                block[q0:, k] = True
+            visible = (m[:, 0] > torch.finfo(m.dtype).min / 2) & ~block  # [B, Tq, Tk]
+            empty = ~visible.any(-1) & block.any(-1)  # [B, Tq]: a blocked row with no key left
             m = m.expand(m.shape[0], self.n_head, n_q, n_k).clone()
             for h in hs:
-                m[:, h, :, self.vis] = float("-inf")
+                m[:, h].masked_fill_(block, float("-inf"))
             out, w = orig(module, query, key, value, m, *args, **kwargs)  # out [B, Tq, H, hd]
             for h in hs:
                 w[:, h][empty] = 0.0
