@@ -73,8 +73,12 @@ public:
             ggml_tensor* v = ggml_reshape_3d(ctx, g.linear(h, L.wv), hp.head_dim_v, hp.n_head_kv, g.n_tokens);
             q = g.rope(g.rms_norm(q, L.q_norm), GGML_ROPE_TYPE_NEOX, base, fscale);
             k = g.rope(g.rms_norm(k, L.k_norm), GGML_ROPE_TYPE_NEOX, base, fscale);
-            ggml_tensor* a = g.linear(g.attention(il, q, k, v, scale), L.wo);
-            x = ggml_add(ctx, x, g.rms_norm(a, L.attn_post_norm));
+            ggml_tensor* a = g.attention(il, q, k, v, scale);
+            if (il == hp.n_layer - 1) {  // only the output rows go on (see DecoderGraph::output_rows)
+                a = g.output_rows(a);
+                x = g.output_rows(x);
+            }
+            x = ggml_add(ctx, x, g.rms_norm(g.linear(a, L.wo), L.attn_post_norm));
             ggml_tensor* f = g.ffn_geglu(g.rms_norm(x, L.ffn_norm), L);
             x = ggml_add(ctx, x, g.rms_norm(f, L.ffn_post_norm));
         }

@@ -207,15 +207,18 @@ ggml_tensor* DecoderGraph::gelu_tanh(ggml_tensor* x) {
     return ggml_mul(ctx, x, ggml_scale_bias(ctx, t, 0.5f, 0.5f));
 }
 
-ggml_tensor* DecoderGraph::logits(ggml_tensor* x) {
+ggml_tensor* DecoderGraph::output_rows(ggml_tensor* x) {
     const int64_t n_out = static_cast<int64_t>(batch.output_rows.size());
-    if (n_out != n_tokens) {
-        // Project only the rows whose logits are wanted (usually the last one).
+    if (n_out == n_tokens || x->ne[1] == n_out) return x;  // every row wanted, or already selected
+    if (!inp_out_rows_) {
         inp_out_rows_ = ggml_new_tensor_1d(ctx, GGML_TYPE_I32, n_out);
         ggml_set_input(inp_out_rows_);
-        x = ggml_get_rows(ctx, x, inp_out_rows_);
     }
-    x = rms_norm(x, w.output_norm);
+    return ggml_get_rows(ctx, x, inp_out_rows_);
+}
+
+ggml_tensor* DecoderGraph::logits(ggml_tensor* x) {
+    x = rms_norm(output_rows(x), w.output_norm);  // a no-op select when the last layer did it
     return ggml_mul_mat(ctx, w.output, x);
 }
 

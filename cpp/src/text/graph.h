@@ -62,6 +62,11 @@ public:
     ggml_tensor* ffn_geglu(ggml_tensor* x, const LayerWeights& L);
     // tanh-approximated GELU (transformers' gelu_pytorch_tanh) computed in f32.
     ggml_tensor* gelu_tanh(ggml_tensor* x);
+    // Rows batch.output_rows of x [d, n_tokens] (x itself when every row is wanted). Families call
+    // it on the attention output and the residual of the last layer, right after attention: what
+    // follows (output projection, FFN) is then computed only for the rows whose logits are
+    // returned, as llama.cpp does with its inp_out_ids.
+    ggml_tensor* output_rows(ggml_tensor* x);
     // Final norm + LM head on the output rows only: [n_vocab, n_out].
     ggml_tensor* logits(ggml_tensor* x);
 

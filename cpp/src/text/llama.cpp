@@ -34,8 +34,12 @@ ggml_tensor* build_llama_like(DecoderGraph& g, int rope_mode) {
         ggml_tensor* v = ggml_reshape_3d(ctx, g.linear(h, L.wv, L.bv), hp.head_dim_v, hp.n_head_kv, g.n_tokens);
         q = g.rope(q, rope_mode, hp.rope_freq_base, hp.rope_freq_scale);
         k = g.rope(k, rope_mode, hp.rope_freq_base, hp.rope_freq_scale);
-        ggml_tensor* a = g.linear(g.attention(il, q, k, v, scale), L.wo, L.bo);
-        x = ggml_add(ctx, x, a);
+        ggml_tensor* a = g.attention(il, q, k, v, scale);
+        if (il == hp.n_layer - 1) {  // only the output rows go on (see DecoderGraph::output_rows)
+            a = g.output_rows(a);
+            x = g.output_rows(x);
+        }
+        x = ggml_add(ctx, x, g.linear(a, L.wo, L.bo));
         ggml_tensor* f = g.ffn_swiglu(g.rms_norm(x, L.ffn_norm), L);
         x = ggml_add(ctx, x, f);
     }
