@@ -484,6 +484,20 @@ def make_refs(family: str, data: Path, work: Path, log) -> dict:
     return r
 
 
+def in_work_dir(family: str, prefix: str, fn):
+    """fn(work) with a fresh temporary folder for the fixture rebuild, removed afterwards."""
+    work = Path(tempfile.mkdtemp(prefix=f"{prefix}-{family}-"))
+    try:
+        return fn(work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def save_refs(family: str, path: Path, arrays: dict) -> None:
+    C.save_npz(path, arrays)
+    print(f"[{family}] wrote {path} ({path.stat().st_size} bytes)", flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("families", nargs="*", help=f"subset of {FAMILIES}")
@@ -501,15 +515,9 @@ def main() -> int:
         if f not in FAMILIES:
             ap.error(f"unknown family {f}")
     for f in fams:
-        work = Path(tempfile.mkdtemp(prefix=f"abl-{f}-"))
-        try:
-            r = make_refs(f, args.data, work, lambda s: print(s, flush=True))
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+        r = in_work_dir(f, "abl", lambda work, f=f: make_refs(f, args.data, work, lambda s: print(s, flush=True)))
         if not args.dry_run:
-            path = args.data / f / "ablation_ref.npz"
-            C.save_npz(path, r)
-            print(f"[{f}] wrote {path} ({path.stat().st_size} bytes)", flush=True)
+            save_refs(f, args.data / f / "ablation_ref.npz", r)
     return 0
 
 

@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fixtures import common as C  # noqa: E402
-from make_ablation_refs import REBUILD_TOL, Knockout, maxdiff, rebuild, run, text_attn_modules  # noqa: E402
+from make_ablation_refs import REBUILD_TOL, Knockout, in_work_dir, maxdiff, rebuild, run, save_refs, text_attn_modules  # noqa: E402
 
 FAMILIES = ["llava", "idefics3", "qwen2vl", "qwen25vl", "gemma3vl"]
 SINK = 4
@@ -80,14 +78,8 @@ def main() -> int:
     for f in args.families or FAMILIES:
         if f not in FAMILIES:
             ap.error(f"unknown family {f}")
-        work = Path(tempfile.mkdtemp(prefix=f"sparse-{f}-"))
-        try:
-            r = make(f, args.data, work)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-        path = args.data / f / "sparse_ref.npz"
-        C.save_npz(path, r)
-        print(f"[{f}] wrote {path} ({path.stat().st_size} bytes)", flush=True)
+        r = in_work_dir(f, "sparse", lambda work, f=f: make(f, args.data, work))
+        save_refs(f, args.data / f / "sparse_ref.npz", r)
     return 0
 
 
