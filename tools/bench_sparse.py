@@ -4,9 +4,10 @@ Random-weight models with the text shapes of SmolVLM-256M (Q8_0) and Qwen2-VL-2B
 quantized by llama.cpp's quantizer, with vision towers of the real shapes (f16); 1/4/16 images;
 CoRe = 5% and 10% of the KV heads (a fixed random choice: with random weights no ranking means
 anything); llama.cpp dense (llama-cpp-python's mtmd) on the same files and prompt. Every
-configuration runs in its own process (peak RSS). Reported per cell: decode tok/s, time to first
-token, KV bytes held, peak RSS, and the bytes read per decoded token (weights + KV at the middle
-of the generation) whose dense/sparse ratio bounds the decode speed-up.
+configuration runs in its own process (peak RSS); llama.cpp's own llama-mtmd-cli (dense, built
+from the pinned tree by tools/native_peer.py) runs on the same files and images too. Reported per
+cell: decode tok/s, time to first token, KV bytes held, peak RSS, and the bytes read per decoded
+token (weights + KV at the middle of the generation) whose dense/sparse ratio bounds the decode speed-up.
 """
 
 from __future__ import annotations
@@ -170,8 +171,10 @@ def _llama_cpp(spec: dict, imgs: list[np.ndarray]) -> dict:
 
     threads, n_gen = spec["threads"], spec["n_gen"]
     n_batch = min(512, spec["n_ctx"])  # llama.cpp caps its batch at n_ctx; mtmd must not ask for more
-    llm = llama_cpp.Llama(spec["model"], n_ctx=spec["n_ctx"], n_batch=n_batch, n_ubatch=n_batch, n_threads=threads,
-                          n_threads_batch=threads, flash_attn=True, verbose=False)
+    from llama_cpp_peer import load_llama  # extra CPU buffer types off (AMX hosts)
+
+    llm = load_llama(spec["model"], n_ctx=spec["n_ctx"], n_batch=n_batch, n_ubatch=n_batch, n_threads=threads,
+                     n_threads_batch=threads, flash_attn=True, verbose=False)
     params = mtmd_cpp.mtmd_context_params_default()
     params.use_gpu = False
     params.print_timings = False
@@ -222,6 +225,28 @@ def _run(spec: dict) -> dict:
         lines = (out.stderr or out.stdout).strip().splitlines()
         return {"error": lines[-1] if lines else f"exit {out.returncode}"}
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def native_mtmd(spec: dict) -> dict:
+    """llama.cpp's own llama-mtmd-cli (tools/native_peer.py, timed as native_peer.mtmd_cli says) dense
+    on the same files, images and question (chatml template: the random-weight models carry none)."""
+    import tempfile
+
+    import native_peer
+    from llama_cpp_peer import PeerCrashed
+    from PIL import Image
+
+    (img,) = images(1, spec["side"])
+    with tempfile.TemporaryDirectory() as tmp:
+        png = Path(tmp) / "image.png"
+        Image.fromarray(img).save(png)
+        try:
+            r = native_peer.mtmd_cli(Path(spec["model"]), Path(spec["mmproj"]), [png] * spec["n_images"],
+                                     "<__media__>" * spec["n_images"] + QUESTION, spec["threads"], spec["n_gen"],
+                                     n_ctx=spec["n_ctx"], extra=["--chat-template", "chatml"])
+        except PeerCrashed as e:
+            return {"error": str(e)}
+    return {"decode_tok_s": r["decode_tok_s"], "ttft_s": r["ttft_s"], "encode_s": sum(r["encode_ms"]) / 1000}
 
 
 def weight_bytes_per_token(model: Path) -> int:
@@ -279,6 +304,8 @@ def run(args, cache: Path, llama_cpp_tree, quantize) -> dict:
                 row["llama_cpp"] = _run(dict(base, mode="llama.cpp"))
                 row["llama_cpp"]["kv_allocated"] = base["n_ctx"] * per_tok  # llama.cpp: n_ctx x every head
             print(f"{which} x{n_img} llama.cpp: {row['llama_cpp']}", file=sys.stderr, flush=True)
+            row["llama_mtmd_cli"] = native_mtmd(base) if not args.no_llama_cpp else {"error": "skipped"}
+            print(f"{which} x{n_img} llama-mtmd-cli: {row['llama_mtmd_cli']}", file=sys.stderr, flush=True)
             rows.append(row)
     return {"bench": "sparse", "rows": rows, "note": note(args)}
 
@@ -321,11 +348,17 @@ def markdown(result: dict) -> str:
                          f"{s['speedup']:.2f}x | {s['bound']:.2f}x{ob} | {s['ttft_s']:.1f} ({s['ttft_warm_s']:.1f}) | "
                          f"{mib(s['kv_bytes'])} | {s['visual_kv_ratio']:.1%} | {mib(s['peak_rss'])} | "
                          f"{mib(s['bytes_per_token'])} |")
+        nat = r.get("llama_mtmd_cli", {"error": "not run"})
+        if "error" in nat:
+            lines.append(f"| | | | llama-mtmd-cli dense | not run: {nat['error']} | | | | | | | |")
+        else:
+            lines.append(f"| | | | llama-mtmd-cli dense | {nat['decode_tok_s']:.1f} | "
+                         f"{nat['decode_tok_s'] / d['decode_tok_s']:.2f}x | | {nat['ttft_s']:.1f} | | 100% | | |")
         ll = r["llama_cpp"]
         if "error" in ll:
-            lines.append(f"| | | | llama.cpp dense | not run: {ll['error']} | | | | | | | |")
+            lines.append(f"| | | | llama-cpp-python dense | not run: {ll['error']} | | | | | | | |")
         else:
-            lines.append(f"| | | | llama.cpp dense | {ll['decode_tok_s']:.1f} | "
+            lines.append(f"| | | | llama-cpp-python dense | {ll['decode_tok_s']:.1f} | "
                          f"{ll['decode_tok_s'] / d['decode_tok_s']:.2f}x | | {ll['ttft_s']:.1f} | "
                          f"{mib(ll['kv_allocated'])} | 100% | {mib(ll['peak_rss'])} | |")
     return "\n".join(lines) + "\n\n" + result["note"]

@@ -309,8 +309,10 @@ class MtmdRunner:
         self.lc, self.mtmd = llama_cpp, mtmd
         self.log: list[str] = []
         _quiet_mtmd(mtmd, self.log)
-        self.llm = llama_cpp.Llama(str(model), n_ctx=n_ctx, n_batch=512, n_ubatch=512, n_threads=threads,
-                                   n_threads_batch=threads, flash_attn=True, verbose=False)
+        from llama_cpp_peer import load_llama  # extra CPU buffer types off (AMX hosts)
+
+        self.llm = load_llama(model, n_ctx=n_ctx, n_batch=512, n_ubatch=512, n_threads=threads,
+                              n_threads_batch=threads, flash_attn=True, verbose=False)
         p = mtmd.mtmd_context_params_default()
         p.use_gpu = False
         p.print_timings = False
@@ -493,6 +495,26 @@ def bench_model(spec: dict, threads: int, n_ctx: int, n_gen: int) -> dict:
     return out
 
 
+def native_mtmd(spec: dict, threads: int, n_ctx: int, n_gen: int, reps: int) -> dict:
+    """llama.cpp's own llama-mtmd-cli (built from the pinned tree, tools/native_peer.py) on the same
+    files and image: `reps` runs, medians; how it is timed: native_peer.mtmd_cli. It formats the
+    question with a chat template (chatml: the random-weight models carry none), so its prompt
+    differs from corehead's by a few text tokens."""
+    import tempfile
+
+    import native_peer
+    from PIL import Image
+
+    with tempfile.TemporaryDirectory() as tmp:
+        png = Path(tmp) / "image.png"
+        Image.fromarray(spec["image"]).save(png)
+        runs = [native_peer.mtmd_cli(spec["file"], spec["mmproj"], [png], "<__media__>What is this?", threads, n_gen,
+                                     n_ctx=n_ctx, extra=["--chat-template", "chatml"]) for _ in range(reps)]
+    return {"encode_s": statistics.median(sum(r["encode_ms"]) / 1000 for r in runs),
+            "ttft_s": statistics.median(r["ttft_s"] for r in runs),
+            "decode_tok_s": statistics.median(r["decode_tok_s"] for r in runs), "runs": runs}
+
+
 def run_vision(args) -> dict:
     specs = model_specs(args)
     rows = []
@@ -511,6 +533,24 @@ def run_vision(args) -> dict:
                         row[name].update(in_child(_rss_child, name, str(spec["file"]), str(spec["mmproj"]),
                                                    spec["prompt"], spec["image"], threads, args.n_ctx,
                                                    args.vision_gen))
+            # llama-mtmd-cli is timed per process with millisecond log stamps: meaningless for the
+            # ~1 ms fixtures, so it runs on the real-shape models only.
+            if not args.no_native and not spec["model"].startswith("fixture"):
+                from llama_cpp_peer import PeerCrashed
+
+                try:
+                    # decode over >= 128 tokens: its tok/s is a difference of two process wall times
+                    row["llama_mtmd_cli"] = native_mtmd(spec, threads, args.n_ctx, max(128, args.vision_gen),
+                                                        spec["reps"])
+                    nat, c = row["llama_mtmd_cli"], row["corehead"]
+                    row["native_encode_ratio"] = nat["encode_s"] / c["encode_s"]
+                    row["native_ttft_ratio"] = nat["ttft_s"] / c["ttft_s"]
+                    row["native_decode_ratio"] = c["decode_tok_s"] / nat["decode_tok_s"]
+                    print(f"  llama-mtmd-cli: encode {nat['encode_s']:.3f} s ({row['native_encode_ratio']:.2f}x), "
+                          f"ttft {nat['ttft_s']:.3f} s ({row['native_ttft_ratio']:.2f}x), decode "
+                          f"{nat['decode_tok_s']:.1f} tok/s ({row['native_decode_ratio']:.2f}x)", file=sys.stderr)
+                except PeerCrashed as e:
+                    row["llama_mtmd_cli"] = {"skipped": str(e)}
             c, ll = row["corehead"], row["llama_cpp"]
             if "skipped" in ll:
                 print(f"  corehead encode {c['encode_s']:.3f} s, ttft {c['ttft_s']:.3f} s, decode "
@@ -535,10 +575,11 @@ def _ratio(r: dict, k: str) -> str:
 
 
 def markdown_vision(result: dict) -> str:
-    lines = ["| model | threads | image -> visual tokens | encode s corehead | llama.cpp | ratio | TTFT s corehead "
-             "| llama.cpp | ratio | decode tok/s corehead | llama.cpp | ratio | peak RSS MiB corehead / llama.cpp "
-             "| load |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | threads | image -> visual tokens | encode s corehead | llama-cpp-python mtmd | ratio "
+             "| llama-mtmd-cli | ratio | TTFT s corehead | llama-cpp-python mtmd | ratio | llama-mtmd-cli | ratio "
+             "| decode tok/s corehead | llama-cpp-python | ratio | llama-mtmd-cli | ratio "
+             "| peak RSS MiB corehead / llama-cpp-python | load |",
+             "|" + "---|" * 20]
     notes = []
     for r in result["rows"]:
         if "failed" in r:
@@ -554,10 +595,16 @@ def markdown_vision(result: dict) -> str:
             vis += f" / {ll['visual_tokens']}"
         rss = f"{c.get('peak_rss_mib', 0):.0f} / {ll.get('peak_rss_mib', 0):.0f}" if "peak_rss_mib" in c else "-"
 
+        nat = r.get("llama_mtmd_cli", {})
+        if "skipped" in nat:
+            notes.append(f"{r['model']}: llama-mtmd-cli not run ({nat['skipped']}).")
         lines.append(f"| {r['model']} | {r['threads']} | {w}x{h} -> {vis} | {_num(c, 'encode_s', '.4f')} | "
-                     f"{_num(ll, 'encode_s', '.4f')} | {_ratio(r, 'encode_ratio')} | {_num(c, 'ttft_s', '.4f')} | "
-                     f"{_num(ll, 'ttft_s', '.4f')} | {_ratio(r, 'ttft_ratio')} | {_num(c, 'decode_tok_s', '.1f')} | "
-                     f"{_num(ll, 'decode_tok_s', '.1f')} | {_ratio(r, 'decode_ratio')} | {rss} | "
+                     f"{_num(ll, 'encode_s', '.4f')} | {_ratio(r, 'encode_ratio')} | {_num(nat, 'encode_s', '.4f')} | "
+                     f"{_ratio(r, 'native_encode_ratio')} | {_num(c, 'ttft_s', '.4f')} | "
+                     f"{_num(ll, 'ttft_s', '.4f')} | {_ratio(r, 'ttft_ratio')} | {_num(nat, 'ttft_s', '.4f')} | "
+                     f"{_ratio(r, 'native_ttft_ratio')} | {_num(c, 'decode_tok_s', '.1f')} | "
+                     f"{_num(ll, 'decode_tok_s', '.1f')} | {_ratio(r, 'decode_ratio')} | "
+                     f"{_num(nat, 'decode_tok_s', '.1f')} | {_ratio(r, 'native_decode_ratio')} | {rss} | "
                      f"{r['load_before'].split()[0]} |")
     table = "\n".join(lines)
     return table + ("\n\n" + "\n".join(f"- {n}" for n in notes) if notes else "")
@@ -567,6 +614,7 @@ def add_arguments(ap) -> None:
     g = ap.add_argument_group("vision")
     g.add_argument("--no-fixtures", action="store_true", help="vision: skip the tiny test fixtures")
     g.add_argument("--no-rss", action="store_true", help="vision: skip the fresh-process peak RSS runs")
+    g.add_argument("--no-native", action="store_true", help="vision: skip llama.cpp's own llama-mtmd-cli")
     g.add_argument("--llava", action="store_true", help="vision: add the LLaVA-style model (CLIP ViT-B/16)")
     g.add_argument("--only", nargs="*", default=[], help="vision: models whose name contains one of these")
     g.add_argument("--also-threads", type=int, nargs="*", default=[], help="vision: more thread counts to run")
