@@ -95,44 +95,73 @@ _ENCODE_MS = re.compile(r"mtmd batch encoding done in\s+(\d+)\s*ms|slice encoded
 _STAMP = re.compile(r"^(\d+)\.(\d+)\.(\d+)\.(\d+) I encoding mtmd batch", re.M)
 
 
-def _mtmd_once(args: list[str], n_gen: int) -> dict:
-    t = time.perf_counter()
-    proc = run_tool(args + ["-n", str(n_gen)])
-    wall = time.perf_counter() - t
-    log = proc.stdout + proc.stderr
+def _mtmd_run(args: list[str], timeout: float) -> dict:
+    """One llama-mtmd-cli process: stdout (the generated text only, flushed per token) read as it
+    arrives, with the times of its non-empty chunks; stderr (its timestamped log) at the end."""
+    import threading
+
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    err: list[bytes] = []
+    reader = threading.Thread(target=lambda: err.append(proc.stderr.read()), daemon=True)
+    reader.start()
+    stamps: list[float] = []
+    while proc.stdout.read1(4096):  # one chunk per flushed token, or several when this reader lags
+        stamps.append(time.perf_counter() - t0)
+    try:
+        rc = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        proc.kill()
+        raise PeerCrashed(f"llama-mtmd-cli hung (no answer in {timeout:.0f} s) on {host_cpu()}") from e
+    wall = time.perf_counter() - t0
+    reader.join()
+    log = b"".join(err).decode("utf-8", "replace")
+    if rc < 0:
+        raise PeerCrashed(f"llama-mtmd-cli died with {signal.Signals(-rc).name} on {host_cpu()}")
+    if rc != 0:
+        raise PeerCrashed(f"llama-mtmd-cli exited with {rc}: {log.strip()[-800:]}")
     m = _STAMP.search(log)
     if not m:
         raise PeerCrashed("llama-mtmd-cli printed no 'encoding mtmd batch' line (log format changed?)")
     mn, ss, ms, us = (int(x) for x in m.groups())
-    return {"wall_s": wall, "ready_s": mn * 60 + ss + ms / 1e3 + us / 1e6,
+    return {"stamps": stamps, "wall_s": wall, "ready_s": mn * 60 + ss + ms / 1e3 + us / 1e6,
             "encode_ms": [float(a or b) for a, b in _ENCODE_MS.findall(log)]}
 
 
 def mtmd_cli(model: Path, mmproj: Path, images: list[Path], prompt: str, threads: int, n_gen: int,
-             n_ctx: int = 8192, extra: list[str] | None = None) -> dict:
-    """llama-mtmd-cli (greedy, fixed seed, EOS ignored), twice: generating 1 token and 1 + n_gen.
-    This build does not print its perf counters in this mode (the log worker is not flushed at
-    exit), so times come from its timestamped log and the process wall time:
-    ttft = wall(1 token) - the log time at which it starts encoding the images (model load and
-    tokenization before it are excluded; encode, prefill, the first token and exit included);
-    decode tok/s = n_gen / the difference of the two runs' (wall - log time of encoding - encode
-    time), so the load and encode times of the two runs, which vary by seconds for many images,
-    cancel; encode = its own "encoding done in" ms. Decode stays the least exact of the three
-    (prefill time varies between the runs too): use it for long generations."""
+             n_ctx: int = 8192, extra: list[str] | None = None, timeout: float = 3600.0) -> dict:
+    """llama-mtmd-cli (greedy, fixed seed, EOS ignored), timed from the outside: this build prints
+    no perf counters in single-turn mode (its log worker is not flushed at exit). Its stdout holds
+    only the generated text, flushed per token: ttft = its first byte - the log time at which it
+    starts encoding the images (model load and tokenization excluded); decode tok/s = tokens after
+    the first / (last byte - first byte); encode = its own "encoding done in" ms. Tokens whose text
+    is empty (random-weight models greedy-decode unused tokens) print nothing; then a second run
+    of 1 token is made, ttft = its wall time - that log time, and decode = n_gen - 1 tokens over
+    the difference of the two runs' times after their encodes (`timing` says which was used)."""
     exe = bin_dir() / "llama-mtmd-cli"
-    args = [str(exe), "-m", str(model), "--mmproj", str(mmproj), "-p", prompt, "-t", str(threads),
-            "-c", str(n_ctx), "-b", "2048", "-ub", "2048", "--temp", "0", "--seed", "1", "-fa", "on", "--no-repack",
-            "--no-warmup", "--ignore-eos", *(extra or [])]
-    for img in images:
-        args += ["--image", str(img)]
-    one = _mtmd_once(args, 1)
-    more = _mtmd_once(args, 1 + n_gen)
-    def after_encode(r: dict) -> float:
-        return r["wall_s"] - r["ready_s"] - sum(r["encode_ms"]) / 1000
 
-    decode = after_encode(more) - after_encode(one)
-    return {"encode_ms": one["encode_ms"], "ttft_s": one["wall_s"] - one["ready_s"],
-            "decode_tok_s": n_gen / decode if decode > 0 else float("nan"), "wall_s": [one["wall_s"], more["wall_s"]]}
+    def args(n: int) -> list[str]:
+        a = [str(exe), "-m", str(model), "--mmproj", str(mmproj), "-p", prompt, "-t", str(threads), "-n", str(n),
+             "-c", str(n_ctx), "-b", "2048", "-ub", "2048", "--temp", "0", "--seed", "1", "-fa", "on", "--no-repack",
+             "--no-warmup", "--ignore-eos", *(extra or [])]
+        for img in images:
+            a += ["--image", str(img)]
+        return a
+
+    r = _mtmd_run(args(n_gen), timeout)
+    out = {"encode_ms": r["encode_ms"], "wall_s": r["wall_s"]}
+    if len(r["stamps"]) >= n_gen // 2:
+        st = r["stamps"]
+        return {**out, "timing": "stdout", "ttft_s": st[0] - r["ready_s"],
+                "decode_tok_s": (n_gen - 1) / (st[-1] - st[0])}
+    one = _mtmd_run(args(1), timeout)
+
+    def after_encode(x: dict) -> float:
+        return x["wall_s"] - x["ready_s"] - sum(x["encode_ms"]) / 1000
+
+    decode = after_encode(r) - after_encode(one)
+    return {**out, "timing": "two runs (no text output)", "ttft_s": one["wall_s"] - one["ready_s"],
+            "decode_tok_s": (n_gen - 1) / decode if decode > 0 else float("nan")}
 
 
 def quantize(src: Path, dst: Path, quant: str, threads: int | None = None) -> Path:
