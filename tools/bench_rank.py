@@ -9,7 +9,7 @@ answer, query = "answer", corehead's image-embedding cache off so every probe en
 - prefill: a plain corehead prefill of the same prompt + answer (`eng.logits(prompt + answer,
   images=[image])`): target rank / prefill <= 1.2x;
 - transformers: the same RAM with transformers eager attention in float32: image processor, the
-  base model's forward with `output_attentions=True` (no LM head), then the DESIGN §4 reduction of
+  base model's forward with `output_attentions=True` (no LM head), then the docs/architecture.md §4 reduction of
   the answer rows with the same relevance vectors (taken from corehead; computing them is
   microseconds): target >= 10x slower and >= 5x more peak memory than rank.
 
@@ -240,7 +240,7 @@ def _prepare(model: str, mmproj: str, template: str, image: str, n_probes: int) 
             n = len(eng.multimodal_tokens(template.format(q=q), [image])) - base
         prompt = template.format(q=q)
         n_prompt = len(eng.multimodal_tokens(prompt, [image]))
-        ids, vis = eng._mm_tokens(prompt + ANSWER, [image])
+        ids, vis = eng.prepare(prompt + ANSWER, [image])
         w, h = Image.open(image).size
         rng = np.random.default_rng(0)
         probes = []

@@ -1,4 +1,4 @@
-"""Head ablation (DESIGN §5): zero, mean and knockout interventions on chosen heads.
+"""Head ablation (docs/architecture.md §5): zero, mean and knockout interventions on chosen heads.
 
     with eng.ablated(ranking.top(0.05), method="zero"):
         eng.generate(...)
@@ -64,12 +64,9 @@ def head_means(eng: Engine, prompts: Iterable) -> np.ndarray:
     total, count = None, 0
     for p in prompts:
         if isinstance(p, Probe) and p.image is not None:
-            sums, n = eng._native().head_output_sums_images(
-                eng._mm_prompt(probe_prompt(eng, p)), eng._images(load_images([p.image])), eng.image_marker)
+            arr, n = eng.head_output_sums(probe_prompt(eng, p), images=load_images([p.image]))
         else:
-            ids = eng._token_ids(probe_prompt(eng, p) if isinstance(p, Probe) else p)
-            sums, n = eng._native().head_output_sums(ids)
-        arr = np.asarray(sums, dtype=np.float64)
+            arr, n = eng.head_output_sums(probe_prompt(eng, p) if isinstance(p, Probe) else p)
         total = arr if total is None else total + arr
         count += n
     if total is None or count == 0:
@@ -116,7 +113,7 @@ def ablated(eng: Engine, heads, method: str = "zero", reference: Sequence | None
             if reference is None:
                 raise ValueError("method='mean' needs reference= prompts (or probes) to average the heads' "
                                  "outputs over")
-            means = eng._cached_head_means(reference)
+            means = eng.head_means(reference, cached=True)
         want = (info["n_layer"], info["n_head"], info["n_embd"] // info["n_head"])
         means = np.asarray(means, dtype=np.float32)
         if means.ndim != 3 or means.shape[:2] != want[:2]:

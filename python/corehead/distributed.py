@@ -109,7 +109,7 @@ class _Worker:
         return out
 
     def head_means(self, reference) -> np.ndarray:
-        return self.eng._cached_head_means(reference)
+        return self.eng.head_means(reference, cached=True)
 
     def answer(self, chunk: list, metric: str, max_tokens: int, head_sets: list, method: str, means) -> list:
         """Per probe: [(answer, correct)] unablated, then with each head set ablated."""

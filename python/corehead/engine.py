@@ -83,7 +83,7 @@ class Engine:
             model_path, mmproj_path, n_threads or 0, n_ctx, backend, kv_type, n_batch, core_kv, sink, visual_budget
         )
         self._interventions: tuple[list, list, list, list] = ([], [], [], [])
-        self._head_mean_cache: dict = {}
+        self._head_mean_cache: dict = {}  # head_means(..., cached=True)
         self._core = _Serialized(self._core)  # one call at a time per Engine (see _Serialized)
         native_tok = self._core.tokenizer
         self._tokenizer = Tokenizer(_native=native_tok) if native_tok is not None else None
@@ -161,7 +161,7 @@ class Engine:
         return self.tokenizer.detokenize(ids, remove_special=remove_special)
 
     # -- text --------------------------------------------------------------------------------
-    def _token_ids(self, prompt: str | Sequence[int]) -> list[int]:
+    def token_ids(self, prompt: str | Sequence[int]) -> list[int]:
         """A prompt as token ids: a list of ints is taken as is (checked), a str is tokenized."""
         if isinstance(prompt, str):
             if not prompt:
@@ -188,8 +188,9 @@ class Engine:
     #: is replaced by the model's image token layout; without markers the images go first.
     image_marker: str = "<__media__>"
 
-    def _images(self, images) -> list[np.ndarray]:
-        """`images` loaded as (H, W, 3) uint8 arrays; [] when there are none."""
+    def load_images(self, images) -> list[np.ndarray]:
+        """`images` (paths, PIL images or arrays) loaded as (H, W, 3) uint8 arrays, [] when there
+        are none; a ValueError when this engine has no vision projector."""
         if images is None or (isinstance(images, (list, tuple)) and not images):
             return []
         if self._native().vision_info is None:
@@ -207,26 +208,27 @@ class Engine:
     def multimodal_tokens(self, prompt: str, images) -> np.ndarray:
         """The token ids of `prompt` with its images expanded as the model's processor does
         (the image placeholder id at the visual positions)."""
-        return self._mm_tokens(prompt, images)[0]
+        return self.prepare(prompt, images)[0]
 
     def visual_token_positions(self, prompt: str, images) -> np.ndarray:
         """Context positions (int32) of the visual tokens of `prompt` with `images`, in order."""
-        return self._mm_tokens(prompt, images)[1]
+        return self.prepare(prompt, images)[1]
 
-    def _mm_tokens(self, prompt: str, images) -> tuple[np.ndarray, np.ndarray]:
-        """(token ids, visual positions) of a multimodal prompt, from one preprocessing pass."""
-        return self._native().tokenize_images(self._mm_prompt(prompt), self._images(images), self.image_marker)
+    def prepare(self, prompt: str, images) -> tuple[np.ndarray, np.ndarray]:
+        """The layout of a multimodal prompt, from one preprocessing pass: (token ids with the
+        image placeholder id at the visual positions, the visual positions)."""
+        return self._native().tokenize_images(self._mm_prompt(prompt), self.load_images(images), self.image_marker)
 
     def visual_token_boxes(self, image) -> np.ndarray:
         """For every visual token of `image`, in context order (tiles row-major, then the global
         view where the model has one), the rectangle of the original image it covers:
         float32 ``[n_visual, 4]`` as (x0, y0, x1, y1) in pixels."""
-        (img,) = self._images([image])
+        (img,) = self.load_images([image])
         return self._native().visual_token_boxes(img)
 
     def encode_image(self, image) -> np.ndarray:
         """The projector output for `image` (what replaces its visual tokens): ``[n_visual, n_embd]``."""
-        (img,) = self._images([image])
+        (img,) = self.load_images([image])
         return self._native().encode_image(img)
 
     @property
@@ -257,16 +259,16 @@ class Engine:
     def preprocess_image(self, image) -> list[np.ndarray]:
         """The encoder inputs for `image` after resizing / cropping / tiling and normalization:
         one float32 ``[3, H, W]`` array per view (tiles, then the global view)."""
-        (img,) = self._images([image])
+        (img,) = self.load_images([image])
         return self._native().preprocess_image(img)
 
     def logits(self, prompt: str | Sequence[int], images: Sequence = (), all_positions: bool = False) -> np.ndarray:
         """Next-token logits (float32): ``[n_vocab]`` for the last position, or
         ``[n_tokens, n_vocab]`` for every position when ``all_positions``."""
-        imgs = self._images(images)
+        imgs = self.load_images(images)
         if imgs:
             return self._native().logits_images(self._mm_prompt(prompt), imgs, bool(all_positions), self.image_marker)
-        return self._native().logits(self._token_ids(prompt), bool(all_positions))
+        return self._native().logits(self.token_ids(prompt), bool(all_positions))
 
     def attention(self, prompt: str | Sequence[int], images: Sequence = (), positions: Sequence[int] | None = None,
                   layers: Sequence[int] | None = None) -> np.ndarray:
@@ -295,14 +297,14 @@ class Engine:
 
     def _taps(self, prompt, images, positions, layers, full_rows: bool, relevance: np.ndarray | None) -> dict:
         pos, lay = _int_list(positions, "positions"), _int_list(layers, "layers")
-        imgs = self._images(images)
+        imgs = self.load_images(images)
         if imgs:
             # The expanded length is known only after preprocessing: the native call checks
             # that relevance holds n_regions x n_tokens values.
             rel = relevance if relevance is not None else np.zeros((0, 0), np.float32)
             return self._native().attention_images(self._mm_prompt(prompt), imgs, self.image_marker, pos, lay,
                                                    full_rows, rel.ravel().tolist(), len(rel))
-        ids = self._token_ids(prompt)
+        ids = self.token_ids(prompt)
         rel = self._check_relevance(relevance, len(ids))
         return self._native().attention(ids, pos, lay, full_rows, rel.ravel().tolist(), len(rel))
 
@@ -331,10 +333,38 @@ class Engine:
         return sparse.sparse(self, heads, visual_budget=visual_budget, sink=sink, core_fraction=core_fraction)
 
     def kv_stats(self) -> dict:
-        """Bytes the KV cache holds now, per group (full = CoRe KV heads, compact = the others)."""
-        from corehead import sparse
+        """Bytes the KV cache holds now, per group: ``full`` = the CoRe KV heads (every KV head when
+        dense), every token; ``compact`` = the other KV heads, the tokens they keep. ``bytes`` counts
+        the tokens in use (K and V), ``allocated_bytes`` the backend buffers."""
+        s = self._native().kv_stats()
+        full = {"kv_heads": int(sum(s["core_kv_heads"])), "tokens": s["n_tokens"], "bytes": s["full_bytes"],
+                "allocated_bytes": s["full_allocated"]}
+        compact = {"kv_heads": int(sum(s["other_kv_heads"])), "tokens": s["compact_tokens"],
+                   "bytes": s["compact_bytes"], "allocated_bytes": s["compact_allocated"]}
+        return {"mode": "sparse" if s["sparse"] else "dense", "tokens": s["n_tokens"],
+                "bytes": s["full_bytes"] + s["compact_bytes"],
+                "allocated_bytes": s["full_allocated"] + s["compact_allocated"],
+                "groups": {"full": full, "compact": compact},
+                "per_layer": {"core_kv_heads": list(s["core_kv_heads"]), "other_kv_heads": list(s["other_kv_heads"])}}
 
-        return sparse.kv_stats(self)
+    @contextmanager
+    def kv_mode(self, core_kv_heads=None, sink: int = 4, visual_budget: int = 0):
+        """Context manager, low level: the block runs on the CoRe-sparse KV cache whose CoRe KV heads
+        are `core_kv_heads` ((layer, kv_head) pairs; None = the dense cache); the previous mode comes
+        back afterwards. :meth:`sparse` is the friendly form (query heads, rankings, fractions)."""
+        native = self._native()
+        previous = native.sparse_options
+        if core_kv_heads is None:
+            native.set_sparse(None)
+        else:
+            native.set_sparse(core_kv_heads, sink, visual_budget)
+        try:
+            yield self
+        finally:
+            if previous is None:
+                native.set_sparse(None)
+            else:
+                native.set_sparse(*previous)
 
     # -- head interventions ---------------------------------------------------------------------
     def ablated(self, heads, method: str = "zero", reference=None, knockout_keys=(), means=None):
@@ -364,20 +394,30 @@ class Engine:
                                        method=method, metric=metric, reference=reference, seed=seed,
                                        progress=progress, max_tokens=max_tokens)
 
-    def head_means(self, prompts) -> np.ndarray:
-        """Mean output of every head over all positions of `prompts`: [n_layer, n_head, head_dim]."""
+    def head_means(self, prompts, cached: bool = False) -> np.ndarray:
+        """Mean output of every head over all positions of `prompts` (text, token ids or probes):
+        [n_layer, n_head, head_dim]. `cached=True` computes it once per engine and reference set,
+        always on the unablated model (what mean ablation replaces a head's output with)."""
         from corehead import ablation
 
-        return ablation.head_means(self, prompts)
-
-    def _cached_head_means(self, reference) -> np.ndarray:
-        from corehead.ablation import reference_key
-
-        key = reference_key(reference)
+        if not cached:
+            return ablation.head_means(self, prompts)
+        key = ablation.reference_key(prompts)
         if key not in self._head_mean_cache:
             with self.interventions([]):  # means of the unablated model
-                self._head_mean_cache[key] = self.head_means(reference)
+                self._head_mean_cache[key] = ablation.head_means(self, prompts)
         return self._head_mean_cache[key]
+
+    def head_output_sums(self, prompt, images=None) -> tuple[np.ndarray, int]:
+        """Σ over every position of `prompt` (with `images`) of each head's output (before the
+        output projection): ([n_layer, head_dim * n_head] float64 in ggml order, n positions)."""
+        native = self._native()
+        if images:
+            sums, n = native.head_output_sums_images(self._mm_prompt(prompt), self.load_images(images),
+                                                     self.image_marker)
+        else:
+            sums, n = native.head_output_sums(self.token_ids(prompt))
+        return np.asarray(sums, dtype=np.float64), int(n)
 
     @property
     def active_interventions(self) -> tuple[list, list, list, list]:
@@ -421,14 +461,14 @@ class Engine:
             check_real(v, n) for v, n in ((temperature, "temperature"), (top_p, "top_p"), (min_p, "min_p"),
                                           (repeat_penalty, "repeat_penalty")))
         on_token = _token_callback(on_token)
-        imgs = self._images(images)
+        imgs = self.load_images(images)
         if imgs:
             return self._native().generate_images(
                 self._mm_prompt(prompt), imgs, max_tokens, float(temperature), int(top_k), float(top_p),
                 float(min_p), float(repeat_penalty), int(repeat_last_n), seed, bool(stop_at_eog), on_token,
                 self.image_marker)
         return self._native().generate(
-            self._token_ids(prompt), max_tokens, float(temperature), int(top_k), float(top_p), float(min_p),
+            self.token_ids(prompt), max_tokens, float(temperature), int(top_k), float(top_p), float(min_p),
             float(repeat_penalty), int(repeat_last_n), seed, bool(stop_at_eog), on_token)
 
     def stream_ids(self, prompt: str | Sequence[int], **kwargs) -> Iterator[int]:
@@ -478,7 +518,7 @@ class Engine:
         stops = [stop] if isinstance(stop, str) else list(stop)
         if any(not isinstance(s, str) or not s for s in stops):
             raise ValueError("stop must be a non-empty str or a sequence of non-empty strs")
-        imgs = self._images(images)  # decoded and checked here, before any generation starts
+        imgs = self.load_images(images)  # decoded and checked here, before any generation starts
         if imgs:
             self._mm_prompt(prompt)
         kwargs = dict(max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
@@ -536,7 +576,7 @@ class Engine:
 
         Images go where a message's content holds :attr:`image_marker`; without any marker they
         go at the start of the last user message."""
-        imgs = self._images(images)
+        imgs = self.load_images(images)
         if imgs and not any(isinstance(m, dict) and isinstance(m.get("content"), str) and self.image_marker in
                             m["content"] for m in messages):
             messages = [dict(m) for m in messages]

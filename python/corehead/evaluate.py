@@ -1,4 +1,4 @@
-"""Evaluation and the ablation curve (DESIGN §5): is a head set *necessary* for the task?
+"""Evaluation and the ablation curve (docs/architecture.md §5): is a head set *necessary* for the task?
 
     report = eng.evaluate(probes, metric="choice")          # accuracy with a 95% interval
     curve = eng.ablation_curve(ranking, probes)              # top vs bottom vs random heads
@@ -138,12 +138,12 @@ def choice_plan(eng: Engine, prompt: str, choices: Sequence[str], images: Sequen
     if not isinstance(prompt, str):
         if images:
             raise TypeError("with images the prompt must be text")
-        base = np.asarray(eng._token_ids(prompt))
+        base = np.asarray(eng.token_ids(prompt))
         conts = []
         for c in choices:
             if isinstance(c, str):
                 raise TypeError("a prompt of token ids takes choices as token ids")
-            conts.append((len(base), np.concatenate([base, np.asarray(eng._token_ids(c))])))
+            conts.append((len(base), np.concatenate([base, np.asarray(eng.token_ids(c))])))
         return base, conts
     base = _prompt_ids(eng, prompt, images)
     conts = []
@@ -163,7 +163,7 @@ def choice_logprobs(eng: Engine, prompt: str, choices: Sequence[str], images: Se
                     plan: tuple | None = None) -> np.ndarray:
     """Log-likelihood of each choice as a continuation of `prompt` (float64 [n_choices]): the sum
     of its tokens' log-probabilities (see :func:`choice_plan`)."""
-    imgs = eng._images(images)
+    imgs = eng.load_images(images)
     base, conts = plan if plan is not None else choice_plan(eng, prompt, choices, imgs)
     if all(k == len(base) and len(full) == k + 1 for k, full in conts):
         # Single-token choices: one forward pass over the prompt.
@@ -406,7 +406,9 @@ def ablation_curve(eng: Engine, ranking: HeadRanking, probes, fractions=(0.01, 0
     items = _prepare(eng, plist, metric)
     n_layer, n_head = info["n_layer"], info["n_head"]
     distinct = {tuple(sorted(h)) for *_, h in configs}
-    means = eng._cached_head_means(reference if reference is not None else plist) if method == "mean" else None
+    means = None
+    if method == "mean":
+        means = eng.head_means(reference if reference is not None else plist, cached=True)
 
     bar = _progress(progress, len(items) * (len(distinct) + 1), "ablation curve")
     done: dict[tuple, float] = {}

@@ -1,4 +1,4 @@
-"""Retrieval Attention Mass (RAM) and the ranking of CoRe heads (DESIGN.md §4).
+"""Retrieval Attention Mass (RAM) and the ranking of CoRe heads (docs/architecture.md §4).
 
 Definitions, exactly as computed here:
 
@@ -234,7 +234,7 @@ def score_probe(eng: Engine, probe: Probe, query: str = "answer", check_answer: 
     if images:
         n_prompt = len(eng.multimodal_tokens(prompt, images))
         # The answer comes after the image, so the full prompt's visual positions are the prompt's.
-        ids, visual_positions = eng._mm_tokens(full_prompt, images)
+        ids, visual_positions = eng.prepare(full_prompt, images)
     else:
         n_prompt = len(eng.tokenize(prompt))
         ids = np.asarray(eng.tokenize(full_prompt))

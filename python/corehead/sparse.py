@@ -1,4 +1,4 @@
-"""CoRe-sparse visual attention (DESIGN.md §6): a head-grouped KV cache in which only the CoRe KV
+"""CoRe-sparse visual attention (docs/architecture.md §6): a head-grouped KV cache in which only the CoRe KV
 heads keep the visual tokens.
 
     eng = Engine("model.gguf", mmproj="mmproj.gguf", core_heads="heads.json")  # from `corehead rank`
@@ -30,7 +30,7 @@ keys (sinks excepted) are masked with −inf for every query after their chunk: 
 sets that up with the knockout intervention, and tests/test_sparse.py checks it on every fixture.
 
 Head sets: CoRe heads are query heads (layer, head); under GQA a KV head is CoRe when any of its
-query heads is (the KV head's score is the max of its query heads', DESIGN §4).
+query heads is (the KV head's score is the max of its query heads', docs/architecture.md §4).
 """
 
 from __future__ import annotations
@@ -142,32 +142,13 @@ def sparse(eng: Engine, heads, visual_budget: int = 0, sink: int = 4, core_fract
     """Run the block on the CoRe-sparse cache; the previous cache mode comes back afterwards."""
     budget, sink = check_options(visual_budget, sink)
     kv = core_kv_heads(heads, eng.info, core_fraction)
-    native = eng._native()
-    previous = native.sparse_options
-    native.set_sparse(kv, sink, budget)
-    try:
+    with eng.kv_mode(kv, sink, budget):
         yield eng
-    finally:
-        if previous is None:
-            native.set_sparse(None)
-        else:
-            native.set_sparse(*previous)
 
 
 def kv_stats(eng: Engine) -> dict:
-    """Bytes the KV cache holds now, per group: ``full`` = the CoRe KV heads (every KV head when
-    dense), every token; ``compact`` = the other KV heads, the tokens they keep. ``bytes`` counts
-    the tokens in use (K and V), ``allocated_bytes`` the backend buffers."""
-    s = eng._native().kv_stats()
-    full = {"kv_heads": int(sum(s["core_kv_heads"])), "tokens": s["n_tokens"], "bytes": s["full_bytes"],
-            "allocated_bytes": s["full_allocated"]}
-    compact = {"kv_heads": int(sum(s["other_kv_heads"])), "tokens": s["compact_tokens"],
-               "bytes": s["compact_bytes"], "allocated_bytes": s["compact_allocated"]}
-    return {"mode": "sparse" if s["sparse"] else "dense", "tokens": s["n_tokens"],
-            "bytes": s["full_bytes"] + s["compact_bytes"],
-            "allocated_bytes": s["full_allocated"] + s["compact_allocated"],
-            "groups": {"full": full, "compact": compact},
-            "per_layer": {"core_kv_heads": list(s["core_kv_heads"]), "other_kv_heads": list(s["other_kv_heads"])}}
+    """Bytes the KV cache holds now, per group: see :meth:`Engine.kv_stats`."""
+    return eng.kv_stats()
 
 
 def time_generation(eng: Engine, prompt, images: Sequence, n_gen: int) -> dict:
@@ -230,7 +211,7 @@ def masked_reference(eng: Engine, heads, prompt: str, images, sink: int = 4, cor
                if (layer, h // group) not in kv]
     if visual_budget and keep not in ("first", "last"):
         raise ValueError("a masked reference with a visual_budget needs keep='first' or 'last'")
-    imgs = eng._images(images)
+    imgs = eng.load_images(images)
     positions = [int(p) for p in eng.visual_token_positions(prompt, imgs)]
     n_prompt = len(eng.multimodal_tokens(prompt, imgs))
     sizes = [len(eng.visual_token_boxes(img)) for img in imgs]  # an image's tokens come together
