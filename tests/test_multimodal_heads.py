@@ -65,7 +65,7 @@ def test_zero_ablation_with_images_matches_transformers(fx, which):
 
 def test_rank_heads_with_image_boxes_equals_numpy(fx):
     """RAM for three boxes on the fixture image, query = the answer positions (teacher forcing
-    the fixture's 3 greedy tokens) and query = last, against DESIGN §4 computed with numpy
+    the fixture's 3 greedy tokens) and query = last, against docs/architecture.md §4 computed with numpy
     from transformers' attention and independently computed relevance."""
     fam, eng, prompt, img, ref, abl = fx
     from PIL import Image

@@ -1,4 +1,4 @@
-"""RAM (DESIGN §4) against a numpy re-computation from transformers' eager attention
+"""RAM (docs/architecture.md §4) against a numpy re-computation from transformers' eager attention
 (committed in the fixtures), plus the HeadRanking / HeadSet logic."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Hostile and careless input (DESIGN §9, issue 9): fuzzer reproducers, argument checks of the
+"""Hostile and careless input (docs/architecture.md §9, issue 9): fuzzer reproducers, argument checks of the
 public entry points, Ctrl-C, threads, memory (load/close cycles, memory_estimate)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""CoRe-sparse KV cache (DESIGN §6, corehead.sparse) on every multimodal fixture family.
+"""CoRe-sparse KV cache (docs/architecture.md §6, corehead.sparse) on every multimodal fixture family.
 
 Reference: the dense engine with the existing knockout intervention restricted to the queries
 after each visual run (`sparse.masked_reference`: per-key query ranges on the knockout keys).

@@ -1,4 +1,4 @@
-"""`python tools/bench.py sparse`: CoRe-sparse vs dense decoding (DESIGN §6), side by side.
+"""`python tools/bench.py sparse`: CoRe-sparse vs dense decoding (docs/architecture.md §6), side by side.
 
 Random-weight models with the text shapes of SmolVLM-256M (Q8_0) and Qwen2-VL-2B (Q4_K_M),
 quantized by llama.cpp's quantizer, with vision towers of the real shapes (f16); 1/4/16 images;

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Fetch the pinned ggml source (DESIGN.md §2) into a reusable cache folder.
+"""Fetch the pinned ggml source (docs/architecture.md §2) into a reusable cache folder.
 
 ggml comes from the `vendor/llama.cpp/ggml` folder of the llama-cpp-python 0.3.36
 source distribution on PyPI (the only source host reachable from build and CI machines).

@@ -7,7 +7,7 @@ On N held-out probes from `corehead.toy.probes(N, seed)` (seed < toy.TRAIN_SEED_
 never a training image):
 
 1. accuracy: greedy generation, normalized exact match;
-2. RAM per (layer, head), exactly as DESIGN §4 defines it: relevance r_j of visual token j
+2. RAM per (layer, head), exactly as docs/architecture.md §4 defines it: relevance r_j of visual token j
    = area(token's patch rectangle ∩ target bbox) / area(token rectangle); query set = the
    positions that predict the answer tokens (answer teacher-forced);
    RAM[l,h] = mean_t Σ_j r_j A[l,h][t,j], averaged over probes (eager attention,
@@ -249,7 +249,7 @@ def exact_scores(model, tok, probes, max_tokens: int = 16):
 
 
 def tf_ranking(model, tok, probes):
-    """corehead.HeadRanking from this file's transformers RAM (same definition, DESIGN §4), so that
+    """corehead.HeadRanking from this file's transformers RAM (same definition, docs/architecture.md §4), so that
     the top / bottom sets are selected by corehead's own HeadRanking.top/bottom (ties included)."""
     from corehead.ram import HeadRanking
 

@@ -123,7 +123,7 @@ struct Engine::Impl {
         }
     };
 
-    // CoRe-sparse mode (DESIGN §6): the options, and a fresh context for prompt `p` told where its
+    // CoRe-sparse mode (docs/architecture.md §6): the options, and a fresh context for prompt `p` told where its
     // visual tokens are.
     std::optional<SparseOptions> sparse;
     SparseConfig sparse_config(const SparseOptions& o) const;

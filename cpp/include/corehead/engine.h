@@ -48,7 +48,7 @@ struct VisionInfo {
 TextInfo inspect_model(const std::string& path);
 VisionInfo inspect_mmproj(const std::string& path);
 
-// CoRe-sparse visual attention (DESIGN §6): the CoRe KV heads keep every token; the others keep
+// CoRe-sparse visual attention (docs/architecture.md §6): the CoRe KV heads keep every token; the others keep
 // text tokens, the first `sink` tokens and `visual_budget` visual tokens of every image (chosen by
 // the attention of the last prompt rows), and lose the rest once an image's chunk is prefilled.
 struct SparseOptions {
@@ -111,7 +111,7 @@ struct PreprocessedView {
 // where each image goes; without markers the images go before the text.
 constexpr const char* kDefaultImageMarker = "<__media__>";
 
-// Attention probabilities read by the taps (DESIGN §4): for each selected layer, head and
+// Attention probabilities read by the taps (docs/architecture.md §4): for each selected layer, head and
 // query position, either the full row over all keys or its masses over relevance regions.
 struct AttentionTaps {
     std::vector<int32_t> layers;     // selected layers, ascending
@@ -123,7 +123,7 @@ struct AttentionTaps {
     std::vector<float> masses;  // [layer][head][position][region] (empty unless asked)
 };
 
-// One head intervention (DESIGN §5). kind: "zero" (output x 0), "mean" (output replaced by
+// One head intervention (docs/architecture.md §5). kind: "zero" (output x 0), "mean" (output replaced by
 // `mean`, head_dim values), "knockout" (no attention to the knockout keys: the visual tokens of
 // a multimodal prompt, or the explicit key positions given with the interventions).
 struct HeadIntervention {

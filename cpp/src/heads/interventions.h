@@ -1,4 +1,4 @@
-// Head interventions (DESIGN §5), applied per (layer, head) inside the decoder graph without
+// Head interventions (docs/architecture.md §5), applied per (layer, head) inside the decoder graph without
 // touching the weights:
 //   zero      the head's output (before the output projection) is multiplied by 0;
 //   mean      the head's output is replaced by a fixed vector (its mean over reference inputs);

@@ -1,4 +1,4 @@
-// Attention taps (DESIGN §4). The main path keeps flash attention, which never materializes
+// Attention taps (docs/architecture.md §4). The main path keeps flash attention, which never materializes
 // probabilities; for a few tapped query rows a side branch recomputes
 // P = softmax(K·q·scale + mask) over all keys, per layer and head, and optionally reduces it
 // on the graph with a relevance matrix W [n_kv, n_regions], so only [n_regions, n_tap, n_head]

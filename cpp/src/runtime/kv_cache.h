@@ -1,6 +1,6 @@
 // Key/value cache, head-grouped: per layer K and V are [head_dim, n_ctx, n_head_kv], so each
 // KV head's tokens are contiguous. Flash attention reads a [head_dim, n_kv, n_head_kv] view
-// directly, and the CoRe-sparse path (DESIGN §6) can later keep different token sets per
+// directly, and the CoRe-sparse path (docs/architecture.md §6) can later keep different token sets per
 // head group without copying weights.
 #pragma once
 #include <cstdint>

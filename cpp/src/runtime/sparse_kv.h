@@ -1,4 +1,4 @@
-// The CoRe-sparse KV cache (DESIGN §6): per layer a *full* part for the CoRe KV heads (every
+// The CoRe-sparse KV cache (docs/architecture.md §6): per layer a *full* part for the CoRe KV heads (every
 // token) and a *compact* part for the other KV heads (text tokens, the first `sink` tokens of the
 // sequence and, optionally, `visual_budget` visual tokens per image chosen SnapKV-style).
 //

@@ -42,7 +42,7 @@ public:
     void truncate(int64_t n);
     size_t kv_bytes() const;
 
-    // --- CoRe-sparse cache (DESIGN §6) ---
+    // --- CoRe-sparse cache (docs/architecture.md §6) ---
     // Replaces the cache: the dense one (nullptr) or a CoRe-sparse one; the context is reset and
     // the old cache's memory freed before the new one is allocated.
     void set_sparse(const SparseConfig* cfg);

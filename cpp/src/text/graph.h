@@ -35,7 +35,7 @@ struct DecoderBatch {
 
 class DecoderGraph {
 public:
-    // Exactly one of `kv` (dense) and `skv` (CoRe-sparse, DESIGN §6) is set.
+    // Exactly one of `kv` (dense) and `skv` (CoRe-sparse, docs/architecture.md §6) is set.
     DecoderGraph(ggml_context* ctx, ggml_cgraph* gf, const TextHParams& hp, const TextWeights& w, const KVCache* kv,
                  const SparseKVCache* skv, const DecoderBatch& batch);
 

@@ -1,4 +1,4 @@
-// CoRe-sparse attention (DESIGN §6) on the grouped cache of runtime/sparse_kv.h. Per layer the
+// CoRe-sparse attention (docs/architecture.md §6) on the grouped cache of runtime/sparse_kv.h. Per layer the
 // query heads of the CoRe KV heads attend over the full part (every token), the others over the
 // compact part; each group's queries are gathered, and the two outputs are scattered back to the
 // original head order before the output projection, so weights are used as stored. A layer whose
