@@ -38,7 +38,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -49,11 +48,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tools"))
 CACHE = Path(os.environ.get("COREHEAD_CACHE", Path.home() / ".cache" / "corehead")) / "bench"
 
-
-def llama_cpp_tree() -> Path:
-    out = subprocess.run([sys.executable, str(REPO / "tools" / "fetch_ggml.py"), "--with-llama-cpp"],
-                         check=True, capture_output=True, text=True).stdout
-    return Path(out.strip().splitlines()[-1])
+from native_peer import llama_cpp_tree  # noqa: E402  (the pinned llama.cpp tree)
 
 
 def smollm2_path() -> Path:

@@ -229,24 +229,19 @@ def _run(spec: dict) -> dict:
 
 def native_mtmd(spec: dict) -> dict:
     """llama.cpp's own llama-mtmd-cli (tools/native_peer.py, timed as native_peer.mtmd_cli says) dense
-    on the same files, images and question (chatml template: the random-weight models carry none)."""
-    import tempfile
-
+    on the same files, images and question."""
     import native_peer
     from llama_cpp_peer import PeerCrashed
-    from PIL import Image
 
-    (img,) = images(1, spec["side"])
-    with tempfile.TemporaryDirectory() as tmp:
-        png = Path(tmp) / "image.png"
-        Image.fromarray(img).save(png)
-        try:
-            r = native_peer.mtmd_cli(Path(spec["model"]), Path(spec["mmproj"]), [png] * spec["n_images"],
-                                     "<__media__>" * spec["n_images"] + QUESTION, spec["threads"], spec["n_gen"],
-                                     n_ctx=spec["n_ctx"], extra=["--chat-template", "chatml"])
-        except PeerCrashed as e:
-            return {"error": str(e)}
-    return {"decode_tok_s": r["decode_tok_s"], "ttft_s": r["ttft_s"], "encode_s": sum(r["encode_ms"]) / 1000}
+    try:
+        r = native_peer.mtmd_cli_on_arrays(Path(spec["model"]), Path(spec["mmproj"]),
+                                           images(spec["n_images"], spec["side"]),
+                                           "<__media__>" * spec["n_images"] + QUESTION, spec["threads"],
+                                           spec["n_gen"], spec["n_ctx"])
+    except PeerCrashed as e:
+        return {"error": str(e)}
+    return {"decode_tok_s": r["decode_tok_s"], "ttft_s": r["ttft_s"], "encode_s": sum(r["encode_ms"]) / 1000,
+            "timing": r["timing"]}
 
 
 def weight_bytes_per_token(model: Path) -> int:

@@ -497,19 +497,11 @@ def bench_model(spec: dict, threads: int, n_ctx: int, n_gen: int) -> dict:
 
 def native_mtmd(spec: dict, threads: int, n_ctx: int, n_gen: int, reps: int) -> dict:
     """llama.cpp's own llama-mtmd-cli (built from the pinned tree, tools/native_peer.py) on the same
-    files and image: `reps` runs, medians; how it is timed: native_peer.mtmd_cli. It formats the
-    question with a chat template (chatml: the random-weight models carry none), so its prompt
-    differs from corehead's by a few text tokens."""
-    import tempfile
-
+    files and image: `reps` runs, medians; how it is timed: native_peer.mtmd_cli."""
     import native_peer
-    from PIL import Image
 
-    with tempfile.TemporaryDirectory() as tmp:
-        png = Path(tmp) / "image.png"
-        Image.fromarray(spec["image"]).save(png)
-        runs = [native_peer.mtmd_cli(spec["file"], spec["mmproj"], [png], "<__media__>What is this?", threads, n_gen,
-                                     n_ctx=n_ctx, extra=["--chat-template", "chatml"]) for _ in range(reps)]
+    runs = [native_peer.mtmd_cli_on_arrays(spec["file"], spec["mmproj"], [spec["image"]], "<__media__>What is this?",
+                                           threads, n_gen, n_ctx) for _ in range(reps)]
     return {"encode_s": statistics.median(sum(r["encode_ms"]) / 1000 for r in runs),
             "ttft_s": statistics.median(r["ttft_s"] for r in runs),
             "decode_tok_s": statistics.median(r["decode_tok_s"] for r in runs), "runs": runs}
@@ -533,13 +525,13 @@ def run_vision(args) -> dict:
                         row[name].update(in_child(_rss_child, name, str(spec["file"]), str(spec["mmproj"]),
                                                    spec["prompt"], spec["image"], threads, args.n_ctx,
                                                    args.vision_gen))
-            # llama-mtmd-cli is timed per process with millisecond log stamps: meaningless for the
-            # ~1 ms fixtures, so it runs on the real-shape models only.
+            # llama-mtmd-cli's TTFT and encode come from its millisecond log stamps: meaningless for
+            # the ~1 ms fixtures, so it runs on the real-shape models only.
             if not args.no_native and not spec["model"].startswith("fixture"):
                 from llama_cpp_peer import PeerCrashed
 
                 try:
-                    # decode over >= 128 tokens: its tok/s is a difference of two process wall times
+                    # decode over >= 128 tokens: timed from the outside (native_peer.mtmd_cli)
                     row["llama_mtmd_cli"] = native_mtmd(spec, threads, args.n_ctx, max(128, args.vision_gen),
                                                         spec["reps"])
                     nat, c = row["llama_mtmd_cli"], row["corehead"]

@@ -3,7 +3,7 @@
 
 Every call runs llama.cpp in a child process. A crash there (SIGILL, SIGSEGV, an abort) or a hang
 raises `PeerCrashed`, whose message names the signal and the host CPU, instead of killing the test
-run or the benchmark; tests turn it into a skip (`tests/peer.py`).
+run or the benchmark; tests turn it into a skip (`tests/peer_fixture.py`).
 
 The peer is loaded with `use_extra_bufts = false` (llama.cpp's `--no-repack` / llama-bench
 `--repack 0`): no extra CPU buffer types, i.e. neither the AMX buffer type (built in when
@@ -55,6 +55,15 @@ def host_cpu() -> str:
     return f"{model} ({' '.join(seen) or 'no AVX2/AVX-512/AMX flags'})"
 
 
+def check_exit(name: str, returncode: int, stderr: str) -> None:
+    """Raises PeerCrashed when a peer process `name` died of a signal or exited with an error."""
+    if returncode < 0:
+        raise PeerCrashed(f"{name} died with {signal.Signals(-returncode).name} on {host_cpu()}; "
+                          f"stderr: {stderr.strip()[-300:]!r}")
+    if returncode != 0:
+        raise PeerCrashed(f"{name} exited with status {returncode} on {host_cpu()}: {stderr.strip()[-800:]}")
+
+
 def load_llama(model: str | Path, **kwargs):
     """`llama_cpp.Llama(model, **kwargs)` with extra CPU buffer types off (see the module doc).
     The high-level class builds its model params from `llama_model_default_params()` inside its
@@ -86,15 +95,9 @@ def run(request: dict, timeout: float = 600.0) -> dict:
                               capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as e:
         raise PeerCrashed(f"llama.cpp peer hung (no answer in {timeout:.0f} s) on {host_cpu()}") from e
-    if proc.returncode < 0:
-        sig = signal.Signals(-proc.returncode).name
-        raise PeerCrashed(f"llama.cpp peer (llama-cpp-python) died with {sig} in its child process on "
-                          f"{host_cpu()}; stderr: {proc.stderr.strip()[-300:]!r}")
     if proc.returncode == 3:
         raise PeerUnavailable(proc.stderr.strip()[-500:])
-    if proc.returncode != 0:
-        raise PeerCrashed(f"llama.cpp peer exited with status {proc.returncode} on {host_cpu()}: "
-                          f"{proc.stderr.strip()[-500:]}")
+    check_exit("llama.cpp peer (llama-cpp-python, in its child process)", proc.returncode, proc.stderr)
     return json.loads(proc.stdout)
 
 

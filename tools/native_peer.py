@@ -4,7 +4,7 @@ built from the pinned tarball's llama.cpp tree (tools/fetch_ggml.py --with-llama
 cache folder, as a user builds them (Release, GGML_NATIVE, llama.cpp's defaults otherwise;
 nothing is downloaded: no server, web UI, curl or OpenSSL).
 
-    python tools/native_peer.py            # build (about 10 minutes on 2 cores, once) and print the bin folder
+    python tools/native_peer.py            # build (about 7 minutes on 2 cores, once) and print the bin folder
 
 Every run passes `--repack 0` / `--no-repack` (no extra CPU buffer types, see tools/llama_cpp_peer.py):
 on AMX hosts llama-bench otherwise dies with SIGILL, and corehead uses none of them either.
@@ -17,7 +17,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tools"))
 
 from fetch_ggml import default_cache  # noqa: E402
-from llama_cpp_peer import PeerCrashed, host_cpu  # noqa: E402
+from llama_cpp_peer import PeerCrashed, check_exit, host_cpu  # noqa: E402
 
 TARGETS = ("llama-bench", "llama-mtmd-cli", "llama-quantize")
 CMAKE_FLAGS = ["-DCMAKE_BUILD_TYPE=Release", "-DGGML_NATIVE=ON", "-DBUILD_SHARED_LIBS=OFF",
@@ -68,10 +67,7 @@ def run_tool(args: list[str], timeout: float = 1800.0) -> subprocess.CompletedPr
         proc = subprocess.run(args, capture_output=True, text=True, errors="replace", timeout=timeout)
     except subprocess.TimeoutExpired as e:
         raise PeerCrashed(f"{Path(args[0]).name} hung (no answer in {timeout:.0f} s) on {host_cpu()}") from e
-    if proc.returncode < 0:
-        raise PeerCrashed(f"{Path(args[0]).name} died with {signal.Signals(-proc.returncode).name} on {host_cpu()}")
-    if proc.returncode != 0:
-        raise PeerCrashed(f"{Path(args[0]).name} exited with {proc.returncode}: {proc.stderr.strip()[-800:]}")
+    check_exit(Path(args[0]).name, proc.returncode, proc.stderr)
     return proc
 
 
@@ -97,7 +93,7 @@ _STAMP = re.compile(r"^(\d+)\.(\d+)\.(\d+)\.(\d+) I encoding mtmd batch", re.M)
 
 def _mtmd_run(args: list[str], timeout: float) -> dict:
     """One llama-mtmd-cli process: stdout (the generated text only, flushed per token) read as it
-    arrives, with the times of its non-empty chunks; stderr (its timestamped log) at the end."""
+    arrives, with the time of each chunk; stderr (its timestamped log) at the end."""
     import threading
 
     t0 = time.perf_counter()
@@ -116,10 +112,7 @@ def _mtmd_run(args: list[str], timeout: float) -> dict:
     wall = time.perf_counter() - t0
     reader.join()
     log = b"".join(err).decode("utf-8", "replace")
-    if rc < 0:
-        raise PeerCrashed(f"llama-mtmd-cli died with {signal.Signals(-rc).name} on {host_cpu()}")
-    if rc != 0:
-        raise PeerCrashed(f"llama-mtmd-cli exited with {rc}: {log.strip()[-800:]}")
+    check_exit("llama-mtmd-cli", rc, log)
     m = _STAMP.search(log)
     if not m:
         raise PeerCrashed("llama-mtmd-cli printed no 'encoding mtmd batch' line (log format changed?)")
@@ -150,7 +143,7 @@ def mtmd_cli(model: Path, mmproj: Path, images: list[Path], prompt: str, threads
 
     r = _mtmd_run(args(n_gen), timeout)
     out = {"encode_ms": r["encode_ms"], "wall_s": r["wall_s"]}
-    if len(r["stamps"]) >= n_gen // 2:
+    if len(r["stamps"]) >= 2:  # text arrived (a fast model's tokens may share chunks: first/last still hold)
         st = r["stamps"]
         return {**out, "timing": "stdout", "ttft_s": st[0] - r["ready_s"],
                 "decode_tok_s": (n_gen - 1) / (st[-1] - st[0])}
@@ -164,10 +157,23 @@ def mtmd_cli(model: Path, mmproj: Path, images: list[Path], prompt: str, threads
             "decode_tok_s": (n_gen - 1) / decode if decode > 0 else float("nan")}
 
 
-def quantize(src: Path, dst: Path, quant: str, threads: int | None = None) -> Path:
-    exe = bin_dir() / "llama-quantize"
-    run_tool([str(exe), str(src), str(dst), quant, str(threads or os.cpu_count() or 2)])
-    return dst
+def mtmd_cli_on_arrays(model: Path, mmproj: Path, images: list, question: str, threads: int, n_gen: int,
+                       n_ctx: int) -> dict:
+    """mtmd_cli on RGB8 arrays (each distinct array written once as a PNG), the question in the
+    chatml template (the random-weight bench models carry none, so llama-mtmd-cli needs one named;
+    its prompt then differs from corehead's by a few text tokens)."""
+    import tempfile
+
+    from PIL import Image
+
+    with tempfile.TemporaryDirectory() as tmp:
+        files: dict[int, Path] = {}
+        for img in images:
+            if id(img) not in files:
+                files[id(img)] = Path(tmp) / f"image{len(files)}.png"
+                Image.fromarray(img).save(files[id(img)])
+        return mtmd_cli(model, mmproj, [files[id(img)] for img in images], question, threads, n_gen, n_ctx=n_ctx,
+                        extra=["--chat-template", "chatml"])
 
 
 if __name__ == "__main__":
