@@ -165,15 +165,14 @@ def test_logits_equal_dense_with_visual_keys_masked_after_the_image(fx, sink):
 
 
 @pytest.mark.parametrize("keep", ["first", "last"])
-def test_budget_tokens_match_masked_reference(fx, keep, monkeypatch):
-    """With a deterministic choice of the budget tokens (test hook), decode steps equal the dense
+def test_budget_tokens_match_masked_reference(fx, keep):
+    """With a positional choice of the budget tokens (visual_keep), decode steps equal the dense
     reference in which the kept tokens are masked only for the rest of the prompt. Exercises the
     compaction that moves kept rows (keep='last', text after the image) and per-head masks."""
     fam, eng, prompt, img = fx
-    monkeypatch.setenv("COREHEAD_SPARSE_KEEP", keep)
     heads = head_sets(eng.info)[1]
     for pr, imgs in prompts(eng, prompt, img)[:2]:
-        with eng.sparse(heads, visual_budget=3):
+        with eng.sparse(heads, visual_budget=3, visual_keep=keep):
             got = eng.logits(pr, images=imgs, all_positions=True)
             steps = decode_steps(eng)
         with sparse.masked_reference(eng, heads, pr, imgs, visual_budget=3, keep=keep):
@@ -280,6 +279,12 @@ def test_bad_input(fx, tmp_path):
             pass
     with pytest.raises(TypeError):
         with eng.sparse([(0, 0)], sink=1.5):
+            pass
+    with pytest.raises(ValueError, match="visual_keep"):
+        with eng.sparse([(0, 0)], visual_budget=1, visual_keep="middle"):
+            pass
+    with pytest.raises(ValueError, match="visual_keep must be 'snapkv', 'first' or 'last'"):  # the native check
+        with eng.kv_mode([(0, 0)], visual_budget=1, visual_keep="middle"):
             pass
     # head files made for another model
     other = dict(info, n_layer=info["n_layer"] + 1, name="another-model")

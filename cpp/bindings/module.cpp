@@ -221,9 +221,9 @@ NB_MODULE(_core, m) {
         .def("__init__", [](corehead::Engine* self, const std::string& model, const std::string& mmproj, int n_threads,
                             int64_t n_ctx, const std::string& backend, const std::string& kv_type, int64_t n_batch,
                             const std::optional<std::vector<std::pair<int32_t, int32_t>>>& core_kv_heads, int64_t sink,
-                            int64_t visual_budget) {
+                            int64_t visual_budget, const std::string& visual_keep) {
             corehead::EngineOptions o;
-            if (core_kv_heads) o.sparse = corehead::SparseOptions{*core_kv_heads, sink, visual_budget};
+            if (core_kv_heads) o.sparse = corehead::SparseOptions{*core_kv_heads, sink, visual_budget, visual_keep};
             o.model = model;
             o.mmproj = mmproj;
             o.n_threads = n_threads;
@@ -242,17 +242,17 @@ NB_MODULE(_core, m) {
             });
         }, "model"_a, "mmproj"_a = "", "n_threads"_a = 0, "n_ctx"_a = 4096, "backend"_a = "auto",
              "kv_type"_a = "auto", "n_batch"_a = 512, "core_kv_heads"_a = nb::none(), "sink"_a = 4,
-             "visual_budget"_a = 0)
+             "visual_budget"_a = 0, "visual_keep"_a = "snapkv")
         .def("set_sparse", [](corehead::Engine& e, const std::optional<std::vector<std::pair<int32_t, int32_t>>>& heads,
-                              int64_t sink, int64_t visual_budget) {
+                              int64_t sink, int64_t visual_budget, const std::string& visual_keep) {
             std::optional<corehead::SparseOptions> o;
-            if (heads) o = corehead::SparseOptions{*heads, sink, visual_budget};
+            if (heads) o = corehead::SparseOptions{*heads, sink, visual_budget, visual_keep};
             e.set_sparse(o);
-        }, "core_kv_heads"_a.none(), "sink"_a = 4, "visual_budget"_a = 0)
+        }, "core_kv_heads"_a.none(), "sink"_a = 4, "visual_budget"_a = 0, "visual_keep"_a = "snapkv")
         .def_prop_ro("sparse_options", [](const corehead::Engine& e) -> nb::object {
             const auto& o = e.sparse_options();
             if (!o) return nb::none();
-            return nb::make_tuple(o->core_kv_heads, o->sink, o->visual_budget);
+            return nb::make_tuple(o->core_kv_heads, o->sink, o->visual_budget, o->visual_keep);
         })
         .def("kv_stats", [](const corehead::Engine& e) {
             const corehead::KVStats s = e.kv_stats();

@@ -498,6 +498,15 @@ SparseConfig Engine::Impl::sparse_config(const SparseOptions& o) const {
     }
     c.sink = o.sink;
     c.visual_budget = o.visual_budget;
+    if (o.visual_keep == "snapkv") {
+        c.keep = SparseConfig::Keep::snapkv;
+    } else if (o.visual_keep == "first") {
+        c.keep = SparseConfig::Keep::first;
+    } else if (o.visual_keep == "last") {
+        c.keep = SparseConfig::Keep::last;
+    } else {
+        throw InputError("visual_keep must be 'snapkv', 'first' or 'last' (got '" + o.visual_keep + "')");
+    }
     return c;
 }
 

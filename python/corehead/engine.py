@@ -34,6 +34,8 @@ class Engine:
             a HeadSet, or (layer, head) pairs. None = the dense cache.
         visual_budget, sink: visual tokens per image each non-CoRe KV head keeps, and leading
             tokens every head keeps (CoRe-sparse mode only).
+        visual_keep: how those visual_budget tokens are picked: "snapkv" (the attention of the
+            last prompt rows), "first" or "last" (positional baselines).
 
     Weights stay in their stored (quantized) type. Use as a context manager or call
     :meth:`close` to free memory right away; garbage collection frees it too.
@@ -52,6 +54,7 @@ class Engine:
         visual_budget: int = 0,
         sink: int = 4,
         core_fraction: float = 0.05,
+        visual_keep: str = "snapkv",
     ) -> None:
         if model is None:  # the toy VLM embedded in the package (with its mmproj)
             from corehead.models import default_model
@@ -77,10 +80,11 @@ class Engine:
         if core_heads is not None:  # validated against the model file before any weights load
             from corehead import sparse
 
-            visual_budget, sink = sparse.check_options(visual_budget, sink)
+            visual_budget, sink = sparse.check_options(visual_budget, sink, visual_keep)
             core_kv = sparse.core_kv_heads(core_heads, _core.inspect_model(model_path), core_fraction)
         self._core: _core.Engine | None = _core.Engine(
-            model_path, mmproj_path, n_threads or 0, n_ctx, backend, kv_type, n_batch, core_kv, sink, visual_budget
+            model_path, mmproj_path, n_threads or 0, n_ctx, backend, kv_type, n_batch, core_kv, sink, visual_budget,
+            visual_keep
         )
         self._interventions: tuple[list, list, list, list] = ([], [], [], [])
         self._head_mean_cache: dict = {}  # head_means(..., cached=True)
@@ -325,12 +329,14 @@ class Engine:
         return ram.rank_heads(self, probes, query=query, only_correct=only_correct, progress=progress)
 
     # -- CoRe-sparse cache ----------------------------------------------------------------------
-    def sparse(self, heads, visual_budget: int = 0, sink: int = 4, core_fraction: float = 0.05):
+    def sparse(self, heads, visual_budget: int = 0, sink: int = 4, core_fraction: float = 0.05,
+               visual_keep: str = "snapkv"):
         """Context manager: the block runs on the CoRe-sparse KV cache for `heads` (see
         :mod:`corehead.sparse`); the previous cache mode is restored afterwards."""
         from corehead import sparse
 
-        return sparse.sparse(self, heads, visual_budget=visual_budget, sink=sink, core_fraction=core_fraction)
+        return sparse.sparse(self, heads, visual_budget=visual_budget, sink=sink, core_fraction=core_fraction,
+                             visual_keep=visual_keep)
 
     def kv_stats(self) -> dict:
         """Bytes the KV cache holds now, per group: ``full`` = the CoRe KV heads (every KV head when
@@ -348,7 +354,7 @@ class Engine:
                 "per_layer": {"core_kv_heads": list(s["core_kv_heads"]), "other_kv_heads": list(s["other_kv_heads"])}}
 
     @contextmanager
-    def kv_mode(self, core_kv_heads=None, sink: int = 4, visual_budget: int = 0):
+    def kv_mode(self, core_kv_heads=None, sink: int = 4, visual_budget: int = 0, visual_keep: str = "snapkv"):
         """Context manager, low level: the block runs on the CoRe-sparse KV cache whose CoRe KV heads
         are `core_kv_heads` ((layer, kv_head) pairs; None = the dense cache); the previous mode comes
         back afterwards. :meth:`sparse` is the friendly form (query heads, rankings, fractions)."""
@@ -357,7 +363,7 @@ class Engine:
         if core_kv_heads is None:
             native.set_sparse(None)
         else:
-            native.set_sparse(core_kv_heads, sink, visual_budget)
+            native.set_sparse(core_kv_heads, sink, visual_budget, visual_keep)
         try:
             yield self
         finally:

@@ -58,7 +58,12 @@ def _check_int(value, name: str, low: int = 0) -> int:
     return int(value)
 
 
-def check_options(visual_budget, sink) -> tuple[int, int]:
+VISUAL_KEEP = ("snapkv", "first", "last")
+
+
+def check_options(visual_budget, sink, visual_keep: str = "snapkv") -> tuple[int, int]:
+    if visual_keep not in VISUAL_KEEP:
+        raise ValueError(f"visual_keep must be one of {VISUAL_KEEP}, got {visual_keep!r}")
     return _check_int(visual_budget, "visual_budget"), _check_int(sink, "sink")
 
 
@@ -138,11 +143,13 @@ def core_kv_heads(heads, info: dict, fraction: float = 0.05) -> list[tuple[int, 
 
 
 @contextmanager
-def sparse(eng: Engine, heads, visual_budget: int = 0, sink: int = 4, core_fraction: float = 0.05):
-    """Run the block on the CoRe-sparse cache; the previous cache mode comes back afterwards."""
-    budget, sink = check_options(visual_budget, sink)
+def sparse(eng: Engine, heads, visual_budget: int = 0, sink: int = 4, core_fraction: float = 0.05,
+           visual_keep: str = "snapkv"):
+    """Run the block on the CoRe-sparse cache; the previous cache mode comes back afterwards.
+    `visual_keep` picks the visual_budget tokens: "snapkv", or the "first" / "last" of each image."""
+    budget, sink = check_options(visual_budget, sink, visual_keep)
     kv = core_kv_heads(heads, eng.info, core_fraction)
-    with eng.kv_mode(kv, sink, budget):
+    with eng.kv_mode(kv, sink, budget, visual_keep):
         yield eng
 
 
@@ -201,9 +208,8 @@ def masked_reference(eng: Engine, heads, prompt: str, images, sink: int = 4, cor
     non-CoRe KV head gets −inf on each visual key (the first `sink` positions excepted) for the
     queries after that key's run of visual tokens (knockout interventions with per-key query
     ranges). With a `visual_budget`, the SnapKV choice cannot be written as masks shared by all
-    heads: pass ``keep="first"`` or ``"last"`` and run the sparse side with the environment
-    variable ``COREHEAD_SPARSE_KEEP`` set the same way; the kept tokens are then masked only for the
-    rest of the prompt. For checking the sparse cache, not for speed."""
+    heads: pass ``keep="first"`` or ``"last"`` and run the sparse side with ``visual_keep`` set the
+    same way; the kept tokens are then masked only for the rest of the prompt. For checking the sparse cache, not for speed."""
     info = eng.info
     kv = set(core_kv_heads(heads, info, core_fraction))
     group = info["n_head"] // info["n_head_kv"]

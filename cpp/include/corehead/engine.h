@@ -55,6 +55,9 @@ struct SparseOptions {
     std::vector<std::pair<int32_t, int32_t>> core_kv_heads;  // (layer, KV head); not empty
     int64_t sink = 4;
     int64_t visual_budget = 0;
+    // How each non-CoRe KV head picks its visual_budget tokens of every image: "snapkv" (the
+    // attention of the last prompt rows), "first" or "last" (positional baselines).
+    std::string visual_keep = "snapkv";
 };
 
 // What the KV cache holds now. Dense: everything is in the full part.

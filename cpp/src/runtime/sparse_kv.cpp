@@ -1,7 +1,6 @@
 #include "runtime/sparse_kv.h"
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
 #include <numeric>
 #include <string>
@@ -172,10 +171,6 @@ void SparseKVCache::reset(const SparsePlan* plan) {
     }
     plan_ = std::move(p);
     has_plan_ = plan != nullptr;
-    // Test hook: keep the first / last budget tokens of each image instead of SnapKV's choice, so
-    // that a dense masked reference can be built (tests/test_sparse.py).
-    const char* keep = std::getenv("COREHEAD_SPARSE_KEEP");
-    keep_ = keep && std::string(keep) == "first" ? 1 : keep && std::string(keep) == "last" ? 2 : 0;
     pos_.clear();
     until_.clear();
     image_.clear();
@@ -301,8 +296,8 @@ void SparseKVCache::commit(int64_t p0, int64_t n, const std::vector<std::vector<
                         if (drop[j] && image_[j] == m) cand.push_back(static_cast<int32_t>(j));
                     }
                     const size_t b = std::min<size_t>(cand.size(), static_cast<size_t>(cfg_.visual_budget));
-                    if (keep_ == 2) std::reverse(cand.begin(), cand.end());
-                    if (keep_ == 0) {
+                    if (cfg_.keep == SparseConfig::Keep::last) std::reverse(cand.begin(), cand.end());
+                    if (cfg_.keep == SparseConfig::Keep::snapkv) {
                         std::stable_sort(cand.begin(), cand.end(), [sc](int32_t a, int32_t c) { return sc[a] > sc[c]; });
                     }
                     cand.resize(b);

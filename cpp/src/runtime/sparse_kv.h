@@ -32,6 +32,7 @@ struct SparseConfig {
     std::vector<std::vector<uint8_t>> core;  // [n_layer][n_head_kv]: 1 = CoRe KV head
     int64_t sink = 4;                        // the first `sink` tokens of the sequence stay for every head
     int64_t visual_budget = 0;               // visual tokens each non-CoRe KV head keeps of every image
+    enum class Keep { snapkv, first, last } keep = Keep::snapkv;  // which ones (SparseOptions::visual_keep)
 };
 
 // Where the visual tokens of a prompt are (cache positions), and which image each belongs to.
@@ -123,7 +124,6 @@ private:
     // After a budget selection, per layer and other-group head: cache positions of the slots.
     std::vector<std::vector<std::vector<int32_t>>> head_pos_;
     bool selected_ = false;
-    int keep_ = 0;  // budget choice: 0 SnapKV, 1 first tokens, 2 last tokens (test hook)
 };
 
 }  // namespace corehead
