@@ -27,6 +27,12 @@ struct HeadInterventions {
 
     bool gates(int64_t l) const { return l < (int64_t)layers.size() && !layers[l].gate.empty(); }
     bool knocks(int64_t l) const { return l < (int64_t)layers.size() && !layers[l].knockout.empty(); }
+    bool any_knockout() const {
+        for (const Layer& L : layers) {
+            if (!L.knockout.empty()) return true;
+        }
+        return false;
+    }
 };
 
 // Sums of each head's output over the tokens of a batch, per layer: [n_layer][n_head * head_dim],
@@ -34,6 +40,38 @@ struct HeadInterventions {
 struct HeadOutputSums {
     std::vector<std::vector<double>> sums;
     int64_t n_tokens = 0;
+};
+
+}  // namespace corehead
+
+#include <string>
+
+#include "corehead/engine.h"
+#include "text/hparams.h"
+
+namespace corehead {
+
+// The user's list compiled per layer (validated: layers and heads in range, each listed once,
+// known kinds, mean sizes; knockout keys in the context, with per-key query ranges that are
+// either absent or one per key). Keys come out ascending with their ranges.
+HeadInterventions compile_interventions(const std::vector<HeadIntervention>& list, const std::vector<int32_t>& keys,
+                                        const std::vector<int32_t>& keys_from, const std::vector<int32_t>& keys_until,
+                                        const TextHParams& hp, int64_t n_ctx);
+
+// For the duration of a multimodal call, knocked-out heads may not attend to its visual tokens:
+// the knockout keys become `keys` (the call's visual positions) and come back afterwards. Keys
+// given with per-key query ranges (knockout_from) stay as they are.
+class ScopedKnockoutKeys {
+public:
+    ScopedKnockoutKeys(HeadInterventions& iv, std::vector<int32_t> keys);
+    ~ScopedKnockoutKeys();
+    ScopedKnockoutKeys(const ScopedKnockoutKeys&) = delete;
+    ScopedKnockoutKeys& operator=(const ScopedKnockoutKeys&) = delete;
+
+private:
+    HeadInterventions& iv_;
+    std::vector<int32_t> saved_;
+    const bool replace_;
 };
 
 }  // namespace corehead

@@ -44,3 +44,26 @@ struct ChunkTaps {
 ChunkTaps chunk_taps(const TapRequest& req, int64_t base, int64_t len);
 
 }  // namespace corehead
+
+#include "corehead/engine.h"
+
+namespace corehead {
+
+// A user's tap request for a prompt of n tokens (validated here: positions, negative counting
+// from the end; layers; the relevance matrix), and the result collected batch by batch.
+class TapCollector {
+public:
+    TapCollector(int64_t n, const std::vector<int32_t>& positions, const std::vector<int32_t>& layers, bool full_rows,
+                 const std::vector<float>& relevance, int64_t n_regions, int64_t n_layer, int64_t n_head);
+    const TapRequest& request() const { return req_; }
+    // Scatters one batch's taps ([n_kv_batch | n_regions, n_tap, n_head] per layer) into the result;
+    // `first` is the index in request().rows of the batch's first tapped row.
+    void add(size_t first, const TapResult& r);
+    AttentionTaps take() { return std::move(out_); }
+
+private:
+    TapRequest req_;
+    AttentionTaps out_;
+};
+
+}  // namespace corehead

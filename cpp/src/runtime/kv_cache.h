@@ -1,9 +1,12 @@
-// Key/value cache, head-grouped: per layer K and V are [head_dim, n_ctx, n_head_kv], so each
-// KV head's tokens are contiguous. Flash attention reads a [head_dim, n_kv, n_head_kv] view
-// directly, and the CoRe-sparse path (docs/architecture.md §6) can later keep different token sets per
-// head group without copying weights.
+// Key/value storage, head-grouped: per layer K and V are [head_dim, slots, n_kv_heads], so each
+// KV head's tokens are contiguous. Flash attention reads a [head_dim, n_kv, n_kv_heads] view
+// directly, and the CoRe-sparse cache (runtime/sparse_kv.h, docs/architecture.md §6) keeps
+// different token sets per head group in the same layout. kv_store / kv_view are the one
+// write/read path of both caches.
 #pragma once
 #include <cstdint>
+#include <functional>
+#include <string>
 #include <vector>
 
 #include "ggml.h"
@@ -13,33 +16,50 @@ typedef struct ggml_backend* ggml_backend_t;
 
 namespace corehead {
 
+// Graph node that writes `cur` ([head_dim, n_heads, n_tokens]) into `cache` at slot `slot`.
+ggml_tensor* kv_store(ggml_context* ctx, ggml_tensor* cache, ggml_tensor* cur, int64_t slot);
+// View of the first n slots of `cache`: [head_dim, n, n_heads].
+ggml_tensor* kv_view(ggml_context* ctx, ggml_tensor* cache, int64_t n);
+
+// Tensors created by `make` in their own context, allocated in one zeroed backend buffer.
+// Throws Error("could not allocate <what> ...; try a smaller n_ctx") when the backend is full.
+class BackendTensors {
+public:
+    BackendTensors() = default;
+    BackendTensors(ggml_backend_t backend, size_t n_tensors, const std::function<void(ggml_context*)>& make,
+                   const std::string& what);
+    ~BackendTensors();
+    BackendTensors(BackendTensors&& o) noexcept;
+    BackendTensors& operator=(BackendTensors&& o) noexcept;
+    BackendTensors(const BackendTensors&) = delete;
+    BackendTensors& operator=(const BackendTensors&) = delete;
+
+    size_t nbytes() const;
+    bool empty() const { return buffer_ == nullptr; }
+
+private:
+    void release();
+    ggml_context* ctx_ = nullptr;
+    ggml_backend_buffer* buffer_ = nullptr;
+};
+
+// The dense cache: every KV head of every layer holds every token.
 class KVCache {
 public:
     KVCache(int64_t n_layer, int64_t n_ctx, int64_t n_head_kv, int64_t head_dim_k, int64_t head_dim_v, ggml_type type,
             ggml_backend_t backend);
-    ~KVCache();
-    KVCache(const KVCache&) = delete;
-    KVCache& operator=(const KVCache&) = delete;
 
     int64_t n_ctx() const { return n_ctx_; }
-    size_t nbytes() const;
+    size_t nbytes() const { return tensors_.nbytes(); }
     ggml_type type() const { return type_; }
-
-    // Graph nodes that write `k_cur` / `v_cur` ([head_dim, n_head_kv, n_tokens]) at position `pos`.
-    ggml_tensor* store_k(ggml_context* ctx, int64_t layer, ggml_tensor* k_cur, int64_t pos) const;
-    ggml_tensor* store_v(ggml_context* ctx, int64_t layer, ggml_tensor* v_cur, int64_t pos) const;
-    // Views of the first n_kv positions: [head_dim, n_kv, n_head_kv].
-    ggml_tensor* view_k(ggml_context* ctx, int64_t layer, int64_t n_kv) const;
-    ggml_tensor* view_v(ggml_context* ctx, int64_t layer, int64_t n_kv) const;
+    ggml_tensor* k(int64_t layer) const { return k_[layer]; }
+    ggml_tensor* v(int64_t layer) const { return v_[layer]; }
 
 private:
-    ggml_tensor* store(ggml_context* ctx, ggml_tensor* cache, ggml_tensor* cur, int64_t pos) const;
-    ggml_tensor* view(ggml_context* ctx, ggml_tensor* cache, int64_t n_kv) const;
     int64_t n_ctx_;
     ggml_type type_;
-    ggml_context* ctx_ = nullptr;
-    ggml_backend_buffer* buffer_ = nullptr;
     std::vector<ggml_tensor*> k_, v_;
+    BackendTensors tensors_;
 };
 
 }  // namespace corehead

@@ -124,32 +124,9 @@ MultimodalPrompt MultimodalRunner::assemble(const std::string& prompt_in, const 
     flush();
     if (p.ids.empty()) throw InputError("the prompt is empty (no tokens)");
 
-    const int64_t n = static_cast<int64_t>(p.ids.size());
-    if (vision_.family->mrope_positions()) {
-        // transformers' get_rope_index: text advances all three sections together; an image's
-        // tokens get (t, row, column) offsets from the position where it starts, and the text after
-        // it continues at max + 1.
-        p.positions.assign(static_cast<size_t>(4 * n), 0);
-        int64_t cur = 0, i = 0;
-        for (const VisualSpan& s : p.spans) {
-            for (; i < s.start; ++i, ++cur) {
-                for (int sec = 0; sec < 3; ++sec) p.positions[sec * n + i] = static_cast<int32_t>(cur);
-            }
-            const VisionView& v = images[s.image].views[s.view];
-            for (int64_t k = 0; k < s.n; ++k, ++i) {
-                p.positions[i] = static_cast<int32_t>(cur);
-                p.positions[n + i] = static_cast<int32_t>(cur + k / v.grid_w);
-                p.positions[2 * n + i] = static_cast<int32_t>(cur + k % v.grid_w);
-            }
-            cur += std::max(v.grid_w, v.grid_h);
-        }
-        for (; i < n; ++i, ++cur) {
-            for (int sec = 0; sec < 3; ++sec) p.positions[sec * n + i] = static_cast<int32_t>(cur);
-        }
-        p.next_position = cur;
-    } else {
-        p.next_position = n;
-    }
+    PromptPositions pos = vision_.family->positions(static_cast<int64_t>(p.ids.size()), p.spans, images);
+    p.positions = std::move(pos.positions);
+    p.next_position = pos.next;
     return p;
 }
 
@@ -218,94 +195,34 @@ void MultimodalRunner::clear_cache() {
 }
 
 std::vector<float> MultimodalRunner::prefill(TextContext& ctx, const MultimodalPrompt& p,
-                                             const std::vector<PreparedImage>& images, int64_t n_batch,
-                                             bool all_positions, const std::function<void()>& interrupt,
-                                             const TapRequest* taps,
-                                             const std::function<void(size_t, const TapResult&)>& on_taps,
-                                             HeadOutputSums* head_sums) {
+                                             const std::vector<PreparedImage>& images, PrefillOptions o) {
     const int64_t n = static_cast<int64_t>(p.ids.size());
-    if (ctx.n_past() + n > ctx.n_ctx()) {
-        throw ContextOverflow("the input needs " + std::to_string(ctx.n_past() + n) + " tokens but the context holds " +
-                              std::to_string(ctx.n_ctx()) + "; create the Engine with a larger n_ctx or shorten the input");
+    o.positions = &p.positions;
+    Prefill run(ctx, o, n);  // checks that the prompt fits before any image is encoded
+    // Encode every image first (one vision pass per view).
+    std::vector<std::vector<float>> per_image(images.size());
+    for (size_t i = 0; i < images.size(); ++i) {
+        if (o.interrupt) o.interrupt();
+        per_image[i] = encode(images[i]);
     }
-    // Encode every image first (one vision pass per view), in span order.
-    std::vector<std::vector<float>> embeds(p.spans.size());
-    {
-        std::vector<std::vector<float>> per_image(images.size());
-        for (size_t i = 0; i < images.size(); ++i) {
-            if (interrupt) interrupt();
-            per_image[i] = encode(images[i]);
-        }
-        for (size_t s = 0; s < p.spans.size(); ++s) {
-            const VisualSpan& sp = p.spans[s];
-            int64_t offset = 0;
-            for (int v = 0; v < sp.view; ++v) offset += images[sp.image].views[v].grid_w * images[sp.image].views[v].grid_h;
-            const auto& src = per_image[sp.image];
-            embeds[s].assign(src.begin() + offset * n_embd_, src.begin() + (offset + sp.n) * n_embd_);
-        }
-    }
-    const bool mrope = !p.positions.empty();
     const bool bidir = vision_.family->bidirectional_image();
-    std::vector<float> out;
-    auto run = [&](DecoderBatch& b, int64_t at) {
-        if (interrupt) interrupt();
-        b.n_tokens = static_cast<int64_t>(b.tokens.empty() ? b.embeddings.size() / n_embd_ : b.tokens.size());
-        if (mrope) {
-            b.positions.resize(static_cast<size_t>(4 * b.n_tokens));
-            for (int sec = 0; sec < 4; ++sec) {
-                std::copy_n(p.positions.begin() + sec * n + at, b.n_tokens, b.positions.begin() + sec * b.n_tokens);
-            }
-        }
-        const bool last = at + b.n_tokens == n;
-        if (all_positions) {
-            for (int64_t i = 0; i < b.n_tokens; ++i) b.output_rows.push_back(static_cast<int32_t>(i));
-        } else {
-            b.output_rows.push_back(static_cast<int32_t>(b.n_tokens - 1));
-        }
-        b.head_sums = head_sums;
-        ChunkTaps chunk;
-        TapResult chunk_result;
-        if (taps && (chunk = chunk_taps(*taps, ctx.n_past(), b.n_tokens)).any()) {
-            b.taps = &chunk.request;
-            b.tap_result = &chunk_result;
-        }
-        std::vector<float> l = ctx.decode(b);
-        if (b.tap_result && on_taps) on_taps(chunk.first, chunk_result);
-        if (all_positions) {
-            out.insert(out.end(), l.begin(), l.end());
-        } else if (last) {
-            out = std::move(l);
-        }
-    };
     int64_t i = 0;
-    size_t next_span = 0;
-    while (i < n) {
-        if (next_span < p.spans.size() && p.spans[next_span].start == i) {
-            const VisualSpan& sp = p.spans[next_span];
-            // A bidirectional image chunk must be one batch; others may be split.
-            const int64_t step = bidir ? sp.n : std::max<int64_t>(1, n_batch);
-            for (int64_t k = 0; k < sp.n; k += step) {
-                const int64_t len = std::min(step, sp.n - k);
-                DecoderBatch b;
-                b.embeddings.assign(embeds[next_span].begin() + k * n_embd_, embeds[next_span].begin() + (k + len) * n_embd_);
-                b.bidirectional = bidir;
-                run(b, i + k);
-            }
-            i += sp.n;
-            ++next_span;
-            continue;
+    for (const VisualSpan& sp : p.spans) {
+        run.tokens(p.ids.data(), i, sp.start - i);
+        int64_t offset = 0;  // of the view's embeddings in its image's
+        for (int v = 0; v < sp.view; ++v) offset += images[sp.image].views[v].grid_w * images[sp.image].views[v].grid_h;
+        const float* src = per_image[sp.image].data() + offset * n_embd_;
+        // A bidirectional image chunk must be one batch; others may be split.
+        const int64_t step = bidir ? sp.n : std::max<int64_t>(1, o.n_batch);
+        for (int64_t k = 0; k < sp.n; k += step) {
+            const int64_t len = std::min(step, sp.n - k);
+            run.embeddings(std::vector<float>(src + k * n_embd_, src + (k + len) * n_embd_), sp.start + k, len, bidir);
         }
-        const int64_t end = next_span < p.spans.size() ? p.spans[next_span].start : n;
-        for (int64_t k = i; k < end; k += n_batch) {
-            const int64_t len = std::min(n_batch, end - k);
-            DecoderBatch b;
-            b.tokens.assign(p.ids.begin() + k, p.ids.begin() + k + len);
-            run(b, k);
-        }
-        i = end;
+        i = sp.start + sp.n;
     }
+    run.tokens(p.ids.data(), i, n - i);
     ctx.set_pos_offset(p.next_position - ctx.n_past());
-    return out;
+    return run.take();
 }
 
 std::vector<float> MultimodalRunner::token_boxes(const PreparedImage& img) {

@@ -16,6 +16,7 @@
 #include "corehead/tokenizer.h"
 #include "heads/interventions.h"
 #include "heads/taps.h"
+#include "runtime/prefill.h"
 #include "vision/family.h"
 
 namespace corehead {
@@ -25,13 +26,6 @@ class TextContext;
 class VisionContext;
 class Weights;
 struct VisionModelFile;
-
-// One run of visual tokens (one view of one image) inside a prompt.
-struct VisualSpan {
-    int64_t start = 0;  // index in MultimodalPrompt::ids
-    int64_t n = 0;
-    int image = 0, view = 0;
-};
 
 struct MultimodalPrompt {
     std::vector<int32_t> ids;        // the image placeholder id (or 0 when the vocabulary lacks it) at visual positions
@@ -66,16 +60,11 @@ public:
     };
     CacheStats cache_stats() const;
     void clear_cache();
-    // Runs `p` from the context's current position; returns the logits of every position
-    // ([n, n_vocab]) or of the last one. Leaves the context's RoPE offset set for decoding.
-    // `interrupt` (optional) runs between forward passes and may throw to abandon the work.
-    // `taps` (optional): attention taps on absolute positions, each chunk's result handed to on_taps.
-    // `head_sums` (optional): per-head output sums over every position are accumulated there.
+    // Runs `p` from the context's current position (see PrefillOptions; `positions` is set from
+    // the prompt here); returns the logits of every position ([n, n_vocab]) or of the last one.
+    // Leaves the context's RoPE offset set for decoding.
     std::vector<float> prefill(TextContext& ctx, const MultimodalPrompt& p, const std::vector<PreparedImage>& images,
-                               int64_t n_batch, bool all_positions, const std::function<void()>& interrupt = nullptr,
-                               const TapRequest* taps = nullptr,
-                               const std::function<void(size_t, const TapResult&)>& on_taps = nullptr,
-                               HeadOutputSums* head_sums = nullptr);
+                               PrefillOptions o);
     // Context positions of the visual tokens of `p`, ascending.
     static std::vector<int32_t> visual_positions(const MultimodalPrompt& p);
 

@@ -51,31 +51,15 @@ SparseKVCache::SparseKVCache(const TextHParams& hp, SparseConfig cfg, int64_t n_
         if (!L.core.empty()) ++n_full;
     }
     if (n_full > 0) {
-        ggml_init_params params{};
-        params.mem_size = static_cast<size_t>(2 * n_full + 1) * ggml_tensor_overhead();
-        params.no_alloc = true;
-        ctx_f_ = ggml_init(params);
-        for (Layer& L : layers_) {
-            if (L.core.empty()) continue;
-            const int64_t n = static_cast<int64_t>(L.core.size());
-            L.kf = ggml_new_tensor_3d(ctx_f_, type, hp.head_dim_k, n_ctx, n);
-            L.vf = ggml_new_tensor_3d(ctx_f_, type, hp.head_dim_v, n_ctx, n);
-        }
-        buf_f_ = ggml_backend_alloc_ctx_tensors(ctx_f_, backend);
-        if (!buf_f_) {
-            ggml_free(ctx_f_);
-            throw Error("could not allocate the CoRe part of the KV cache (" + std::to_string(n_ctx) +
-                        " tokens); try a smaller n_ctx");
-        }
-        ggml_backend_buffer_clear(buf_f_, 0);
+        full_ = BackendTensors(backend, static_cast<size_t>(2 * n_full), [&](ggml_context* ctx) {
+            for (Layer& L : layers_) {
+                if (L.core.empty()) continue;
+                const int64_t n = static_cast<int64_t>(L.core.size());
+                L.kf = ggml_new_tensor_3d(ctx, type, hp.head_dim_k, n_ctx, n);
+                L.vf = ggml_new_tensor_3d(ctx, type, hp.head_dim_v, n_ctx, n);
+            }
+        }, "the CoRe part of the KV cache (" + std::to_string(n_ctx) + " tokens)");
     }
-}
-
-SparseKVCache::~SparseKVCache() {
-    if (buf_c_) ggml_backend_buffer_free(buf_c_);
-    if (ctx_c_) ggml_free(ctx_c_);
-    if (buf_f_) ggml_backend_buffer_free(buf_f_);
-    if (ctx_f_) ggml_free(ctx_f_);
 }
 
 size_t SparseKVCache::row_bytes(int64_t) const {
@@ -83,36 +67,30 @@ size_t SparseKVCache::row_bytes(int64_t) const {
 }
 
 void SparseKVCache::allocate_compact(int64_t capacity) {
-    if (capacity == cap_c_ && (buf_c_ || ctx_c_)) return;
+    if (capacity == cap_c_ && compact_ready_) return;
     for (Layer& L : layers_) L.kc = L.vc = nullptr;
-    if (buf_c_) ggml_backend_buffer_free(buf_c_);
-    if (ctx_c_) ggml_free(ctx_c_);
-    buf_c_ = nullptr;
-    ctx_c_ = nullptr;
-    cap_c_ = capacity;
+    compact_ = BackendTensors();
+    compact_ready_ = false;
+    cap_c_ = 0;
     int64_t n = 0;
     for (const Layer& L : layers_) n += L.other.empty() ? 0 : 1;
-    if (n == 0) return;
-    ggml_init_params params{};
-    params.mem_size = static_cast<size_t>(2 * n + 1) * ggml_tensor_overhead();
-    params.no_alloc = true;
-    ctx_c_ = ggml_init(params);
-    for (Layer& L : layers_) {
-        if (L.other.empty()) continue;
-        const int64_t h = static_cast<int64_t>(L.other.size());
-        L.kc = ggml_new_tensor_3d(ctx_c_, type_, hp_.head_dim_k, capacity, h);
-        L.vc = ggml_new_tensor_3d(ctx_c_, type_, hp_.head_dim_v, capacity, h);
+    if (n > 0) {
+        try {
+            compact_ = BackendTensors(backend_, static_cast<size_t>(2 * n), [&](ggml_context* ctx) {
+                for (Layer& L : layers_) {
+                    if (L.other.empty()) continue;
+                    const int64_t h = static_cast<int64_t>(L.other.size());
+                    L.kc = ggml_new_tensor_3d(ctx, type_, hp_.head_dim_k, capacity, h);
+                    L.vc = ggml_new_tensor_3d(ctx, type_, hp_.head_dim_v, capacity, h);
+                }
+            }, "the compact part of the KV cache (" + std::to_string(capacity) + " tokens)");
+        } catch (...) {
+            for (Layer& L : layers_) L.kc = L.vc = nullptr;
+            throw;
+        }
     }
-    buf_c_ = ggml_backend_alloc_ctx_tensors(ctx_c_, backend_);
-    if (!buf_c_) {
-        ggml_free(ctx_c_);
-        ctx_c_ = nullptr;
-        for (Layer& L : layers_) L.kc = L.vc = nullptr;
-        cap_c_ = 0;
-        throw Error("could not allocate the compact part of the KV cache (" + std::to_string(capacity) +
-                    " tokens); try a smaller n_ctx");
-    }
-    ggml_backend_buffer_clear(buf_c_, 0);
+    cap_c_ = capacity;
+    compact_ready_ = true;
 }
 
 void SparseKVCache::reset(const SparsePlan* plan) {
@@ -196,17 +174,6 @@ int32_t SparseKVCache::slot_pos(int64_t l, int64_t h, int64_t j) const {
 
 bool SparseKVCache::per_head_positions(int64_t l) const {
     return selected_ && hp_.is_swa(l) && !layers_[l].other.empty();
-}
-
-ggml_tensor* SparseKVCache::store(ggml_context* ctx, ggml_tensor* cache, ggml_tensor* cur, int64_t slot) const {
-    const int64_t hd = cur->ne[0], n_head = cur->ne[1], n_tokens = cur->ne[2];
-    ggml_tensor* src = ggml_permute(ctx, cur, 0, 2, 1, 3);  // [hd, n_tokens, n_head]
-    ggml_tensor* dst = ggml_view_3d(ctx, cache, hd, n_tokens, n_head, cache->nb[1], cache->nb[2], slot * cache->nb[1]);
-    return ggml_cpy(ctx, src, dst);
-}
-
-ggml_tensor* SparseKVCache::view(ggml_context* ctx, ggml_tensor* cache, int64_t n) const {
-    return ggml_view_3d(ctx, cache, cache->ne[0], n, cache->ne[2], cache->nb[1], cache->nb[2], 0);
 }
 
 void SparseKVCache::compact(const std::vector<std::vector<std::vector<int32_t>>>& src, int64_t n_new) {
@@ -295,14 +262,7 @@ void SparseKVCache::commit(int64_t p0, int64_t n, const std::vector<std::vector<
                     for (int64_t j = 0; j < n_slots; ++j) {
                         if (drop[j] && image_[j] == m) cand.push_back(static_cast<int32_t>(j));
                     }
-                    const size_t b = std::min<size_t>(cand.size(), static_cast<size_t>(cfg_.visual_budget));
-                    if (cfg_.keep == SparseConfig::Keep::last) std::reverse(cand.begin(), cand.end());
-                    if (cfg_.keep == SparseConfig::Keep::snapkv) {
-                        std::stable_sort(cand.begin(), cand.end(), [sc](int32_t a, int32_t c) { return sc[a] > sc[c]; });
-                    }
-                    cand.resize(b);
-                    std::sort(cand.begin(), cand.end());
-                    chosen[l][h][m] = std::move(cand);
+                    chosen[l][h][m] = choose_budget_tokens(std::move(cand), sc, cfg_.visual_budget, cfg_.keep);
                 }
             }
         }
@@ -366,8 +326,8 @@ KVStats SparseKVCache::stats(int64_t n_past) const {
         s.full_bytes += L.core.size() * n_past * row_bytes(l);
         s.compact_bytes += L.other.size() * s.compact_tokens * row_bytes(l);
     }
-    s.full_allocated = buf_f_ ? ggml_backend_buffer_get_size(buf_f_) : 0;
-    s.compact_allocated = buf_c_ ? ggml_backend_buffer_get_size(buf_c_) : 0;
+    s.full_allocated = full_.nbytes();
+    s.compact_allocated = compact_.nbytes();
     return s;
 }
 

@@ -21,19 +21,11 @@
 
 #include "corehead/engine.h"
 #include "ggml.h"
+#include "heads/sparse_policy.h"
+#include "runtime/kv_cache.h"
 #include "text/hparams.h"
 
-struct ggml_backend_buffer;
-typedef struct ggml_backend* ggml_backend_t;
-
 namespace corehead {
-
-struct SparseConfig {
-    std::vector<std::vector<uint8_t>> core;  // [n_layer][n_head_kv]: 1 = CoRe KV head
-    int64_t sink = 4;                        // the first `sink` tokens of the sequence stay for every head
-    int64_t visual_budget = 0;               // visual tokens each non-CoRe KV head keeps of every image
-    enum class Keep { snapkv, first, last } keep = Keep::snapkv;  // which ones (SparseOptions::visual_keep)
-};
 
 // Where the visual tokens of a prompt are (cache positions), and which image each belongs to.
 struct SparsePlan {
@@ -58,7 +50,6 @@ public:
     };
 
     SparseKVCache(const TextHParams& hp, SparseConfig cfg, int64_t n_ctx, ggml_type type, ggml_backend_t backend);
-    ~SparseKVCache();
     SparseKVCache(const SparseKVCache&) = delete;
     SparseKVCache& operator=(const SparseKVCache&) = delete;
 
@@ -86,9 +77,6 @@ public:
     // The first query position that no longer sees the (non-CoRe) key at cache position `pos`.
     int32_t until_of(int64_t pos) const;
 
-    ggml_tensor* store(ggml_context* ctx, ggml_tensor* cache, ggml_tensor* cur, int64_t slot) const;
-    ggml_tensor* view(ggml_context* ctx, ggml_tensor* cache, int64_t n) const;
-
     // After the batch [p0, p0 + n) was computed: records its slots, then drops the visual tokens
     // that no later query of the compact heads sees. `scores` ([n_layer][h * n_kv_c + j], empty for
     // layers without other heads) when wants_scores() was true.
@@ -108,11 +96,9 @@ private:
     ggml_type type_;
     ggml_backend_t backend_;
     std::vector<Layer> layers_;
-    ggml_context* ctx_f_ = nullptr;
-    ggml_backend_buffer* buf_f_ = nullptr;
-    ggml_context* ctx_c_ = nullptr;
-    ggml_backend_buffer* buf_c_ = nullptr;
+    BackendTensors full_, compact_;
     int64_t cap_c_ = 0;
+    bool compact_ready_ = false;
 
     // Current sequence.
     SparsePlan plan_;

@@ -7,6 +7,7 @@
 #include "runtime/backend.h"
 #include "runtime/graph_runner.h"
 #include "runtime/kv_cache.h"
+#include "runtime/prefill.h"
 #include "text/family.h"
 
 namespace corehead {
@@ -76,14 +77,11 @@ void TextContext::truncate(int64_t n) {
 
 std::vector<float> TextContext::decode(DecoderBatch& batch) {
     if (batch.n_tokens <= 0) throw InputError("empty batch");
-    if (n_past_ + batch.n_tokens > n_ctx_) {
-        throw ContextOverflow("the input needs " + std::to_string(n_past_ + batch.n_tokens) + " tokens but the context holds " +
-                              std::to_string(n_ctx_) + "; create the Engine with a larger n_ctx or shorten the input");
-    }
+    check_context_fits(n_past_ + batch.n_tokens, n_ctx_);
     batch.n_past = n_past_;
     if (!batch.interventions) batch.interventions = interventions_;
     if (batch.positions.empty()) {
-        const int64_t per = family_.uses_mrope() ? 4 : 1;
+        const int64_t per = family_.positions() == RopePositions::mrope ? 4 : 1;
         batch.positions.resize(per * batch.n_tokens);
         for (int64_t s = 0; s < per; ++s) {
             for (int64_t i = 0; i < batch.n_tokens; ++i) {
@@ -103,17 +101,8 @@ std::vector<float> TextContext::decode(DecoderBatch& batch) {
 
     std::vector<std::vector<float>> scores;
     if (skv_) {
-        if (batch.taps) {
-            throw InputError("attention taps need the dense KV cache: run them outside the CoRe-sparse mode "
-                             "(leave `with eng.sparse(...)`, or build the Engine without core_heads)");
-        }
-        if (batch.interventions) {
-            for (int64_t l = 0; l < hp_.n_layer; ++l) {
-                if (batch.interventions->knocks(l)) {
-                    throw InputError("knockout interventions need the dense KV cache: run them outside the CoRe-sparse mode");
-                }
-            }
-        }
+        if (batch.taps) throw_needs_dense_cache("attention taps");
+        if (batch.interventions && batch.interventions->any_knockout()) throw_needs_dense_cache("knockout interventions");
         if (fresh_ && n_past_ == 0) skv_->reset(nullptr);  // a prompt without a plan (text only)
         if (skv_->n_compact() + batch.n_tokens > skv_->compact_capacity()) {
             throw ContextOverflow("the compact part of the CoRe-sparse KV cache holds " +

@@ -3,7 +3,6 @@
 #include <cmath>
 
 #include "gguf/gguf_file.h"
-#include "text/families.h"
 #include "text/family.h"
 
 namespace corehead {
@@ -28,30 +27,15 @@ public:
         }
     }
 
-    std::vector<TensorSpec> tensor_specs(const TextHParams& hp) const override {
+    void tensors(const TextHParams& hp, TextTensorTable& t) const override {
         const int64_t E = hp.n_embd;
-        std::vector<TensorSpec> s = {
-            {"token_embd.weight", {E, hp.n_vocab}},
-            {"output_norm.weight", {E}},
-            {"output.weight", {E, hp.n_vocab}, false},
-        };
-        for (int64_t i = 0; i < hp.n_layer; ++i) {
-            const std::string b = "blk." + std::to_string(i) + ".";
-            s.push_back({b + "attn_norm.weight", {E}});
-            s.push_back({b + "attn_q.weight", {E, hp.n_embd_q()}});
-            s.push_back({b + "attn_k.weight", {E, hp.n_embd_k_gqa()}});
-            s.push_back({b + "attn_v.weight", {E, hp.n_embd_v_gqa()}});
-            s.push_back({b + "attn_q_norm.weight", {hp.head_dim_k}});
-            s.push_back({b + "attn_k_norm.weight", {hp.head_dim_k}});
-            s.push_back({b + "attn_output.weight", {hp.n_head * hp.head_dim_v, E}});
-            s.push_back({b + "post_attention_norm.weight", {E}});
-            s.push_back({b + "ffn_norm.weight", {E}});
-            s.push_back({b + "ffn_gate.weight", {E, hp.n_ff}});
-            s.push_back({b + "ffn_up.weight", {E, hp.n_ff}});
-            s.push_back({b + "ffn_down.weight", {hp.n_ff, E}});
-            s.push_back({b + "post_ffw_norm.weight", {E}});
-        }
-        return s;
+        add_embedding_tensors(hp, t, /*rope_freqs=*/false);
+        add_attention_tensors(hp, t, /*biases=*/false, false);
+        t.add_layers("attn_q_norm.weight", {hp.head_dim_k}, &LayerWeights::q_norm);
+        t.add_layers("attn_k_norm.weight", {hp.head_dim_k}, &LayerWeights::k_norm);
+        t.add_layers("post_attention_norm.weight", {E}, &LayerWeights::attn_post_norm);
+        add_ffn_tensors(hp, t);
+        t.add_layers("post_ffw_norm.weight", {E}, &LayerWeights::ffn_post_norm);
     }
 
     ggml_tensor* build(DecoderGraph& g) const override {

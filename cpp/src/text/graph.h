@@ -1,13 +1,18 @@
 // Building blocks for decoder forward graphs, shared by every text family. A family's
 // build() (text/<family>.cpp) writes its layer loop with these, the way llama.cpp's
-// src/models/*.cpp do; attention, KV storage and masks live here once.
+// src/models/*.cpp do. Attention (dense and CoRe-sparse, text/attention.cpp) and its masks exist
+// once, here; the head machinery (taps, interventions, head sums) is heads/head_graph.h.
 #pragma once
 #include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "ggml.h"
 #include "heads/interventions.h"
 #include "heads/taps.h"
+#include "text/graph_inputs.h"
 #include "text/hparams.h"
 #include "text/text_weights.h"
 
@@ -15,6 +20,7 @@ namespace corehead {
 
 class KVCache;
 class SparseKVCache;
+class HeadGraph;
 
 // One forward step: tokens (or input embeddings) appended at cache index n_past.
 struct DecoderBatch {
@@ -38,6 +44,7 @@ public:
     // Exactly one of `kv` (dense) and `skv` (CoRe-sparse, docs/architecture.md §6) is set.
     DecoderGraph(ggml_context* ctx, ggml_cgraph* gf, const TextHParams& hp, const TextWeights& w, const KVCache* kv,
                  const SparseKVCache* skv, const DecoderBatch& batch);
+    ~DecoderGraph();
 
     ggml_context* const ctx;
     ggml_cgraph* const gf;
@@ -49,6 +56,7 @@ public:
     const int64_t n_tokens;
     const int64_t n_kv;  // keys visible after this batch
 
+    // --- blocks for the families' build() ---
     // Token embeddings (get_rows) or the batch's input embeddings, [n_embd, n_tokens].
     ggml_tensor* input_embeddings();
     ggml_tensor* rms_norm(ggml_tensor* x, ggml_tensor* weight);
@@ -70,77 +78,54 @@ public:
     // Final norm + LM head on the output rows only: [n_vocab, n_out].
     ggml_tensor* logits(ggml_tensor* x);
 
+    // --- graph inputs, masks and attention, for the attention paths and heads/ ---
+    // An input tensor filled from `borrowed` (outlives the compute) or `owned` values.
+    template <typename T>
+    ggml_tensor* input(ggml_tensor* t, const T* borrowed) {
+        return add_input(std::make_unique<ArrayInput<T>>(t, borrowed));
+    }
+    template <typename T>
+    ggml_tensor* input(ggml_tensor* t, std::vector<T> owned) {
+        return add_input(std::make_unique<ArrayInput<T>>(t, std::move(owned)));
+    }
+    // A mask [n_keys, n_rows, n_heads] (F16 for flash attention, F32 for soft_max) filled from
+    // `visible`. With a `shared` name the mask is made once per graph and reused by every layer.
+    ggml_tensor* mask(int64_t n_keys, int64_t n_rows, int64_t n_heads, ggml_type type, Visibility visible,
+                      const std::string& shared = "");
+    // Whether batch row `row` may see cache index `key`: causal order, the sliding window of
+    // `swa` layers, and the bidirectional image chunk (every token of the batch sees the others).
+    bool visible(int64_t row, int64_t key, bool swa) const;
+    // Flash attention with f32 accumulation. Q [hd, n_rows, n_q], K/V [hd, n_keys, n_kv_heads].
+    ggml_tensor* attend(ggml_tensor* Q, ggml_tensor* K, ggml_tensor* V, ggml_tensor* mask, float scale);
+    // A node read back after compute (taps, head sums, SnapKV scores).
+    void output(ggml_tensor* t);
+
     // Host-side data for the input tensors, once the graph is allocated.
     void set_inputs() const;
-    // Copies tapped attention to batch.tap_result, once the graph has been computed.
+    // Copies taps, head sums and SnapKV scores to the batch's result pointers after compute.
     void read_outputs() const;
 
 private:
-    ggml_tensor* mask(bool swa);
+    ggml_tensor* add_input(std::unique_ptr<GraphInput> in);
+    ggml_tensor* dense_attention(int64_t layer, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v, float scale);
     // The CoRe-sparse attention: CoRe heads over the full part, the others over the compact part.
     ggml_tensor* sparse_attention(int64_t layer, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v, float scale);
     // Rows `ids` of x [d, n, n_tokens] for every token: [d, |ids|, n_tokens].
     ggml_tensor* gather(ggml_tensor* x, const std::vector<int32_t>& ids);
-    // Compact-part masks: shared per sliding-window kind, or per head for `layer` ([n_kv_c, n_tokens(, n_q)]).
+    // Mask of the compact part for `layer`: shared per sliding-window kind, or per query head when
+    // budget tokens differ per head in a sliding-window layer.
     ggml_tensor* compact_mask(int64_t layer, bool swa);
     // Visibility of compact slot j (cache position pos) from batch row `row`.
     bool compact_visible(int64_t row, int64_t j, int64_t pos, bool swa) const;
-    void sparse_scores(int64_t layer, ggml_tensor* q_other, ggml_tensor* K, float scale, bool swa);
-    void set_sparse_inputs() const;
-    void read_sparse_outputs() const;
-    struct IndexInput {
-        ggml_tensor* tensor;
-        const std::vector<int32_t>* ids;
-    };
-    std::vector<IndexInput> index_inputs_;
-    ggml_tensor* inp_mask_c_ = nullptr;
-    ggml_tensor* inp_mask_c_swa_ = nullptr;
-    struct LayerMask {
-        int64_t layer;
-        ggml_tensor* tensor;
-    };
-    std::vector<LayerMask> layer_masks_c_;
-    ggml_tensor* inp_score_mask_ = nullptr;
-    ggml_tensor* inp_score_mask_swa_ = nullptr;
-    int64_t n_score_rows_ = 0;
-    struct ScoreOut {
-        int64_t layer;
-        ggml_tensor* scores;
-    };
-    std::vector<ScoreOut> score_outs_;
-    // Side branch for tapped rows: P over all keys and its masses (see heads/taps.h).
-    void tap_attention(int64_t layer, ggml_tensor* q, ggml_tensor* K, float scale);
-    bool visible(int64_t row, int64_t key, bool swa) const;
-    // Per-head attention mask for a layer with knockouts: [n_kv, n_rows, n_head].
-    ggml_tensor* knockout_mask(int64_t layer, bool taps);
-    // Applies gates/means to the attention output [hd*n_head, n_tokens] and records head sums.
-    ggml_tensor* intervene(int64_t layer, ggml_tensor* out);
-    struct LayerInput {
-        int64_t layer;
-        ggml_tensor* tensor;
-        int kind;  // 0 gate, 1 bias, 2 knockout mask (main), 3 knockout mask (taps)
-    };
-    std::vector<LayerInput> layer_inputs_;
-    struct HeadSumOut {
-        int64_t layer;
-        ggml_tensor* sums;
-    };
-    std::vector<HeadSumOut> head_sum_outs_;
-    ggml_tensor* inp_tap_rows_ = nullptr;
-    ggml_tensor* inp_tap_mask_ = nullptr;
-    ggml_tensor* inp_tap_mask_swa_ = nullptr;
-    ggml_tensor* inp_relevance_ = nullptr;
-    struct TapOut {
-        int64_t layer;
-        ggml_tensor* rows;
-        ggml_tensor* masses;
-    };
-    std::vector<TapOut> tap_outs_;
-    ggml_tensor* inp_tokens_ = nullptr;
-    ggml_tensor* inp_embd_ = nullptr;
+    void sparse_scores(int64_t layer, ggml_tensor* Q, ggml_tensor* K, float scale, bool swa);
+    void read_sparse_scores() const;
+
+    std::unique_ptr<HeadGraph> heads_;
+    std::vector<std::unique_ptr<GraphInput>> inputs_;
+    std::vector<std::pair<std::string, ggml_tensor*>> shared_masks_;
+    std::vector<std::pair<const std::vector<int32_t>*, ggml_tensor*>> gather_ids_;
+    std::vector<std::pair<int64_t, ggml_tensor*>> score_outs_;  // (layer, SnapKV scores)
     ggml_tensor* inp_pos_ = nullptr;
-    ggml_tensor* inp_mask_ = nullptr;
-    ggml_tensor* inp_mask_swa_ = nullptr;
     ggml_tensor* inp_out_rows_ = nullptr;
 };
 

@@ -1,7 +1,6 @@
 // LLaMA-style decoders: LLaMA 1-3, Mistral, SmolLM2 (RMSNorm, RoPE, SwiGLU, GQA).
 #include <cmath>
 
-#include "text/families.h"
 #include "text/family.h"
 
 namespace corehead {
@@ -11,9 +10,10 @@ namespace {
 class LlamaFamily final : public TextFamily {
 public:
     const char* arch() const override { return "llama"; }
-    void read_hparams(const GgufFile&, TextHParams&) const override {}
-    std::vector<TensorSpec> tensor_specs(const TextHParams& hp) const override {
-        return llama_like_tensor_specs(hp, /*qkv_bias_required=*/false);
+    void tensors(const TextHParams& hp, TextTensorTable& t) const override {
+        add_embedding_tensors(hp, t, /*rope_freqs=*/true);
+        add_attention_tensors(hp, t, /*biases=*/true, /*qkv_bias_required=*/false);
+        add_ffn_tensors(hp, t);
     }
     // GGUF llama q/k weights are permuted by the converter for the "normal" RoPE layout.
     ggml_tensor* build(DecoderGraph& g) const override { return build_llama_like(g, /*rope_mode=*/0); }

@@ -1,7 +1,6 @@
 // Qwen2 decoders (LLaMA layout with q/k/v biases) and Qwen2-VL (the same with M-RoPE:
 // rotary dimensions split into temporal/height/width sections driven by 3-D positions).
 #include "gguf/gguf_file.h"
-#include "text/families.h"
 #include "text/family.h"
 
 namespace corehead {
@@ -11,9 +10,10 @@ namespace {
 class Qwen2Family : public TextFamily {
 public:
     const char* arch() const override { return "qwen2"; }
-    void read_hparams(const GgufFile&, TextHParams&) const override {}
-    std::vector<TensorSpec> tensor_specs(const TextHParams& hp) const override {
-        return llama_like_tensor_specs(hp, /*qkv_bias_required=*/true);
+    void tensors(const TextHParams& hp, TextTensorTable& t) const override {
+        add_embedding_tensors(hp, t, /*rope_freqs=*/true);
+        add_attention_tensors(hp, t, /*biases=*/true, /*qkv_bias_required=*/true);
+        add_ffn_tensors(hp, t);
     }
     ggml_tensor* build(DecoderGraph& g) const override { return build_llama_like(g, GGML_ROPE_TYPE_NEOX); }
 };
@@ -21,7 +21,7 @@ public:
 class Qwen2VLFamily final : public Qwen2Family {
 public:
     const char* arch() const override { return "qwen2vl"; }
-    bool uses_mrope() const override { return true; }
+    RopePositions positions() const override { return RopePositions::mrope; }
     ggml_tensor* build(DecoderGraph& g) const override { return build_llama_like(g, GGML_ROPE_TYPE_MROPE); }
     void read_hparams(const GgufFile& f, TextHParams& hp) const override {
         const std::string key = "qwen2vl.rope.dimension_sections";

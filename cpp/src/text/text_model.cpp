@@ -1,6 +1,7 @@
 #include "text/text_model.h"
 
 #include "gguf.h"
+#include "gguf/file_info.h"
 
 namespace corehead {
 
@@ -45,6 +46,25 @@ void check_tokenizer_metadata(const GgufFile& f, int64_t n_vocab, std::string& m
     }
 }
 
+TextInfo text_info(const TextModelFile& m) {
+    TextInfo i;
+    set_file_info(i, *m.file, m.name, m.file_type);
+    i.arch = m.hp.arch;
+    i.n_layer = m.hp.n_layer;
+    i.n_head = m.hp.n_head;
+    i.n_head_kv = m.hp.n_head_kv;
+    i.n_embd = m.hp.n_embd;
+    i.n_ff = m.hp.n_ff;
+    i.n_vocab = m.hp.n_vocab;
+    i.n_ctx_train = m.hp.n_ctx_train;
+    i.head_dim = m.hp.head_dim_k;
+    i.vocab_only = m.vocab_only;
+    i.tokenizer = m.tokenizer_model;
+    i.tokenizer_pre = m.tokenizer_pre;
+    i.n_tokens = m.n_tokens;
+    return i;
+}
+
 TextModelFile open_text_model(const std::string& path) {
     TextModelFile m;
     m.file = std::make_unique<GgufFile>(path);
@@ -67,7 +87,7 @@ TextModelFile open_text_model(const std::string& path) {
         if (auto id = f.find_int(key); id && *id >= 0 && *id < m.n_tokens) m.eog_tokens.push_back(static_cast<int32_t>(*id));
     }
     m.vocab_only = f.n_tensors() == 0;
-    if (!m.vocab_only) check_tensors(f, m.family->tensor_specs(m.hp));
+    if (!m.vocab_only) check_tensors(f, text_tensor_table(*m.family, m.hp).specs());
     return m;
 }
 

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "corehead/engine.h"
 #include "gguf/gguf_file.h"
 #include "text/family.h"
 #include "text/hparams.h"
@@ -26,6 +27,9 @@ struct TextModelFile {
 // Throws FileNotFound / ModelError (wrong kind of file, unsupported arch, bad metadata,
 // tensors that disagree with the hyper-parameters).
 TextModelFile open_text_model(const std::string& path);
+
+// What `corehead info` and Engine.info report about the file.
+TextInfo text_info(const TextModelFile& m);
 
 // Validates tokenizer.ggml.* structure (model type, array lengths, special ids in range).
 void check_tokenizer_metadata(const GgufFile& f, int64_t n_vocab, std::string& model, std::string& pre, int64_t& n_tokens);

@@ -1,41 +1,40 @@
 #include "text/text_weights.h"
 
-#include <string>
-
 #include "runtime/weights.h"
-#include "text/hparams.h"
 
 namespace corehead {
 
-TextWeights resolve_text_weights(const Weights& w, const TextHParams& hp) {
-    TextWeights t;
-    t.tok_embd = w.get("token_embd.weight");
-    t.output_norm = w.get("output_norm.weight");
-    t.output = w.find("output.weight");
-    if (!t.output) t.output = t.tok_embd;  // tied embeddings
-    t.rope_freqs = w.find("rope_freqs.weight");
-    t.layers.resize(hp.n_layer);
-    for (int64_t i = 0; i < hp.n_layer; ++i) {
-        const std::string b = "blk." + std::to_string(i) + ".";
-        LayerWeights& L = t.layers[i];
-        L.attn_norm = w.get(b + "attn_norm.weight");
-        L.wq = w.get(b + "attn_q.weight");
-        L.wk = w.get(b + "attn_k.weight");
-        L.wv = w.get(b + "attn_v.weight");
-        L.wo = w.get(b + "attn_output.weight");
-        L.bq = w.find(b + "attn_q.bias");
-        L.bk = w.find(b + "attn_k.bias");
-        L.bv = w.find(b + "attn_v.bias");
-        L.bo = w.find(b + "attn_output.bias");
-        L.q_norm = w.find(b + "attn_q_norm.weight");
-        L.k_norm = w.find(b + "attn_k_norm.weight");
-        L.attn_post_norm = w.find(b + "post_attention_norm.weight");
-        L.ffn_norm = w.get(b + "ffn_norm.weight");
-        L.ffn_gate = w.get(b + "ffn_gate.weight");
-        L.ffn_up = w.get(b + "ffn_up.weight");
-        L.ffn_down = w.get(b + "ffn_down.weight");
-        L.ffn_post_norm = w.find(b + "post_ffw_norm.weight");
+void TextTensorTable::add(const std::string& name, std::vector<int64_t> shape, ggml_tensor* TextWeights::*slot,
+                          bool required) {
+    entries_.push_back({{name, std::move(shape), required}, -1, slot, nullptr});
+}
+
+void TextTensorTable::add_layers(const std::string& suffix, const std::vector<int64_t>& shape,
+                                 ggml_tensor* LayerWeights::*slot, bool required) {
+    for (int64_t i = 0; i < n_layer_; ++i) {
+        entries_.push_back({{"blk." + std::to_string(i) + "." + suffix, shape, required}, i, nullptr, slot});
     }
+}
+
+std::vector<TensorSpec> TextTensorTable::specs() const {
+    std::vector<TensorSpec> out;
+    out.reserve(entries_.size());
+    for (const Entry& e : entries_) out.push_back(e.spec);
+    return out;
+}
+
+TextWeights TextTensorTable::resolve(const Weights& w) const {
+    TextWeights t;
+    t.layers.resize(n_layer_);
+    for (const Entry& e : entries_) {
+        ggml_tensor* x = e.spec.required ? w.get(e.spec.name) : w.find(e.spec.name);
+        if (e.layer < 0) {
+            t.*e.global = x;
+        } else {
+            t.layers[e.layer].*e.per_layer = x;
+        }
+    }
+    if (!t.output) t.output = t.tok_embd;  // tied embeddings
     return t;
 }
 

@@ -1,20 +1,25 @@
-// The tensors of a text model resolved once by name (nullptr = absent optional tensor).
+// The tensors of a text model: each family names them once, in its tensor table (shape, whether
+// required, and the TextWeights / LayerWeights slot it fills); the same table validates the GGUF
+// (gguf/tensor_check.h) and resolves the loaded weights. nullptr = an absent optional tensor.
 #pragma once
+#include <cstdint>
+#include <string>
 #include <vector>
+
+#include "gguf/tensor_check.h"
 
 struct ggml_tensor;
 
 namespace corehead {
 
 class Weights;
-struct TextHParams;
 
 struct LayerWeights {
     ggml_tensor *attn_norm = nullptr, *wq = nullptr, *wk = nullptr, *wv = nullptr, *wo = nullptr;
     ggml_tensor *bq = nullptr, *bk = nullptr, *bv = nullptr, *bo = nullptr;
-    ggml_tensor *q_norm = nullptr, *k_norm = nullptr, *attn_post_norm = nullptr;  // gemma3
+    ggml_tensor *q_norm = nullptr, *k_norm = nullptr, *attn_post_norm = nullptr;
     ggml_tensor *ffn_norm = nullptr, *ffn_gate = nullptr, *ffn_up = nullptr, *ffn_down = nullptr;
-    ggml_tensor *ffn_post_norm = nullptr;                                           // gemma3
+    ggml_tensor *ffn_post_norm = nullptr;
 };
 
 struct TextWeights {
@@ -22,6 +27,29 @@ struct TextWeights {
     std::vector<LayerWeights> layers;
 };
 
-TextWeights resolve_text_weights(const Weights& w, const TextHParams& hp);
+class TextTensorTable {
+public:
+    explicit TextTensorTable(int64_t n_layer) : n_layer_(n_layer) {}
+
+    // A model-wide tensor.
+    void add(const std::string& name, std::vector<int64_t> shape, ggml_tensor* TextWeights::*slot, bool required = true);
+    // "blk.<i>.<suffix>" of every layer i, with the same shape.
+    void add_layers(const std::string& suffix, const std::vector<int64_t>& shape, ggml_tensor* LayerWeights::*slot,
+                    bool required = true);
+
+    std::vector<TensorSpec> specs() const;
+    // The loaded tensors by slot; a model without output.weight uses its token embedding (tied).
+    TextWeights resolve(const Weights& w) const;
+
+private:
+    struct Entry {
+        TensorSpec spec;
+        int64_t layer = -1;  // -1: model-wide
+        ggml_tensor* TextWeights::*global = nullptr;
+        ggml_tensor* LayerWeights::*per_layer = nullptr;
+    };
+    int64_t n_layer_;
+    std::vector<Entry> entries_;
+};
 
 }  // namespace corehead

@@ -1,31 +1,36 @@
 #include "vision/family.h"
 
-#include "vision/families.h"
+#include <algorithm>
 
 namespace corehead {
 
-namespace {
-
-const std::vector<const VisionFamily*>& registry() {
-    static const std::vector<const VisionFamily*> families = {
-        &llava_mlp_family(), &idefics3_family(), &qwen2vl_merger_family(), &qwen25vl_merger_family(),
-        &gemma3_vision_family(),
-    };
-    return families;
+PromptPositions VisionFamily::positions(int64_t n_tokens, const std::vector<VisualSpan>&,
+                                       const std::vector<PreparedImage>&) const {
+    return {{}, n_tokens};
 }
 
-}  // namespace
-
-const VisionFamily* find_vision_family(const std::string& projector) {
-    for (const VisionFamily* f : registry()) {
-        if (projector == f->projector()) return f;
+PromptPositions mrope_prompt_positions(int64_t n, const std::vector<VisualSpan>& spans,
+                                       const std::vector<PreparedImage>& images) {
+    PromptPositions out;
+    std::vector<int32_t>& pos = out.positions;
+    pos.assign(static_cast<size_t>(4 * n), 0);
+    int64_t cur = 0, i = 0;
+    for (const VisualSpan& s : spans) {
+        for (; i < s.start; ++i, ++cur) {
+            for (int sec = 0; sec < 3; ++sec) pos[sec * n + i] = static_cast<int32_t>(cur);
+        }
+        const VisionView& v = images[s.image].views[s.view];
+        for (int64_t k = 0; k < s.n; ++k, ++i) {
+            pos[i] = static_cast<int32_t>(cur);
+            pos[n + i] = static_cast<int32_t>(cur + k / v.grid_w);
+            pos[2 * n + i] = static_cast<int32_t>(cur + k % v.grid_w);
+        }
+        cur += std::max(v.grid_w, v.grid_h);
     }
-    return nullptr;
-}
-
-std::vector<std::string> supported_projectors() {
-    std::vector<std::string> out;
-    for (const VisionFamily* f : registry()) out.emplace_back(f->projector());
+    for (; i < n; ++i, ++cur) {
+        for (int sec = 0; sec < 3; ++sec) pos[sec * n + i] = static_cast<int32_t>(cur);
+    }
+    out.next = cur;
     return out;
 }
 

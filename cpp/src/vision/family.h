@@ -41,6 +41,21 @@ struct PreparedImage {
     }
 };
 
+// One run of visual tokens (one view of one image) inside a prompt.
+struct VisualSpan {
+    int64_t start = 0;  // index in the prompt's token ids
+    int64_t n = 0;
+    int image = 0, view = 0;
+};
+
+// RoPE positions of a multimodal prompt: empty = one per token (the context's default), or 3-D
+// M-RoPE positions (4 * n_tokens values, section-major: t, h, w, 0); `next` is the position
+// of the token after the prompt.
+struct PromptPositions {
+    std::vector<int32_t> positions;
+    int64_t next = 0;
+};
+
 class VisionFamily {
 public:
     virtual ~VisionFamily() = default;
@@ -54,8 +69,11 @@ public:
     virtual ggml_tensor* build(VisionGraph& g) const = 0;
     // The text of the placeholder token HF puts at visual positions (e.g. "<image>").
     virtual const char* image_token() const = 0;
-    // True when the text model uses 3-D (M-RoPE) positions for visual tokens.
+    // True when the text model uses 3-D (M-RoPE) positions for visual tokens; positions() then
+    // gives them (default: one position per token).
     virtual bool mrope_positions() const { return false; }
+    virtual PromptPositions positions(int64_t n_tokens, const std::vector<VisualSpan>& spans,
+                                      const std::vector<PreparedImage>& images) const;
     // True when the visual tokens of one image attend to each other (gemma3).
     virtual bool bidirectional_image() const { return false; }
     // The text architecture the projector feeds (nullptr: any) and the special tokens its
@@ -65,8 +83,15 @@ public:
     virtual std::vector<std::string> layout_tokens() const { return {}; }
 };
 
+// nullptr when the projector is not supported (vision/registry.cpp).
 const VisionFamily* find_vision_family(const std::string& projector);
 std::vector<std::string> supported_projectors();
+
+// transformers' get_rope_index for Qwen-VL: text advances all three sections together; an
+// image's tokens get (t, row, column) offsets from the position where it starts, and the text
+// after it continues at max + 1.
+PromptPositions mrope_prompt_positions(int64_t n_tokens, const std::vector<VisualSpan>& spans,
+                                       const std::vector<PreparedImage>& images);
 
 // The ViT blocks shared by all families: attention with q/k/v/out projections, two
 // norms and an MLP. `rms_norm` drops the norm biases, `gated_ffn` adds ffn_gate.

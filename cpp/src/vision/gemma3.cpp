@@ -4,7 +4,6 @@
 // Gemma3ImageProcessor without pan-and-scan: squash to image_size (bilinear).
 #include "ggml.h"
 #include "gguf/gguf_file.h"
-#include "vision/families.h"
 #include "vision/family.h"
 #include "vision/graph.h"
 

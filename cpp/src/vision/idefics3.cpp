@@ -8,7 +8,6 @@
 #include "corehead/error.h"
 #include "ggml.h"
 #include "gguf/gguf_file.h"
-#include "vision/families.h"
 #include "vision/family.h"
 #include "vision/graph.h"
 

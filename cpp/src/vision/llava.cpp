@@ -4,7 +4,6 @@
 // #25814) the CLS token is position 0 and is dropped after the tower.
 #include "ggml.h"
 #include "gguf/gguf_file.h"
-#include "vision/families.h"
 #include "vision/family.h"
 #include "vision/graph.h"
 

@@ -11,7 +11,6 @@
 #include "corehead/error.h"
 #include "ggml.h"
 #include "gguf/gguf_file.h"
-#include "vision/families.h"
 #include "vision/family.h"
 #include "vision/graph.h"
 
@@ -49,6 +48,10 @@ public:
     const char* projector() const override { return v25_ ? "qwen2.5vl_merger" : "qwen2vl_merger"; }
     const char* image_token() const override { return "<|image_pad|>"; }
     bool mrope_positions() const override { return true; }
+    PromptPositions positions(int64_t n, const std::vector<VisualSpan>& spans,
+                              const std::vector<PreparedImage>& images) const override {
+        return mrope_prompt_positions(n, spans, images);
+    }
     const char* text_arch() const override { return "qwen2vl"; }
     std::vector<std::string> layout_tokens() const override { return {"<|vision_start|>", "<|vision_end|>"}; }
 

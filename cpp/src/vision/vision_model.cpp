@@ -1,6 +1,22 @@
 #include "vision/vision_model.h"
 
+#include "gguf/file_info.h"
+
 namespace corehead {
+
+VisionInfo vision_info(const VisionModelFile& m) {
+    VisionInfo i;
+    set_file_info(i, *m.file, m.name, m.file_type);
+    i.projector = m.hp.projector;
+    i.image_size = m.hp.image_size;
+    i.patch_size = m.hp.patch_size;
+    i.n_embd = m.hp.n_embd;
+    i.n_ff = m.hp.n_ff;
+    i.n_layer = m.hp.n_layer;
+    i.n_head = m.hp.n_head;
+    i.n_out = m.hp.n_out;
+    return i;
+}
 
 VisionModelFile open_mmproj(const std::string& path) {
     VisionModelFile m;

@@ -3,6 +3,7 @@
 #include <memory>
 #include <string>
 
+#include "corehead/engine.h"
 #include "gguf/gguf_file.h"
 #include "vision/family.h"
 #include "vision/hparams.h"
@@ -19,5 +20,8 @@ struct VisionModelFile {
 
 // Throws FileNotFound / ModelError.
 VisionModelFile open_mmproj(const std::string& path);
+
+// What `corehead info` and Engine.info report about the file.
+VisionInfo vision_info(const VisionModelFile& m);
 
 }  // namespace corehead

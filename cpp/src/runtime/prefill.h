@@ -1,0 +1,53 @@
+// Feeding an input to a TextContext in batches, for text and multimodal prompts alike: token
+// runs and image-embedding runs, the rows whose logits come back, attention taps cut per batch,
+// per-head output sums, and an interrupt check between forward passes.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "heads/interventions.h"
+#include "heads/taps.h"
+#include "text/graph.h"
+
+namespace corehead {
+
+class TextContext;
+
+// Throws ContextOverflow (the one message for an input longer than the context).
+void check_context_fits(int64_t n_needed, int64_t n_ctx);
+
+struct PrefillOptions {
+    int64_t n_batch = 512;
+    bool all_positions = false;  // logits of every position ([n, n_vocab]) or of the last one
+    // Attention taps on absolute input positions; each batch's result goes to on_taps(index in
+    // taps->rows of the batch's first tapped row, result).
+    const TapRequest* taps = nullptr;
+    std::function<void(size_t, const TapResult&)> on_taps;
+    HeadOutputSums* head_sums = nullptr;  // per-head output sums over every position
+    std::function<void()> interrupt;      // runs before each forward pass; may throw
+    // M-RoPE positions of the whole input (4 * n, section-major); empty: the context's default.
+    const std::vector<int32_t>* positions = nullptr;
+};
+
+class Prefill {
+public:
+    // Checks up front that all `n` positions fit after the context's current ones.
+    Prefill(TextContext& ctx, const PrefillOptions& o, int64_t n);
+
+    // Tokens [at, at + count) of the input, in n_batch chunks.
+    void tokens(const int32_t* ids, int64_t at, int64_t count);
+    // One batch of input embeddings at input position `at` (row-major [len, n_embd]).
+    void embeddings(std::vector<float> embd, int64_t at, int64_t len, bool bidirectional);
+    // The logits collected (every position, or the last batch's last row).
+    std::vector<float> take() { return std::move(out_); }
+
+private:
+    void run(DecoderBatch& b, int64_t at);
+    TextContext& ctx_;
+    const PrefillOptions& o_;
+    const int64_t n_;
+    std::vector<float> out_;
+};
+
+}  // namespace corehead
