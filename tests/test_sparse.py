@@ -362,10 +362,14 @@ def test_cli_run_with_core_heads(tmp_path, capsys):
         sparse.save_heads(tmp_path / "heads.json", [(0, 0), (1, 3)], eng.info)
         with eng.sparse(tmp_path / "heads.json"):
             want = eng.generate(meta["prompt"], images=[img], max_tokens=6)
+        with eng.sparse(tmp_path / "heads.json", visual_budget=2, visual_keep="last"):
+            want_last = eng.generate(meta["prompt"], images=[img], max_tokens=6)
     argv = ["run", "-m", model, "--mmproj", mmproj, "--image", img, "-p", meta["prompt"], "-n", "6", "-t", "2",
             "--core-heads", str(tmp_path / "heads.json")]
     assert cli.main(argv) == 0
     assert capsys.readouterr().out == want + "\n"
+    assert cli.main(argv + ["--visual-budget", "2", "--visual-keep", "last"]) == 0
+    assert capsys.readouterr().out == want_last + "\n"
     assert cli.main(argv + ["--visual-budget", "100000"]) == 1
     assert "larger than image" in capsys.readouterr().err
     (tmp_path / "empty.json").write_text(json.dumps({"format": sparse.HEADSET_FORMAT, "heads": []}))

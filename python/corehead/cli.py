@@ -84,9 +84,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Generate from a prompt, streaming to the terminal."""
     if args.prompt is None:
         args.prompt = sys.stdin.read()
-    sparse = {}
-    if args.core_heads:  # CoRe-sparse KV cache (corehead.sparse)
-        sparse = dict(core_heads=args.core_heads, visual_budget=args.visual_budget, core_fraction=args.core_fraction)
+    sparse = _sparse_kwargs(args)  # CoRe-sparse KV cache (corehead.sparse)
     with corehead.Engine(args.model, mmproj=args.mmproj, n_threads=args.threads, n_ctx=args.ctx_size, **sparse) as eng:
         kwargs = dict(max_tokens=args.n_predict, temperature=args.temp, top_k=args.top_k, top_p=args.top_p,
                       min_p=args.min_p, repeat_penalty=args.repeat_penalty, seed=args.seed, stop=args.stop or (),
@@ -116,8 +114,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     prompt = args.prompt if args.prompt is not None else "Describe what you see in detail."
     modes = [("dense", {})]
     if args.core_heads:
-        modes.append(("sparse", dict(core_heads=args.core_heads, visual_budget=args.visual_budget,
-                                     core_fraction=args.core_fraction)))
+        modes.append(("sparse", _sparse_kwargs(args)))
     rows = []
     for name, extra in modes:
         with corehead.Engine(args.model, mmproj=args.mmproj, n_threads=args.threads, n_ctx=args.ctx_size,
@@ -218,6 +215,39 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+_HF_HELP = "a GGUF repo of the Hugging Face Hub (and quant, default Q4_K_M), like llama.cpp"
+
+
+def _model_command(sub, name: str, help: str, func) -> argparse.ArgumentParser:
+    """A subcommand that loads a model: -m / -hf / --mmproj, -t / -c."""
+    cmd = sub.add_parser(name, help=help)
+    cmd.add_argument("-m", "--model", help="language-model GGUF (or -hf)")
+    cmd.add_argument("-hf", "--hf-repo", metavar="REPO[:QUANT]", help=_HF_HELP)
+    cmd.add_argument("--mmproj", help="vision projector GGUF")
+    cmd.add_argument("-t", "--threads", type=int, default=None)
+    cmd.add_argument("-c", "--ctx-size", type=int, default=4096)
+    cmd.set_defaults(func=func)
+    return cmd
+
+
+def _sparse_args(cmd: argparse.ArgumentParser, core_help: str) -> None:
+    cmd.add_argument("--core-heads", metavar="HEADS_JSON", help=core_help)
+    cmd.add_argument("--core-fraction", type=float, default=0.05, help="with a ranking file: top fraction (0.05)")
+    cmd.add_argument("--visual-budget", type=int, default=0,
+                     help="with --core-heads: visual tokens per image the other heads keep (default 0)")
+    cmd.add_argument("--visual-keep", choices=["snapkv", "first", "last"], default="snapkv",
+                     help="how those visual-budget tokens are picked: SnapKV (default), or the first / last "
+                          "of each image")
+
+
+def _sparse_kwargs(args) -> dict:
+    """Engine keyword arguments of the CoRe-sparse options ({} without --core-heads)."""
+    if not args.core_heads:
+        return {}
+    return dict(core_heads=args.core_heads, visual_budget=args.visual_budget, core_fraction=args.core_fraction,
+                visual_keep=args.visual_keep)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="corehead", description="Observe and steer the attention heads of GGUF (multimodal) LLMs.")
@@ -227,16 +257,11 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="validate a GGUF model (and mmproj) and print its facts")
     info.add_argument("model", nargs="?", help="language-model GGUF")
     info.add_argument("--mmproj", help="vision projector GGUF")
-    info.add_argument("-hf", "--hf-repo", metavar="REPO[:QUANT]",
-                      help="a GGUF repo of the Hugging Face Hub (and quant, default Q4_K_M), like llama.cpp")
+    info.add_argument("-hf", "--hf-repo", metavar="REPO[:QUANT]", help=_HF_HELP)
     info.add_argument("--json", action="store_true", help="print JSON instead of a table")
     info.set_defaults(func=cmd_info)
 
-    run = sub.add_parser("run", help="generate text from a prompt (streams to the terminal)")
-    run.add_argument("-m", "--model", help="language-model GGUF (or -hf)")
-    run.add_argument("-hf", "--hf-repo", metavar="REPO[:QUANT]",
-                     help="a GGUF repo of the Hugging Face Hub (and quant, default Q4_K_M), like llama.cpp")
-    run.add_argument("--mmproj", help="vision projector GGUF")
+    run = _model_command(sub, "run", "generate text from a prompt (streams to the terminal)", cmd_run)
     run.add_argument("-p", "--prompt", help="the prompt (read from stdin when omitted)")
     run.add_argument("--image", action="append", metavar="IMG",
                      help="image file (repeatable; needs --mmproj); goes where the prompt has <__media__>, "
@@ -251,39 +276,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--stop", action="append", help="stop string (repeatable)")
     run.add_argument("--chat", action="store_true", help="wrap the prompt in the model's chat template")
-    run.add_argument("-t", "--threads", type=int, default=None)
-    run.add_argument("-c", "--ctx-size", type=int, default=4096)
-    run.add_argument("--core-heads", metavar="HEADS_JSON",
-                     help="CoRe-sparse KV cache: only these heads keep the visual tokens (a `corehead rank` output: "
-                          "its top --core-fraction; or a head-set file)")
-    run.add_argument("--core-fraction", type=float, default=0.05, help="with a ranking file: top fraction (0.05)")
-    run.add_argument("--visual-budget", type=int, default=0,
-                     help="with --core-heads: visual tokens per image the other heads keep (default 0)")
-    run.set_defaults(func=cmd_run)
+    _sparse_args(run, "CoRe-sparse KV cache: only these heads keep the visual tokens (a `corehead rank` output: "
+                      "its top --core-fraction; or a head-set file)")
 
-    bench = sub.add_parser("bench", help="time to first token, decode speed and KV memory (dense vs CoRe-sparse)")
-    bench.add_argument("-m", "--model", help="language-model GGUF (or -hf)")
-    bench.add_argument("-hf", "--hf-repo", metavar="REPO[:QUANT]",
-                       help="a GGUF repo of the Hugging Face Hub (and quant, default Q4_K_M), like llama.cpp")
-    bench.add_argument("--mmproj", help="vision projector GGUF")
+    bench = _model_command(sub, "bench", "time to first token, decode speed and KV memory (dense vs CoRe-sparse)",
+                           cmd_bench)
     bench.add_argument("--image", action="append", metavar="IMG", help="an image (repeat for several, e.g. frames)")
     bench.add_argument("-p", "--prompt", help="the prompt (default: a short request; images go first)")
     bench.add_argument("-n", "--n-predict", type=int, default=128, help="tokens generated per run (default 128)")
     bench.add_argument("--reps", type=int, default=3, help="timed runs per mode (default 3, median)")
-    bench.add_argument("--core-heads", metavar="HEADS_JSON",
-                       help="also run the CoRe-sparse KV cache with these heads (as in `corehead run`)")
-    bench.add_argument("--core-fraction", type=float, default=0.05, help="with a ranking file: top fraction (0.05)")
-    bench.add_argument("--visual-budget", type=int, default=0, help="visual tokens per image the other heads keep")
+    _sparse_args(bench, "also run the CoRe-sparse KV cache with these heads (as in `corehead run`)")
     bench.add_argument("--json", help="write the results (JSON)")
-    bench.add_argument("-t", "--threads", type=int, default=None)
-    bench.add_argument("-c", "--ctx-size", type=int, default=4096)
-    bench.set_defaults(func=cmd_bench)
 
-    rank = sub.add_parser("rank", help="rank attention heads by Retrieval Attention Mass over probes")
-    rank.add_argument("-m", "--model", help="language-model GGUF (or -hf)")
-    rank.add_argument("-hf", "--hf-repo", metavar="REPO[:QUANT]",
-                      help="a GGUF repo of the Hugging Face Hub (and quant, default Q4_K_M), like llama.cpp")
-    rank.add_argument("--mmproj", help="vision projector GGUF")
+    rank = _model_command(sub, "rank", "rank attention heads by Retrieval Attention Mass over probes", cmd_rank)
     rank.add_argument("--probes", required=True, help="probes JSONL: image, question, answer, bbox")
     rank.add_argument("-o", "--output", default="heads.json", help="where to save the ranking (JSON)")
     rank.add_argument("--plot", help="also write a layer x head heatmap (PNG)")
@@ -291,15 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="query positions: those predicting the answer (default) or the last prompt position")
     rank.add_argument("--only-correct", action="store_true", help="average only over correctly answered probes")
     rank.add_argument("--top", type=int, default=10, help="rows of the printed table")
-    rank.add_argument("-t", "--threads", type=int, default=None)
-    rank.add_argument("-c", "--ctx-size", type=int, default=4096)
-    rank.set_defaults(func=cmd_rank)
 
-    ablate = sub.add_parser("ablate", help="ablation curve: accuracy with the top / bottom / random heads ablated")
-    ablate.add_argument("-m", "--model", help="language-model GGUF (or -hf)")
-    ablate.add_argument("-hf", "--hf-repo", metavar="REPO[:QUANT]",
-                        help="a GGUF repo of the Hugging Face Hub (and quant, default Q4_K_M), like llama.cpp")
-    ablate.add_argument("--mmproj", help="vision projector GGUF")
+    ablate = _model_command(sub, "ablate", "ablation curve: accuracy with the top / bottom / random heads ablated",
+                            cmd_ablate)
     ablate.add_argument("--probes", required=True, help="probes JSONL: image, question, answer, bbox (, choices)")
     ablate.add_argument("--heads", required=True,
                         help="a ranking from `corehead rank` (runs the curve) or a JSON list of [layer, head] pairs "
@@ -314,9 +313,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="default: choice when every probe has choices, else exact")
     ablate.add_argument("--plot", help="write the curve (PNG)")
     ablate.add_argument("--json", help="write the results (JSON)")
-    ablate.add_argument("-t", "--threads", type=int, default=None)
-    ablate.add_argument("-c", "--ctx-size", type=int, default=4096)
-    ablate.set_defaults(func=cmd_ablate)
 
     demo = sub.add_parser("demo", help="run the main job on the embedded default model")
     demo.add_argument("--threads", type=int, default=None)

@@ -209,7 +209,8 @@ def masked_reference(eng: Engine, heads, prompt: str, images, sink: int = 4, cor
     queries after that key's run of visual tokens (knockout interventions with per-key query
     ranges). With a `visual_budget`, the SnapKV choice cannot be written as masks shared by all
     heads: pass ``keep="first"`` or ``"last"`` and run the sparse side with ``visual_keep`` set the
-    same way; the kept tokens are then masked only for the rest of the prompt. For checking the sparse cache, not for speed."""
+    same way; the kept tokens are then masked only for the rest of the prompt. For checking the
+    sparse cache, not for speed."""
     info = eng.info
     kv = set(core_kv_heads(heads, info, core_fraction))
     group = info["n_head"] // info["n_head_kv"]

@@ -48,7 +48,7 @@ void check_tokenizer_metadata(const GgufFile& f, int64_t n_vocab, std::string& m
 
 TextInfo text_info(const TextModelFile& m) {
     TextInfo i;
-    set_file_info(i, *m.file, m.name, m.file_type);
+    set_file_info(i, m);
     i.arch = m.hp.arch;
     i.n_layer = m.hp.n_layer;
     i.n_head = m.hp.n_head;

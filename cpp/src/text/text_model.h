@@ -5,19 +5,14 @@
 #include <vector>
 
 #include "corehead/engine.h"
-#include "gguf/gguf_file.h"
+#include "gguf/file_info.h"
 #include "text/family.h"
 #include "text/hparams.h"
 
 namespace corehead {
 
-struct TextModelFile {
-    std::unique_ptr<GgufFile> file;
-    const TextFamily* family = nullptr;
-    TextHParams hp;
+struct TextModelFile : ModelFile<TextFamily, TextHParams> {
     bool vocab_only = false;   // tokenizer + hparams, no tensors (llama.cpp's ggml-vocab-*.gguf)
-    std::string name;          // general.name
-    int64_t file_type = -1;    // general.file_type
     std::string tokenizer_model;  // tokenizer.ggml.model ("" when absent)
     std::string tokenizer_pre;    // tokenizer.ggml.pre
     int64_t n_tokens = 0;         // tokenizer.ggml.tokens count

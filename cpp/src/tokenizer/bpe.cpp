@@ -155,12 +155,7 @@ void BpeVocab::merge_word(std::string_view word, std::vector<token_id>& out) con
         Symbol& r = sym[b.right];
         if (l.n == 0 || r.n == 0 || l.id != b.left_id || r.id != b.right_id) continue;  // stale
         l.id = merges_.at(pair_key(b.left_id, b.right_id)).result;
-        l.n += r.n;
-        r.n = 0;
-        l.next = r.next;
-        if (r.next >= 0) sym[r.next].prev = b.left;
-        try_add(l.prev, b.left);
-        try_add(b.left, l.next);
+        merge_symbols(sym, b.left, b.right, try_add);
     }
 
     for (int i = 0; i != -1; i = sym[i].next) {

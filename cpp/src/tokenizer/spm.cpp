@@ -92,12 +92,7 @@ void SpmVocab::tokenize_text(std::string_view raw, bool after_special, std::vect
         Symbol& l = sym[b.left];
         Symbol& r = sym[b.right];
         if (l.n == 0 || r.n == 0 || l.n + r.n != b.size) continue;  // stale
-        l.n += r.n;
-        r.n = 0;
-        l.next = r.next;
-        if (r.next >= 0) sym[r.next].prev = b.left;
-        try_add(l.prev, b.left);
-        try_add(b.left, l.next);
+        merge_symbols(sym, b.left, b.right, try_add);
     }
 
     // Every merged symbol is a vocabulary entry; unmerged characters may not be.

@@ -126,4 +126,19 @@ private:
 std::unique_ptr<Vocab> make_spm_vocab(const GgufFile& file);
 std::unique_ptr<Vocab> make_bpe_vocab(const GgufFile& file, const std::string& model);
 
+// One step of the bigram merge loop that SentencePiece-BPE and byte-level BPE share: symbol
+// `right` (the neighbour of `left`) joins `left` in the linked list of symbols (n == 0 marks a
+// merged one), and the two new neighbour pairs are offered to `try_add(l, r)`.
+template <typename Symbol, typename TryAdd>
+void merge_symbols(std::vector<Symbol>& sym, int left, int right, const TryAdd& try_add) {
+    Symbol& l = sym[left];
+    Symbol& r = sym[right];
+    l.n += r.n;
+    r.n = 0;
+    l.next = r.next;
+    if (r.next >= 0) sym[r.next].prev = left;
+    try_add(l.prev, left);
+    try_add(left, l.next);
+}
+
 }  // namespace corehead::tok

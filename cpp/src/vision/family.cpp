@@ -34,6 +34,25 @@ PromptPositions mrope_prompt_positions(int64_t n, const std::vector<VisualSpan>&
     return out;
 }
 
+void add_patch_embedding_specs(std::vector<TensorSpec>& s, const VisionHParams& hp, int64_t n_positions) {
+    const int64_t E = hp.n_embd, P = hp.patch_size;
+    s.push_back({"v.patch_embd.weight", {P, P, 3, E}});
+    s.push_back({"v.patch_embd.bias", {E}, false});
+    if (n_positions > 0) s.push_back({"v.position_embd.weight", {E, n_positions}});
+}
+
+void add_post_ln_specs(std::vector<TensorSpec>& s, const VisionHParams& hp, bool weight_required, bool bias_required) {
+    s.push_back({"v.post_ln.weight", {hp.n_embd}, weight_required});
+    s.push_back({"v.post_ln.bias", {hp.n_embd}, bias_required});
+}
+
+void add_mlp_projector_specs(std::vector<TensorSpec>& s, int64_t in, int64_t hidden, int64_t out) {
+    s.push_back({"mm.0.weight", {in, hidden}});
+    s.push_back({"mm.0.bias", {hidden}});
+    s.push_back({"mm.2.weight", {hidden, out}});
+    s.push_back({"mm.2.bias", {out}});
+}
+
 void add_vit_block_specs(std::vector<TensorSpec>& s, const VisionHParams& hp, bool rms_norm, bool gated_ffn) {
     const int64_t E = hp.n_embd;
     for (int64_t i = 0; i < hp.n_layer; ++i) {

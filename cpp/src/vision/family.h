@@ -93,6 +93,12 @@ std::vector<std::string> supported_projectors();
 PromptPositions mrope_prompt_positions(int64_t n_tokens, const std::vector<VisualSpan>& spans,
                                        const std::vector<PreparedImage>& images);
 
+// The patch embedding (kernel [P, P, 3, E], optional bias) and, when n_positions > 0, learned
+// position embeddings [E, n_positions]; post_ln_required: the final LayerNorm (weight + bias).
+void add_patch_embedding_specs(std::vector<TensorSpec>& s, const VisionHParams& hp, int64_t n_positions);
+void add_post_ln_specs(std::vector<TensorSpec>& s, const VisionHParams& hp, bool weight_required, bool bias_required);
+// The two-layer MLP projector mm.0 (in -> hidden), GELU, mm.2 (hidden -> out), with biases.
+void add_mlp_projector_specs(std::vector<TensorSpec>& s, int64_t in, int64_t hidden, int64_t out);
 // The ViT blocks shared by all families: attention with q/k/v/out projections, two
 // norms and an MLP. `rms_norm` drops the norm biases, `gated_ffn` adds ffn_gate.
 void add_vit_block_specs(std::vector<TensorSpec>& s, const VisionHParams& hp, bool rms_norm, bool gated_ffn);

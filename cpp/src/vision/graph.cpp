@@ -40,6 +40,17 @@ ggml_tensor* VisionGraph::patch_embed(ggml_tensor* kernel) {
     return ggml_mul_mat(ctx, k, cols);  // [E, n_patches]
 }
 
+ggml_tensor* VisionGraph::embed_patches() {
+    ggml_tensor* x = patch_embed(w("v.patch_embd.weight"));
+    if (ggml_tensor* b = opt("v.patch_embd.bias")) x = ggml_add(ctx, x, b);
+    return x;
+}
+
+ggml_tensor* VisionGraph::mlp_projector(ggml_tensor* x) {
+    x = act(linear(x, w("mm.0.weight"), w("mm.0.bias")), VisionAct::GeluErf);
+    return linear(x, w("mm.2.weight"), w("mm.2.bias"));
+}
+
 ggml_tensor* VisionGraph::linear(ggml_tensor* x, ggml_tensor* weight, ggml_tensor* bias) {
     ggml_tensor* y = ggml_mul_mat(ctx, weight, x);
     return bias ? ggml_add(ctx, y, bias) : y;

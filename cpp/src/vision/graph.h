@@ -44,6 +44,11 @@ public:
     // patches row-major.
     ggml_tensor* patch_embed(ggml_tensor* kernel);
 
+    // patch_embed with v.patch_embd.weight, plus its bias when present: [E, n_patches].
+    ggml_tensor* embed_patches();
+    // The MLP projector mm.0 -> GELU (erf) -> mm.2 (add_mlp_projector_specs).
+    ggml_tensor* mlp_projector(ggml_tensor* x);
+
     ggml_tensor* linear(ggml_tensor* x, ggml_tensor* weight, ggml_tensor* bias = nullptr);
     ggml_tensor* layer_norm(ggml_tensor* x, ggml_tensor* weight, ggml_tensor* bias);
     ggml_tensor* rms_norm(ggml_tensor* x, ggml_tensor* weight);

@@ -37,16 +37,9 @@ public:
         }
     }
     std::vector<TensorSpec> tensor_specs(const GgufFile&, const VisionHParams& hp) const override {
-        const int64_t E = hp.n_embd, P = hp.patch_size;
-        const int64_t n_patches = hp.patches_per_side() * hp.patches_per_side();
-        std::vector<TensorSpec> s = {
-            {"v.patch_embd.weight", {P, P, 3, E}},
-            {"v.patch_embd.bias", {E}, false},
-            {"v.position_embd.weight", {E, n_patches}},
-            {"v.post_ln.weight", {E}},
-            {"v.post_ln.bias", {E}},
-            {"mm.model.fc.weight", {E * hp.scale_factor * hp.scale_factor, hp.n_out}},
-        };
+        std::vector<TensorSpec> s = {{"mm.model.fc.weight", {hp.n_embd * hp.scale_factor * hp.scale_factor, hp.n_out}}};
+        add_patch_embedding_specs(s, hp, hp.patches_per_side() * hp.patches_per_side());
+        add_post_ln_specs(s, hp, true, true);
         add_vit_block_specs(s, hp, /*rms_norm=*/false, /*gated_ffn=*/false);
         return s;
     }
@@ -114,8 +107,7 @@ public:
     ggml_tensor* build(VisionGraph& g) const override {
         ggml_context* ctx = g.ctx;
         const VisionHParams& hp = g.hp;
-        ggml_tensor* x = g.patch_embed(g.w("v.patch_embd.weight"));
-        if (ggml_tensor* b = g.opt("v.patch_embd.bias")) x = ggml_add(ctx, x, b);
+        ggml_tensor* x = g.embed_patches();
         x = ggml_add(ctx, x, g.f32(g.w("v.position_embd.weight")));
         for (int64_t il = 0; il < hp.n_layer; ++il) x = g.vit_block(il, x, false, VisionAct::GeluTanh, false);
         x = g.layer_norm(x, g.w("v.post_ln.weight"), g.opt("v.post_ln.bias"));

@@ -24,25 +24,18 @@ public:
         }
     }
     std::vector<TensorSpec> tensor_specs(const GgufFile& f, const VisionHParams& hp) const override {
-        const int64_t E = hp.n_embd, P = hp.patch_size;
+        const int64_t E = hp.n_embd;
         const int64_t n_patches = hp.patches_per_side() * hp.patches_per_side();
         const bool has_cls = f.find_tensor("v.class_embd") != nullptr;
         const ggml_tensor* mm0 = f.find_tensor("mm.0.weight");
-        const int64_t hidden = mm0 ? mm0->ne[1] : 0;
         std::vector<TensorSpec> s = {
-            {"v.patch_embd.weight", {P, P, 3, E}},
-            {"v.patch_embd.bias", {E}, false},
             {"v.class_embd", {E}, false},
-            {"v.position_embd.weight", {E, n_patches + (has_cls ? 1 : 0)}},
             {"v.pre_ln.weight", {E}, false},
             {"v.pre_ln.bias", {E}, false},
-            {"v.post_ln.weight", {E}, false},
-            {"v.post_ln.bias", {E}, false},
-            {"mm.0.weight", {E, hidden}},
-            {"mm.0.bias", {hidden}},
-            {"mm.2.weight", {hidden, hp.n_out}},
-            {"mm.2.bias", {hp.n_out}},
         };
+        add_patch_embedding_specs(s, hp, n_patches + (has_cls ? 1 : 0));
+        add_post_ln_specs(s, hp, false, false);
+        add_mlp_projector_specs(s, E, mm0 ? mm0->ne[1] : 0, hp.n_out);
         add_vit_block_specs(s, hp, /*rms_norm=*/false, /*gated_ffn=*/false);
         return s;
     }
@@ -80,8 +73,7 @@ public:
     ggml_tensor* build(VisionGraph& g) const override {
         ggml_context* ctx = g.ctx;
         const VisionHParams& hp = g.hp;
-        ggml_tensor* x = g.patch_embed(g.w("v.patch_embd.weight"));
-        if (ggml_tensor* b = g.opt("v.patch_embd.bias")) x = ggml_add(ctx, x, b);
+        ggml_tensor* x = g.embed_patches();
         ggml_tensor* cls = g.opt("v.class_embd");
         if (cls) x = ggml_concat(ctx, ggml_reshape_2d(ctx, g.f32(cls), hp.n_embd, 1), x, 1);  // CLS first, as transformers
         x = ggml_add(ctx, x, g.f32(g.w("v.position_embd.weight")));
@@ -90,9 +82,7 @@ public:
         const VisionAct a = hp.use_gelu ? VisionAct::GeluErf : VisionAct::QuickGelu;
         for (int64_t il = 0; il < hp.n_layer; ++il) x = g.vit_block(il, x, false, a, false);
         if (cls) x = ggml_view_2d(ctx, x, hp.n_embd, g.n_patches, x->nb[1], x->nb[1]);  // drop CLS
-        x = g.linear(ggml_cont(ctx, x), g.w("mm.0.weight"), g.w("mm.0.bias"));
-        x = g.act(x, VisionAct::GeluErf);
-        return g.linear(x, g.w("mm.2.weight"), g.w("mm.2.bias"));
+        return g.mlp_projector(ggml_cont(ctx, x));
     }
 };
 

@@ -91,19 +91,11 @@ public:
     }
 
     std::vector<TensorSpec> tensor_specs(const GgufFile&, const VisionHParams& hp) const override {
-        const int64_t E = hp.n_embd, P = hp.patch_size;
-        const int64_t merged = E * hp.spatial_merge * hp.spatial_merge;
-        std::vector<TensorSpec> s = {
-            {"v.patch_embd.weight", {P, P, 3, E}},
-            {"v.patch_embd.weight.1", {P, P, 3, E}},
-            {"v.patch_embd.bias", {E}, false},
-            {"v.post_ln.weight", {E}},
-            {"v.post_ln.bias", {E}, !v25_},
-            {"mm.0.weight", {merged, merged}},
-            {"mm.0.bias", {merged}},
-            {"mm.2.weight", {merged, hp.n_out}},
-            {"mm.2.bias", {hp.n_out}},
-        };
+        const int64_t P = hp.patch_size, merged = hp.n_embd * hp.spatial_merge * hp.spatial_merge;
+        std::vector<TensorSpec> s = {{"v.patch_embd.weight.1", {P, P, 3, hp.n_embd}}};  // the second temporal kernel
+        add_patch_embedding_specs(s, hp, 0);
+        add_post_ln_specs(s, hp, true, !v25_);
+        add_mlp_projector_specs(s, merged, merged, hp.n_out);
         add_vit_block_specs(s, hp, /*rms_norm=*/v25_, /*gated_ffn=*/v25_);
         return s;
     }
@@ -128,8 +120,8 @@ public:
         const VisionHParams& hp = g.hp;
         const int64_t gw = g.grid_w, gh = g.grid_h, N = g.n_patches, m = hp.spatial_merge;
         // Conv3D over two identical frames = the sum of its two temporal kernels.
-        ggml_tensor* x = ggml_add(ctx, g.patch_embed(g.w("v.patch_embd.weight")), g.patch_embed(g.w("v.patch_embd.weight.1")));
-        if (ggml_tensor* b = g.opt("v.patch_embd.bias")) x = ggml_add(ctx, x, b);
+        // Two temporal kernels over the same frame (an image is a 2-frame still): their sum.
+        ggml_tensor* x = ggml_add(ctx, g.embed_patches(), g.patch_embed(g.w("v.patch_embd.weight.1")));
 
         // 2-D RoPE positions (row, column) per patch; sections 2 and 3 are unused.
         std::vector<int32_t> pos(static_cast<size_t>(4 * N));
@@ -172,8 +164,7 @@ public:
         // Merger: norm per patch, 2x2 patches concatenated, MLP.
         x = v25_ ? g.rms_norm(x, g.w("v.post_ln.weight")) : g.layer_norm(x, g.w("v.post_ln.weight"), g.opt("v.post_ln.bias"));
         x = g.pixel_shuffle(x, gw, gh, m);
-        x = g.act(g.linear(x, g.w("mm.0.weight"), g.w("mm.0.bias")), VisionAct::GeluErf);
-        return g.linear(x, g.w("mm.2.weight"), g.w("mm.2.bias"));
+        return g.mlp_projector(x);
     }
 
 private:

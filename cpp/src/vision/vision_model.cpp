@@ -6,7 +6,7 @@ namespace corehead {
 
 VisionInfo vision_info(const VisionModelFile& m) {
     VisionInfo i;
-    set_file_info(i, *m.file, m.name, m.file_type);
+    set_file_info(i, m);
     i.projector = m.hp.projector;
     i.image_size = m.hp.image_size;
     i.patch_size = m.hp.patch_size;

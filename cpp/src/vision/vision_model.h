@@ -4,19 +4,13 @@
 #include <string>
 
 #include "corehead/engine.h"
-#include "gguf/gguf_file.h"
+#include "gguf/file_info.h"
 #include "vision/family.h"
 #include "vision/hparams.h"
 
 namespace corehead {
 
-struct VisionModelFile {
-    std::unique_ptr<GgufFile> file;
-    const VisionFamily* family = nullptr;
-    VisionHParams hp;
-    std::string name;
-    int64_t file_type = -1;
-};
+struct VisionModelFile : ModelFile<VisionFamily, VisionHParams> {};
 
 // Throws FileNotFound / ModelError.
 VisionModelFile open_mmproj(const std::string& path);
