@@ -43,7 +43,8 @@ TextTensorTable text_tensor_table(const TextFamily& family, const TextHParams& h
 void add_embedding_tensors(const TextHParams& hp, TextTensorTable& t, bool rope_freqs);
 void add_attention_tensors(const TextHParams& hp, TextTensorTable& t, bool biases, bool qkv_bias_required);
 void add_ffn_tensors(const TextHParams& hp, TextTensorTable& t);
-// The LLaMA/Qwen2 forward pass (pre-RMSNorm, RoPE in `rope_mode`, optional q/k/v biases, SwiGLU).
+// The LLaMA/Qwen2/Qwen3 forward pass (pre-RMSNorm, RoPE in `rope_mode`, optional q/k/v biases,
+// optional per-head q/k RMSNorm, SwiGLU).
 ggml_tensor* build_llama_like(DecoderGraph& g, int rope_mode);
 
 }  // namespace corehead

@@ -32,6 +32,8 @@ ggml_tensor* build_llama_like(DecoderGraph& g, int rope_mode) {
         ggml_tensor* q = ggml_reshape_3d(ctx, g.linear(h, L.wq, L.bq), hp.head_dim_k, hp.n_head, g.n_tokens);
         ggml_tensor* k = ggml_reshape_3d(ctx, g.linear(h, L.wk, L.bk), hp.head_dim_k, hp.n_head_kv, g.n_tokens);
         ggml_tensor* v = ggml_reshape_3d(ctx, g.linear(h, L.wv, L.bv), hp.head_dim_v, hp.n_head_kv, g.n_tokens);
+        if (L.q_norm) q = g.rms_norm(q, L.q_norm);  // per-head QK-norm (qwen3), before RoPE
+        if (L.k_norm) k = g.rms_norm(k, L.k_norm);
         q = g.rope(q, rope_mode, hp.rope_freq_base, hp.rope_freq_scale);
         k = g.rope(k, rope_mode, hp.rope_freq_base, hp.rope_freq_scale);
         ggml_tensor* a = g.attention(il, q, k, v, scale);

@@ -7,6 +7,7 @@
     X(llama)                      \
     X(qwen2)                      \
     X(qwen2vl)                    \
+    X(qwen3)                      \
     X(gemma3)
 
 namespace corehead {
