@@ -92,7 +92,7 @@ def test_engine_loads_synthetic_model_and_mmproj(llama_model, mlp_mmproj):
 
 
 def test_engine_keeps_quantized_types(synthetic_dir):
-    from synthetic_gguf import write_text_model
+    from tools.fixtures.synthetic_gguf import write_text_model
 
     f16 = write_text_model(synthetic_dir / "llama-f16.gguf", dtype=np.float16)
     r = gguf.GGUFReader(str(f16))
@@ -105,7 +105,7 @@ def test_engine_keeps_quantized_types(synthetic_dir):
 
 @pytest.mark.parametrize("arch", ["qwen2", "qwen2vl", "gemma3"])
 def test_engine_loads_other_text_families(synthetic_dir, arch):
-    from synthetic_gguf import write_text_model
+    from tools.fixtures.synthetic_gguf import write_text_model
 
     path = write_text_model(synthetic_dir / f"{arch}.gguf", arch=arch, tied=arch == "gemma3")
     with Engine(path, n_threads=1) as eng:
@@ -204,7 +204,7 @@ def test_tensor_data_past_end_of_file(tmp_path, llama_model):
 
 
 def test_shape_disagrees_with_hparams(synthetic_dir):
-    from synthetic_gguf import write_text_model
+    from tools.fixtures.synthetic_gguf import write_text_model
 
     bad = write_text_model(synthetic_dir / "badshape.gguf", shape_overrides={"blk.1.attn_k.weight": (48, 64)})
     expected = r"badshape\.gguf.*blk\.1\.attn_k\.weight.*shape \[64, 48\].*expected \[64, 32\]"
@@ -213,7 +213,7 @@ def test_shape_disagrees_with_hparams(synthetic_dir):
 
 
 def test_hparams_disagree_with_tensors(synthetic_dir):
-    from synthetic_gguf import write_text_model
+    from tools.fixtures.synthetic_gguf import write_text_model
 
     bad = write_text_model(synthetic_dir / "badhp.gguf", kv_overrides={"block_count": 3})
     with pytest.raises(ModelError, match="missing tensor 'blk.2.attn_norm.weight'"):
@@ -224,7 +224,7 @@ def test_hparams_disagree_with_tensors(synthetic_dir):
 
 
 def test_missing_and_unexpected_tensors(synthetic_dir):
-    from synthetic_gguf import write_text_model
+    from tools.fixtures.synthetic_gguf import write_text_model
 
     bad = write_text_model(synthetic_dir / "missing.gguf", drop=("blk.0.ffn_up.weight",))
     with pytest.raises(ModelError, match="missing tensor 'blk.0.ffn_up.weight'"):
@@ -254,7 +254,7 @@ def test_mmproj_and_model_swapped(llama_model, mlp_mmproj):
 
 
 def test_mmproj_for_another_model(synthetic_dir, llama_model):
-    from synthetic_gguf import write_mmproj
+    from tools.fixtures.synthetic_gguf import write_mmproj
 
     other = write_mmproj(synthetic_dir / "mmproj-96.gguf", n_out=96)
     with pytest.raises(ModelError, match="96-dimensional.*n_embd = 64"):
