@@ -18,6 +18,7 @@ import pytest
 import corehead
 from corehead import Engine, ModelError
 from corehead.cli import main as cli_main
+from tests.families import VISION
 
 
 def reader_value(reader: gguf.GGUFReader, key: str):
@@ -333,12 +334,9 @@ def test_random_corruption_never_aborts(tmp_path, llama_model):
     assert len(data) > 0
 
 
-VISION_FIXTURES = ["llava", "idefics3", "qwen2vl", "qwen25vl", "gemma3vl"]
-
-
-@pytest.mark.parametrize("family", VISION_FIXTURES)
+@pytest.mark.parametrize("family", VISION)
 def test_converter_written_model_and_mmproj_pairs_load(family):
-    """Files written by llama.cpp's own converters (tests/data, tools/make_fixtures.py)."""
+    """Files written by llama.cpp's own converters (tests/data, python -m tools.fixtures.make)."""
     d = Path(__file__).parent / "data" / family
     mr = gguf.GGUFReader(str(d / "model-f32.gguf"))
     vr = gguf.GGUFReader(str(d / "mmproj-f32.gguf"))
