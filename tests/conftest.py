@@ -42,3 +42,12 @@ def mlp_mmproj(synthetic_dir) -> Path:
     from tools.fixtures.synthetic_gguf import write_mmproj
 
     return write_mmproj(synthetic_dir / "mmproj-mlp.gguf", projector="mlp", n_out=64)
+
+
+@pytest.fixture(scope="module")
+def toy_engine(request):
+    """The embedded toy VLM (Engine.toy) for a module, with the module's TOY_THREADS (default 2)."""
+    from corehead import Engine
+
+    with Engine.toy(n_threads=getattr(request.module, "TOY_THREADS", 2)) as eng:
+        yield eng

@@ -235,14 +235,23 @@ def test_missing_and_unexpected_tensors(synthetic_dir):
         Engine(bad)
 
 
-def test_unknown_architecture(tmp_path):
-    w = gguf.GGUFWriter(str(tmp_path / "mamba.gguf"), "mamba")
-    w.add_uint32("mamba.block_count", 1)
-    w.add_tensor("token_embd.weight", np.zeros((4, 4), np.float32))
+def write_gguf(path: Path, arch: str, add) -> Path:
+    """A GGUF file of `arch` with what add(writer) puts in it."""
+    w = gguf.GGUFWriter(str(path), arch)
+    add(w)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
+    return path
+
+
+def test_unknown_architecture(tmp_path):
+    def add(w):
+        w.add_uint32("mamba.block_count", 1)
+        w.add_tensor("token_embd.weight", np.zeros((4, 4), np.float32))
+
+    write_gguf(tmp_path / "mamba.gguf", "mamba", add)
     with pytest.raises(ModelError, match="not supported yet: mamba"):
         Engine(tmp_path / "mamba.gguf")
 
@@ -263,25 +272,14 @@ def test_mmproj_for_another_model(synthetic_dir, llama_model):
 
 
 def test_unknown_projector(tmp_path):
-    w = gguf.GGUFWriter(str(tmp_path / "proj.gguf"), "clip")
-    w.add_string("clip.projector_type", "resampler")
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    write_gguf(tmp_path / "proj.gguf", "clip", lambda w: w.add_string("clip.projector_type", "resampler"))
     with pytest.raises(ModelError, match="projector type not supported yet: resampler"):
         corehead.inspect(mmproj=tmp_path / "proj.gguf")
 
 
 def test_metadata_of_wrong_type(synthetic_dir):
     # block_count written as a string would GGML_ASSERT in ggml's typed getter.
-    path = synthetic_dir / "strkey.gguf"
-    w = gguf.GGUFWriter(str(path), "llama")
-    w.add_string("llama.block_count", "two")
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    path = write_gguf(synthetic_dir / "strkey.gguf", "llama", lambda w: w.add_string("llama.block_count", "two"))
     with pytest.raises(ModelError, match="block_count' should be an integer"):
         corehead.inspect(path)
 

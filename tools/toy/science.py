@@ -103,6 +103,17 @@ def ablated(model, heads):
             hk.remove()
 
 
+def same_length_batches(tok, probes, batch: int):
+    """Indices of `probes` in batches of at most `batch` whose prompts have the same length (grouped
+    by length in first-seen order)."""
+    groups: dict[int, list[int]] = {}
+    for i, p in enumerate(probes):
+        groups.setdefault(len(tok.prompt(p["question"])), []).append(i)
+    for g in groups.values():
+        for b0 in range(0, len(g), batch):
+            yield g[b0 : b0 + batch]
+
+
 def first_token_correct(model, tok, probes, batch: int = 48) -> np.ndarray:
     """Fast path used for the many ablation conditions: every toy answer is one token
     followed by EOS, so greedy generation is correct iff argmax at the last prompt
@@ -111,22 +122,17 @@ def first_token_correct(model, tok, probes, batch: int = 48) -> np.ndarray:
     import torch
 
     ok = np.zeros(len(probes), bool)
-    groups: dict[int, list[int]] = {}
-    for i, p in enumerate(probes):
-        groups.setdefault(len(tok.prompt(p["question"])), []).append(i)
     with torch.no_grad():
-        for _, g in groups.items():
-            for b0 in range(0, len(g), batch):
-                gi = g[b0 : b0 + batch]
-                ans = [tok.answer(probes[i]["answer"]) for i in gi]
-                assert all(len(a) == 1 for a in ans)
-                ids = torch.tensor([tok.prompt(probes[i]["question"]) + a for i, a in zip(gi, ans)])
-                pv = torch.from_numpy(pixels([probes[i]["image"] for i in gi]))
-                logits = model(input_ids=ids, pixel_values=pv).logits
-                pred_a = logits[:, -2].argmax(-1).numpy()
-                pred_e = logits[:, -1].argmax(-1).numpy()
-                for k, i in enumerate(gi):
-                    ok[i] = pred_a[k] == ans[k][0] and pred_e[k] == tok.eos
+        for gi in same_length_batches(tok, probes, batch):
+            ans = [tok.answer(probes[i]["answer"]) for i in gi]
+            assert all(len(a) == 1 for a in ans)
+            ids = torch.tensor([tok.prompt(probes[i]["question"]) + a for i, a in zip(gi, ans)])
+            pv = torch.from_numpy(pixels([probes[i]["image"] for i in gi]))
+            logits = model(input_ids=ids, pixel_values=pv).logits
+            pred_a = logits[:, -2].argmax(-1).numpy()
+            pred_e = logits[:, -1].argmax(-1).numpy()
+            for k, i in enumerate(gi):
+                ok[i] = pred_a[k] == ans[k][0] and pred_e[k] == tok.eos
     return ok
 
 
@@ -193,20 +199,15 @@ def choice_logprobs(model, tok, probes, batch: int = 48) -> list[np.ndarray]:
     import torch
 
     out: list = [None] * len(probes)
-    groups: dict[int, list[int]] = {}
-    for i, p in enumerate(probes):
-        groups.setdefault(len(tok.prompt(p["question"])), []).append(i)
     with torch.no_grad():
-        for _, g in groups.items():
-            for b0 in range(0, len(g), batch):
-                gi = g[b0 : b0 + batch]
-                ids = torch.tensor([tok.prompt(probes[i]["question"]) for i in gi])
-                pv = torch.from_numpy(pixels([probes[i]["image"] for i in gi]))
-                lp = torch.log_softmax(model(input_ids=ids, pixel_values=pv).logits[:, -1].double(), -1).numpy()
-                for row, i in zip(lp, gi):
-                    choice_ids = [tok.answer(c) for c in probes[i]["choices"]]
-                    assert all(len(c) == 1 for c in choice_ids), "a toy choice is not one token"
-                    out[i] = np.array([row[c[0]] for c in choice_ids])
+        for gi in same_length_batches(tok, probes, batch):
+            ids = torch.tensor([tok.prompt(probes[i]["question"]) for i in gi])
+            pv = torch.from_numpy(pixels([probes[i]["image"] for i in gi]))
+            lp = torch.log_softmax(model(input_ids=ids, pixel_values=pv).logits[:, -1].double(), -1).numpy()
+            for row, i in zip(lp, gi):
+                choice_ids = [tok.answer(c) for c in probes[i]["choices"]]
+                assert all(len(c) == 1 for c in choice_ids), "a toy choice is not one token"
+                out[i] = np.array([row[c[0]] for c in choice_ids])
     return out
 
 

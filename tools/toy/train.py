@@ -96,7 +96,7 @@ from pathlib import Path
 import numpy as np
 
 from corehead import toy  # the installed corehead, or PYTHONPATH=.:python with a fresh build
-from tools.fixtures.common import REPO
+from tools.fixtures.common import REPO, train_spm_bpe
 from tools.fixtures.common import llama_cpp_dir as llama_cpp_tree
 
 IMAGE_TOKEN = "<image>"
@@ -110,8 +110,6 @@ def build_tokenizer(out_dir: Path):
     """A tiny SentencePiece BPE vocabulary, llama.cpp-convertible: byte fallback,
     identity normalization, no dummy prefix. Every keyword+'?' and every answer
     (with its leading '▁') is a single piece."""
-    import sentencepiece as spm
-
     out_dir.mkdir(parents=True, exist_ok=True)
     lines = []
     lines += [q + " " + a for q, a in _all_qa()]
@@ -125,28 +123,23 @@ def build_tokenizer(out_dir: Path):
     ] * 3
     corpus = out_dir / "tokenizer_corpus.txt"
     corpus.write_text("\n".join(lines) + "\n")
-    spm.SentencePieceTrainer.train(
+    train_spm_bpe(
         input=str(corpus),
         model_prefix=str(out_dir / "tokenizer"),
         vocab_size=640,
-        model_type="bpe",
-        byte_fallback=True,
-        normalization_rule_name="identity",
-        add_dummy_prefix=False,
         split_by_number=False,
         split_by_unicode_script=False,
         split_digits=False,
-        remove_extra_whitespaces=False,
         user_defined_symbols=[IMAGE_TOKEN],
         unk_id=0,
         bos_id=1,
         eos_id=2,
         pad_id=-1,
-        character_coverage=1.0,
         hard_vocab_limit=False,
-        minloglevel=2,
     )
     corpus.unlink()
+    import sentencepiece as spm
+
     sp = spm.SentencePieceProcessor(model_file=str(out_dir / "tokenizer.model"))
     assert sp.piece_to_id(IMAGE_TOKEN) == 3  # write_hf_tokenizer relies on it
     for q, a in _all_qa():
