@@ -3,7 +3,7 @@
 greedy accuracy through corehead (issue 7: >= 90%); and corehead's RAM, head selection and choice
 log-likelihoods, unablated and with the top / bottom 5% of heads zeroed, against transformers
 (eager attention, o_proj pre-hooks, the f32 HF checkpoint) in tests/data/toy_transformers_ref.json
-(written by `tools/toy_science.py --write-test-ref`; no torch here). The whole-demo comparison is
+(written by `python -m tools.toy.science --write-test-ref`; no torch here). The whole-demo comparison is
 docs/toy_parity.md."""
 
 from __future__ import annotations
