@@ -1,19 +1,17 @@
 """Shared fixtures. Tests need no torch: references come from llama.cpp's files, the gguf
-package, numpy re-computations, or the committed transformers outputs in tests/data."""
+package, numpy re-computations, or the committed transformers outputs in tests/data.
+
+The repository root is on sys.path (pyproject.toml: [tool.pytest.ini_options] pythonpath), so
+tests import the developer tools as `tools.…` and the helpers here as `tests.…`."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tools"))  # synthetic_gguf, fetch_ggml, llama_cpp_peer
-
-from peer_fixture import run_peer  # noqa: E402,F401  (the llama.cpp peer in a child process)
+from tests.peer_fixture import run_peer  # noqa: F401  (the llama.cpp peer in a child process)
 
 
 @pytest.fixture(scope="session")
@@ -22,9 +20,9 @@ def llama_cpp_dir() -> Path:
     env = os.environ.get("COREHEAD_LLAMA_CPP_DIR")
     if env:
         return Path(env)
-    out = subprocess.run([sys.executable, str(REPO / "tools" / "fetch_ggml.py"), "--with-llama-cpp"],
-                         check=True, capture_output=True, text=True).stdout
-    return Path(out.strip().splitlines()[-1])
+    from tools.build.fetch_ggml import llama_cpp_tree
+
+    return llama_cpp_tree()
 
 
 @pytest.fixture(scope="session")
@@ -34,13 +32,22 @@ def synthetic_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def llama_model(synthetic_dir) -> Path:
-    from synthetic_gguf import write_text_model
+    from tools.fixtures.synthetic_gguf import write_text_model
 
     return write_text_model(synthetic_dir / "llama.gguf", arch="llama")
 
 
 @pytest.fixture(scope="session")
 def mlp_mmproj(synthetic_dir) -> Path:
-    from synthetic_gguf import write_mmproj
+    from tools.fixtures.synthetic_gguf import write_mmproj
 
     return write_mmproj(synthetic_dir / "mmproj-mlp.gguf", projector="mlp", n_out=64)
+
+
+@pytest.fixture(scope="module")
+def toy_engine(request):
+    """The embedded toy VLM (Engine.toy) for a module, with the module's TOY_THREADS (default 2)."""
+    from corehead import Engine
+
+    with Engine.toy(n_threads=getattr(request.module, "TOY_THREADS", 2)) as eng:
+        yield eng

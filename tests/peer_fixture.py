@@ -8,10 +8,10 @@ import pytest
 
 @pytest.fixture(scope="session")
 def run_peer():
-    """Runs a request on llama.cpp in a child process (tools/llama_cpp_peer.py). A peer that is
+    """Runs a request on llama.cpp in a child process (tools/peers/llama_cpp_peer.py). A peer that is
     missing, crashes (SIGILL, SIGSEGV, ...) or hangs skips the calling test with the reason, the
     signal and the host CPU: the suite's result never depends on the peer surviving."""
-    import llama_cpp_peer
+    from tools.peers import llama_cpp_peer
 
     def run(request: dict, timeout: float = 600.0) -> dict:
         try:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from corehead import Engine
+from tests.families import TEXT, with_file
 
 DATA = Path(__file__).parent / "data"
 
@@ -91,10 +92,7 @@ def test_bad_ablation_input(llama):
         assert np.isfinite(eng.logits([1, 2, 3])).all()
 
 
-TEXT_FAMILIES = ["llama", "qwen2", "gemma3"]
-
-
-@pytest.mark.parametrize("family", TEXT_FAMILIES)
+@pytest.mark.parametrize("family", with_file("ablation_ref.npz", TEXT))
 @pytest.mark.parametrize("which", ["zeroA", "zeroB"])
 def test_zero_ablation_matches_transformers_o_proj_hook(family, which):
     ref = np.load(DATA / family / "ref.npz")
@@ -124,7 +122,7 @@ def test_mean_ablation_vectors_and_logits_match_transformers():
     assert np.abs(got - want).max() <= 1e-3 * np.abs(want).max()
 
 
-@pytest.mark.parametrize("family", TEXT_FAMILIES)
+@pytest.mark.parametrize("family", with_file("ablation_ref.npz", TEXT))
 def test_answer_positions_attention_matches_transformers(family):
     ref = np.load(DATA / family / "ref.npz")
     abl = np.load(DATA / family / "ablation_ref.npz")

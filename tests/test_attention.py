@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from corehead import Engine
+from tests.families import TEXT
 
 DATA = Path(__file__).parent / "data"
-FAMILIES = ["llama", "qwen2", "gemma3"]
 
 
-@pytest.fixture(scope="module", params=FAMILIES)
+@pytest.fixture(scope="module", params=TEXT)
 def family(request):
     return request.param
 

@@ -1,5 +1,5 @@
 """Chat templates rendered like transformers (references from transformers' own renderer,
-tools/make_chat_refs.py -> tests/data/chat_refs.json)."""
+tools/refs/chat.py -> tests/data/chat_refs.json)."""
 
 from __future__ import annotations
 

@@ -74,12 +74,6 @@ def test_wilson_interval():
 
 
 @pytest.fixture(scope="module")
-def toy_engine():
-    with Engine.toy(n_threads=2) as eng:
-        yield eng
-
-
-@pytest.fixture(scope="module")
 def toy_probes():
     return toy.as_probes(toy.probes(40, seed=21))
 

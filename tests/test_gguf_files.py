@@ -18,6 +18,7 @@ import pytest
 import corehead
 from corehead import Engine, ModelError
 from corehead.cli import main as cli_main
+from tests.families import VISION
 
 
 def reader_value(reader: gguf.GGUFReader, key: str):
@@ -92,7 +93,7 @@ def test_engine_loads_synthetic_model_and_mmproj(llama_model, mlp_mmproj):
 
 
 def test_engine_keeps_quantized_types(synthetic_dir):
-    from synthetic_gguf import write_text_model
+    from tools.fixtures.synthetic_gguf import write_text_model
 
     f16 = write_text_model(synthetic_dir / "llama-f16.gguf", dtype=np.float16)
     r = gguf.GGUFReader(str(f16))
@@ -105,7 +106,7 @@ def test_engine_keeps_quantized_types(synthetic_dir):
 
 @pytest.mark.parametrize("arch", ["qwen2", "qwen2vl", "gemma3"])
 def test_engine_loads_other_text_families(synthetic_dir, arch):
-    from synthetic_gguf import write_text_model
+    from tools.fixtures.synthetic_gguf import write_text_model
 
     path = write_text_model(synthetic_dir / f"{arch}.gguf", arch=arch, tied=arch == "gemma3")
     with Engine(path, n_threads=1) as eng:
@@ -204,7 +205,7 @@ def test_tensor_data_past_end_of_file(tmp_path, llama_model):
 
 
 def test_shape_disagrees_with_hparams(synthetic_dir):
-    from synthetic_gguf import write_text_model
+    from tools.fixtures.synthetic_gguf import write_text_model
 
     bad = write_text_model(synthetic_dir / "badshape.gguf", shape_overrides={"blk.1.attn_k.weight": (48, 64)})
     expected = r"badshape\.gguf.*blk\.1\.attn_k\.weight.*shape \[64, 48\].*expected \[64, 32\]"
@@ -213,7 +214,7 @@ def test_shape_disagrees_with_hparams(synthetic_dir):
 
 
 def test_hparams_disagree_with_tensors(synthetic_dir):
-    from synthetic_gguf import write_text_model
+    from tools.fixtures.synthetic_gguf import write_text_model
 
     bad = write_text_model(synthetic_dir / "badhp.gguf", kv_overrides={"block_count": 3})
     with pytest.raises(ModelError, match="missing tensor 'blk.2.attn_norm.weight'"):
@@ -224,7 +225,7 @@ def test_hparams_disagree_with_tensors(synthetic_dir):
 
 
 def test_missing_and_unexpected_tensors(synthetic_dir):
-    from synthetic_gguf import write_text_model
+    from tools.fixtures.synthetic_gguf import write_text_model
 
     bad = write_text_model(synthetic_dir / "missing.gguf", drop=("blk.0.ffn_up.weight",))
     with pytest.raises(ModelError, match="missing tensor 'blk.0.ffn_up.weight'"):
@@ -234,14 +235,23 @@ def test_missing_and_unexpected_tensors(synthetic_dir):
         Engine(bad)
 
 
-def test_unknown_architecture(tmp_path):
-    w = gguf.GGUFWriter(str(tmp_path / "mamba.gguf"), "mamba")
-    w.add_uint32("mamba.block_count", 1)
-    w.add_tensor("token_embd.weight", np.zeros((4, 4), np.float32))
+def write_gguf(path: Path, arch: str, add) -> Path:
+    """A GGUF file of `arch` with what add(writer) puts in it."""
+    w = gguf.GGUFWriter(str(path), arch)
+    add(w)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
+    return path
+
+
+def test_unknown_architecture(tmp_path):
+    def add(w):
+        w.add_uint32("mamba.block_count", 1)
+        w.add_tensor("token_embd.weight", np.zeros((4, 4), np.float32))
+
+    write_gguf(tmp_path / "mamba.gguf", "mamba", add)
     with pytest.raises(ModelError, match="not supported yet: mamba"):
         Engine(tmp_path / "mamba.gguf")
 
@@ -254,7 +264,7 @@ def test_mmproj_and_model_swapped(llama_model, mlp_mmproj):
 
 
 def test_mmproj_for_another_model(synthetic_dir, llama_model):
-    from synthetic_gguf import write_mmproj
+    from tools.fixtures.synthetic_gguf import write_mmproj
 
     other = write_mmproj(synthetic_dir / "mmproj-96.gguf", n_out=96)
     with pytest.raises(ModelError, match="96-dimensional.*n_embd = 64"):
@@ -262,25 +272,14 @@ def test_mmproj_for_another_model(synthetic_dir, llama_model):
 
 
 def test_unknown_projector(tmp_path):
-    w = gguf.GGUFWriter(str(tmp_path / "proj.gguf"), "clip")
-    w.add_string("clip.projector_type", "resampler")
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    write_gguf(tmp_path / "proj.gguf", "clip", lambda w: w.add_string("clip.projector_type", "resampler"))
     with pytest.raises(ModelError, match="projector type not supported yet: resampler"):
         corehead.inspect(mmproj=tmp_path / "proj.gguf")
 
 
 def test_metadata_of_wrong_type(synthetic_dir):
     # block_count written as a string would GGML_ASSERT in ggml's typed getter.
-    path = synthetic_dir / "strkey.gguf"
-    w = gguf.GGUFWriter(str(path), "llama")
-    w.add_string("llama.block_count", "two")
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    path = write_gguf(synthetic_dir / "strkey.gguf", "llama", lambda w: w.add_string("llama.block_count", "two"))
     with pytest.raises(ModelError, match="block_count' should be an integer"):
         corehead.inspect(path)
 
@@ -333,12 +332,9 @@ def test_random_corruption_never_aborts(tmp_path, llama_model):
     assert len(data) > 0
 
 
-VISION_FIXTURES = ["llava", "idefics3", "qwen2vl", "qwen25vl", "gemma3vl"]
-
-
-@pytest.mark.parametrize("family", VISION_FIXTURES)
+@pytest.mark.parametrize("family", VISION)
 def test_converter_written_model_and_mmproj_pairs_load(family):
-    """Files written by llama.cpp's own converters (tests/data, tools/make_fixtures.py)."""
+    """Files written by llama.cpp's own converters (tests/data, python -m tools.fixtures.make)."""
     d = Path(__file__).parent / "data" / family
     mr = gguf.GGUFReader(str(d / "model-f32.gguf"))
     vr = gguf.GGUFReader(str(d / "mmproj-f32.gguf"))

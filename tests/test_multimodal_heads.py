@@ -8,27 +8,23 @@ an F16 weight (tools/fixtures/mm.py: ggml_f16), so the same tolerance holds ther
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-from corehead import Engine, Probe, rank_heads
+from corehead import Probe, rank_heads
 from corehead.probes import box_relevance
+from tests.families import DATA, VISION, meta, vision_engine, with_file
 
-DATA = Path(__file__).parent / "data"
-FAMILIES = ["llava", "idefics3", "qwen2vl", "qwen25vl", "gemma3vl"]
 ATOL = 1e-4  # attention probabilities, RAM, visual mass
 
 
-@pytest.fixture(scope="module", params=FAMILIES)
+@pytest.fixture(scope="module", params=with_file("ablation_ref.npz", VISION))
 def fx(request):
     fam = request.param
     d = DATA / fam
-    meta = json.loads((d / "meta.json").read_text())
-    with Engine(d / "model-f32.gguf", mmproj=d / "mmproj-f32.gguf", n_threads=2) as eng:
-        yield fam, eng, meta["prompt"], str(d / "image.png"), np.load(d / "ref.npz"), np.load(d / "ablation_ref.npz")
+    with vision_engine(fam) as eng:
+        yield (fam, eng, meta(fam)["prompt"], str(d / "image.png"), np.load(d / "ref.npz"),
+               np.load(d / "ablation_ref.npz"))
 
 
 def test_attention_with_images_matches_transformers(fx):

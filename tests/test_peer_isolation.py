@@ -1,4 +1,4 @@
-"""A crash of the llama.cpp peer can never take the suite down (tools/llama_cpp_peer.py): the
+"""A crash of the llama.cpp peer can never take the suite down (tools/peers/llama_cpp_peer.py): the
 peer runs in a child process, and a test whose peer dies is skipped with the signal and the CPU
 in its reason. Checked here by killing the child on purpose, inside a real inner pytest run."""
 
@@ -9,11 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import llama_cpp_peer
 import pytest
 
-TESTS = Path(__file__).resolve().parent
-TOOLS = TESTS.parent / "tools"
+from tools.peers import llama_cpp_peer
+
+REPO = Path(__file__).resolve().parent.parent
 
 INNER_TEST = '''
 def test_compares_with_the_peer(run_peer):
@@ -37,8 +37,8 @@ def test_peer_signal_raises_peer_crashed(sig):
 @pytest.mark.parametrize("sig", ["SIGILL", "SIGSEGV"])
 def test_killed_peer_leaves_the_suite_green_with_the_reason(tmp_path, sig):
     (tmp_path / "test_inner.py").write_text(INNER_TEST.format(sig=sig))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), str(TOOLS), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "peer_fixture", "-rs", "-p", "no:cacheprovider",
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "tests.peer_fixture", "-rs", "-p", "no:cacheprovider",
                            str(tmp_path / "test_inner.py")], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=300)
     out = proc.stdout + proc.stderr

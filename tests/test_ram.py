@@ -24,6 +24,8 @@ def text_probes(meta_text: str) -> list[Probe]:
     return [Probe(question=q, prompt=q, answer=a, span=s) for s in spans]
 
 
+# A deliberate subset of the text fixtures (since the test was written): the plain and the
+# sliding-window family.
 @pytest.mark.parametrize("family", ["llama", "gemma3"])
 @pytest.mark.parametrize("query", ["answer", "last"])
 def test_rank_heads_equals_numpy_from_transformers(family, query):

@@ -2,8 +2,8 @@
 llama.cpp (the same pinned ggml) — token ids and greedy continuations must be identical.
 
 Two references, so no host can hide a regression: llama.cpp's answers recorded into
-tests/data/smollm2 by tools/make_peer_refs.py (always checked), and the live peer,
-llama-cpp-python 0.3.36, run in a child process (tools/llama_cpp_peer.py). Where the live
+tests/data/smollm2 by tools/refs/peer.py (always checked), and the live peer,
+llama-cpp-python 0.3.36, run in a child process (tools/peers/llama_cpp_peer.py). Where the live
 peer crashes (SIGILL / SIGSEGV on some CPUs) its tests are skipped with the signal and the
 CPU in the reason; the recorded-reference tests still run."""
 

@@ -17,10 +17,11 @@ import pytest
 import corehead
 from corehead import ContextOverflowError, Engine, ModelError, Probe, Tokenizer
 from corehead.memory import memory_estimate
+from tests.families import VISION
 
 DATA = Path(__file__).parent / "data"
 REGRESSIONS = DATA / "fuzz_regressions"
-# Under tools/sanitize_tests.sh everything runs several times slower.
+# Under tools/build/sanitize_tests.sh everything runs several times slower.
 SLOW = 8.0 if os.environ.get("COREHEAD_SANITIZED") else 1.0
 
 
@@ -70,7 +71,7 @@ def test_fuzz_image_regression(path):
     """Inputs the image fuzz target once failed on (crash, hang, broken invariant): for every
     vision family, preprocessing either works with sane outputs, quickly, or raises ValueError."""
     _, _, _, img = _decode_image_input(path.read_bytes())
-    for fam in ("llava", "idefics3", "qwen2vl", "qwen25vl", "gemma3vl"):
+    for fam in VISION:
         d = DATA / fam
         with Engine(d / "model-f16.gguf", mmproj=d / "mmproj-f16.gguf", n_threads=1) as eng:
             start = time.perf_counter()
@@ -497,7 +498,7 @@ def test_load_close_50_times_does_not_grow_rss():
     assert after <= before * 1.05, f"RSS grew from {before / 2**20:.1f} MiB to {after / 2**20:.1f} MiB"
 
 
-@pytest.mark.parametrize("family", ["llava", "idefics3", "qwen2vl", "qwen25vl", "gemma3vl"])
+@pytest.mark.parametrize("family", VISION)
 @pytest.mark.parametrize("dtype,kv_type", [("f32", "auto"), ("f16", "auto"), ("f16", "f32")])
 def test_memory_estimate_matches_the_loaded_engine(family, dtype, kv_type):
     d = DATA / family

@@ -6,7 +6,7 @@ This is the definition of the sparse semantics written as masks on the full cach
 checks that physically dropping the tokens (and gathering/scattering heads) changes nothing
 but the memory. Because that reference goes through corehead's own mask code, one more test
 compares the sparse logits with transformers (eager attention with the same edges cut,
-tests/data/<family>/sparse_ref.npz from tools/make_sparse_refs.py).
+tests/data/<family>/sparse_ref.npz from python -m tools.refs.sparse).
 """
 
 from __future__ import annotations
@@ -20,9 +20,8 @@ import pytest
 
 from corehead import Engine, sparse
 from corehead.ram import HeadRanking, HeadSet
+from tests.families import DATA, VISION, meta, vision_engine
 
-DATA = Path(__file__).parent / "data"
-FAMILIES = ["llava", "idefics3", "qwen2vl", "qwen25vl", "gemma3vl"]
 REL = 1e-4
 RESULTS: dict = {}
 
@@ -41,13 +40,11 @@ def rel_diff(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a - b).max() / np.abs(b).max())
 
 
-@pytest.fixture(scope="module", params=FAMILIES)
+@pytest.fixture(scope="module", params=VISION)
 def fx(request):
     fam = request.param
-    d = DATA / fam
-    meta = json.loads((d / "meta.json").read_text())
-    with Engine(d / "model-f32.gguf", mmproj=d / "mmproj-f32.gguf", n_threads=2) as eng:
-        yield fam, eng, meta["prompt"], str(d / "image.png")
+    with vision_engine(fam) as eng:
+        yield fam, eng, meta(fam)["prompt"], str(DATA / fam / "image.png")
 
 
 def prompts(eng: Engine, prompt: str, img: str) -> list[tuple[str, list[str]]]:
@@ -98,7 +95,7 @@ def test_all_heads_core_is_bit_identical_to_dense(fx):
 def test_sparse_matches_transformers_with_the_edges_blocked(fx):
     """The reference that shares no code with corehead's masks: transformers eager attention with
     -inf on the edges (queries after each visual run -> that run's keys) of every query head of a
-    non-CoRe KV head (tools/make_sparse_refs.py). Same tolerance as the knockout parity test."""
+    non-CoRe KV head (python -m tools.refs.sparse). Same tolerance as the knockout parity test."""
     fam, eng, prompt, img = fx
     ref = np.load(DATA / fam / "sparse_ref.npz")
     group = eng.info["n_head"] // eng.info["n_head_kv"]

@@ -1,5 +1,5 @@
 """Text decoding against transformers: logits and greedy continuations of the committed
-tiny random-weight fixtures (tools/make_fixtures.py), and SmolLM2 real weights vs llama.cpp."""
+tiny random-weight fixtures (python -m tools.fixtures.make), and SmolLM2 real weights vs llama.cpp."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from corehead import ContextOverflowError, Engine
+from tests.families import TEXT
 
 DATA = Path(__file__).parent / "data"
-TEXT_FAMILIES = ["llama", "qwen2", "gemma3"]
 PROMPTS = ["", "p1_", "p2_", "p3_"]
 
 
@@ -19,7 +19,7 @@ def ref(family: str):
     return np.load(DATA / family / "ref.npz")
 
 
-@pytest.fixture(scope="module", params=TEXT_FAMILIES)
+@pytest.fixture(scope="module", params=TEXT)
 def family(request):
     return request.param
 

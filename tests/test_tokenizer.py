@@ -10,6 +10,7 @@ import pytest
 
 import corehead
 from corehead import Tokenizer
+from tests.families import TEXT
 
 REQUIRED = ["llama-spm", "llama-bpe", "qwen2", "gpt-2", "phi-3", "gemma-4"]
 SEPARATOR = "\n__ggml_vocab_test__\n"
@@ -47,9 +48,9 @@ def test_round_trip(llama_cpp_dir, name):
         assert back == text or back == " " + text or back.lstrip(" ") == text.lstrip(" "), (text, back)
 
 
-@pytest.mark.parametrize("family", ["llama", "qwen2", "gemma3"])
+@pytest.mark.parametrize("family", TEXT)
 def test_fixture_prompts_tokenize_like_transformers(family):
-    """The fixtures' prompt ids come from the HF tokenizers (tools/make_fixtures.py)."""
+    """The fixtures' prompt ids come from the HF tokenizers (python -m tools.fixtures.make)."""
     import json
 
     meta = json.loads((DATA / family / "meta.json").read_text())

@@ -3,7 +3,7 @@
 greedy accuracy through corehead (issue 7: >= 90%); and corehead's RAM, head selection and choice
 log-likelihoods, unablated and with the top / bottom 5% of heads zeroed, against transformers
 (eager attention, o_proj pre-hooks, the f32 HF checkpoint) in tests/data/toy_transformers_ref.json
-(written by `tools/toy_science.py --write-test-ref`; no torch here). The whole-demo comparison is
+(written by `python -m tools.toy.science --write-test-ref`; no torch here). The whole-demo comparison is
 docs/toy_parity.md."""
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 
 import corehead
-from corehead import Engine, Probe, toy
+from corehead import Probe, toy
 from corehead.evaluate import choice_logprobs
 from corehead.ram import normalize_answer
 
 TOY_DIR = Path(corehead.__file__).parent / "models" / "toy"
+TOY_THREADS = 1  # conftest.toy_engine
 REF = Path(__file__).parent / "data" / "toy_transformers_ref.json"
 
 
@@ -83,12 +84,6 @@ def test_toy_model_files_fit_the_package_budget():
     files = sorted(TOY_DIR.glob("*.gguf"))
     assert {f.name.startswith("mmproj") for f in files} == {True, False}
     assert sum(f.stat().st_size for f in files) <= 10_000_000
-
-
-@pytest.fixture(scope="module")
-def toy_engine():
-    with Engine.toy(n_threads=1) as eng:
-        yield eng
 
 
 @pytest.fixture(scope="module")

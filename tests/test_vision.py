@@ -1,11 +1,8 @@
 """Images against transformers: preprocessing (pixel values), prompt expansion, projector
-output, logits and greedy answers of the committed tiny VLM fixtures (tools/make_fixtures.py),
+output, logits and greedy answers of the committed tiny VLM fixtures (python -m tools.fixtures.make),
 visual-token geometry, and bad image inputs. No torch: references are in tests/data/*/ref.npz."""
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,29 +10,19 @@ from PIL import Image
 
 from corehead import Engine, ModelError, _core
 from corehead.images import load_image
-
-DATA = Path(__file__).parent / "data"
-FAMILIES = ["llava", "idefics3", "qwen2vl", "qwen25vl", "gemma3vl"]
+from tests.families import DATA, VISION, meta
+from tests.families import vision_engine as engine
 
 
 def ref(family: str):
     return np.load(DATA / family / "ref.npz")
 
 
-def meta(family: str) -> dict:
-    return json.loads((DATA / family / "meta.json").read_text())
-
-
-def engine(family: str, dtype: str = "f32", **kw) -> Engine:
-    d = DATA / family
-    return Engine(d / f"model-{dtype}.gguf", mmproj=d / f"mmproj-{dtype}.gguf", n_threads=2, **kw)
-
-
 def rel(got: np.ndarray, want: np.ndarray) -> float:
     return float(np.abs(got - want).max() / np.abs(want).max())
 
 
-@pytest.fixture(scope="module", params=FAMILIES)
+@pytest.fixture(scope="module", params=VISION)
 def family(request):
     return request.param
 

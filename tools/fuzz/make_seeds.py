@@ -1,6 +1,6 @@
 """Seed corpora for the fuzz targets, from the test fixtures (tests/data).
 
-    python tools/fuzz/make_seeds.py OUT_DIR     # writes OUT_DIR/gguf/* and OUT_DIR/image/*
+    python -m tools.fuzz.make_seeds OUT_DIR     # writes OUT_DIR/gguf/* and OUT_DIR/image/*
 
 GGUF seeds are small (<= ~140 KB, so libFuzzer mutates the metadata rather than weight bytes):
 every fixture mmproj (f16) plus, for every fixture language model, a shrunken model of the same
@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from tools.fixtures.synthetic_gguf import write_text_model
+
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tools"))
-from synthetic_gguf import write_text_model  # noqa: E402
 
 DATA = REPO / "tests" / "data"
 

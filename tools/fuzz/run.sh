@@ -25,7 +25,7 @@ if [ -z "${FUZZ_NO_BUILD:-}" ]; then  # FUZZ_NO_BUILD=1: fuzz the binaries as th
 fi
 
 if [ ! -d "$BUILD/corpus/gguf" ]; then
-  python "$ROOT/tools/fuzz/make_seeds.py" "$BUILD/corpus"
+  PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" python -m tools.fuzz.make_seeds "$BUILD/corpus"
 fi
 mkdir -p "$BUILD/artifacts"
 [ "$SECONDS_PER_TARGET" -gt 0 ] || exit 0

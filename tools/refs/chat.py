@@ -10,11 +10,10 @@ Needs transformers (no torch); run once, commit the JSON.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from tools.bench.common import REPO, smollm2_path
+from tools.build.fetch_ggml import llama_cpp_tree
+
 TEMPLATES = [
     "meta-llama-Llama-3.1-8B-Instruct.jinja",
     "Qwen-Qwen2.5-7B-Instruct.jinja",
@@ -33,7 +32,6 @@ CONVERSATIONS = [
 
 def smollm2_template() -> str:
     import gguf
-    from bench import smollm2_path  # noqa: E402 (tools/ on sys.path)
 
     r = gguf.GGUFReader(str(smollm2_path()))
     return r.fields["tokenizer.chat_template"].contents()
@@ -43,10 +41,7 @@ def main() -> None:
     import jinja2
     from transformers.utils.chat_template_utils import render_jinja_template
 
-    sys.path.insert(0, str(REPO / "tools"))
-    out = subprocess.run([sys.executable, str(REPO / "tools" / "fetch_ggml.py"), "--with-llama-cpp"],
-                         check=True, capture_output=True, text=True).stdout
-    tdir = Path(out.strip().splitlines()[-1]) / "models" / "templates"
+    tdir = llama_cpp_tree() / "models" / "templates"
     templates = {name: (tdir / name).read_text() for name in TEMPLATES}
     templates["SmolLM2-135M-Instruct (GGUF)"] = smollm2_template()
     cases = []

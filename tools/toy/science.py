@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The science check of the toy VLM in torch (transformers eager attention + hooks).
 
-    python tools/toy_science.py ~/.cache/corehead/toy-hf [--n 240] [--seed 7] [--json out.json]
+    python -m tools.toy.science ~/.cache/corehead/toy-hf [--n 240] [--seed 7] [--json out.json]
 
 On N held-out probes from `corehead.toy.probes(N, seed)` (seed < toy.TRAIN_SEED_BASE, so
 never a training image):
@@ -25,7 +25,7 @@ random head sets per fraction (a pass should not hinge on which 5 sets were draw
 Engine parity (issue 7: "the same numbers computed with transformers agree with corehead's
 within 2 points"), on exactly `corehead demo`'s setup — see docs/toy_parity.md:
 
-    PYTHONPATH=<corehead with its _core> python tools/toy_science.py ~/.cache/corehead/toy-hf \
+    PYTHONPATH=.:<corehead with its _core> python -m tools.toy.science ~/.cache/corehead/toy-hf \
         --compare-corehead --threads 1 [--metric exact] [--f16-weights] [--json parity.json]
 
 ranks the heads by RAM on the demo's 100 rank probes (seed 101) in both engines, then runs the
@@ -39,23 +39,16 @@ corehead's side goes through Engine.toy(), rank_heads and ablation_curve as the 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
-import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-if importlib.util.find_spec("corehead") is None:  # else PYTHONPATH's (e.g. with a fresh build)
-    sys.path.insert(0, str(REPO / "python"))
-sys.path.insert(0, str(REPO / "tools"))
-from train_toy_vlm import N_VISUAL, Tok, normalize, pixels  # noqa: E402
-
-from corehead import toy  # noqa: E402
+from corehead import toy  # the installed corehead, or PYTHONPATH=.:python with a fresh build
+from tools.toy.train import N_VISUAL, Tok, normalize, pixels
 
 
 def load(hf_dir: str, threads: int):
@@ -110,6 +103,17 @@ def ablated(model, heads):
             hk.remove()
 
 
+def same_length_batches(tok, probes, batch: int):
+    """Indices of `probes` in batches of at most `batch` whose prompts have the same length (grouped
+    by length in first-seen order)."""
+    groups: dict[int, list[int]] = {}
+    for i, p in enumerate(probes):
+        groups.setdefault(len(tok.prompt(p["question"])), []).append(i)
+    for g in groups.values():
+        for b0 in range(0, len(g), batch):
+            yield g[b0 : b0 + batch]
+
+
 def first_token_correct(model, tok, probes, batch: int = 48) -> np.ndarray:
     """Fast path used for the many ablation conditions: every toy answer is one token
     followed by EOS, so greedy generation is correct iff argmax at the last prompt
@@ -118,22 +122,17 @@ def first_token_correct(model, tok, probes, batch: int = 48) -> np.ndarray:
     import torch
 
     ok = np.zeros(len(probes), bool)
-    groups: dict[int, list[int]] = {}
-    for i, p in enumerate(probes):
-        groups.setdefault(len(tok.prompt(p["question"])), []).append(i)
     with torch.no_grad():
-        for _, g in groups.items():
-            for b0 in range(0, len(g), batch):
-                gi = g[b0 : b0 + batch]
-                ans = [tok.answer(probes[i]["answer"]) for i in gi]
-                assert all(len(a) == 1 for a in ans)
-                ids = torch.tensor([tok.prompt(probes[i]["question"]) + a for i, a in zip(gi, ans)])
-                pv = torch.from_numpy(pixels([probes[i]["image"] for i in gi]))
-                logits = model(input_ids=ids, pixel_values=pv).logits
-                pred_a = logits[:, -2].argmax(-1).numpy()
-                pred_e = logits[:, -1].argmax(-1).numpy()
-                for k, i in enumerate(gi):
-                    ok[i] = pred_a[k] == ans[k][0] and pred_e[k] == tok.eos
+        for gi in same_length_batches(tok, probes, batch):
+            ans = [tok.answer(probes[i]["answer"]) for i in gi]
+            assert all(len(a) == 1 for a in ans)
+            ids = torch.tensor([tok.prompt(probes[i]["question"]) + a for i, a in zip(gi, ans)])
+            pv = torch.from_numpy(pixels([probes[i]["image"] for i in gi]))
+            logits = model(input_ids=ids, pixel_values=pv).logits
+            pred_a = logits[:, -2].argmax(-1).numpy()
+            pred_e = logits[:, -1].argmax(-1).numpy()
+            for k, i in enumerate(gi):
+                ok[i] = pred_a[k] == ans[k][0] and pred_e[k] == tok.eos
     return ok
 
 
@@ -200,20 +199,15 @@ def choice_logprobs(model, tok, probes, batch: int = 48) -> list[np.ndarray]:
     import torch
 
     out: list = [None] * len(probes)
-    groups: dict[int, list[int]] = {}
-    for i, p in enumerate(probes):
-        groups.setdefault(len(tok.prompt(p["question"])), []).append(i)
     with torch.no_grad():
-        for _, g in groups.items():
-            for b0 in range(0, len(g), batch):
-                gi = g[b0 : b0 + batch]
-                ids = torch.tensor([tok.prompt(probes[i]["question"]) for i in gi])
-                pv = torch.from_numpy(pixels([probes[i]["image"] for i in gi]))
-                lp = torch.log_softmax(model(input_ids=ids, pixel_values=pv).logits[:, -1].double(), -1).numpy()
-                for row, i in zip(lp, gi):
-                    choice_ids = [tok.answer(c) for c in probes[i]["choices"]]
-                    assert all(len(c) == 1 for c in choice_ids), "a toy choice is not one token"
-                    out[i] = np.array([row[c[0]] for c in choice_ids])
+        for gi in same_length_batches(tok, probes, batch):
+            ids = torch.tensor([tok.prompt(probes[i]["question"]) for i in gi])
+            pv = torch.from_numpy(pixels([probes[i]["image"] for i in gi]))
+            lp = torch.log_softmax(model(input_ids=ids, pixel_values=pv).logits[:, -1].double(), -1).numpy()
+            for row, i in zip(lp, gi):
+                choice_ids = [tok.answer(c) for c in probes[i]["choices"]]
+                assert all(len(c) == 1 for c in choice_ids), "a toy choice is not one token"
+                out[i] = np.array([row[c[0]] for c in choice_ids])
     return out
 
 
@@ -236,9 +230,8 @@ def exact_scores(model, tok, probes, max_tokens: int = 16):
     """metric="exact" as corehead.evaluate defines it: greedy generation (at most `max_tokens`
     tokens, stopping at EOS); correct when its first non-empty line, normalized
     (corehead.ram.normalize_answer), equals the answer. Returns (correct, answers, None)."""
-    from train_toy_vlm import greedy_answers
-
     from corehead.ram import normalize_answer
+    from tools.toy.train import greedy_answers
 
     texts = greedy_answers(model, tok, probes, max_new=max_tokens)
     correct = []
@@ -481,7 +474,7 @@ def write_test_reference(args) -> dict:
         with ablated(model, heads):
             logprobs[name] = [lp.tolist() for lp in choice_logprobs(model, tok, eval_items)]
     return {
-        "generated_by": "python tools/toy_science.py ~/.cache/corehead/toy-hf --write-test-ref "
+        "generated_by": "python -m tools.toy.science ~/.cache/corehead/toy-hf --write-test-ref "
                         "tests/data/toy_transformers_ref.json",
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
         "weights": "f32 HF checkpoint of the shipped toy model (its f16 matrices equal the GGUF's)",
@@ -538,7 +531,7 @@ def main() -> None:
     L, H = cfg.num_hidden_layers, cfg.num_attention_heads
     n_heads = L * H
 
-    from train_toy_vlm import greedy_answers
+    from tools.toy.train import greedy_answers
 
     gen = greedy_answers(model, tok, probes)
     correct = np.array([normalize(a) == normalize(p["answer"]) for a, p in zip(gen, probes)])

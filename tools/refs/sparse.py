@@ -6,8 +6,8 @@ the visual tokens (past the first `sink` positions) once their image chunk is pr
 meaning on the full model: every query head of a non-CoRe KV head gets -inf on the (query, key)
 edges from the queries after the image to that image's visual keys; image -> image and
 everything else is untouched. This script computes exactly that with transformers' eager
-attention (tools/make_ablation_refs.Knockout with `query_from` = the first position after the
-image), on the model rebuilt from the fixture builder (make_ablation_refs.rebuild; checked
+attention (tools/refs/ablation.Knockout with `query_from` = the first position after the
+image), on the model rebuilt from the fixture recipe (tools.refs.ablation.rebuild; checked
 against the committed ref.npz first), so tests/test_sparse.py has a reference that shares no
 code with corehead's masks.
 
@@ -16,24 +16,30 @@ Keys: core_kv [L] (the CoRe KV head per layer), sink, query_from [n_visual] (fir
 of each visual key), knocked [n, 2] (query heads
 blocked), logits_all [T, V].
 
-    nice -n 10 python tools/make_sparse_refs.py [family ...]     # needs the fixture toolchain
+    nice -n 10 python -m tools.refs.sparse [family ...]     # needs the fixture toolchain
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tools.fixtures import VISION_FAMILIES, check_families
+from tools.fixtures import common as C
+from tools.refs.ablation import (
+    REBUILD_TOL,
+    Knockout,
+    in_work_dir,
+    maxdiff,
+    rebuild,
+    run,
+    save_refs,
+    text_attn_modules,
+)
 
-from fixtures import common as C  # noqa: E402
-from make_ablation_refs import REBUILD_TOL, Knockout, in_work_dir, maxdiff, rebuild, run, save_refs, text_attn_modules  # noqa: E402
-
-FAMILIES = ["llava", "idefics3", "qwen2vl", "qwen25vl", "gemma3vl"]
 SINK = 4
 
 
@@ -68,16 +74,11 @@ def make(family: str, data: Path, work: Path) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("families", nargs="*", help=f"subset of {FAMILIES}")
+    ap.add_argument("families", nargs="*", help=f"subset of {VISION_FAMILIES}")
     ap.add_argument("--data", type=Path, default=C.REPO / "tests" / "data")
     args = ap.parse_args()
-    import torch
-
-    torch.set_num_threads(int(os.environ.get("COREHEAD_FIXTURE_THREADS", "1")))
-    torch.use_deterministic_algorithms(True)
-    for f in args.families or FAMILIES:
-        if f not in FAMILIES:
-            ap.error(f"unknown family {f}")
+    C.deterministic_torch()
+    for f in check_families(ap, args.families, VISION_FAMILIES):
         r = in_work_dir(f, "sparse", lambda work, f=f: make(f, args.data, work))
         save_refs(f, args.data / f / "sparse_ref.npz", r)
     return 0

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """llama.cpp's own tools as the speed peer: `llama-bench`, `llama-mtmd-cli` and `llama-quantize`
-built from the pinned tarball's llama.cpp tree (tools/fetch_ggml.py --with-llama-cpp) into the
+built from the pinned tarball's llama.cpp tree (tools/build/fetch_ggml.py --with-llama-cpp) into the
 cache folder, as a user builds them (Release, GGML_NATIVE, llama.cpp's defaults otherwise;
 nothing is downloaded: no server, web UI, curl or OpenSSL).
 
-    python tools/native_peer.py            # build (about 7 minutes on 2 cores, once) and print the bin folder
+    python -m tools.peers.native_peer      # build (about 7 minutes on 2 cores, once) and print the bin folder
 
-Every run passes `--repack 0` / `--no-repack` (no extra CPU buffer types, see tools/llama_cpp_peer.py):
+Every run passes `--repack 0` / `--no-repack` (no extra CPU buffer types, see tools/peers/llama_cpp_peer.py):
 on AMX hosts llama-bench otherwise dies with SIGILL, and corehead uses none of them either.
 A tool that dies raises llama_cpp_peer.PeerCrashed (signal and CPU named).
 """
@@ -22,22 +22,13 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tools"))
-
-from fetch_ggml import default_cache  # noqa: E402
-from llama_cpp_peer import PeerCrashed, check_exit, host_cpu  # noqa: E402
+from tools.build.fetch_ggml import default_cache, llama_cpp_tree
+from tools.peers.llama_cpp_peer import PeerCrashed, check_exit, host_cpu
 
 TARGETS = ("llama-bench", "llama-mtmd-cli", "llama-quantize")
 CMAKE_FLAGS = ["-DCMAKE_BUILD_TYPE=Release", "-DGGML_NATIVE=ON", "-DBUILD_SHARED_LIBS=OFF",
                "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=OFF",
                "-DLLAMA_OPENSSL=OFF", "-DLLAMA_USE_PREBUILT_UI=OFF"]
-
-
-def llama_cpp_tree() -> Path:
-    out = subprocess.run([sys.executable, str(REPO / "tools" / "fetch_ggml.py"), "--with-llama-cpp"],
-                         check=True, capture_output=True, text=True).stdout
-    return Path(out.strip().splitlines()[-1])
 
 
 def build_dir() -> Path:

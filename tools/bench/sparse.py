@@ -1,11 +1,11 @@
-"""`python tools/bench.py sparse`: CoRe-sparse vs dense decoding (docs/architecture.md §6), side by side.
+"""`python -m tools.bench sparse`: CoRe-sparse vs dense decoding (docs/architecture.md §6), side by side.
 
 Random-weight models with the text shapes of SmolVLM-256M (Q8_0) and Qwen2-VL-2B (Q4_K_M),
 quantized by llama.cpp's quantizer, with vision towers of the real shapes (f16); 1/4/16 images;
 CoRe = 5% and 10% of the KV heads (a fixed random choice: with random weights no ranking means
 anything); llama.cpp dense (llama-cpp-python's mtmd) on the same files and prompt. Every
 configuration runs in its own process (peak RSS); llama.cpp's own llama-mtmd-cli (dense, built
-from the pinned tree by tools/native_peer.py) runs on the same files and images too. Reported per
+from the pinned tree by tools/peers/native_peer.py) runs on the same files and images too. Reported per
 cell: decode tok/s, time to first token, KV bytes held, peak RSS, and the bytes read per decoded
 token (weights + KV at the middle of the generation) whose dense/sparse ratio bounds the decode speed-up.
 """
@@ -21,9 +21,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from bench import peak_rss_mib
 
-REPO = Path(__file__).resolve().parent.parent
+from tools.bench.common import CACHE, REPO, peak_rss_mib, quantize_with_llama_cpp
+from tools.build.fetch_ggml import llama_cpp_tree
+
 MODELS = ("smolvlm-256m", "qwen2vl-2b")
 NAMES = {"smolvlm-256m": "SmolVLM-256M shapes Q8_0", "qwen2vl-2b": "Qwen2-VL-2B shapes Q4_K_M"}
 # Image side fed to the model. SmolVLM: this mmproj resizes to 1024 px (2x2 tiles of 512 + the
@@ -73,9 +74,9 @@ def _padded_vocab(src: Path, dst: Path, n_vocab: int, rename: dict[int, str] | N
     return dst
 
 
-def model_files(which: str, cache: Path, llama_cpp_tree, quantize) -> tuple[Path, Path]:
+def model_files(which: str, cache: Path = CACHE) -> tuple[Path, Path]:
     """(model, mmproj) for `which`, written once into `cache`."""
-    from synthetic_gguf import write_mmproj, write_text_model
+    from tools.fixtures.synthetic_gguf import write_mmproj, write_text_model
 
     cache.mkdir(parents=True, exist_ok=True)
     quant = "Q8_0" if which == "smolvlm-256m" else "Q4_K_M"
@@ -96,7 +97,7 @@ def model_files(which: str, cache: Path, llama_cpp_tree, quantize) -> tuple[Path
                                            151655: "<|image_pad|>"})
             write_text_model(f16, arch="qwen2vl", n_layer=28, n_embd=1536, n_head=12, n_head_kv=2, n_ff=8960,
                              n_ctx=32768, dtype=np.float16, tied=True, std=0.02, vocab_file=vocab)
-        quantize(f16, model, quant)
+        quantize_with_llama_cpp(f16, model, quant)
         f16.unlink()
     if not mmproj.exists():
         print(f"writing random-weight {which} vision tower (f16)...", file=sys.stderr)
@@ -171,7 +172,7 @@ def _llama_cpp(spec: dict, imgs: list[np.ndarray]) -> dict:
 
     threads, n_gen = spec["threads"], spec["n_gen"]
     n_batch = min(512, spec["n_ctx"])  # llama.cpp caps its batch at n_ctx; mtmd must not ask for more
-    from llama_cpp_peer import load_llama  # extra CPU buffer types off (AMX hosts)
+    from tools.peers.llama_cpp_peer import load_llama  # extra CPU buffer types off (AMX hosts)
 
     llm = load_llama(spec["model"], n_ctx=spec["n_ctx"], n_batch=n_batch, n_ubatch=n_batch, n_threads=threads,
                      n_threads_batch=threads, flash_attn=True, verbose=False)
@@ -218,9 +219,9 @@ def _llama_cpp(spec: dict, imgs: list[np.ndarray]) -> dict:
 
 
 def _run(spec: dict) -> dict:
-    """worker(spec) in a fresh process (python tools/bench.py sparse-worker JSON)."""
-    out = subprocess.run([sys.executable, str(REPO / "tools" / "bench.py"), "sparse-worker", json.dumps(spec)],
-                         capture_output=True, text=True)
+    """worker(spec) in a fresh process (python -m tools.bench sparse-worker JSON)."""
+    out = subprocess.run([sys.executable, "-m", "tools.bench", "sparse-worker", json.dumps(spec)],
+                         capture_output=True, text=True, cwd=REPO)
     if out.returncode != 0:
         lines = (out.stderr or out.stdout).strip().splitlines()
         return {"error": lines[-1] if lines else f"exit {out.returncode}"}
@@ -228,10 +229,10 @@ def _run(spec: dict) -> dict:
 
 
 def native_mtmd(spec: dict) -> dict:
-    """llama.cpp's own llama-mtmd-cli (tools/native_peer.py, timed as native_peer.mtmd_cli says) dense
-    on the same files, images and question."""
-    import native_peer
-    from llama_cpp_peer import PeerCrashed
+    """llama.cpp's own llama-mtmd-cli (tools/peers/native_peer.py, timed as native_peer.mtmd_cli says)
+    dense on the same files, images and question."""
+    from tools.peers import native_peer
+    from tools.peers.llama_cpp_peer import PeerCrashed
 
     try:
         r = native_peer.mtmd_cli_on_arrays(Path(spec["model"]), Path(spec["mmproj"]),
@@ -254,14 +255,14 @@ def weight_bytes_per_token(model: Path) -> int:
     return total + (sizes["token_embd.weight"] if "output.weight" not in sizes else 0)
 
 
-def run(args, cache: Path, llama_cpp_tree, quantize) -> dict:
+def run(args) -> dict:
     from corehead import _core
 
     rows = []
     counts = [int(x) for x in args.images.split(",")]
     fractions = [float(x) for x in args.core.split(",")]
     for which in args.models.split(","):
-        model, mmproj = model_files(which, cache, llama_cpp_tree, quantize)
+        model, mmproj = model_files(which)
         weights = weight_bytes_per_token(model)
         info = _core.inspect_model(str(model))
         n_layer, n_kv, hd = info["n_layer"], info["n_head_kv"], info["head_dim"]

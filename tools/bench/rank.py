@@ -1,4 +1,4 @@
-"""`tools/bench.py rank`: per-probe time and peak memory of `rank_heads` (issue 5).
+"""`python -m tools.bench rank`: per-probe time and peak memory of `rank_heads` (issue 5).
 
 Three sides, each measured in its own fresh process (so each has its own peak RSS), on the same
 model, probes, threads and prompt (one image + a 64-token question + a short teacher-forced
@@ -20,7 +20,7 @@ without load-time transients. The RAM arrays of the two engines are compared (ma
 same computation.
 
 Models: the test fixtures (tests/data, f32 GGUF + f32 mmproj; the transformers model is the fixture's
-own HF model, rebuilt by tools/make_ablation_refs.rebuild, so the fixture image's preprocessed
+own HF model, rebuilt by tools/refs/ablation.rebuild, so the fixture image's preprocessed
 tensors are reused and its preprocessing is not timed: 96x64 px) and random-weight models with
 SmolVLM-256M and Qwen2-VL-2B shapes, built once with transformers (weights stored f16) and
 converted with llama.cpp's convert_hf_to_gguf.py into ~/.cache/corehead/bench/rank-*/: corehead
@@ -42,11 +42,22 @@ import time
 from pathlib import Path
 
 import numpy as np
-from bench import in_child, peak_rss_mib, quantize_with_llama_cpp, reset_peak_rss, update_benchmarks_md
 
-REPO = Path(__file__).resolve().parent.parent
-CACHE = Path(os.environ.get("COREHEAD_CACHE", Path.home() / ".cache" / "corehead")) / "bench"
-FIXTURES = ("llava", "idefics3", "qwen2vl", "qwen25vl", "gemma3vl")
+from tools.bench.common import (
+    CACHE,
+    REPO,
+    in_child,
+    peak_rss_mib,
+    quantize_with_llama_cpp,
+    random_init,
+    reset_peak_rss,
+    update_benchmarks_md,
+    write_result,
+)
+from tools.fixtures import VISION_FAMILIES
+from tools.fixtures import common as C
+
+FIXTURES = tuple(VISION_FAMILIES)
 BIG = ("smolvlm-256m", "qwen2vl-2b")
 ANSWER = " a red square"
 N_QUESTION = 64
@@ -76,21 +87,6 @@ def _in_child(fn, *args, timeout: float | None = None):
 # --- models ------------------------------------------------------------------------------------
 
 
-def _tools_on_path() -> None:
-    if str(REPO / "tools") not in sys.path:
-        sys.path.insert(0, str(REPO / "tools"))
-
-
-def _random_init(model) -> None:
-    import torch
-
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for _, p in sorted(model.named_parameters(), key=lambda kv: kv[0]):
-            if p.ndim >= 2:
-                p.copy_((0.02 * torch.randn(p.shape, generator=g, dtype=torch.float32)).to(p.dtype))
-
-
 def _build_smolvlm(work: Path, edge: int = 1024):
     """Random weights with SmolVLM-256M's shapes (f16); `edge` = the processor's longest edge."""
     import torch
@@ -102,9 +98,6 @@ def _build_smolvlm(work: Path, edge: int = 1024):
         LlamaConfig,
     )
     from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
-
-    _tools_on_path()
-    from fixtures import common as C
 
     specials = ["<fake_token_around_image>", "<image>", "<end_of_utterance>", "<global-img>"] + [
         f"<row_{i + 1}_col_{j + 1}>" for i in range(6) for j in range(6)]
@@ -120,7 +113,7 @@ def _build_smolvlm(work: Path, edge: int = 1024):
                          scale_factor=4, tie_word_embeddings=False)
     torch.manual_seed(0)
     model = Idefics3ForConditionalGeneration(cfg).eval()
-    _random_init(model)
+    random_init(model)
     model = model.half()
     # Longest edge 1024: a 2x2 grid of 512-px tiles + the global view, 5 x 64 = 320 visual tokens (the
     # real processor uses 2048 px: 4x4 tiles + global, 1088 tokens).
@@ -134,9 +127,6 @@ def _build_qwen2vl(work: Path):
     import torch
     from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-
-    _tools_on_path()
-    from fixtures import common as C
 
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
                 "<|video_pad|>"]
@@ -158,7 +148,7 @@ def _build_qwen2vl(work: Path):
         model = Qwen2VLForConditionalGeneration(cfg).eval()
     finally:
         torch.set_default_dtype(prev)
-    _random_init(model)
+    random_init(model)
     ip = Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=28 * 28 * 1280, patch_size=14, temporal_patch_size=2,
                                   merge_size=2, image_mean=[0.48145466, 0.4578275, 0.40821073],
                                   image_std=[0.26862954, 0.26130258, 0.27577711])
@@ -178,9 +168,7 @@ BIG_NAMES = {"smolvlm-256m": "SmolVLM-256M shapes", "qwen2vl-2b": "Qwen2-VL-2B s
 
 def _build_big(name: str) -> None:
     """Child process: build the HF checkpoint (f16) + f16 GGUFs + Q4_K_M text GGUF of `name`."""
-    _tools_on_path()
-    from fixtures import common as C
-    from fixtures import mm
+    from tools.fixtures import mm
 
     build, _, _, (w, h), _, _ = BIG_SPECS[name]
     d = CACHE / f"rank-{name}"
@@ -206,7 +194,7 @@ def big_model(name: str) -> Path:
     if not (d / "done").exists():
         d.mkdir(parents=True, exist_ok=True)
         # A child process, so that the f16 model's memory is returned before measuring.
-        res = subprocess.run([sys.executable, __file__, "build", name])
+        res = subprocess.run([sys.executable, "-m", "tools.bench.rank", "build", name], cwd=REPO)
         if res.returncode != 0 or not (d / "done").exists():
             sys.exit(f"building {name} failed")
     return d
@@ -309,8 +297,7 @@ def _transformers_side(spec: dict, prep: dict, threads: int) -> dict:
     if spec["kind"] == "fixture":
         import tempfile
 
-        _tools_on_path()
-        from make_ablation_refs import rebuild
+        from tools.refs.ablation import rebuild
 
         model, fx_inputs, _, _ = rebuild(spec["family"], Path(tempfile.mkdtemp(prefix="bench-rank-")))
         image_inputs = {k: v for k, v in fx_inputs.items() if k not in ("input_ids", "attention_mask")
@@ -469,14 +456,14 @@ def markdown(result: dict) -> str:
 
 
 def update_md(table: str, argv: list[str]) -> None:
-    """Write (or replace) the `## rank` section of BENCHMARKS.md, as `bench.py text` does."""
-    where = f"`python tools/bench.py rank {' '.join(argv)}`".replace(" `", "`") + \
-        f" on {platform.machine()}, {os.cpu_count()} CPUs. See tools/bench_rank.py for what is measured.\n\n"
+    """Write (or replace) the `## rank` section of BENCHMARKS.md, as `python -m tools.bench text` does."""
+    where = f"`python -m tools.bench rank {' '.join(argv)}`".replace(" `", "`") + \
+        f" on {platform.machine()}, {os.cpu_count()} CPUs. See tools/bench/rank.py for what is measured.\n\n"
     update_benchmarks_md("rank", where, table)
 
 
 def main(argv: list[str]) -> None:
-    ap = argparse.ArgumentParser(prog="bench.py rank", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m tools.bench rank", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default=",".join(FIXTURES + BIG), help="fixtures and/or smolvlm-256m,qwen2vl-2b")
     ap.add_argument("--threads", type=int, default=1)
@@ -488,18 +475,14 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--update-md", action="store_true", help="write the table into BENCHMARKS.md (## rank)")
     args = ap.parse_args(argv)
     result = run(args)
-    result["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count(), "python": sys.version.split()[0]}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "rank.json").write_text(json.dumps(result, indent=2))
     table = markdown(result)
-    (args.out / "rank.md").write_text(table + "\n")
-    print(table)
+    write_result("rank", result, table, args.out)
     if args.update_md:
         update_md(table, [a for a in argv if a != "--update-md"])
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["build"]:  # python tools/bench_rank.py build NAME (child of big_model)
+    if sys.argv[1:2] == ["build"]:  # python -m tools.bench.rank build NAME (child of big_model)
         _build_big(sys.argv[2])
     else:
         main(sys.argv[1:])

@@ -3,17 +3,17 @@
 # (gcc, -DCOREHEAD_SANITIZE=address,undefined). Not part of the default test run: the build
 # takes ~15 minutes on 2 cores and the suite runs ~3x slower.
 #
-#   tools/sanitize_tests.sh                 # build (incremental) + full suite
-#   tools/sanitize_tests.sh -k vision -x    # extra arguments go to pytest
-#   SAN_BUILD=build/asan SAN_JOBS=2 tools/sanitize_tests.sh
-#   SAN_TESTS="tests/test_reliability.py tests/test_vision.py" tools/sanitize_tests.sh -v   # some files, in this order
+#   tools/build/sanitize_tests.sh                 # build (incremental) + full suite
+#   tools/build/sanitize_tests.sh -k vision -x    # extra arguments go to pytest
+#   SAN_BUILD=build/asan SAN_JOBS=2 tools/build/sanitize_tests.sh
+#   SAN_TESTS="tests/test_reliability.py tests/test_vision.py" tools/build/sanitize_tests.sh -v   # some files, in this order
 #
 # Python is not instrumented, so libasan is preloaded; leak detection is off because the
 # interpreter keeps allocations alive until exit by design. Every report is written to
 # $SAN_BUILD/reports/ (UBSan keeps going, ASan stops the process); the job fails when pytest
 # fails or when any report was written.
 set -uo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${SAN_BUILD:-$ROOT/build/asan}
 JOBS=${SAN_JOBS:-2}
 CC=${CC:-gcc} CXX=${CXX:-g++}

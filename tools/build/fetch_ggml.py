@@ -8,7 +8,8 @@ The tarball is verified by sha256, only the needed folders are extracted, and
 
 Prints the path of the ggml tree on the last line of stdout (CMake reads it).
 
-    python tools/fetch_ggml.py [--cache DIR] [--with-llama-cpp]
+    python -m tools.build.fetch_ggml [--cache DIR] [--with-llama-cpp]
+    python tools/build/fetch_ggml.py ...         (the same; CMake runs it so, it imports only the standard library)
 
 `--with-llama-cpp` also extracts the whole llama.cpp tree (tokenizer vocabularies,
 chat templates, convert_hf_to_gguf.py, llama.cpp itself) for tests and benchmarks and
@@ -32,7 +33,7 @@ VERSION = "0.3.36"
 SHA256 = "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
 TARBALL = f"llama_cpp_python-{VERSION}.tar.gz"
 ROOT_IN_TAR = f"llama_cpp_python-{VERSION}/vendor/llama.cpp"
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def default_cache() -> Path:
@@ -135,17 +136,22 @@ def prepared_ggml(cache: Path, tarball: Path) -> Path:
     return ggml
 
 
+def llama_cpp_tree(cache: Path | None = None) -> Path:
+    """The whole llama.cpp tree of the pinned tarball (what `--with-llama-cpp` prints)."""
+    cache = cache or default_cache()
+    return extract(download(cache), cache / f"src-{VERSION}", "")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cache", type=Path, default=default_cache())
     ap.add_argument("--with-llama-cpp", action="store_true",
                     help="extract the whole llama.cpp tree (tests/benchmarks) and print its path")
     args = ap.parse_args()
-    tarball = download(args.cache)
     if args.with_llama_cpp:
-        print(extract(tarball, args.cache / f"src-{VERSION}", ""))
+        print(llama_cpp_tree(args.cache))
     else:
-        print(prepared_ggml(args.cache, tarball))
+        print(prepared_ggml(args.cache, download(args.cache)))
 
 
 if __name__ == "__main__":

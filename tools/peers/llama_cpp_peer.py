@@ -11,7 +11,10 @@ GGML_NATIVE sees amx_int8 / amx_tile) nor repacked weights. On Intel Xeon hosts 
 default path crashed on Q4_1 (segfault in the first decode; llama-bench died with SIGILL), and
 corehead does not use those buffer types either, so both engines run the same plain CPU kernels.
 
-    python tools/llama_cpp_peer.py < request.json > reply.json     (the child; used by run())
+    python tools/peers/llama_cpp_peer.py < request.json > reply.json     (the child; used by run())
+
+The child runs this file by its path and imports nothing from tools/ (only the standard library,
+numpy and llama_cpp), so it needs no package context.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Train corehead's toy VLM from scratch on CPU (LLaVA format) and convert it to GGUF.
 
-    nice -n 10 python tools/train_toy_vlm.py train --minutes 30 --threads 1 --lr 8e-4 \
+    nice -n 10 python -m tools.toy.train train --minutes 30 --threads 1 --lr 8e-4 \
         --curriculum 1,2,3,4,6 --force-stage 0.1 --out ~/.cache/corehead/toy-hf
-    python tools/toy_science.py ~/.cache/corehead/toy-hf --per-head   # accuracy, RAM, ablation
-    python tools/train_toy_vlm.py convert ~/.cache/corehead/toy-hf    # -> python/corehead/models/toy/
+    python -m tools.toy.science ~/.cache/corehead/toy-hf --per-head   # accuracy, RAM, ablation
+    python -m tools.toy.train convert ~/.cache/corehead/toy-hf    # -> python/corehead/models/toy/
 
 Needs torch + transformers + sentencepiece (+ gguf and the pinned llama.cpp tree for
 `convert`); none of them is a dependency of corehead itself. The data come from
@@ -35,7 +35,7 @@ cores); there a training step took 3-10 s with torch.set_num_threads(2) (threads
 on each other) and 0.45-0.7 s with 1 thread, measured side by side.
 
 RESULT (seed 0, the command above; 3373 steps, 30.0 min wall, 1.84 M parameters; files
-toy-vlm-f16.gguf 2.9 MB + mmproj-toy-vlm-f16.gguf 0.8 MB). `toy_science.py --n 240
+toy-vlm-f16.gguf 2.9 MB + mmproj-toy-vlm-f16.gguf 0.8 MB). `tools.toy.science --n 240
 --seed 7 --threads 1 --per-head` on held-out probes:
   accuracy (greedy, normalized exact match): 1.000 (shape 1.000, color 1.000)
   RAM top heads: L0H0 .347, L0H6 .327, L0H4 .291, L0H3 .290, L0H2 .265, L0H5 .166,
@@ -84,7 +84,6 @@ Log of what was tried (all 6 x 8 heads, batch 32, on this 2-core machine under l
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import os
@@ -96,10 +95,9 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-if importlib.util.find_spec("corehead") is None:  # else PYTHONPATH's (e.g. with a fresh build)
-    sys.path.insert(0, str(REPO / "python"))
-from corehead import toy  # noqa: E402
+from corehead import toy  # the installed corehead, or PYTHONPATH=.:python with a fresh build
+from tools.fixtures.common import REPO, train_spm_bpe
+from tools.fixtures.common import llama_cpp_dir as llama_cpp_tree
 
 IMAGE_TOKEN = "<image>"
 N_VISUAL = toy.GRID * toy.GRID
@@ -112,8 +110,6 @@ def build_tokenizer(out_dir: Path):
     """A tiny SentencePiece BPE vocabulary, llama.cpp-convertible: byte fallback,
     identity normalization, no dummy prefix. Every keyword+'?' and every answer
     (with its leading '▁') is a single piece."""
-    import sentencepiece as spm
-
     out_dir.mkdir(parents=True, exist_ok=True)
     lines = []
     lines += [q + " " + a for q, a in _all_qa()]
@@ -127,28 +123,23 @@ def build_tokenizer(out_dir: Path):
     ] * 3
     corpus = out_dir / "tokenizer_corpus.txt"
     corpus.write_text("\n".join(lines) + "\n")
-    spm.SentencePieceTrainer.train(
+    train_spm_bpe(
         input=str(corpus),
         model_prefix=str(out_dir / "tokenizer"),
         vocab_size=640,
-        model_type="bpe",
-        byte_fallback=True,
-        normalization_rule_name="identity",
-        add_dummy_prefix=False,
         split_by_number=False,
         split_by_unicode_script=False,
         split_digits=False,
-        remove_extra_whitespaces=False,
         user_defined_symbols=[IMAGE_TOKEN],
         unk_id=0,
         bos_id=1,
         eos_id=2,
         pad_id=-1,
-        character_coverage=1.0,
         hard_vocab_limit=False,
-        minloglevel=2,
     )
     corpus.unlink()
+    import sentencepiece as spm
+
     sp = spm.SentencePieceProcessor(model_file=str(out_dir / "tokenizer.model"))
     assert sp.piece_to_id(IMAGE_TOKEN) == 3  # write_hf_tokenizer relies on it
     for q, a in _all_qa():
@@ -456,15 +447,6 @@ def write_hf_tokenizer(out: Path) -> None:
 
 
 # --------------------------------------------------------------------------- convert
-
-
-def llama_cpp_tree() -> Path:
-    env = os.environ.get("COREHEAD_LLAMA_CPP")
-    if env:
-        return Path(env)
-    res = subprocess.run([sys.executable, str(REPO / "tools/fetch_ggml.py"), "--with-llama-cpp"],
-                         check=True, capture_output=True, text=True)
-    return Path(res.stdout.strip().splitlines()[-1])
 
 
 _MMPROJ_DRIVER = """

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Configure and compile corehead with the ggml CUDA backend for one GPU architecture, timed.
 #
-#   tools/check_cuda_build.sh [-j N] [--arch 80] [--build-dir build/h-cuda]
+#   tools/build/check_cuda_build.sh [-j N] [--arch 80] [--build-dir build/h-cuda]
 #
 # It needs nvcc, and no GPU: it checks that the CUDA build compiles and links (the import
 # check at the end reports whether a device is usable). The pinned ggml comes from
-# tools/fetch_ggml.py's cache like any other build.
+# tools/build/fetch_ggml.py's cache like any other build.
 #
 # Minimal CUDA installs (nvcc + cudart, as on the CI machines) lack cuBLAS and the driver
 # stub libcuda.so. Then the script:
@@ -19,7 +19,7 @@
 # Environment: CUDA_HOME (toolkit root; default: from nvcc), NICE (default 19), JOBS.
 set -euo pipefail
 
-REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 ARCH="${CUDA_ARCH:-80}"
 BUILD_DIR="${BUILD_DIR:-$REPO/build/h-cuda}"
 JOBS="${JOBS:-$(nproc)}"

@@ -1,4 +1,4 @@
-"""`tools/bench.py vision`: one image through corehead and through llama.cpp's mtmd, side by side.
+"""`python -m tools.bench vision`: one image through corehead and through llama.cpp's mtmd, side by side.
 
 For every model, both engines load the same GGUF text model + mmproj with the same threads,
 context and prompt, in one process, and their repetitions alternate (corehead first on even
@@ -13,7 +13,7 @@ repetitions, llama.cpp first on odd ones) so both see the same machine load. Per
   prefill + greedy pick), corehead `generate_ids(..., on_token=...)` until its first callback vs
   llama.cpp `mtmd_tokenize` + `mtmd_helper_eval_chunks` + argmax of the last logits.
 - decode: greedy tokens/s after that prompt (the rest of the same generation; llama.cpp:
-  `Llama.eval([token])` + numpy argmax per token, as in `bench.py text`).
+  `Llama.eval([token])` + numpy argmax per token, as in `python -m tools.bench text`).
 
 Medians over the repetitions. Calls that take milliseconds (the fixtures) are averaged over up to
 50 back-to-back calls per repetition after one untimed call, so neither engine is timed while the
@@ -36,6 +36,7 @@ shapes, built once with transformers + llama.cpp's converter into ~/.cache/coreh
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import shutil
 import statistics
@@ -44,11 +45,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from bench import in_child, peak_rss_mib, quantize_with_llama_cpp
 
-REPO = Path(__file__).resolve().parent.parent
-CACHE = Path(os.environ.get("COREHEAD_CACHE", Path.home() / ".cache" / "corehead")) / "bench"
-FIXTURES = ("llava", "idefics3", "qwen2vl", "qwen25vl", "gemma3vl")
+from tools.bench.common import CACHE, REPO, in_child, peak_rss_mib, quantize_with_llama_cpp, random_init
+from tools.fixtures import VISION_FAMILIES, mm
+from tools.fixtures import common as C
 
 PROMPTS = {
     "llava": "USER: <__media__>\nWhat is this? ASSISTANT:",
@@ -60,17 +60,8 @@ PROMPTS = {
 # --- models -------------------------------------------------------------------------------------
 
 
-def _fixtures_module():
-    sys.path.insert(0, str(REPO / "tools"))
-    from fixtures import common as C
-    from fixtures import mm
-
-    return C, mm
-
-
 def _finish(hf: Path, name: str, quant: str, pre: str = "") -> tuple[Path, Path]:
     """Convert an HF checkpoint to <name>-f16 (text, then quantized) + mmproj-<name>-f16 GGUFs."""
-    C, _ = _fixtures_module()
     model, mmproj = CACHE / f"vision-{name}-{quant}.gguf", CACHE / f"vision-mmproj-{name}-f16.gguf"
     f16 = CACHE / f"vision-{name}-f16.gguf"
     print(f"converting {name} with llama.cpp's convert_hf_to_gguf.py...", file=sys.stderr)
@@ -105,9 +96,8 @@ def smolvlm_256m(edge: int = 1024, quant: str = "Q4_K_M") -> tuple[Path, Path]:
         tmp.rename(mmproj)
         (CACHE / f"vision-{name}-{quant}.gguf").symlink_to(model.name)
         return _cached(name, quant)
-    from bench_rank import _build_smolvlm  # the same random-weight model rank uses
+    from tools.bench.rank import _build_smolvlm  # the same random-weight model rank uses
 
-    C, mm = _fixtures_module()
     work = CACHE / f"vision-work-{name}"
     print(f"building random-weight SmolVLM-256M shapes (edge {edge})...", file=sys.stderr)
     model, proc, tok, _, _ = _build_smolvlm(work, edge)
@@ -123,9 +113,8 @@ def qwen2vl_2b(quant: str = "Q4_K_M") -> tuple[Path, Path]:
     name = "qwen2vl-2b-shapes"
     if found := _cached(name, quant):
         return found
-    from bench_rank import _build_qwen2vl  # the same random-weight Qwen2-VL-2B-shaped model rank uses
+    from tools.bench.rank import _build_qwen2vl  # the same random-weight Qwen2-VL-2B-shaped model rank uses
 
-    C, mm = _fixtures_module()
     work = CACHE / f"vision-work-{name}"
     if (work / "hf" / "saved.ok").exists():  # an interrupted earlier build got as far as the checkpoint
         return _finish(work / "hf", name, quant, pre="qwen2")
@@ -151,8 +140,7 @@ def llava_style(quant: str = "Q4_K_M") -> tuple[Path, Path]:
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
-    C, mm = _fixtures_module()
-    from fixtures import llava as fx
+    from tools.fixtures import llava as fx
 
     work = CACHE / f"vision-work-{name}"
     sp = C.train_spm(work / "sp", ["<image>"])
@@ -167,11 +155,9 @@ def llava_style(quant: str = "Q4_K_M") -> tuple[Path, Path]:
                       image_seq_length=196, vision_feature_layer=-2, vision_feature_select_strategy="default",
                       projector_hidden_act="gelu", multimodal_projector_bias=True, tie_word_embeddings=False)
     print("building random-weight LLaVA-style model (CLIP ViT-B/16 + SmolLM2-135M shapes)...", file=sys.stderr)
-    from bench_rank import _random_init
-
     torch.manual_seed(0)
     model = LlavaForConditionalGeneration(cfg).eval()
-    _random_init(model)
+    random_init(model)
     ip = CLIPImageProcessorPil(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224},
                                do_center_crop=True, do_resize=True, resample=3, image_mean=fx.CLIP_MEAN,
                                image_std=fx.CLIP_STD)
@@ -216,9 +202,9 @@ def model_specs(args) -> list[dict]:
 
     specs = []
     if not args.no_fixtures:
-        for fam in FIXTURES:
+        for fam in VISION_FAMILIES:
             d = REPO / "tests" / "data" / fam
-            prompt = PROMPTS["gemma3" if fam == "gemma3vl" else "qwen2vl" if fam.startswith("qwen") else fam]
+            prompt = json.loads((d / "meta.json").read_text())["prompt"]  # as PROMPTS, for the fixture's family
             img = np.asarray(Image.open(d / "image.png").convert("RGB"))
             specs.append({"model": f"fixture {fam} (f16)", "family": fam, "file": d / "model-f16.gguf",
                           "mmproj": d / "mmproj-f16.gguf", "prompt": prompt, "image": img, "reps": args.reps * 3})
@@ -309,7 +295,7 @@ class MtmdRunner:
         self.lc, self.mtmd = llama_cpp, mtmd
         self.log: list[str] = []
         _quiet_mtmd(mtmd, self.log)
-        from llama_cpp_peer import load_llama  # extra CPU buffer types off (AMX hosts)
+        from tools.peers.llama_cpp_peer import load_llama  # extra CPU buffer types off (AMX hosts)
 
         self.llm = load_llama(model, n_ctx=n_ctx, n_batch=512, n_ubatch=512, n_threads=threads,
                               n_threads_batch=threads, flash_attn=True, verbose=False)
@@ -496,9 +482,9 @@ def bench_model(spec: dict, threads: int, n_ctx: int, n_gen: int) -> dict:
 
 
 def native_mtmd(spec: dict, threads: int, n_ctx: int, n_gen: int, reps: int) -> dict:
-    """llama.cpp's own llama-mtmd-cli (built from the pinned tree, tools/native_peer.py) on the same
-    files and image: `reps` runs, medians; how it is timed: native_peer.mtmd_cli."""
-    import native_peer
+    """llama.cpp's own llama-mtmd-cli (built from the pinned tree, tools/peers/native_peer.py) on the
+    same files and image: `reps` runs, medians; how it is timed: native_peer.mtmd_cli."""
+    from tools.peers import native_peer
 
     runs = [native_peer.mtmd_cli_on_arrays(spec["file"], spec["mmproj"], [spec["image"]], "<__media__>What is this?",
                                            threads, n_gen, n_ctx) for _ in range(reps)]
@@ -507,7 +493,7 @@ def native_mtmd(spec: dict, threads: int, n_ctx: int, n_gen: int, reps: int) -> 
             "decode_tok_s": statistics.median(r["decode_tok_s"] for r in runs), "runs": runs}
 
 
-def run_vision(args) -> dict:
+def run(args) -> dict:
     specs = model_specs(args)
     rows = []
     for threads in [args.threads] + [t for t in args.also_threads if t != args.threads]:
@@ -528,7 +514,7 @@ def run_vision(args) -> dict:
             # llama-mtmd-cli's TTFT and encode come from its millisecond log stamps: meaningless for
             # the ~1 ms fixtures, so it runs on the real-shape models only.
             if not args.no_native and not spec["model"].startswith("fixture"):
-                from llama_cpp_peer import PeerCrashed
+                from tools.peers.llama_cpp_peer import PeerCrashed
 
                 try:
                     # decode over >= 128 tokens: timed from the outside (native_peer.mtmd_cli)
@@ -566,7 +552,7 @@ def _ratio(r: dict, k: str) -> str:
     return f"{r[k]:.2f}x" if k in r else "-"
 
 
-def markdown_vision(result: dict) -> str:
+def markdown(result: dict) -> str:
     lines = ["| model | threads | image -> visual tokens | encode s corehead | llama-cpp-python mtmd | ratio "
              "| llama-mtmd-cli | ratio | TTFT s corehead | llama-cpp-python mtmd | ratio | llama-mtmd-cli | ratio "
              "| decode tok/s corehead | llama-cpp-python | ratio | llama-mtmd-cli | ratio "

@@ -1,0 +1,1 @@
+"""Build helpers: the pinned ggml / llama.cpp source, generated tables, CUDA and sanitizer builds."""
