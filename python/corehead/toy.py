@@ -1,7 +1,7 @@
 """Synthetic grounding probes for corehead's toy VLM (pure numpy + Pillow, no torch).
 
 One generator feeds both the training of the embedded toy model
-(`tools/train_toy_vlm.py`) and every evaluation of it (`corehead demo`, RAM ranking,
+(`python -m tools.toy.train`, tools/toy/train.py) and every evaluation of it (`corehead demo`, RAM ranking,
 ablation), so what the model learned and what it is tested on cannot drift apart.
 
 Scene: a 96x96 RGB image on a cluttered, low-saturation background (noise, grey lines,
@@ -51,7 +51,7 @@ TILE = (24, 24, 24)
 COLUMNS = "abcdef"
 CELLS = tuple(f"{COLUMNS[c]}{r + 1}" for r in range(GRID) for c in range(GRID))
 TEMPLATES = ("shape", "color")  # what the shipped toy model was trained on
-ALL_TEMPLATES = ("shape", "color", "where")  # "where" is generated but not learned (see train_toy_vlm.py)
+ALL_TEMPLATES = ("shape", "color", "where")  # "where" is generated but not learned (see tools/toy/train.py)
 TRAIN_SEED_BASE = 1_000_000
 MIN_OBJECTS, MAX_OBJECTS = 3, 6
 

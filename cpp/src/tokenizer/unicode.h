@@ -9,7 +9,7 @@
 
 namespace corehead::unicode {
 
-// Category flags of a code point; the values must match tools/gen_unicode_tables.py.
+// Category flags of a code point; the values must match tools/build/gen_unicode_tables.py.
 enum : uint16_t {
     CPT_LETTER = 1 << 0,      // \p{L}
     CPT_NUMBER = 1 << 1,      // \p{N}

@@ -1,7 +1,7 @@
 """Models embedded in the package.
 
 `toy/` holds the trained toy VLM (the default once present); `tiny/` a random-weight
-placeholder with a real llama + LLaVA-mlp layout (regenerate with tools/synthetic_gguf.py).
+placeholder with a real llama + LLaVA-mlp layout (regenerate with python -m tools.fixtures.synthetic_gguf).
 """
 
 from __future__ import annotations
