@@ -57,10 +57,7 @@ public:
     ggml_tensor* build(VisionGraph& g) const override {
         ggml_context* ctx = g.ctx;
         const VisionHParams& hp = g.hp;
-        ggml_tensor* x = g.embed_patches();
-        x = ggml_add(ctx, x, g.f32(g.w("v.position_embd.weight")));
-        for (int64_t il = 0; il < hp.n_layer; ++il) x = g.vit_block(il, x, false, VisionAct::GeluTanh, false);
-        x = g.layer_norm(x, g.w("v.post_ln.weight"), g.opt("v.post_ln.bias"));
+        ggml_tensor* x = g.siglip_tower();
         // Average pooling over s x s patches: [E, gw*gh] -> [gw, gh, E] -> pool -> [E, n_tokens].
         const int s = static_cast<int>(hp.scale_factor);
         x = ggml_reshape_3d(ctx, ggml_cont(ctx, ggml_transpose(ctx, x)), g.grid_w, g.grid_h, hp.n_embd);

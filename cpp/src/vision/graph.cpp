@@ -46,6 +46,12 @@ ggml_tensor* VisionGraph::embed_patches() {
     return x;
 }
 
+ggml_tensor* VisionGraph::siglip_tower() {
+    ggml_tensor* x = ggml_add(ctx, embed_patches(), f32(w("v.position_embd.weight")));
+    for (int64_t il = 0; il < hp.n_layer; ++il) x = vit_block(il, x, false, VisionAct::GeluTanh, false);
+    return layer_norm(x, w("v.post_ln.weight"), opt("v.post_ln.bias"));
+}
+
 ggml_tensor* VisionGraph::mlp_projector(ggml_tensor* x) {
     x = act(linear(x, w("mm.0.weight"), w("mm.0.bias")), VisionAct::GeluErf);
     return linear(x, w("mm.2.weight"), w("mm.2.bias"));

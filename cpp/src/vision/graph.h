@@ -46,6 +46,9 @@ public:
 
     // patch_embed with v.patch_embd.weight, plus its bias when present: [E, n_patches].
     ggml_tensor* embed_patches();
+    // A SigLIP tower (Idefics3, Gemma 3): patches + learned positions, the ViT blocks with tanh
+    // GELU, the final LayerNorm: [E, n_patches].
+    ggml_tensor* siglip_tower();
     // The MLP projector mm.0 -> GELU (erf) -> mm.2 (add_mlp_projector_specs).
     ggml_tensor* mlp_projector(ggml_tensor* x);
 

@@ -105,12 +105,8 @@ public:
     }
 
     ggml_tensor* build(VisionGraph& g) const override {
-        ggml_context* ctx = g.ctx;
         const VisionHParams& hp = g.hp;
-        ggml_tensor* x = g.embed_patches();
-        x = ggml_add(ctx, x, g.f32(g.w("v.position_embd.weight")));
-        for (int64_t il = 0; il < hp.n_layer; ++il) x = g.vit_block(il, x, false, VisionAct::GeluTanh, false);
-        x = g.layer_norm(x, g.w("v.post_ln.weight"), g.opt("v.post_ln.bias"));
+        ggml_tensor* x = g.siglip_tower();
         x = g.pixel_shuffle(x, g.grid_w, g.grid_h, hp.scale_factor);
         return g.linear(x, g.w("mm.model.fc.weight"));
     }
