@@ -447,13 +447,15 @@ void bind_engine(nb::module_& m) {
            "Replaces the head interventions, (layer, head, 'zero' | 'mean' | 'knockout', mean), of every later call.")
         .def("head_output_sums", [](Engine& e, const std::vector<int32_t>& tokens) {
             int64_t n = 0;
-            return sums_array(nogil([&] { return e.head_output_sums(tokens, n); }), n);
+            auto sums = nogil([&] { return e.head_output_sums(tokens, n); });
+            return sums_array(std::move(sums), n);
         }, "tokens"_a, "Σ over the positions of each head's output: (float64 [n_layer, n_head * head_dim], n).")
         .def("head_output_sums_images", [](Engine& e, const std::string& prompt, const std::vector<ImageArray>& images,
                                            const std::string& marker) {
             const auto imgs = to_images(images);
             int64_t n = 0;
-            return sums_array(nogil([&] { return e.head_output_sums(prompt, imgs, marker, n); }), n);
+            auto sums = nogil([&] { return e.head_output_sums(prompt, imgs, marker, n); });
+            return sums_array(std::move(sums), n);
         }, "prompt"_a, "images"_a, nb::kw_only(), "marker"_a = marker, "head_output_sums() for a prompt with images.")
         .def("metadata_string", &Engine::metadata_string, "key"_a, "A string metadata value of the model file, or None.");
 }
