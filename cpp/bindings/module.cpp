@@ -91,6 +91,16 @@ public:
             for (const char* f : fields) d[f] = nb::getattr(h, f);
             return d;
         }, "The fields as a new dict (field name -> value), in declaration order.");
+        // Read access by name as well (record["n_vocab"], dict(record)), for callers written
+        // against the dicts these classes replace.
+        cls_.def("keys", [fields = fields_](const T&) { return std::vector<std::string>(fields.begin(), fields.end()); },
+                 "The field names, in declaration order.");
+        cls_.def("__getitem__", [fields = fields_](const T& self, const std::string& key) {
+            for (const char* f : fields) {
+                if (key == f) return nb::getattr(nb::find(self), f);
+            }
+            throw nb::key_error(key.c_str());
+        }, "key"_a, "The field named key (KeyError for other names).");
         cls_.def("__repr__", [fields = fields_, name = name_](const T& self) {
             nb::handle h = nb::find(self);
             std::string s = std::string(name) + "(";

@@ -78,6 +78,12 @@ class TextInfo:
     def to_dict(self) -> dict[str, object]:
         """The fields as a new dict (field name -> value), in declaration order."""
 
+    def keys(self) -> list[str]:
+        """The field names, in declaration order."""
+
+    def __getitem__(self, key: str) -> object:
+        """The field named key (KeyError for other names)."""
+
     def __repr__(self) -> str: ...
 
 class VisionInfo:
@@ -130,6 +136,12 @@ class VisionInfo:
     def to_dict(self) -> dict[str, object]:
         """The fields as a new dict (field name -> value), in declaration order."""
 
+    def keys(self) -> list[str]:
+        """The field names, in declaration order."""
+
+    def __getitem__(self, key: str) -> object:
+        """The field named key (KeyError for other names)."""
+
     def __repr__(self) -> str: ...
 
 class GgufTensorInfo:
@@ -154,6 +166,12 @@ class GgufTensorInfo:
 
     def to_dict(self) -> dict[str, object]:
         """The fields as a new dict (field name -> value), in declaration order."""
+
+    def keys(self) -> list[str]:
+        """The field names, in declaration order."""
+
+    def __getitem__(self, key: str) -> object:
+        """The field named key (KeyError for other names)."""
 
     def __repr__(self) -> str: ...
 
@@ -186,6 +204,12 @@ class GgufSummary:
     def to_dict(self) -> dict[str, object]:
         """The fields as a new dict (field name -> value), in declaration order."""
 
+    def keys(self) -> list[str]:
+        """The field names, in declaration order."""
+
+    def __getitem__(self, key: str) -> object:
+        """The field named key (KeyError for other names)."""
+
     def __repr__(self) -> str: ...
 
 class VisionInput:
@@ -204,6 +228,12 @@ class VisionInput:
 
     def to_dict(self) -> dict[str, object]:
         """The fields as a new dict (field name -> value), in declaration order."""
+
+    def keys(self) -> list[str]:
+        """The field names, in declaration order."""
+
+    def __getitem__(self, key: str) -> object:
+        """The field named key (KeyError for other names)."""
 
     def __repr__(self) -> str: ...
 
@@ -242,6 +272,12 @@ class KVStats:
     def to_dict(self) -> dict[str, object]:
         """The fields as a new dict (field name -> value), in declaration order."""
 
+    def keys(self) -> list[str]:
+        """The field names, in declaration order."""
+
+    def __getitem__(self, key: str) -> object:
+        """The field named key (KeyError for other names)."""
+
     def __repr__(self) -> str: ...
 
 class ImageCacheStats:
@@ -266,6 +302,12 @@ class ImageCacheStats:
 
     def to_dict(self) -> dict[str, object]:
         """The fields as a new dict (field name -> value), in declaration order."""
+
+    def keys(self) -> list[str]:
+        """The field names, in declaration order."""
+
+    def __getitem__(self, key: str) -> object:
+        """The field named key (KeyError for other names)."""
 
     def __repr__(self) -> str: ...
 
@@ -293,6 +335,12 @@ class SparseOptions:
 
     def to_dict(self) -> dict[str, object]:
         """The fields as a new dict (field name -> value), in declaration order."""
+
+    def keys(self) -> list[str]:
+        """The field names, in declaration order."""
+
+    def __getitem__(self, key: str) -> object:
+        """The field named key (KeyError for other names)."""
 
     def __repr__(self) -> str: ...
 
@@ -334,6 +382,12 @@ class GenerateOptions:
     def to_dict(self) -> dict[str, object]:
         """The fields as a new dict (field name -> value), in declaration order."""
 
+    def keys(self) -> list[str]:
+        """The field names, in declaration order."""
+
+    def __getitem__(self, key: str) -> object:
+        """The field named key (KeyError for other names)."""
+
     def __repr__(self) -> str: ...
 
 class MultimodalTokens:
@@ -349,6 +403,12 @@ class MultimodalTokens:
 
     def to_dict(self) -> dict[str, object]:
         """The fields as a new dict (field name -> value), in declaration order."""
+
+    def keys(self) -> list[str]:
+        """The field names, in declaration order."""
+
+    def __getitem__(self, key: str) -> object:
+        """The field named key (KeyError for other names)."""
 
     def __repr__(self) -> str: ...
 
@@ -386,6 +446,12 @@ class AttentionTaps:
 
     def to_dict(self) -> dict[str, object]:
         """The fields as a new dict (field name -> value), in declaration order."""
+
+    def keys(self) -> list[str]:
+        """The field names, in declaration order."""
+
+    def __getitem__(self, key: str) -> object:
+        """The field named key (KeyError for other names)."""
 
     def __repr__(self) -> str: ...
 
