@@ -93,8 +93,9 @@ public:
         }, "The fields as a new dict (field name -> value), in declaration order.");
         // Read access by name as well (record["n_vocab"], dict(record)), for callers written
         // against the dicts these classes replace.
-        cls_.def("keys", [fields = fields_](const T&) { return std::vector<std::string>(fields.begin(), fields.end()); },
-                 "The field names, in declaration order.");
+        cls_.def("keys", [fields = fields_](const T&) {
+            return std::vector<std::string>(fields.begin(), fields.end());
+        }, "The field names, in declaration order.");
         cls_.def("__getitem__", [fields = fields_](const T& self, const std::string& key) {
             for (const char* f : fields) {
                 if (key == f) return nb::getattr(nb::find(self), f);
@@ -108,7 +109,7 @@ public:
                 s += (i ? ", " : "") + std::string(fields[i]) + "=" + nb::repr(nb::getattr(h, fields[i])).c_str();
             }
             return s + ")";
-        });
+        }, "Every field, as ClassName(field=value, ...).");
         return cls_;
     }
 
@@ -246,7 +247,8 @@ void bind_records(nb::module_& m) {
                             std::string visual_keep) {
             new (o) SparseOptions{std::move(core_kv_heads), sink, visual_budget, std::move(visual_keep)};
         }, nb::kw_only(), "core_kv_heads"_a, "sink"_a = SparseOptions{}.sink,
-           "visual_budget"_a = SparseOptions{}.visual_budget, "visual_keep"_a = SparseOptions{}.visual_keep, "The other KV heads keep the first sink tokens, the text and visual_budget visual tokens per image "
+           "visual_budget"_a = SparseOptions{}.visual_budget, "visual_keep"_a = SparseOptions{}.visual_keep,
+           "The other KV heads keep the first sink tokens, the text and visual_budget visual tokens per image "
            "(the engine validates the options).");
 
     const GenerateOptions gen;  // the defaults
@@ -296,16 +298,18 @@ void bind_records(nb::module_& m) {
 void bind_tokenizer(nb::module_& m) {
     using corehead::Tokenizer;
     nb::class_<Tokenizer>(m, "Tokenizer", "A GGUF file's tokenizer (ids match llama.cpp's).")
-        .def_static("from_file", [](const std::string& path) { return nogil([&] { return Tokenizer::from_file(path); }); },
-                    "path"_a, "The tokenizer of any GGUF file (vocabulary-only files included).")
+        .def_static("from_file", [](const std::string& path) {
+            return nogil([&] { return Tokenizer::from_file(path); });
+        }, "path"_a, "The tokenizer of any GGUF file (vocabulary-only files included).")
         .def("tokenize", [](const Tokenizer& t, const std::string& text, bool add_special, bool parse_special) {
             return nogil([&] { return t.tokenize(text, add_special, parse_special); });
         }, "text"_a, "add_special"_a = true, "parse_special"_a = true,
            "Token ids of text; add_special adds BOS/EOS as the file says, parse_special maps special-token texts.")
         .def("detokenize", [](const Tokenizer& t, const std::vector<int32_t>& ids, bool remove_special,
-                              bool unparse_special) { return as_bytes(t.detokenize(ids, remove_special, unparse_special)); },
-             "ids"_a, "remove_special"_a = false, "unparse_special"_a = true,
-             "The UTF-8 bytes of ids (may end in a partial character).")
+                              bool unparse_special) {
+            return as_bytes(t.detokenize(ids, remove_special, unparse_special));
+        }, "ids"_a, "remove_special"_a = false, "unparse_special"_a = true,
+           "The UTF-8 bytes of ids (may end in a partial character).")
         .def("token_to_piece", [](const Tokenizer& t, int32_t id, bool unparse_special) {
             return as_bytes(t.token_to_piece(id, unparse_special));
         }, "id"_a, "unparse_special"_a = true, "Raw bytes one token contributes to the text.")
@@ -478,6 +482,9 @@ NB_MODULE(_core, m) {
     // Exception mapping: ModelError subclasses ValueError; a missing file is FileNotFoundError.
     static nb::exception<corehead::ModelError> model_error(m, "ModelError", PyExc_ValueError);
     static nb::exception<corehead::ContextOverflow> ctx_error(m, "ContextOverflowError", PyExc_ValueError);
+    nb::setattr(model_error, "__doc__",
+                nb::str("A model / mmproj file is malformed, unsupported or inconsistent (a ValueError)."));
+    nb::setattr(ctx_error, "__doc__", nb::str("The request does not fit in the context window (a ValueError)."));
     nb::register_exception_translator([](const std::exception_ptr& p, void*) {
         try {
             std::rethrow_exception(p);

@@ -8,10 +8,12 @@ from numpy.typing import NDArray
 
 
 class ModelError(ValueError):
-    pass
+    """
+    A model / mmproj file is malformed, unsupported or inconsistent (a ValueError).
+    """
 
 class ContextOverflowError(ValueError):
-    pass
+    """The request does not fit in the context window (a ValueError)."""
 
 class TextInfo:
     """
@@ -84,7 +86,8 @@ class TextInfo:
     def __getitem__(self, key: str) -> object:
         """The field named key (KeyError for other names)."""
 
-    def __repr__(self) -> str: ...
+    def __repr__(self) -> str:
+        """Every field, as ClassName(field=value, ...)."""
 
 class VisionInfo:
     """
@@ -142,7 +145,8 @@ class VisionInfo:
     def __getitem__(self, key: str) -> object:
         """The field named key (KeyError for other names)."""
 
-    def __repr__(self) -> str: ...
+    def __repr__(self) -> str:
+        """Every field, as ClassName(field=value, ...)."""
 
 class GgufTensorInfo:
     """
@@ -173,7 +177,8 @@ class GgufTensorInfo:
     def __getitem__(self, key: str) -> object:
         """The field named key (KeyError for other names)."""
 
-    def __repr__(self) -> str: ...
+    def __repr__(self) -> str:
+        """Every field, as ClassName(field=value, ...)."""
 
 class GgufSummary:
     """
@@ -210,7 +215,8 @@ class GgufSummary:
     def __getitem__(self, key: str) -> object:
         """The field named key (KeyError for other names)."""
 
-    def __repr__(self) -> str: ...
+    def __repr__(self) -> str:
+        """Every field, as ClassName(field=value, ...)."""
 
 class VisionInput:
     """
@@ -235,7 +241,8 @@ class VisionInput:
     def __getitem__(self, key: str) -> object:
         """The field named key (KeyError for other names)."""
 
-    def __repr__(self) -> str: ...
+    def __repr__(self) -> str:
+        """Every field, as ClassName(field=value, ...)."""
 
 class KVStats:
     """
@@ -278,7 +285,8 @@ class KVStats:
     def __getitem__(self, key: str) -> object:
         """The field named key (KeyError for other names)."""
 
-    def __repr__(self) -> str: ...
+    def __repr__(self) -> str:
+        """Every field, as ClassName(field=value, ...)."""
 
 class ImageCacheStats:
     """
@@ -309,7 +317,8 @@ class ImageCacheStats:
     def __getitem__(self, key: str) -> object:
         """The field named key (KeyError for other names)."""
 
-    def __repr__(self) -> str: ...
+    def __repr__(self) -> str:
+        """Every field, as ClassName(field=value, ...)."""
 
 class SparseOptions:
     """
@@ -342,7 +351,8 @@ class SparseOptions:
     def __getitem__(self, key: str) -> object:
         """The field named key (KeyError for other names)."""
 
-    def __repr__(self) -> str: ...
+    def __repr__(self) -> str:
+        """Every field, as ClassName(field=value, ...)."""
 
 class GenerateOptions:
     """
@@ -388,7 +398,8 @@ class GenerateOptions:
     def __getitem__(self, key: str) -> object:
         """The field named key (KeyError for other names)."""
 
-    def __repr__(self) -> str: ...
+    def __repr__(self) -> str:
+        """Every field, as ClassName(field=value, ...)."""
 
 class MultimodalTokens:
     """A prompt with images as token ids (Engine.tokenize_images)."""
@@ -410,7 +421,8 @@ class MultimodalTokens:
     def __getitem__(self, key: str) -> object:
         """The field named key (KeyError for other names)."""
 
-    def __repr__(self) -> str: ...
+    def __repr__(self) -> str:
+        """Every field, as ClassName(field=value, ...)."""
 
 class AttentionTaps:
     """
@@ -453,7 +465,8 @@ class AttentionTaps:
     def __getitem__(self, key: str) -> object:
         """The field named key (KeyError for other names)."""
 
-    def __repr__(self) -> str: ...
+    def __repr__(self) -> str:
+        """Every field, as ClassName(field=value, ...)."""
 
 class Tokenizer:
     """A GGUF file's tokenizer (ids match llama.cpp's)."""
