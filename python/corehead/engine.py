@@ -6,7 +6,7 @@ import os
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -15,6 +15,12 @@ from corehead._paths import as_path, check_int, check_real, check_text
 from corehead.images import load_images
 from corehead.memory import memory_estimate as _memory_estimate
 from corehead.tokenizer import TextStream, Tokenizer
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    from corehead.probes import Probe
+    from corehead.ram import HeadRanking
 
 
 class Engine:
@@ -76,19 +82,20 @@ class Engine:
             raise TypeError(f"n_batch must be an int, got {type(n_batch).__name__}")
         check_int(n_ctx, "n_ctx", 16, 1 << 24)
         check_int(n_batch, "n_batch", 1, 65536)
-        core_kv = None
+        sparse_options = None
         if core_heads is not None:  # validated against the model file before any weights load
             from corehead import sparse
 
             visual_budget, sink = sparse.check_options(visual_budget, sink, visual_keep)
-            core_kv = sparse.core_kv_heads(core_heads, _core.inspect_model(model_path), core_fraction)
-        self._core: _core.Engine | None = _core.Engine(
-            model_path, mmproj_path, n_threads or 0, n_ctx, backend, kv_type, n_batch, core_kv, sink, visual_budget,
-            visual_keep
-        )
+            core_kv = sparse.core_kv_heads(core_heads, _core.inspect_model(model_path).to_dict(), core_fraction)
+            sparse_options = _core.SparseOptions(core_kv_heads=core_kv, sink=sink, visual_budget=visual_budget,
+                                                 visual_keep=visual_keep)
+        native = _core.Engine(model_path, mmproj=mmproj_path, n_threads=n_threads or 0, n_ctx=n_ctx, backend=backend,
+                              kv_type=kv_type, n_batch=n_batch, sparse=sparse_options)
         self._interventions: tuple[list, list, list, list] = ([], [], [], [])
         self._head_mean_cache: dict = {}  # head_means(..., cached=True)
-        self._core = _Serialized(self._core)  # one call at a time per Engine (see _Serialized)
+        # One call at a time per Engine (see _Serialized); typed as the native engine it forwards to.
+        self._core: _core.Engine | None = cast(_core.Engine, _Serialized(native))
         native_tok = self._core.tokenizer
         self._tokenizer = Tokenizer(_native=native_tok) if native_tok is not None else None
 
@@ -140,12 +147,13 @@ class Engine:
 
     # -- facts ---------------------------------------------------------------------------------
     @property
-    def info(self) -> dict:
+    def info(self) -> dict[str, Any]:
         """Architecture and sizes: arch, n_layer, n_head, n_head_kv, n_embd, n_vocab, n_ctx_train,
         file_type, …, plus ``vision`` (a dict for the mmproj, or None) and runtime settings."""
         core = self._native()
-        info = dict(core.text_info)
-        info["vision"] = core.vision_info
+        info: dict[str, Any] = core.text_info.to_dict()  # every field of the native TextInfo
+        vision = core.vision_info
+        info["vision"] = vision.to_dict() if vision is not None else None
         info.update(backend=core.backend, n_threads=core.n_threads, n_ctx=core.n_ctx, weight_bytes=core.weight_bytes)
         return info
 
@@ -176,7 +184,7 @@ class Engine:
         if not isinstance(prompt, Sequence) or isinstance(prompt, (bytes, bytearray)):
             raise TypeError(f"prompt must be a str or a sequence of token ids, got {type(prompt).__name__}")
         ids = []
-        n_vocab = self._native().text_info["n_vocab"]
+        n_vocab = self._native().text_info.n_vocab
         for t in prompt:
             if isinstance(t, (bool, np.bool_)) or not isinstance(t, (int, np.integer)):
                 raise TypeError(f"token ids must be ints, got {type(t).__name__}")
@@ -221,7 +229,9 @@ class Engine:
     def prepare(self, prompt: str, images) -> tuple[np.ndarray, np.ndarray]:
         """The layout of a multimodal prompt, from one preprocessing pass: (token ids with the
         image placeholder id at the visual positions, the visual positions)."""
-        return self._native().tokenize_images(self._mm_prompt(prompt), self.load_images(images), self.image_marker)
+        t = self._native().tokenize_images(self._mm_prompt(prompt), self.load_images(images),
+                                           marker=self.image_marker)
+        return t.ids, t.visual_positions
 
     def visual_token_boxes(self, image) -> np.ndarray:
         """For every visual token of `image`, in context order (tiles row-major, then the global
@@ -236,11 +246,11 @@ class Engine:
         return self._native().encode_image(img)
 
     @property
-    def image_cache(self) -> dict:
+    def image_cache(self) -> dict[str, Any]:
         """The image-embedding cache: bytes, limit, entries, hits, misses. Projector outputs of
         recently seen images (LRU, 256 MiB by default) are reused, so evaluating many ablations
         over the same probes runs the vision encoder once per image."""
-        return dict(self._image_cache_core().image_cache_stats())
+        return self._image_cache_core().image_cache_stats().to_dict()
 
     def set_image_cache(self, max_bytes: int) -> None:
         """Limit the image-embedding cache to `max_bytes` (0 disables it and frees it)."""
@@ -253,7 +263,7 @@ class Engine:
         one, since scoring a probe tokenizes, boxes and encodes the same image in a row)."""
         self._image_cache_core().clear_image_cache()
 
-    def _image_cache_core(self):
+    def _image_cache_core(self) -> _core.Engine:
         """The native engine, checked to have a vision projector (the image caches' owner)."""
         core = self._native()
         if core.vision_info is None:
@@ -266,16 +276,19 @@ class Engine:
         (img,) = self.load_images([image])
         return self._native().preprocess_image(img)
 
-    def logits(self, prompt: str | Sequence[int], images: Sequence = (), all_positions: bool = False) -> np.ndarray:
+    def logits(self, prompt: str | Sequence[int], images: Sequence[Any] = (),
+               all_positions: bool = False) -> npt.NDArray[np.float32]:
         """Next-token logits (float32): ``[n_vocab]`` for the last position, or
         ``[n_tokens, n_vocab]`` for every position when ``all_positions``."""
         imgs = self.load_images(images)
         if imgs:
-            return self._native().logits_images(self._mm_prompt(prompt), imgs, bool(all_positions), self.image_marker)
-        return self._native().logits(self.token_ids(prompt), bool(all_positions))
+            return self._native().logits_images(self._mm_prompt(prompt), imgs, all_positions=bool(all_positions),
+                                                marker=self.image_marker)
+        return self._native().logits(self.token_ids(prompt), all_positions=bool(all_positions))
 
-    def attention(self, prompt: str | Sequence[int], images: Sequence = (), positions: Sequence[int] | None = None,
-                  layers: Sequence[int] | None = None) -> np.ndarray:
+    def attention(self, prompt: str | Sequence[int], images: Sequence[Any] = (),
+                  positions: Sequence[int] | None = None,
+                  layers: Sequence[int] | None = None) -> npt.NDArray[np.float32]:
         """Attention probabilities of query `positions` over all keys, per layer and head:
         float32 ``[n_layer, n_head, n_pos, n_kv]`` (``n_layer`` = len(layers) when given).
 
@@ -284,11 +297,13 @@ class Engine:
         attention), so the cost grows with the number of positions, not the prompt squared.
         Rows of the returned array follow the sorted, de-duplicated positions.
         """
-        return self._taps(prompt, images, positions, layers, True, None)["rows"]
+        rows = self._taps(prompt, images, positions, layers, True, None).rows
+        assert rows is not None
+        return rows
 
     def attention_masses(self, prompt: str | Sequence[int], relevance: np.ndarray,
                          positions: Sequence[int] | None = None, layers: Sequence[int] | None = None,
-                         images: Sequence = ()) -> np.ndarray:
+                         images: Sequence[Any] = ()) -> npt.NDArray[np.float32]:
         """Attention mass of query `positions` on weighted key sets, reduced on the graph:
         ``relevance`` is ``[n_regions, n_tokens]`` (weights per context position, images
         expanded); returns ``[n_layer, n_head, n_pos, n_regions]`` = Σ_j relevance[r, j] · A[l, h][pos, j]."""
@@ -297,31 +312,28 @@ class Engine:
             raise ValueError(f"relevance must have shape [n_regions, n_tokens], got {w.shape}")
         if not np.isfinite(w).all():
             raise ValueError("relevance has non-finite values")
-        return self._taps(prompt, images, positions, layers, False, w)["masses"]
+        masses = self._taps(prompt, images, positions, layers, False, w).masses
+        assert masses is not None
+        return masses
 
-    def _taps(self, prompt, images, positions, layers, full_rows: bool, relevance: np.ndarray | None) -> dict:
+    def _taps(self, prompt, images, positions, layers, full_rows: bool,
+              relevance: np.ndarray | None) -> _core.AttentionTaps:
         pos, lay = _int_list(positions, "positions"), _int_list(layers, "layers")
         imgs = self.load_images(images)
         if imgs:
             # The expanded length is known only after preprocessing: the native call checks
             # that relevance holds n_regions x n_tokens values.
-            rel = relevance if relevance is not None else np.zeros((0, 0), np.float32)
-            return self._native().attention_images(self._mm_prompt(prompt), imgs, self.image_marker, pos, lay,
-                                                   full_rows, rel.ravel().tolist(), len(rel))
+            return self._native().attention_images(self._mm_prompt(prompt), imgs, positions=pos, layers=lay,
+                                                   full_rows=full_rows, relevance=relevance,
+                                                   marker=self.image_marker)
         ids = self.token_ids(prompt)
-        rel = self._check_relevance(relevance, len(ids))
-        return self._native().attention(ids, pos, lay, full_rows, rel.ravel().tolist(), len(rel))
-
-    @staticmethod
-    def _check_relevance(relevance: np.ndarray | None, n_tokens: int) -> np.ndarray:
-        if relevance is None:
-            return np.zeros((0, n_tokens), np.float32)
-        if relevance.shape[1] != n_tokens:
-            raise ValueError(f"relevance must have shape [n_regions, {n_tokens}], got {relevance.shape}")
-        return relevance
+        if relevance is not None and relevance.shape[1] != len(ids):
+            raise ValueError(f"relevance must have shape [n_regions, {len(ids)}], got {relevance.shape}")
+        return self._native().attention(ids, positions=pos, layers=lay, full_rows=full_rows, relevance=relevance)
 
     # -- CoRe heads -----------------------------------------------------------------------------
-    def rank_heads(self, probes, query: str = "answer", only_correct: bool = False, progress: bool = True):
+    def rank_heads(self, probes: Sequence[Probe] | Probe, query: str = "answer", only_correct: bool = False,
+                   progress: bool = True) -> HeadRanking:
         """Score every head with Retrieval Attention Mass over `probes`; see :mod:`corehead.ram`
         for the exact definition. Returns a :class:`corehead.HeadRanking`."""
         from corehead import ram
@@ -338,20 +350,19 @@ class Engine:
         return sparse.sparse(self, heads, visual_budget=visual_budget, sink=sink, core_fraction=core_fraction,
                              visual_keep=visual_keep)
 
-    def kv_stats(self) -> dict:
+    def kv_stats(self) -> dict[str, Any]:
         """Bytes the KV cache holds now, per group: ``full`` = the CoRe KV heads (every KV head when
         dense), every token; ``compact`` = the other KV heads, the tokens they keep. ``bytes`` counts
         the tokens in use (K and V), ``allocated_bytes`` the backend buffers."""
         s = self._native().kv_stats()
-        full = {"kv_heads": int(sum(s["core_kv_heads"])), "tokens": s["n_tokens"], "bytes": s["full_bytes"],
-                "allocated_bytes": s["full_allocated"]}
-        compact = {"kv_heads": int(sum(s["other_kv_heads"])), "tokens": s["compact_tokens"],
-                   "bytes": s["compact_bytes"], "allocated_bytes": s["compact_allocated"]}
-        return {"mode": "sparse" if s["sparse"] else "dense", "tokens": s["n_tokens"],
-                "bytes": s["full_bytes"] + s["compact_bytes"],
-                "allocated_bytes": s["full_allocated"] + s["compact_allocated"],
+        full = {"kv_heads": int(sum(s.core_kv_heads)), "tokens": s.n_tokens, "bytes": s.full_bytes,
+                "allocated_bytes": s.full_allocated}
+        compact = {"kv_heads": int(sum(s.other_kv_heads)), "tokens": s.compact_tokens, "bytes": s.compact_bytes,
+                   "allocated_bytes": s.compact_allocated}
+        return {"mode": "sparse" if s.sparse else "dense", "tokens": s.n_tokens,
+                "bytes": s.full_bytes + s.compact_bytes, "allocated_bytes": s.full_allocated + s.compact_allocated,
                 "groups": {"full": full, "compact": compact},
-                "per_layer": {"core_kv_heads": list(s["core_kv_heads"]), "other_kv_heads": list(s["other_kv_heads"])}}
+                "per_layer": {"core_kv_heads": list(s.core_kv_heads), "other_kv_heads": list(s.other_kv_heads)}}
 
     @contextmanager
     def kv_mode(self, core_kv_heads=None, sink: int = 4, visual_budget: int = 0, visual_keep: str = "snapkv"):
@@ -363,14 +374,12 @@ class Engine:
         if core_kv_heads is None:
             native.set_sparse(None)
         else:
-            native.set_sparse(core_kv_heads, sink, visual_budget, visual_keep)
+            native.set_sparse(_core.SparseOptions(core_kv_heads=core_kv_heads, sink=sink, visual_budget=visual_budget,
+                                                  visual_keep=visual_keep))
         try:
             yield self
         finally:
-            if previous is None:
-                native.set_sparse(None)
-            else:
-                native.set_sparse(*previous)
+            native.set_sparse(previous)
 
     # -- head interventions ---------------------------------------------------------------------
     def ablated(self, heads, method: str = "zero", reference=None, knockout_keys=(), means=None):
@@ -420,7 +429,7 @@ class Engine:
         native = self._native()
         if images:
             sums, n = native.head_output_sums_images(self._mm_prompt(prompt), self.load_images(images),
-                                                     self.image_marker)
+                                                     marker=self.image_marker)
         else:
             sums, n = native.head_output_sums(self.token_ids(prompt))
         return np.asarray(sums, dtype=np.float64), int(n)
@@ -443,13 +452,16 @@ class Engine:
         previous = self._interventions
         state = (list(items), [int(k) for k in knockout_keys], [int(k) for k in knockout_from],
                  [int(k) for k in knockout_until])
-        self._native().set_head_interventions(*state)
-        self._interventions = state
+        self._set_interventions(state)
         try:
             yield self
         finally:
-            self._native().set_head_interventions(*previous)
-            self._interventions = previous
+            self._set_interventions(previous)
+
+    def _set_interventions(self, state: tuple[list, list, list, list]) -> None:
+        items, keys, starts, ends = state
+        self._native().set_head_interventions(items, knockout_keys=keys, knockout_from=starts, knockout_until=ends)
+        self._interventions = state
 
     def generate_ids(self, prompt: str | Sequence[int], max_tokens: int = 64, temperature: float = 0.0,
                      top_k: int = 0, top_p: float = 1.0, min_p: float = 0.0, repeat_penalty: float = 1.0,
@@ -467,15 +479,14 @@ class Engine:
             check_real(v, n) for v, n in ((temperature, "temperature"), (top_p, "top_p"), (min_p, "min_p"),
                                           (repeat_penalty, "repeat_penalty")))
         on_token = _token_callback(on_token)
+        options = _core.GenerateOptions(max_tokens=max_tokens, temperature=float(temperature), top_k=int(top_k),
+                                        top_p=float(top_p), min_p=float(min_p), repeat_penalty=float(repeat_penalty),
+                                        repeat_last_n=int(repeat_last_n), seed=seed, stop_at_eog=bool(stop_at_eog))
         imgs = self.load_images(images)
         if imgs:
-            return self._native().generate_images(
-                self._mm_prompt(prompt), imgs, max_tokens, float(temperature), int(top_k), float(top_p),
-                float(min_p), float(repeat_penalty), int(repeat_last_n), seed, bool(stop_at_eog), on_token,
-                self.image_marker)
-        return self._native().generate(
-            self.token_ids(prompt), max_tokens, float(temperature), int(top_k), float(top_p), float(min_p),
-            float(repeat_penalty), int(repeat_last_n), seed, bool(stop_at_eog), on_token)
+            return self._native().generate_images(self._mm_prompt(prompt), imgs, options=options, on_token=on_token,
+                                                  marker=self.image_marker)
+        return self._native().generate(self.token_ids(prompt), options=options, on_token=on_token)
 
     def stream_ids(self, prompt: str | Sequence[int], **kwargs) -> Iterator[int]:
         """Like :meth:`generate_ids`, yielding ids as they come (runs in a worker thread)."""
@@ -611,8 +622,8 @@ class Engine:
             return "Engine(closed)"
         i = self._core.text_info
         v = self._core.vision_info
-        vis = f", vision={v['projector']}" if v else ""
-        return f"Engine({i['arch']}, {i['n_layer']} layers x {i['n_head']} heads, {i['file_type']}{vis})"
+        vis = f", vision={v.projector}" if v else ""
+        return f"Engine({i.arch}, {i.n_layer} layers x {i.n_head} heads, {i.file_type}{vis})"
 
 
 def _token_callback(on_token):
@@ -685,7 +696,7 @@ def _int_list(values: Sequence[int] | None, what: str) -> list[int]:
     return out
 
 
-def inspect(model: str | os.PathLike | None = None, mmproj: str | os.PathLike | None = None) -> dict:
+def inspect(model: str | os.PathLike | None = None, mmproj: str | os.PathLike | None = None) -> dict[str, Any]:
     """Validate GGUF files without loading weights and return their facts.
 
     Works on tokenizer-only files (llama.cpp's ``ggml-vocab-*.gguf``) too. Returns
@@ -693,9 +704,9 @@ def inspect(model: str | os.PathLike | None = None, mmproj: str | os.PathLike | 
     """
     if model is None and mmproj is None:
         raise ValueError("pass a model path, an mmproj path, or both")
-    out: dict = {"model": None, "vision": None}
+    out: dict[str, Any] = {"model": None, "vision": None}
     if model is not None:
-        out["model"] = _core.inspect_model(as_path(model, "model"))
+        out["model"] = _core.inspect_model(as_path(model, "model")).to_dict()
     if mmproj is not None:
-        out["vision"] = _core.inspect_mmproj(as_path(mmproj, "mmproj"))
+        out["vision"] = _core.inspect_mmproj(as_path(mmproj, "mmproj")).to_dict()
     return out
