@@ -46,6 +46,12 @@ void add_post_ln_specs(std::vector<TensorSpec>& s, const VisionHParams& hp, bool
     s.push_back({"v.post_ln.bias", {hp.n_embd}, bias_required});
 }
 
+void add_siglip_specs(std::vector<TensorSpec>& s, const VisionHParams& hp) {
+    add_patch_embedding_specs(s, hp, hp.patches_per_side() * hp.patches_per_side());
+    add_post_ln_specs(s, hp, true, true);
+    add_vit_block_specs(s, hp, /*rms_norm=*/false, /*gated_ffn=*/false);
+}
+
 void add_mlp_projector_specs(std::vector<TensorSpec>& s, int64_t in, int64_t hidden, int64_t out) {
     s.push_back({"mm.0.weight", {in, hidden}});
     s.push_back({"mm.0.bias", {hidden}});

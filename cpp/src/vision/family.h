@@ -97,6 +97,8 @@ PromptPositions mrope_prompt_positions(int64_t n_tokens, const std::vector<Visua
 // position embeddings [E, n_positions]; post_ln_required: the final LayerNorm (weight + bias).
 void add_patch_embedding_specs(std::vector<TensorSpec>& s, const VisionHParams& hp, int64_t n_positions);
 void add_post_ln_specs(std::vector<TensorSpec>& s, const VisionHParams& hp, bool weight_required, bool bias_required);
+// The tensors of VisionGraph::siglip_tower: patch and position embeddings, the ViT blocks, post_ln.
+void add_siglip_specs(std::vector<TensorSpec>& s, const VisionHParams& hp);
 // The two-layer MLP projector mm.0 (in -> hidden), GELU, mm.2 (hidden -> out), with biases.
 void add_mlp_projector_specs(std::vector<TensorSpec>& s, int64_t in, int64_t hidden, int64_t out);
 // The ViT blocks shared by all families: attention with q/k/v/out projections, two

@@ -35,9 +35,7 @@ public:
             {"mm.input_projection.weight", {hp.n_out, E}},
             {"mm.soft_emb_norm.weight", {E}},
         };
-        add_patch_embedding_specs(s, hp, hp.patches_per_side() * hp.patches_per_side());
-        add_post_ln_specs(s, hp, true, true);
-        add_vit_block_specs(s, hp, /*rms_norm=*/false, /*gated_ffn=*/false);
+        add_siglip_specs(s, hp);
         return s;
     }
 

@@ -38,9 +38,7 @@ public:
     }
     std::vector<TensorSpec> tensor_specs(const GgufFile&, const VisionHParams& hp) const override {
         std::vector<TensorSpec> s = {{"mm.model.fc.weight", {hp.n_embd * hp.scale_factor * hp.scale_factor, hp.n_out}}};
-        add_patch_embedding_specs(s, hp, hp.patches_per_side() * hp.patches_per_side());
-        add_post_ln_specs(s, hp, true, true);
-        add_vit_block_specs(s, hp, /*rms_norm=*/false, /*gated_ffn=*/false);
+        add_siglip_specs(s, hp);
         return s;
     }
 
