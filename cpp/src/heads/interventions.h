@@ -8,7 +8,11 @@
 // all interventions restores bit-identical outputs.
 #pragma once
 #include <cstdint>
+#include <string>
 #include <vector>
+
+#include "corehead/engine.h"
+#include "text/hparams.h"
 
 namespace corehead {
 
@@ -41,15 +45,6 @@ struct HeadOutputSums {
     std::vector<std::vector<double>> sums;
     int64_t n_tokens = 0;
 };
-
-}  // namespace corehead
-
-#include <string>
-
-#include "corehead/engine.h"
-#include "text/hparams.h"
-
-namespace corehead {
 
 // The user's list compiled per layer (validated: layers and heads in range, each listed once,
 // known kinds, mean sizes; knockout keys in the context, with per-key query ranges that are

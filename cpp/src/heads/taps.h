@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "corehead/engine.h"
+
 namespace corehead {
 
 struct TapRequest {
@@ -30,10 +32,6 @@ struct TapResult {
     std::vector<std::vector<float>> masses;
 };
 
-}  // namespace corehead
-
-namespace corehead {
-
 // The part of `req` that falls in a prefill chunk covering cache indices [base, base + len):
 // rows re-based to the chunk. `first` is the index in req.rows of the chunk's first tapped row.
 struct ChunkTaps {
@@ -42,12 +40,6 @@ struct ChunkTaps {
     bool any() const { return !request.rows.empty(); }
 };
 ChunkTaps chunk_taps(const TapRequest& req, int64_t base, int64_t len);
-
-}  // namespace corehead
-
-#include "corehead/engine.h"
-
-namespace corehead {
 
 // A user's tap request for a prompt of n tokens (validated here: positions, negative counting
 // from the end; layers; the relevance matrix), and the result collected batch by batch.

@@ -34,7 +34,6 @@ SparseKVCache::SparseKVCache(const TextHParams& hp, SparseConfig cfg, int64_t n_
     : hp_(hp), cfg_(std::move(cfg)), n_ctx_(n_ctx), type_(type), backend_(backend) {
     const int64_t g = hp.n_head / hp.n_head_kv;
     layers_.resize(hp.n_layer);
-    int64_t n_full = 0;
     for (int64_t l = 0; l < hp.n_layer; ++l) {
         Layer& L = layers_[l];
         for (int64_t h = 0; h < hp.n_head_kv; ++h) (cfg_.core[l][h] ? L.core : L.other).push_back(static_cast<int32_t>(h));
@@ -48,18 +47,22 @@ SparseKVCache::SparseKVCache(const TextHParams& hp, SparseConfig cfg, int64_t n_
         int32_t row = 0;
         for (int32_t h : L.q_core) L.q_inv[h] = row++;
         for (int32_t h : L.q_other) L.q_inv[h] = row++;
-        if (!L.core.empty()) ++n_full;
     }
-    if (n_full > 0) {
-        full_ = BackendTensors(backend, static_cast<size_t>(2 * n_full), [&](ggml_context* ctx) {
-            for (Layer& L : layers_) {
-                if (L.core.empty()) continue;
-                const int64_t n = static_cast<int64_t>(L.core.size());
-                L.kf = ggml_new_tensor_3d(ctx, type, hp.head_dim_k, n_ctx, n);
-                L.vf = ggml_new_tensor_3d(ctx, type, hp.head_dim_v, n_ctx, n);
-            }
-        }, "the CoRe part of the KV cache (" + std::to_string(n_ctx) + " tokens)");
-    }
+    full_ = allocate_part(true, n_ctx, "the CoRe part of the KV cache");
+}
+
+BackendTensors SparseKVCache::allocate_part(bool core, int64_t slots, const std::string& what) {
+    size_t n = 0;
+    for (const Layer& L : layers_) n += (core ? L.core : L.other).empty() ? 0 : 1;
+    if (n == 0) return {};
+    return BackendTensors(backend_, 2 * n, [&](ggml_context* ctx) {
+        for (Layer& L : layers_) {
+            const int64_t heads = static_cast<int64_t>((core ? L.core : L.other).size());
+            if (heads == 0) continue;
+            (core ? L.kf : L.kc) = ggml_new_tensor_3d(ctx, type_, hp_.head_dim_k, slots, heads);
+            (core ? L.vf : L.vc) = ggml_new_tensor_3d(ctx, type_, hp_.head_dim_v, slots, heads);
+        }
+    }, what + " (" + std::to_string(slots) + " tokens)");
 }
 
 size_t SparseKVCache::row_bytes(int64_t) const {
@@ -72,22 +75,11 @@ void SparseKVCache::allocate_compact(int64_t capacity) {
     compact_ = BackendTensors();
     compact_ready_ = false;
     cap_c_ = 0;
-    int64_t n = 0;
-    for (const Layer& L : layers_) n += L.other.empty() ? 0 : 1;
-    if (n > 0) {
-        try {
-            compact_ = BackendTensors(backend_, static_cast<size_t>(2 * n), [&](ggml_context* ctx) {
-                for (Layer& L : layers_) {
-                    if (L.other.empty()) continue;
-                    const int64_t h = static_cast<int64_t>(L.other.size());
-                    L.kc = ggml_new_tensor_3d(ctx, type_, hp_.head_dim_k, capacity, h);
-                    L.vc = ggml_new_tensor_3d(ctx, type_, hp_.head_dim_v, capacity, h);
-                }
-            }, "the compact part of the KV cache (" + std::to_string(capacity) + " tokens)");
-        } catch (...) {
-            for (Layer& L : layers_) L.kc = L.vc = nullptr;
-            throw;
-        }
+    try {
+        compact_ = allocate_part(false, capacity, "the compact part of the KV cache");
+    } catch (...) {
+        for (Layer& L : layers_) L.kc = L.vc = nullptr;
+        throw;
     }
     cap_c_ = capacity;
     compact_ready_ = true;

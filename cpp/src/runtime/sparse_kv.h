@@ -86,6 +86,8 @@ public:
 
 private:
     void allocate_compact(int64_t capacity);
+    // K/V tensors of `slots` slots for every layer's CoRe (core) or other group, in one buffer.
+    BackendTensors allocate_part(bool core, int64_t slots, const std::string& what);
     // Keeps, per layer and other-group head, the old slots `src[h][new]` (ascending) and moves rows.
     void compact(const std::vector<std::vector<std::vector<int32_t>>>& src, int64_t n_new);
     size_t row_bytes(int64_t l) const;  // K + V bytes of one token of one head

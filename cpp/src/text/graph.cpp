@@ -86,16 +86,18 @@ ggml_tensor* DecoderGraph::add_input(std::unique_ptr<GraphInput> in) {
     return inputs_.back()->tensor;
 }
 
-ggml_tensor* DecoderGraph::mask(int64_t n_keys, int64_t n_rows, int64_t n_heads, ggml_type type, Visibility visible,
-                                const std::string& shared) {
-    if (!shared.empty()) {
-        for (const auto& [name, t] : shared_masks_) {
-            if (name == shared) return t;
-        }
+ggml_tensor* DecoderGraph::find_shared_mask(const char* name) const {
+    for (const auto& [n, t] : shared_masks_) {
+        if (n == name) return t;
     }
+    return nullptr;
+}
+
+ggml_tensor* DecoderGraph::new_mask(int64_t n_keys, int64_t n_rows, int64_t n_heads, ggml_type type, Visibility visible,
+                                    const char* shared) {
     ggml_tensor* t = add_input(std::make_unique<MaskInput>(ggml_new_tensor_3d(ctx, type, n_keys, n_rows, n_heads),
                                                            std::move(visible)));
-    if (!shared.empty()) shared_masks_.emplace_back(shared, t);
+    if (shared) shared_masks_.emplace_back(shared, t);
     return t;
 }
 

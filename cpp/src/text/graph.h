@@ -90,8 +90,12 @@ public:
     }
     // A mask [n_keys, n_rows, n_heads] (F16 for flash attention, F32 for soft_max) filled from
     // `visible`. With a `shared` name the mask is made once per graph and reused by every layer.
-    ggml_tensor* mask(int64_t n_keys, int64_t n_rows, int64_t n_heads, ggml_type type, Visibility visible,
-                      const std::string& shared = "");
+    template <typename F>
+    ggml_tensor* mask(int64_t n_keys, int64_t n_rows, int64_t n_heads, ggml_type type, F&& visible,
+                      const char* shared = nullptr) {
+        if (ggml_tensor* t = shared ? find_shared_mask(shared) : nullptr) return t;  // before building a filler
+        return new_mask(n_keys, n_rows, n_heads, type, Visibility(std::forward<F>(visible)), shared);
+    }
     // Whether batch row `row` may see cache index `key`: causal order, the sliding window of
     // `swa` layers, and the bidirectional image chunk (every token of the batch sees the others).
     bool visible(int64_t row, int64_t key, bool swa) const;
@@ -107,6 +111,9 @@ public:
 
 private:
     ggml_tensor* add_input(std::unique_ptr<GraphInput> in);
+    ggml_tensor* find_shared_mask(const char* name) const;
+    ggml_tensor* new_mask(int64_t n_keys, int64_t n_rows, int64_t n_heads, ggml_type type, Visibility visible,
+                          const char* shared);
     ggml_tensor* dense_attention(int64_t layer, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v, float scale);
     // The CoRe-sparse attention: CoRe heads over the full part, the others over the compact part.
     ggml_tensor* sparse_attention(int64_t layer, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v, float scale);
@@ -122,7 +129,7 @@ private:
 
     std::unique_ptr<HeadGraph> heads_;
     std::vector<std::unique_ptr<GraphInput>> inputs_;
-    std::vector<std::pair<std::string, ggml_tensor*>> shared_masks_;
+    std::vector<std::pair<std::string, ggml_tensor*>> shared_masks_;  // by name (string literals)
     std::vector<std::pair<const std::vector<int32_t>*, ggml_tensor*>> gather_ids_;
     std::vector<std::pair<int64_t, ggml_tensor*>> score_outs_;  // (layer, SnapKV scores)
     ggml_tensor* inp_pos_ = nullptr;
