@@ -342,6 +342,19 @@ std::optional<std::vector<int64_t>> GgufFile::find_int_array(const std::string& 
     return out;
 }
 
+std::optional<std::vector<bool>> GgufFile::find_bool_array(const std::string& key) const {
+    const int64_t id = key_id(key);
+    if (id < 0) return std::nullopt;
+    if (gguf_get_kv_type(gguf_, id) != GGUF_TYPE_ARRAY || gguf_get_arr_type(gguf_, id) != GGUF_TYPE_BOOL) {
+        fail("metadata '" + key + "' should be an array of booleans");
+    }
+    const size_t n = gguf_get_arr_n(gguf_, id);
+    const auto* data = static_cast<const int8_t*>(gguf_get_arr_data(gguf_, id));
+    std::vector<bool> out(n);
+    for (size_t i = 0; i < n; ++i) out[i] = data[i] != 0;
+    return out;
+}
+
 std::optional<std::vector<float>> GgufFile::find_float_array(const std::string& key) const {
     const int64_t id = key_id(key);
     if (id < 0) return std::nullopt;

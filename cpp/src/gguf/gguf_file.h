@@ -45,6 +45,7 @@ public:
     // Arrays. find_* return nullopt when the key is missing; throw on a wrong element type.
     std::optional<std::vector<int64_t>> find_int_array(const std::string& key) const;
     std::optional<std::vector<float>> find_float_array(const std::string& key) const;
+    std::optional<std::vector<bool>> find_bool_array(const std::string& key) const;
     std::optional<std::vector<std::string>> find_str_array(const std::string& key) const;
     size_t array_size(const std::string& key) const;  // 0 when missing or not an array
     // Key id of an array whose elements have type `elem` (a gguf_type), -1 when absent; throws

@@ -30,9 +30,11 @@ void Prefill::tokens(const int32_t* ids, int64_t at, int64_t count) {
     }
 }
 
-void Prefill::embeddings(std::vector<float> embd, int64_t at, int64_t len, bool bidirectional) {
+void Prefill::embeddings(std::vector<float> embd, int64_t at, int64_t len, bool bidirectional,
+                         std::vector<float> deepstack) {
     DecoderBatch b;
     b.embeddings = std::move(embd);
+    b.deepstack = std::move(deepstack);
     b.n_tokens = len;
     b.bidirectional = bidirectional;
     run(b, at);

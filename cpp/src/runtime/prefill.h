@@ -37,8 +37,10 @@ public:
 
     // Tokens [at, at + count) of the input, in n_batch chunks.
     void tokens(const int32_t* ids, int64_t at, int64_t count);
-    // One batch of input embeddings at input position `at` (row-major [len, n_embd]).
-    void embeddings(std::vector<float> embd, int64_t at, int64_t len, bool bidirectional);
+    // One batch of input embeddings at input position `at` (row-major [len, n_embd]) and, for
+    // DeepStack models, their DeepStack features ([n_deepstack][len][n_embd]).
+    void embeddings(std::vector<float> embd, int64_t at, int64_t len, bool bidirectional,
+                    std::vector<float> deepstack = {});
     // The logits collected (every position, or the last batch's last row).
     std::vector<float> take() { return std::move(out_); }
 

@@ -1,5 +1,7 @@
 #include "text/family.h"
 
+#include "gguf/gguf_file.h"
+
 namespace corehead {
 
 TextTensorTable text_tensor_table(const TextFamily& family, const TextHParams& hp) {
@@ -35,6 +37,33 @@ void add_ffn_tensors(const TextHParams& hp, TextTensorTable& t) {
     t.add_layers("ffn_gate.weight", {E, hp.n_ff}, &LayerWeights::ffn_gate);
     t.add_layers("ffn_up.weight", {E, hp.n_ff}, &LayerWeights::ffn_up);
     t.add_layers("ffn_down.weight", {hp.n_ff, E}, &LayerWeights::ffn_down);
+}
+
+void add_moe_ffn_tensors(const TextHParams& hp, TextTensorTable& t) {
+    const int64_t E = hp.n_embd, X = hp.n_expert, F = hp.n_ff_exp;
+    t.add_layers("ffn_norm.weight", {E}, &LayerWeights::ffn_norm);
+    t.add_layers("ffn_gate_inp.weight", {E, X}, &LayerWeights::ffn_gate_inp);
+    t.add_layers("ffn_gate_exps.weight", {E, F, X}, &LayerWeights::ffn_gate_exps);
+    t.add_layers("ffn_up_exps.weight", {E, F, X}, &LayerWeights::ffn_up_exps);
+    t.add_layers("ffn_down_exps.weight", {F, E, X}, &LayerWeights::ffn_down_exps);
+}
+
+void read_rope_sections(const GgufFile& f, TextHParams& hp) {
+    const std::string key = hp.arch + ".rope.dimension_sections";
+    auto sections = f.find_int_array(key);
+    if (!sections) f.fail("missing metadata key '" + key + "' (M-RoPE sections)");
+    if (sections->size() < 3 || sections->size() > 4) f.fail("'" + key + "' must hold 3 or 4 values");
+    int64_t total = 0;
+    for (size_t i = 0; i < sections->size(); ++i) {
+        const int64_t v = (*sections)[i];
+        if (v < 0 || v > hp.n_rot) f.fail("'" + key + "' has an out-of-range value");
+        hp.rope_sections[i] = static_cast<int>(v);
+        total += v;
+    }
+    if (total * 2 > hp.n_rot) {
+        f.fail("'" + key + "' sums to " + std::to_string(total) + " pairs, more than the " + std::to_string(hp.n_rot / 2) +
+               " rotary pairs per head");
+    }
 }
 
 }  // namespace corehead

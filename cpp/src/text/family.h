@@ -43,8 +43,12 @@ TextTensorTable text_tensor_table(const TextFamily& family, const TextHParams& h
 void add_embedding_tensors(const TextHParams& hp, TextTensorTable& t, bool rope_freqs);
 void add_attention_tensors(const TextHParams& hp, TextTensorTable& t, bool biases, bool qkv_bias_required);
 void add_ffn_tensors(const TextHParams& hp, TextTensorTable& t);
+// The MoE FFN: pre-norm, router ffn_gate_inp and the stacked experts ffn_{gate,up,down}_exps.
+void add_moe_ffn_tensors(const TextHParams& hp, TextTensorTable& t);
+// Reads <arch>.rope.dimension_sections (M-RoPE) into hp.rope_sections and checks it.
+void read_rope_sections(const GgufFile& f, TextHParams& hp);
 // The LLaMA/Qwen2/Qwen3 forward pass (pre-RMSNorm, RoPE in `rope_mode`, optional q/k/v biases,
-// optional per-head q/k RMSNorm, SwiGLU).
+// optional per-head q/k RMSNorm, SwiGLU or mixture-of-experts FFN, DeepStack additions).
 ggml_tensor* build_llama_like(DecoderGraph& g, int rope_mode);
 
 }  // namespace corehead

@@ -33,12 +33,19 @@ ggml_tensor* DecoderGraph::linear(ggml_tensor* x, ggml_tensor* weight, ggml_tens
 }
 
 ggml_tensor* DecoderGraph::rope(ggml_tensor* x, int mode, float freq_base, float freq_scale) {
-    if (!inp_pos_) {
-        const int64_t n = mode == GGML_ROPE_TYPE_MROPE ? 4 * n_tokens : n_tokens;
+    const bool multi = mode == GGML_ROPE_TYPE_MROPE || mode == GGML_ROPE_TYPE_IMROPE;
+    if (!inp_pos_ && mode == GGML_ROPE_TYPE_IMROPE) {
+        // Interleaved M-RoPE gives the rotary pairs past 3 * section to the fourth position
+        // section; transformers' interleaving leaves them temporal, so section 3 repeats section 0.
+        std::vector<int32_t> pos(batch.positions);
+        std::copy_n(pos.begin(), n_tokens, pos.begin() + 3 * n_tokens);
+        inp_pos_ = input(ggml_new_tensor_1d(ctx, GGML_TYPE_I32, 4 * n_tokens), std::move(pos));
+    } else if (!inp_pos_) {
+        const int64_t n = multi ? 4 * n_tokens : n_tokens;
         inp_pos_ = input(ggml_new_tensor_1d(ctx, GGML_TYPE_I32, n), batch.positions.data());
     }
     const int n_ctx_orig = static_cast<int>(hp.n_ctx_train);
-    if (mode == GGML_ROPE_TYPE_MROPE) {
+    if (multi) {
         int sections[4] = {hp.rope_sections[0], hp.rope_sections[1], hp.rope_sections[2], hp.rope_sections[3]};
         return ggml_rope_multi(ctx, x, inp_pos_, nullptr, static_cast<int>(hp.n_rot), sections, mode, n_ctx_orig,
                                freq_base, freq_scale, 0.0f, 1.0f, 0.0f, 0.0f);
@@ -51,6 +58,38 @@ ggml_tensor* DecoderGraph::ffn_swiglu(ggml_tensor* x, const LayerWeights& L) {
     ggml_tensor* g = ggml_mul_mat(ctx, L.ffn_gate, x);
     ggml_tensor* u = ggml_mul_mat(ctx, L.ffn_up, x);
     return ggml_mul_mat(ctx, L.ffn_down, ggml_swiglu_split(ctx, g, u));
+}
+
+ggml_tensor* DecoderGraph::ffn_moe(ggml_tensor* x, const LayerWeights& L) {
+    const int64_t n_used = hp.n_expert_used, n = x->ne[1];
+    // Router: softmax over every expert, the top n_used kept and renormalized (Qwen3-MoE).
+    ggml_tensor* probs = ggml_soft_max(ctx, ggml_mul_mat(ctx, L.ffn_gate_inp, x));  // [n_expert, n]
+    ggml_tensor* chosen = ggml_top_k(ctx, probs, static_cast<int>(n_used));         // [n_used, n] i32
+    ggml_tensor* weights = ggml_get_rows(ctx, ggml_reshape_3d(ctx, probs, 1, hp.n_expert, n), chosen);  // [1, n_used, n]
+    weights = ggml_reshape_2d(ctx, weights, n_used, n);
+    weights = ggml_div(ctx, weights, ggml_sum_rows(ctx, weights));
+    weights = ggml_reshape_3d(ctx, weights, 1, n_used, n);
+    // Each token through its chosen experts only (mul_mat_id), then the weighted sum.
+    ggml_tensor* xe = ggml_reshape_3d(ctx, x, x->ne[0], 1, n);
+    ggml_tensor* g = ggml_mul_mat_id(ctx, L.ffn_gate_exps, xe, chosen);  // [n_ff_exp, n_used, n]
+    ggml_tensor* u = ggml_mul_mat_id(ctx, L.ffn_up_exps, xe, chosen);
+    ggml_tensor* y = ggml_mul_mat_id(ctx, L.ffn_down_exps, ggml_swiglu_split(ctx, g, u), chosen);  // [n_embd, n_used, n]
+    y = ggml_mul(ctx, y, weights);
+    ggml_tensor* out = ggml_view_2d(ctx, y, y->ne[0], n, y->nb[2], 0);
+    for (int64_t k = 1; k < n_used; ++k) out = ggml_add(ctx, out, ggml_view_2d(ctx, y, y->ne[0], n, y->nb[2], k * y->nb[1]));
+    return out;
+}
+
+ggml_tensor* DecoderGraph::deepstack(int64_t layer, ggml_tensor* x) {
+    if (batch.deepstack.empty() || layer >= hp.n_deepstack) return x;
+    if (!inp_deepstack_) {
+        inp_deepstack_ = input(ggml_new_tensor_3d(ctx, GGML_TYPE_F32, hp.n_embd, n_tokens, hp.n_deepstack),
+                               batch.deepstack.data());
+    }
+    ggml_tensor* d = ggml_view_2d(ctx, inp_deepstack_, hp.n_embd, n_tokens, inp_deepstack_->nb[1],
+                                  layer * inp_deepstack_->nb[2]);
+    if (x->ne[1] != n_tokens) d = output_rows(d);  // after the last layer's row selection
+    return ggml_add(ctx, x, d);
 }
 
 ggml_tensor* DecoderGraph::ffn_geglu(ggml_tensor* x, const LayerWeights& L) {

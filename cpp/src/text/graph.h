@@ -26,6 +26,7 @@ class HeadGraph;
 struct DecoderBatch {
     std::vector<int32_t> tokens;      // n_tokens ids, or empty when `embeddings` is used
     std::vector<float> embeddings;    // n_tokens * n_embd (image chunks)
+    std::vector<float> deepstack;     // n_deepstack * n_tokens * n_embd, layer-major (DeepStack image chunks)
     int64_t n_tokens = 0;
     int64_t n_past = 0;               // cache index of the first token
     std::vector<int32_t> positions;   // RoPE positions (n_tokens; 4*n_tokens for M-RoPE, section-major)
@@ -61,12 +62,17 @@ public:
     ggml_tensor* input_embeddings();
     ggml_tensor* rms_norm(ggml_tensor* x, ggml_tensor* weight);
     ggml_tensor* linear(ggml_tensor* x, ggml_tensor* weight, ggml_tensor* bias = nullptr);
-    // x: [head_dim, n_heads, n_tokens]. mode: 0 (normal), GGML_ROPE_TYPE_NEOX, GGML_ROPE_TYPE_MROPE.
+    // x: [head_dim, n_heads, n_tokens]. mode: 0 (normal), GGML_ROPE_TYPE_NEOX, GGML_ROPE_TYPE_MROPE or
+    // GGML_ROPE_TYPE_IMROPE (interleaved sections, qwen3vl).
     ggml_tensor* rope(ggml_tensor* x, int mode, float freq_base, float freq_scale);
     // Stores k/v in the cache and attends over all visible keys. q: [hd, n_head, n_tokens],
     // k/v: [hd, n_head_kv, n_tokens]. Returns [n_head*hd_v, n_tokens] (before the output projection).
     ggml_tensor* attention(int64_t layer, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v, float scale);
     ggml_tensor* ffn_swiglu(ggml_tensor* x, const LayerWeights& L);
+    // Mixture of experts with SwiGLU experts: softmax router, top n_expert_used, weights renormalized.
+    ggml_tensor* ffn_moe(ggml_tensor* x, const LayerWeights& L);
+    // x plus the batch's DeepStack features for `layer` (x itself when there are none).
+    ggml_tensor* deepstack(int64_t layer, ggml_tensor* x);
     ggml_tensor* ffn_geglu(ggml_tensor* x, const LayerWeights& L);
     // tanh-approximated GELU (transformers' gelu_pytorch_tanh) computed in f32.
     ggml_tensor* gelu_tanh(ggml_tensor* x);
@@ -134,6 +140,7 @@ private:
     std::vector<std::pair<int64_t, ggml_tensor*>> score_outs_;  // (layer, SnapKV scores)
     ggml_tensor* inp_pos_ = nullptr;
     ggml_tensor* inp_out_rows_ = nullptr;
+    ggml_tensor* inp_deepstack_ = nullptr;
 };
 
 }  // namespace corehead

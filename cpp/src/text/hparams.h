@@ -31,8 +31,16 @@ struct TextHParams {
     std::vector<bool> swa_layers;
     float rope_freq_base_swa = 10000.0f;
 
-    // M-RoPE (qwen2vl): rotary dims given to temporal/height/width/extra sections.
+    // M-RoPE (qwen2vl, qwen3vl): rotary dims given to temporal/height/width/extra sections.
     std::array<int, 4> rope_sections{0, 0, 0, 0};
+
+    // DeepStack (qwen3vl): visual features of the mmproj's DeepStack layers are added to the
+    // output of text layers 0 .. n_deepstack-1 at the image positions.
+    int64_t n_deepstack = 0;
+
+    // Mixture of experts (qwen3vlmoe): n_expert FFNs of width n_ff_exp per layer, n_expert_used
+    // routed per token with softmax weights renormalized over the chosen ones.
+    int64_t n_expert = 0, n_expert_used = 0, n_ff_exp = 0;
 
     int64_t n_embd_q() const { return n_head * head_dim_k; }
     int64_t n_embd_k_gqa() const { return n_head_kv * head_dim_k; }

@@ -42,8 +42,9 @@ ggml_tensor* build_llama_like(DecoderGraph& g, int rope_mode) {
             x = g.output_rows(x);
         }
         x = ggml_add(ctx, x, g.linear(a, L.wo, L.bo));
-        ggml_tensor* f = g.ffn_swiglu(g.rms_norm(x, L.ffn_norm), L);
-        x = ggml_add(ctx, x, f);
+        ggml_tensor* h2 = g.rms_norm(x, L.ffn_norm);
+        x = ggml_add(ctx, x, L.ffn_gate_inp ? g.ffn_moe(h2, L) : g.ffn_swiglu(h2, L));
+        x = g.deepstack(il, x);  // a no-op without DeepStack features
     }
     return g.logits(x);
 }

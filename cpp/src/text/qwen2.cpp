@@ -23,23 +23,7 @@ public:
     const char* arch() const override { return "qwen2vl"; }
     RopePositions positions() const override { return RopePositions::mrope; }
     ggml_tensor* build(DecoderGraph& g) const override { return build_llama_like(g, GGML_ROPE_TYPE_MROPE); }
-    void read_hparams(const GgufFile& f, TextHParams& hp) const override {
-        const std::string key = "qwen2vl.rope.dimension_sections";
-        auto sections = f.find_int_array(key);
-        if (!sections) f.fail("missing metadata key '" + key + "' (M-RoPE sections)");
-        if (sections->size() < 3 || sections->size() > 4) f.fail("'" + key + "' must hold 3 or 4 values");
-        int64_t total = 0;
-        for (size_t i = 0; i < sections->size(); ++i) {
-            const int64_t v = (*sections)[i];
-            if (v < 0 || v > hp.n_rot) f.fail("'" + key + "' has an out-of-range value");
-            hp.rope_sections[i] = static_cast<int>(v);
-            total += v;
-        }
-        if (total * 2 > hp.n_rot) {
-            f.fail("'" + key + "' sums to " + std::to_string(total) + " pairs, more than the " + std::to_string(hp.n_rot / 2) +
-                   " rotary pairs per head");
-        }
-    }
+    void read_hparams(const GgufFile& f, TextHParams& hp) const override { read_rope_sections(f, hp); }
 };
 
 }  // namespace

@@ -8,6 +8,8 @@
     X(qwen2)                      \
     X(qwen2vl)                    \
     X(qwen3)                      \
+    X(qwen3vl)                    \
+    X(qwen3vlmoe)                 \
     X(gemma3)
 
 namespace corehead {

@@ -58,6 +58,9 @@ TextInfo text_info(const TextModelFile& m) {
     i.n_vocab = m.hp.n_vocab;
     i.n_ctx_train = m.hp.n_ctx_train;
     i.head_dim = m.hp.head_dim_k;
+    i.n_deepstack = m.hp.n_deepstack;
+    i.n_expert = m.hp.n_expert;
+    i.n_expert_used = m.hp.n_expert_used;
     i.vocab_only = m.vocab_only;
     i.tokenizer = m.tokenizer_model;
     i.tokenizer_pre = m.tokenizer_pre;

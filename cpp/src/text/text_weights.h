@@ -20,6 +20,8 @@ struct LayerWeights {
     ggml_tensor *q_norm = nullptr, *k_norm = nullptr, *attn_post_norm = nullptr;
     ggml_tensor *ffn_norm = nullptr, *ffn_gate = nullptr, *ffn_up = nullptr, *ffn_down = nullptr;
     ggml_tensor *ffn_post_norm = nullptr;
+    // MoE: the router [n_embd, n_expert] and the experts stacked [.., .., n_expert].
+    ggml_tensor *ffn_gate_inp = nullptr, *ffn_gate_exps = nullptr, *ffn_up_exps = nullptr, *ffn_down_exps = nullptr;
 };
 
 struct TextWeights {
