@@ -187,10 +187,13 @@ void bind_records(nb::module_& m) {
                      "Facts about a language-model GGUF (inspect_model, Engine.text_info): arch = general.architecture, "
                      "file_type e.g. 'Q4_K_M', n_head / n_head_kv = query / KV heads per layer, n_params = elements of "
                      "all tensors, vocab_only = a tokenizer-only file, tokenizer / tokenizer_pre = tokenizer.ggml.model "
-                     "/ .pre, n_tokens = tokens in the tokenizer.")
+                     "/ .pre, n_tokens = tokens in the tokenizer, n_deepstack = layers that add DeepStack visual "
+                     "features (qwen3vl), n_expert / n_expert_used = experts per layer / routed per token (MoE; 0 = "
+                     "dense).")
         .fields(FIELD(TextInfo, path), FIELD(TextInfo, arch), FIELD(TextInfo, name), FIELD(TextInfo, file_type))
         .fields(FIELD(TextInfo, n_layer), FIELD(TextInfo, n_head), FIELD(TextInfo, n_head_kv), FIELD(TextInfo, n_embd),
                 FIELD(TextInfo, n_ff), FIELD(TextInfo, head_dim), FIELD(TextInfo, n_vocab), FIELD(TextInfo, n_ctx_train))
+        .fields(FIELD(TextInfo, n_deepstack), FIELD(TextInfo, n_expert), FIELD(TextInfo, n_expert_used))
         .fields(FIELD(TextInfo, n_tensors), FIELD(TextInfo, n_params), FIELD(TextInfo, file_size))
         .fields(FIELD(TextInfo, vocab_only), FIELD(TextInfo, tokenizer), FIELD(TextInfo, tokenizer_pre),
                 FIELD(TextInfo, n_tokens))
@@ -198,11 +201,13 @@ void bind_records(nb::module_& m) {
     Record<VisionInfo>(m, "VisionInfo",
                        "Facts about an mmproj GGUF (inspect_mmproj, Engine.vision_info): projector = clip.projector_type, "
                        "image_size = side of the square input the encoder was trained on, n_out = embedding size the "
-                       "projector produces.")
+                       "projector produces, n_deepstack = DeepStack slices the projector emits per visual token after "
+                       "the main embedding (qwen3vl_merger; encode_image then returns n_out * (1 + n_deepstack) "
+                       "columns).")
         .fields(FIELD(VisionInfo, path), FIELD(VisionInfo, projector), FIELD(VisionInfo, name),
                 FIELD(VisionInfo, file_type), FIELD(VisionInfo, image_size), FIELD(VisionInfo, patch_size))
         .fields(FIELD(VisionInfo, n_embd), FIELD(VisionInfo, n_ff), FIELD(VisionInfo, n_layer), FIELD(VisionInfo, n_head),
-                FIELD(VisionInfo, n_out))
+                FIELD(VisionInfo, n_out), FIELD(VisionInfo, n_deepstack))
         .fields(FIELD(VisionInfo, n_tensors), FIELD(VisionInfo, n_params), FIELD(VisionInfo, file_size))
         .done();
     Record<GgufTensorInfo>(m, "GgufTensorInfo",
@@ -423,9 +428,11 @@ void bind_engine(nb::module_& m) {
         .def("encode_image", [](Engine& e, const ImageArray& image) {
             const auto img = to_image(image);
             auto out = nogil([&] { return e.encode_image(img); });
-            const size_t n_embd = static_cast<size_t>(e.text_info().n_embd);
-            return owned<float, nb::ndim<2>>(std::move(out), {out.size() / n_embd, n_embd});
-        }, "image"_a, "The projector output for one (H, W, 3) uint8 image: float32 [n_visual, n_embd].")
+            const corehead::VisionInfo* vi = e.vision_info();
+            const size_t width = static_cast<size_t>(vi ? vi->n_out * (1 + vi->n_deepstack) : e.text_info().n_embd);
+            return owned<float, nb::ndim<2>>(std::move(out), {out.size() / width, width});
+        }, "image"_a, "The projector output for one (H, W, 3) uint8 image: float32 [n_visual, n_embd], or "
+                      "[n_visual, n_embd * (1 + n_deepstack)] with the DeepStack slices after the main embedding.")
         .def("preprocess_image", [](const Engine& e, const ImageArray& image) {
             const auto img = to_image(image);
             auto views = nogil([&] { return e.preprocess_image(img); });

@@ -17,7 +17,7 @@ class ContextOverflowError(ValueError):
 
 class TextInfo:
     """
-    Facts about a language-model GGUF (inspect_model, Engine.text_info): arch = general.architecture, file_type e.g. 'Q4_K_M', n_head / n_head_kv = query / KV heads per layer, n_params = elements of all tensors, vocab_only = a tokenizer-only file, tokenizer / tokenizer_pre = tokenizer.ggml.model / .pre, n_tokens = tokens in the tokenizer.
+    Facts about a language-model GGUF (inspect_model, Engine.text_info): arch = general.architecture, file_type e.g. 'Q4_K_M', n_head / n_head_kv = query / KV heads per layer, n_params = elements of all tensors, vocab_only = a tokenizer-only file, tokenizer / tokenizer_pre = tokenizer.ggml.model / .pre, n_tokens = tokens in the tokenizer, n_deepstack = layers that add DeepStack visual features (qwen3vl), n_expert / n_expert_used = experts per layer / routed per token (MoE; 0 = dense).
     """
 
     @property
@@ -57,6 +57,15 @@ class TextInfo:
     def n_ctx_train(self) -> int: ...
 
     @property
+    def n_deepstack(self) -> int: ...
+
+    @property
+    def n_expert(self) -> int: ...
+
+    @property
+    def n_expert_used(self) -> int: ...
+
+    @property
     def n_tensors(self) -> int: ...
 
     @property
@@ -91,7 +100,7 @@ class TextInfo:
 
 class VisionInfo:
     """
-    Facts about an mmproj GGUF (inspect_mmproj, Engine.vision_info): projector = clip.projector_type, image_size = side of the square input the encoder was trained on, n_out = embedding size the projector produces.
+    Facts about an mmproj GGUF (inspect_mmproj, Engine.vision_info): projector = clip.projector_type, image_size = side of the square input the encoder was trained on, n_out = embedding size the projector produces, n_deepstack = DeepStack slices the projector emits per visual token after the main embedding (qwen3vl_merger; encode_image then returns n_out * (1 + n_deepstack) columns).
     """
 
     @property
@@ -126,6 +135,9 @@ class VisionInfo:
 
     @property
     def n_out(self) -> int: ...
+
+    @property
+    def n_deepstack(self) -> int: ...
 
     @property
     def n_tensors(self) -> int: ...
@@ -618,7 +630,7 @@ class Engine:
 
     def encode_image(self, image: Annotated[NDArray[numpy.uint8], dict(shape=(None, None, None), order='C', device='cpu', writable=False)]) -> Annotated[NDArray[numpy.float32], dict(shape=(None, None))]:
         """
-        The projector output for one (H, W, 3) uint8 image: float32 [n_visual, n_embd].
+        The projector output for one (H, W, 3) uint8 image: float32 [n_visual, n_embd], or [n_visual, n_embd * (1 + n_deepstack)] with the DeepStack slices after the main embedding.
         """
 
     def preprocess_image(self, image: Annotated[NDArray[numpy.uint8], dict(shape=(None, None, None), order='C', device='cpu', writable=False)]) -> list[Annotated[NDArray[numpy.float32], dict(shape=(None, None, None))]]:

@@ -241,7 +241,9 @@ class Engine:
         return self._native().visual_token_boxes(img)
 
     def encode_image(self, image) -> np.ndarray:
-        """The projector output for `image` (what replaces its visual tokens): ``[n_visual, n_embd]``."""
+        """The projector output for `image` (what replaces its visual tokens): ``[n_visual, n_embd]``; for
+        DeepStack models (Qwen3-VL) ``[n_visual, n_embd * (1 + n_deepstack)]``, the main embedding first, then
+        the slice added after each of the first ``n_deepstack`` text layers."""
         (img,) = self.load_images([image])
         return self._native().encode_image(img)
 

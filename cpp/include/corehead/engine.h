@@ -21,6 +21,8 @@ struct TextInfo {
     std::string file_type;    // e.g. "Q4_K_M", "F16"
     int64_t n_layer = 0, n_head = 0, n_head_kv = 0, n_embd = 0, n_ff = 0, n_vocab = 0, n_ctx_train = 0;
     int64_t head_dim = 0;
+    int64_t n_deepstack = 0;                  // layers that add DeepStack visual features (qwen3vl)
+    int64_t n_expert = 0, n_expert_used = 0;  // mixture of experts (qwen3vlmoe): experts per layer, routed per token
     int64_t n_tensors = 0;
     int64_t n_params = 0;
     uint64_t file_size = 0;
@@ -38,6 +40,7 @@ struct VisionInfo {
     std::string file_type;
     int64_t image_size = 0, patch_size = 0, n_embd = 0, n_ff = 0, n_layer = 0, n_head = 0;
     int64_t n_out = 0;        // embedding size the projector produces
+    int64_t n_deepstack = 0;  // DeepStack slices per visual token after the main embedding (qwen3vl_merger)
     int64_t n_tensors = 0;
     int64_t n_params = 0;
     uint64_t file_size = 0;

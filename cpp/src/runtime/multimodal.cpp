@@ -11,13 +11,23 @@
 namespace corehead {
 
 MultimodalRunner::MultimodalRunner(const VisionModelFile& vision, const Weights& weights, const Backends& backends,
-                                   const Tokenizer* tok, int64_t n_embd, const std::string& text_arch, bool text_mrope)
-    : vision_(vision), tok_(tok), n_embd_(n_embd) {
+                                   const Tokenizer* tok, int64_t n_embd, const std::string& text_arch, bool text_mrope,
+                                   int64_t text_deepstack)
+    : vision_(vision), tok_(tok), n_embd_(n_embd),
+      n_deepstack_(static_cast<int64_t>(vision.hp.deepstack_layers.size())) {
     const VisionFamily& fam = *vision.family;
     const std::string other = ": this mmproj belongs to a different model";
-    if (fam.text_arch() && text_arch != fam.text_arch()) {
-        vision.file->fail("projector '" + vision.hp.projector + "' feeds a '" + fam.text_arch() +
-                          "' language model, not '" + text_arch + "'" + other);
+    if (const std::vector<std::string> archs = fam.text_archs();
+        !archs.empty() && std::find(archs.begin(), archs.end(), text_arch) == archs.end()) {
+        std::string names;
+        for (const std::string& a : archs) names += (names.empty() ? "'" : " or '") + a + "'";
+        vision.file->fail("projector '" + vision.hp.projector + "' feeds a " + names + " language model, not '" +
+                          text_arch + "'" + other);
+    }
+    if (n_deepstack_ != text_deepstack) {
+        vision.file->fail("this mmproj emits " + std::to_string(n_deepstack_) +
+                          " DeepStack feature slices per visual token but the language model adds DeepStack features "
+                          "after " + std::to_string(text_deepstack) + " layers" + other);
     }
     if (fam.mrope_positions() != text_mrope) {
         vision.file->fail(std::string("the language model ") + (text_mrope ? "uses" : "does not use") +
@@ -132,7 +142,7 @@ MultimodalPrompt MultimodalRunner::assemble(const std::string& prompt_in, const 
 
 std::vector<float> MultimodalRunner::encode(const PreparedImage& img) {
     std::vector<float> out;
-    out.reserve(static_cast<size_t>(img.n_tokens() * n_embd_));
+    out.reserve(static_cast<size_t>(img.n_tokens() * n_embd_ * (1 + n_deepstack_)));
     for (const VisionView& v : img.views) {
         std::vector<float> e = encode_view(v);
         out.insert(out.end(), e.begin(), e.end());
@@ -211,12 +221,22 @@ std::vector<float> MultimodalRunner::prefill(TextContext& ctx, const MultimodalP
         run.tokens(p.ids.data(), i, sp.start - i);
         int64_t offset = 0;  // of the view's embeddings in its image's
         for (int v = 0; v < sp.view; ++v) offset += images[sp.image].views[v].grid_w * images[sp.image].views[v].grid_h;
-        const float* src = per_image[sp.image].data() + offset * n_embd_;
+        const int64_t width = n_embd_ * (1 + n_deepstack_);  // per visual token: main, then DeepStack slices
+        const float* src = per_image[sp.image].data() + offset * width;
         // A bidirectional image chunk must be one batch; others may be split.
         const int64_t step = bidir ? sp.n : std::max<int64_t>(1, o.n_batch);
         for (int64_t k = 0; k < sp.n; k += step) {
             const int64_t len = std::min(step, sp.n - k);
-            run.embeddings(std::vector<float>(src + k * n_embd_, src + (k + len) * n_embd_), sp.start + k, len, bidir);
+            std::vector<float> main(static_cast<size_t>(len * n_embd_));
+            std::vector<float> deep(static_cast<size_t>(n_deepstack_ * len * n_embd_));  // layer-major
+            for (int64_t t = 0; t < len; ++t) {
+                const float* row = src + (k + t) * width;
+                std::copy_n(row, n_embd_, main.begin() + t * n_embd_);
+                for (int64_t d = 0; d < n_deepstack_; ++d) {
+                    std::copy_n(row + (1 + d) * n_embd_, n_embd_, deep.begin() + (d * len + t) * n_embd_);
+                }
+            }
+            run.embeddings(std::move(main), sp.start + k, len, bidir, std::move(deep));
         }
         i = sp.start + sp.n;
     }

@@ -39,7 +39,7 @@ public:
     // Throws ModelError when the mmproj does not fit the text model (architecture, M-RoPE,
     // the special tokens of its image layout).
     MultimodalRunner(const VisionModelFile& vision, const Weights& weights, const Backends& backends, const Tokenizer* tok,
-                     int64_t n_embd, const std::string& text_arch, bool text_mrope);
+                     int64_t n_embd, const std::string& text_arch, bool text_mrope, int64_t text_deepstack = 0);
     ~MultimodalRunner();
 
     PreparedImage prepare(const Image& img) const;
@@ -97,6 +97,7 @@ private:
     const VisionModelFile& vision_;
     const Tokenizer* tok_;
     int64_t n_embd_;
+    int64_t n_deepstack_ = 0;  // DeepStack slices after the main embedding of each visual token
     int32_t image_token_id_ = 0;
     std::unique_ptr<VisionContext> ctx_;
 };

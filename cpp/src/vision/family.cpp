@@ -1,6 +1,9 @@
 #include "vision/family.h"
 
 #include <algorithm>
+#include <cmath>
+
+#include "corehead/error.h"
 
 namespace corehead {
 
@@ -34,6 +37,28 @@ PromptPositions mrope_prompt_positions(int64_t n, const std::vector<VisualSpan>&
     return out;
 }
 
+void smart_resize(int64_t height, int64_t width, int64_t factor, int64_t min_pixels, int64_t max_pixels, int64_t& h_out,
+                  int64_t& w_out) {
+    const double h = static_cast<double>(height), w = static_cast<double>(width), f = static_cast<double>(factor);
+    if (std::max(h, w) / std::min(h, w) > 200) {
+        throw InputError("the image's aspect ratio is " + std::to_string(std::max(h, w) / std::min(h, w)) +
+                         ": Qwen-VL takes at most 200:1");
+    }
+    // Python's round() rounds halves to even, as nearbyint does in the default rounding mode.
+    double h_bar = std::nearbyint(h / f) * f, w_bar = std::nearbyint(w / f) * f;
+    if (h_bar * w_bar > static_cast<double>(max_pixels)) {
+        const double beta = std::sqrt(h * w / static_cast<double>(max_pixels));
+        h_bar = std::max(f, std::floor(h / beta / f) * f);
+        w_bar = std::max(f, std::floor(w / beta / f) * f);
+    } else if (h_bar * w_bar < static_cast<double>(min_pixels)) {
+        const double beta = std::sqrt(static_cast<double>(min_pixels) / (h * w));
+        h_bar = std::ceil(h * beta / f) * f;
+        w_bar = std::ceil(w * beta / f) * f;
+    }
+    h_out = static_cast<int64_t>(h_bar);
+    w_out = static_cast<int64_t>(w_bar);
+}
+
 void add_patch_embedding_specs(std::vector<TensorSpec>& s, const VisionHParams& hp, int64_t n_positions) {
     const int64_t E = hp.n_embd, P = hp.patch_size;
     s.push_back({"v.patch_embd.weight", {P, P, 3, E}});
@@ -59,11 +84,17 @@ void add_mlp_projector_specs(std::vector<TensorSpec>& s, int64_t in, int64_t hid
     s.push_back({"mm.2.bias", {out}});
 }
 
-void add_vit_block_specs(std::vector<TensorSpec>& s, const VisionHParams& hp, bool rms_norm, bool gated_ffn) {
+void add_vit_block_specs(std::vector<TensorSpec>& s, const VisionHParams& hp, bool rms_norm, bool gated_ffn,
+                         bool fused_qkv) {
     const int64_t E = hp.n_embd;
     for (int64_t i = 0; i < hp.n_layer; ++i) {
         const std::string b = "v.blk." + std::to_string(i) + ".";
+        if (fused_qkv) {
+            s.push_back({b + "attn_qkv.weight", {E, 3 * E}});
+            s.push_back({b + "attn_qkv.bias", {3 * E}, false});
+        }
         for (const char* p : {"attn_q", "attn_k", "attn_v", "attn_out"}) {
+            if (fused_qkv && p[5] != 'o') continue;
             s.push_back({b + p + ".weight", {E, E}});
             s.push_back({b + p + ".bias", {E}, false});
         }

@@ -80,6 +80,10 @@ public:
     // layout needs in the text model's vocabulary: a mismatch means the mmproj belongs to
     // another model.
     virtual const char* text_arch() const { return nullptr; }
+    // Every text architecture the projector can feed (default: text_arch(), or any).
+    virtual std::vector<std::string> text_archs() const {
+        return text_arch() ? std::vector<std::string>{text_arch()} : std::vector<std::string>{};
+    }
     virtual std::vector<std::string> layout_tokens() const { return {}; }
 };
 
@@ -93,6 +97,11 @@ std::vector<std::string> supported_projectors();
 PromptPositions mrope_prompt_positions(int64_t n_tokens, const std::vector<VisualSpan>& spans,
                                        const std::vector<PreparedImage>& images);
 
+// transformers' smart_resize (Qwen-VL): both sides multiples of `factor`, the pixel count within
+// [min_pixels, max_pixels], the aspect ratio kept as closely as possible. Throws InputError over 200:1.
+void smart_resize(int64_t height, int64_t width, int64_t factor, int64_t min_pixels, int64_t max_pixels, int64_t& h_out,
+                  int64_t& w_out);
+
 // The patch embedding (kernel [P, P, 3, E], optional bias) and, when n_positions > 0, learned
 // position embeddings [E, n_positions]; post_ln_required: the final LayerNorm (weight + bias).
 void add_patch_embedding_specs(std::vector<TensorSpec>& s, const VisionHParams& hp, int64_t n_positions);
@@ -102,8 +111,10 @@ void add_siglip_specs(std::vector<TensorSpec>& s, const VisionHParams& hp);
 // The two-layer MLP projector mm.0 (in -> hidden), GELU, mm.2 (hidden -> out), with biases.
 void add_mlp_projector_specs(std::vector<TensorSpec>& s, int64_t in, int64_t hidden, int64_t out);
 // The ViT blocks shared by all families: attention with q/k/v/out projections, two
-// norms and an MLP. `rms_norm` drops the norm biases, `gated_ffn` adds ffn_gate.
-void add_vit_block_specs(std::vector<TensorSpec>& s, const VisionHParams& hp, bool rms_norm, bool gated_ffn);
+// norms and an MLP. `rms_norm` drops the norm biases, `gated_ffn` adds ffn_gate, `fused_qkv`
+// stores q/k/v as one attn_qkv projection (Qwen3-VL).
+void add_vit_block_specs(std::vector<TensorSpec>& s, const VisionHParams& hp, bool rms_norm, bool gated_ffn,
+                         bool fused_qkv = false);
 
 // A view of `img` (already resized/cropped to the encoder input), normalized with the mmproj's
 // mean/std, whose grid_w x grid_h tokens cover `box` of the original image.

@@ -16,6 +16,7 @@ bool VisionGraph::weights_are_f32(const Weights& wt) {
     // The first block's attention matrices decide: files are quantized as a whole, and the
     // parity fixtures are all-f32.
     const ggml_tensor* t = wt.find("v.blk.0.attn_q.weight");
+    if (!t) t = wt.find("v.blk.0.attn_qkv.weight");
     return t && t->type == GGML_TYPE_F32;
 }
 
@@ -97,9 +98,22 @@ ggml_tensor* VisionGraph::act(ggml_tensor* x, VisionAct a) {
 ggml_tensor* VisionGraph::attention(int64_t il, ggml_tensor* x, ggml_tensor* rope_pos, ggml_tensor* mask) {
     const std::string b = "v.blk." + std::to_string(il) + ".";
     const int64_t n_head = hp.n_head, hd = hp.n_embd / hp.n_head, N = x->ne[1];
-    ggml_tensor* q = ggml_reshape_3d(ctx, linear(x, w(b + "attn_q.weight"), opt(b + "attn_q.bias")), hd, n_head, N);
-    ggml_tensor* k = ggml_reshape_3d(ctx, linear(x, w(b + "attn_k.weight"), opt(b + "attn_k.bias")), hd, n_head, N);
-    ggml_tensor* v = ggml_reshape_3d(ctx, linear(x, w(b + "attn_v.weight"), opt(b + "attn_v.bias")), hd, n_head, N);
+    ggml_tensor *q = nullptr, *k = nullptr, *v = nullptr;
+    if (ggml_tensor* qkv_w = opt(b + "attn_qkv.weight")) {
+        // One projection [3E, N]: q, k and v are its three row blocks, viewed per head.
+        ggml_tensor* qkv = linear(x, qkv_w, opt(b + "attn_qkv.bias"));
+        const size_t es = ggml_element_size(qkv);
+        auto part = [&](int64_t i) {
+            return ggml_view_3d(ctx, qkv, hd, n_head, N, hd * es, qkv->nb[1], static_cast<size_t>(i * hp.n_embd) * es);
+        };
+        q = part(0);
+        k = part(1);
+        v = part(2);
+    } else {
+        q = ggml_reshape_3d(ctx, linear(x, w(b + "attn_q.weight"), opt(b + "attn_q.bias")), hd, n_head, N);
+        k = ggml_reshape_3d(ctx, linear(x, w(b + "attn_k.weight"), opt(b + "attn_k.bias")), hd, n_head, N);
+        v = ggml_reshape_3d(ctx, linear(x, w(b + "attn_v.weight"), opt(b + "attn_v.bias")), hd, n_head, N);
+    }
     if (rope_pos) {
         // 2-D RoPE: the first half of each head's pairs rotate with the row, the second with the column.
         int sections[4] = {static_cast<int>(hd / 4), static_cast<int>(hd / 4), 0, 0};

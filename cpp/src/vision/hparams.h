@@ -29,11 +29,15 @@ struct VisionHParams {
     std::vector<int64_t> feature_layers;    // llava: which layers feed the projector
     int64_t min_pixels = 0, max_pixels = 0; // qwen dynamic resolution
     int64_t preproc_image_size = 0;         // idefics3 tile target side
+    // qwen3vl DeepStack: the ViT blocks whose outputs also go, merged, to the text model; the
+    // projector output per visual token is then n_out * (1 + deepstack_layers.size()).
+    std::vector<int64_t> deepstack_layers;
     // Older converters (LLaVA's legacy script) wrote the ViT MLP's up and down weights under
     // each other's names; detected from the shapes, as llama.cpp does.
     bool ffn_swapped = false;
 
     int64_t patches_per_side() const { return patch_size > 0 ? image_size / patch_size : 0; }
+    int64_t n_out_total() const { return n_out * (1 + static_cast<int64_t>(deepstack_layers.size())); }
 };
 
 // Reads clip.vision.* keys shared by all projectors and checks their ranges.

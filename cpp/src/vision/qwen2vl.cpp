@@ -18,30 +18,6 @@ namespace corehead {
 
 namespace {
 
-// transformers' smart_resize: both sides multiples of `factor`, pixel count within
-// [min_pixels, max_pixels], aspect ratio kept as closely as possible.
-void smart_resize(int64_t height, int64_t width, int64_t factor, int64_t min_pixels, int64_t max_pixels, int64_t& h_out,
-                  int64_t& w_out) {
-    const double h = static_cast<double>(height), w = static_cast<double>(width), f = static_cast<double>(factor);
-    if (std::max(h, w) / std::min(h, w) > 200) {
-        throw InputError("the image's aspect ratio is " + std::to_string(std::max(h, w) / std::min(h, w)) +
-                         ": Qwen-VL takes at most 200:1");
-    }
-    // Python's round() rounds halves to even, as nearbyint does in the default rounding mode.
-    double h_bar = std::nearbyint(h / f) * f, w_bar = std::nearbyint(w / f) * f;
-    if (h_bar * w_bar > static_cast<double>(max_pixels)) {
-        const double beta = std::sqrt(h * w / static_cast<double>(max_pixels));
-        h_bar = std::max(f, std::floor(h / beta / f) * f);
-        w_bar = std::max(f, std::floor(w / beta / f) * f);
-    } else if (h_bar * w_bar < static_cast<double>(min_pixels)) {
-        const double beta = std::sqrt(static_cast<double>(min_pixels) / (h * w));
-        h_bar = std::ceil(h * beta / f) * f;
-        w_bar = std::ceil(w * beta / f) * f;
-    }
-    h_out = static_cast<int64_t>(h_bar);
-    w_out = static_cast<int64_t>(w_bar);
-}
-
 class QwenMergerFamily : public VisionFamily {
 public:
     explicit QwenMergerFamily(bool v25) : v25_(v25) {}

@@ -8,6 +8,7 @@
     X(idefics3)                     \
     X(qwen2vl_merger)               \
     X(qwen25vl_merger)              \
+    X(qwen3vl_merger)               \
     X(gemma3_vision)
 
 namespace corehead {

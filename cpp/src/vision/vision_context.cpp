@@ -28,9 +28,9 @@ std::vector<float> VisionContext::encode(const VisionView& view) {
     VisionGraph g(graph.ctx.get(), graph.gf, hp_, w_, view);
     ggml_tensor* out = family_.build(g);
     const int64_t n_tokens = view.grid_w * view.grid_h;
-    if (out->ne[0] != hp_.n_out || out->ne[1] != n_tokens) {
+    if (out->ne[0] != hp_.n_out_total() || out->ne[1] != n_tokens) {
         throw Error("internal error: the vision graph produced [" + std::to_string(out->ne[0]) + ", " +
-                    std::to_string(out->ne[1]) + "], expected [" + std::to_string(hp_.n_out) + ", " +
+                    std::to_string(out->ne[1]) + "], expected [" + std::to_string(hp_.n_out_total()) + ", " +
                     std::to_string(n_tokens) + "]");
     }
     out = ggml_cont(graph.ctx.get(), out);

@@ -15,6 +15,7 @@ VisionInfo vision_info(const VisionModelFile& m) {
     i.n_layer = m.hp.n_layer;
     i.n_head = m.hp.n_head;
     i.n_out = m.hp.n_out;
+    i.n_deepstack = static_cast<int64_t>(m.hp.deepstack_layers.size());
     return i;
 }
 
