@@ -125,11 +125,46 @@ def greedy(llm, ids: list[int], n: int) -> list[int]:
     return out
 
 
+def mtmd_image_tokens(llm, mmproj: str, prompt: str, image: str, threads: int) -> list[int]:
+    import ctypes
+
+    import llama_cpp.mtmd_cpp as m
+
+    p = m.mtmd_context_params_default()
+    p.use_gpu, p.print_timings, p.n_threads = False, False, threads
+    ctx = m.mtmd_init_from_file(mmproj.encode(), llm.model, p)
+    if not ctx:
+        raise RuntimeError(f"mtmd_init_from_file failed for {mmproj}")
+    import numpy as np
+    from PIL import Image
+
+    rgb = np.ascontiguousarray(np.asarray(Image.open(image).convert("RGB")))
+    bitmap = m.mtmd_bitmap_init(rgb.shape[1], rgb.shape[0], rgb.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)))
+    text = m.mtmd_input_text()
+    raw = prompt.encode()
+    text.text, text.text_len, text.add_special, text.parse_special = raw, len(raw), True, True
+    chunks = m.mtmd_input_chunks_init()
+    rc = m.mtmd_tokenize(ctx, chunks, ctypes.byref(text), (m.mtmd_bitmap_p_ctypes * 1)(bitmap), 1)
+    if rc != 0:
+        raise RuntimeError(f"mtmd_tokenize failed ({rc})")
+    counts = []
+    for i in range(m.mtmd_input_chunks_size(chunks)):
+        chunk = m.mtmd_input_chunks_get(chunks, i)
+        if m.mtmd_input_chunk_get_type(chunk) == m.MTMD_INPUT_CHUNK_TYPE_IMAGE:
+            counts.append(int(m.mtmd_input_chunk_get_n_tokens(chunk)))
+    m.mtmd_input_chunks_free(chunks)
+    m.mtmd_bitmap_free(bitmap)
+    m.mtmd_free(ctx)
+    return counts
+
+
 def serve(request: dict) -> dict:
     """The child: load `request["model"]` and answer `request["ops"]` in order:
     {"op": "tokenize", "text": s} -> ids (add_bos, special tokens parsed);
     {"op": "greedy", "ids": [...], "n": k} -> k greedy ids after the prompt;
     {"op": "logits", "ids": [...]} -> the last position's logits;
+    {"op": "mtmd_image_tokens", "mmproj": path, "prompt": s, "image": path} -> the token count of every
+    image chunk mtmd lays out for `prompt` (its marker <__media__>) with that image file;
     {"op": "raise", "signal": "SIGILL"} -> the process kills itself (tests of the crash path)."""
     for op in request["ops"]:  # before importing anything heavy: the crash tests need no model
         if op["op"] == "raise":
@@ -146,6 +181,8 @@ def serve(request: dict) -> dict:
             llm.reset()
             llm.eval(op["ids"])
             out.append(last_logits(llm).tolist())
+        elif op["op"] == "mtmd_image_tokens":
+            out.append(mtmd_image_tokens(llm, op["mmproj"], op["prompt"], op["image"], request.get("threads", 2)))
         else:
             raise ValueError(f"unknown op {op['op']!r}")
     llm.close()
