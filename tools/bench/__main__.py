@@ -22,12 +22,13 @@ probes, each in a fresh process; reports the ratio curve / (configurations x pas
 (tools/bench/ablate.py).
 
 `sparse`: CoRe-sparse vs dense decoding with 1/4/16 images, CoRe = 5% / 10% of the KV heads, on
-random-weight SmolVLM-256M (Q8_0) and Qwen2-VL-2B (Q4_K_M) shapes, plus llama.cpp dense; see
+random-weight SmolVLM-256M (Q8_0), Qwen2-VL-2B and Qwen3-VL-2B (Q4_K_M) shapes, plus llama.cpp dense; see
 tools/bench/sparse.py for what is measured and reduced.
 
 `vision`: image encode time, time to first token with one image and decode tok/s, corehead vs
 llama.cpp's mtmd in the same process (alternating repetitions), on the test fixtures and on
-random-weight SmolVLM-256M and Qwen2-VL-2B shapes; see tools/bench/vision.py.
+random-weight SmolVLM-256M, Qwen2-VL-2B, Qwen3-VL-2B and (reduced) Qwen3-VL-30B-A3B shapes; see
+tools/bench/vision.py.
 
 Writes JSON and a markdown table (and appends the table to BENCHMARKS.md with --update-md).
 """
@@ -68,7 +69,7 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--seeds", type=int, default=5, help="ablate: random head sets per fraction (default 5)")
     ap.add_argument("--images", default="1,4,16", help="sparse: image counts (default 1,4,16)")
     ap.add_argument("--core", default="0.05,0.1", help="sparse: CoRe fractions of the KV heads")
-    ap.add_argument("--models", default=",".join(sparse.MODELS), help="sparse: smolvlm-256m,qwen2vl-2b")
+    ap.add_argument("--models", default=",".join(sparse.MODELS), help="sparse: smolvlm-256m,qwen2vl-2b,qwen3vl-2b")
     ap.add_argument("--no-llama-cpp", action="store_true", help="sparse: skip llama.cpp")
     vision.add_arguments(ap)
     args = ap.parse_args(argv)

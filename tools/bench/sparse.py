@@ -1,6 +1,6 @@
 """`python -m tools.bench sparse`: CoRe-sparse vs dense decoding (docs/architecture.md §6), side by side.
 
-Random-weight models with the text shapes of SmolVLM-256M (Q8_0) and Qwen2-VL-2B (Q4_K_M),
+Random-weight models with the text shapes of SmolVLM-256M (Q8_0), Qwen2-VL-2B and Qwen3-VL-2B (Q4_K_M),
 quantized by llama.cpp's quantizer, with vision towers of the real shapes (f16); 1/4/16 images;
 CoRe = 5% and 10% of the KV heads (a fixed random choice: with random weights no ranking means
 anything); llama.cpp dense (llama-cpp-python's mtmd) on the same files and prompt. Every
@@ -25,12 +25,14 @@ import numpy as np
 from tools.bench.common import CACHE, REPO, peak_rss_mib, quantize_with_llama_cpp
 from tools.build.fetch_ggml import llama_cpp_tree
 
-MODELS = ("smolvlm-256m", "qwen2vl-2b")
-NAMES = {"smolvlm-256m": "SmolVLM-256M shapes Q8_0", "qwen2vl-2b": "Qwen2-VL-2B shapes Q4_K_M"}
+MODELS = ("smolvlm-256m", "qwen2vl-2b", "qwen3vl-2b")
+NAMES = {"smolvlm-256m": "SmolVLM-256M shapes Q8_0", "qwen2vl-2b": "Qwen2-VL-2B shapes Q4_K_M",
+         "qwen3vl-2b": "Qwen3-VL-2B shapes Q4_K_M"}
 # Image side fed to the model. SmolVLM: this mmproj resizes to 1024 px (2x2 tiles of 512 + the
 # global view = 5 x 64 = 320 tokens per image; the real model uses 2048 px: 17 x 64 = 1088).
-# Qwen2-VL: 224 px images (8 x 8 merged patches = 64 tokens per image).
-IMAGE_SIDE = {"smolvlm-256m": 1024, "qwen2vl-2b": 224}
+# Qwen2-VL: 224 px images (8 x 8 merged patches = 64 tokens per image); Qwen3-VL: 256 px (8 x 8 merged
+# 32-px patches; at 224 px transformers' minimum of 65536 pixels would upscale and llama.cpp's would not).
+IMAGE_SIDE = {"smolvlm-256m": 1024, "qwen2vl-2b": 224, "qwen3vl-2b": 256}
 QUESTION = "Describe what changes from one image to the next."
 
 
@@ -79,6 +81,10 @@ def model_files(which: str, cache: Path = CACHE) -> tuple[Path, Path]:
     from tools.fixtures.synthetic_gguf import write_mmproj, write_text_model
 
     cache.mkdir(parents=True, exist_ok=True)
+    if which == "qwen3vl-2b":  # built by transformers + the converter (DeepStack, fused ViT q/k/v)
+        from tools.bench.vision import qwen3vl_shapes
+
+        return qwen3vl_shapes()
     quant = "Q8_0" if which == "smolvlm-256m" else "Q4_K_M"
     model = cache / f"{which}-shapes-{quant}.gguf"
     mmproj = cache / f"mmproj-{which}-shapes-f16.gguf"

@@ -28,6 +28,10 @@ shapes, built once with transformers + llama.cpp's converter into ~/.cache/coreh
   global view, 17 times this work (`--smolvlm-edge 2048` measures that).
 - Qwen2-VL-2B shapes: ViT 32 layers x 1280 wide, 2-D RoPE, 2x2 merger, Qwen2-1.5B text
   (28 layers, 1536 wide, M-RoPE).
+- Qwen3-VL-2B shapes: ViT 24 layers x 1024 wide (learned position grid, DeepStack after blocks
+  5/11/17), 2x2 merger, Qwen3-1.7B-shaped text (28 layers, 2048 wide, QK-norm, interleaved M-RoPE).
+- Qwen3-VL-30B-A3B shapes, reduced: its ViT (27 x 1152, DeepStack 8/16/24) and 4 of its 48 MoE text
+  layers (128 experts, 8 routed, 2048 wide), so the whole model fits this 24 GiB machine.
 - LLaVA-style (`--llava`): CLIP ViT-B/16 at 224 px (CLS, 12 layers, 768 wide) + MLP projector
   + SmolLM2-135M-shaped Llama text. llama.cpp's llava graph of this snapshot puts CLS after the
   patches (llama.cpp issue #25814), so its embeddings are wrong, but it does the same work.
@@ -129,6 +133,75 @@ def qwen2vl_2b(quant: str = "Q4_K_M") -> tuple[Path, Path]:
     return out
 
 
+def _build_qwen3vl(work: Path, moe: bool):
+    """Random weights (f16 in memory) with Qwen3-VL-2B's shapes, or (moe) Qwen3-VL-30B-A3B's with 4 of
+    its 48 text layers (128 experts, 8 routed: ~2.5 B parameters, 5 GB in f16, 1.5 GB at Q4_K_M)."""
+    import torch
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    from tools.fixtures.qwenvl import SPECIALS
+
+    tok = C.qwen2_bpe_tokenizer(work / "tok", SPECIALS)
+    ids = {s: tok.convert_tokens_to_ids(s) for s in SPECIALS}
+    rope = {"rope_type": "default", "mrope_section": [24, 20, 20], "mrope_interleaved": True, "rope_theta": 5000000.0}
+    text_cfg = dict(vocab_size=151936, hidden_size=2048, head_dim=128, max_position_embeddings=262144,
+                    rms_norm_eps=1e-6, rope_parameters=rope, bos_token_id=None, eos_token_id=ids["<|im_end|>"])
+    common = dict(image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+                  vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
+    if moe:
+        from transformers import Qwen3VLMoeConfig as Cfg
+        from transformers import Qwen3VLMoeForConditionalGeneration as Model
+
+        text_cfg.update(intermediate_size=6144, num_hidden_layers=4, num_attention_heads=32, num_key_value_heads=4,
+                        num_experts=128, num_experts_per_tok=8, moe_intermediate_size=768)
+        vision_cfg = dict(depth=27, hidden_size=1152, intermediate_size=4304, num_heads=16, out_hidden_size=2048,
+                          deepstack_visual_indexes=[8, 16, 24])
+        common["tie_word_embeddings"] = False
+    else:
+        from transformers import Qwen3VLConfig as Cfg
+        from transformers import Qwen3VLForConditionalGeneration as Model
+
+        text_cfg.update(intermediate_size=6144, num_hidden_layers=28, num_attention_heads=16, num_key_value_heads=8,
+                        tie_word_embeddings=True)
+        vision_cfg = dict(depth=24, hidden_size=1024, intermediate_size=4096, num_heads=16, out_hidden_size=2048,
+                          deepstack_visual_indexes=[5, 11, 17])
+        common["tie_word_embeddings"] = True
+    vision_cfg.update(patch_size=16, spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=2304,
+                      hidden_act="gelu_pytorch_tanh")
+    cfg = Cfg(text_config=text_cfg, vision_config=vision_cfg, **common)
+    torch.manual_seed(0)
+    prev = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float16)
+    try:
+        model = Model(cfg).eval()
+    finally:
+        torch.set_default_dtype(prev)
+    random_init(model)
+    ip = Qwen2VLImageProcessorPil(min_pixels=65536, max_pixels=16777216, patch_size=16, temporal_patch_size=2,
+                                  merge_size=2, image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
+    return model, tok, ip
+
+
+def qwen3vl_shapes(moe: bool = False, quant: str = "Q4_K_M") -> tuple[Path, Path]:
+    """Random weights with Qwen3-VL-2B's shapes (dense) or reduced Qwen3-VL-30B-A3B shapes (moe)."""
+    from tools.fixtures.qwenvl import released_expert_layout
+
+    name = "qwen3vl-30b-a3b-4layers-shapes" if moe else "qwen3vl-2b-shapes"
+    if found := _cached(name, quant):
+        return found
+    work = CACHE / f"vision-work-{name}"
+    if not (work / "hf" / "saved.ok").exists():
+        print(f"building random-weight {name} (f16)...", file=sys.stderr)
+        model, tok, ip = _build_qwen3vl(work, moe)
+        mm.save_hf(model, None, tok, work / "hf")
+        del model
+        if moe:
+            released_expert_layout(work / "hf")
+        ip.save_pretrained(str(work / "hf"))
+        (work / "hf" / "saved.ok").touch()
+    return _finish(work / "hf", name, quant, pre="qwen2")
+
+
 def llava_style(quant: str = "Q4_K_M") -> tuple[Path, Path]:
     """LLaVA-1.5 layout at small size: CLIP ViT-B/16 at 224 px (CLS, quick_gelu) + 2-layer MLP
     projector + a Llama with SmolLM2-135M's shapes; the mmproj through llama.cpp's legacy converter
@@ -204,13 +277,18 @@ def model_specs(args) -> list[dict]:
     if not args.no_fixtures:
         for fam in VISION_FAMILIES:
             d = REPO / "tests" / "data" / fam
+            if not (d / "meta.json").exists():  # registered, fixture not built yet
+                continue
             prompt = json.loads((d / "meta.json").read_text())["prompt"]  # as PROMPTS, for the fixture's family
             img = np.asarray(Image.open(d / "image.png").convert("RGB"))
             specs.append({"model": f"fixture {fam} (f16)", "family": fam, "file": d / "model-f16.gguf",
                           "mmproj": d / "mmproj-f16.gguf", "prompt": prompt, "image": img, "reps": args.reps * 3})
     big = [(f"SmolVLM-256M shapes (edge {args.smolvlm_edge}) Q4_K_M + f16 mmproj", "idefics3",
             lambda: smolvlm_256m(args.smolvlm_edge), tuple(args.smolvlm_image)),
-           ("Qwen2-VL-2B shapes Q4_K_M + f16 mmproj", "qwen2vl", qwen2vl_2b, tuple(args.qwen_image))]
+           ("Qwen2-VL-2B shapes Q4_K_M + f16 mmproj", "qwen2vl", qwen2vl_2b, tuple(args.qwen_image)),
+           ("Qwen3-VL-2B shapes Q4_K_M + f16 mmproj", "qwen2vl", qwen3vl_shapes, tuple(args.qwen3_image)),
+           ("Qwen3-VL-30B-A3B shapes (4 of 48 text layers) Q4_K_M + f16 mmproj", "qwen2vl",
+            lambda: qwen3vl_shapes(moe=True), tuple(args.qwen3_image))]
     if args.llava:
         big.append(("LLaVA-style ViT-B/16 + SmolLM2-135M shapes Q4_K_M + f16 mmproj", "llava", llava_style,
                     (320, 240)))
@@ -599,5 +677,7 @@ def add_arguments(ap) -> None:
     g.add_argument("--smolvlm-edge", type=int, default=1024, help="vision: SmolVLM longest edge (default 1024)")
     g.add_argument("--smolvlm-image", type=int, nargs=2, default=(960, 480), metavar=("W", "H"))
     g.add_argument("--qwen-image", type=int, nargs=2, default=(224, 224), metavar=("W", "H"))
+    g.add_argument("--qwen3-image", type=int, nargs=2, default=(448, 448), metavar=("W", "H"),
+                   help="vision: Qwen3-VL image (default 448x448: 196 visual tokens in both engines)")
     g.add_argument("--n-ctx", type=int, default=2048, help="vision: context of both engines")
     g.add_argument("--vision-gen", type=int, default=32, help="vision: greedy tokens per generation (default 32)")
