@@ -8,7 +8,8 @@
     X(qwen2)                      \
     X(qwen2vl)                    \
     X(qwen3)                      \
-    X(gemma3)
+    X(gemma3)                     \
+    X(mistral3)
 
 namespace corehead {
 
