@@ -185,7 +185,7 @@ Engine::Engine(const EngineOptions& o) : impl_(std::make_unique<Impl>()) {
     if (I.vision) {
         I.mm = std::make_unique<MultimodalRunner>(*I.vision, *I.vision_weights, *I.backends,
                                                   I.tokenizer ? &*I.tokenizer : nullptr, hp.n_embd, hp.arch,
-                                                  I.text.family->positions() == RopePositions::mrope);
+                                                  I.text.family->positions() == RopePositions::mrope, o.model);
     }
 }
 
