@@ -33,7 +33,7 @@ MultimodalRunner::MultimodalRunner(const VisionModelFile& vision, const Weights&
         for (const std::string& t : fam.layout_tokens()) {
             if (tok->find(t) < 0) {
                 vision.file->fail("projector '" + vision.hp.projector + "' needs the token '" + t +
-                                  "' which the vocabulary of the model" + model + " lacks" + other);
+                                  "', which the vocabulary of model '" + model_path + "' lacks" + other);
             }
         }
     }
