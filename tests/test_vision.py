@@ -303,6 +303,17 @@ def test_pixtral_resize_follows_transformers_not_llama_cpp():
     assert n_vis == len(r["visual_positions"]) != (mtmd[0] // unit) * (mtmd[1] // unit)
 
 
+def test_pixtral_projector_gelu_is_erf_as_transformers_not_tanh_as_mtmd():
+    """transformers' projector_hidden_act "gelu" is the erf form; llama.cpp's mtmd builds the Pixtral
+    projector with FFN_GELU, the tanh approximation. ref.npz holds both embeddings: corehead's are
+    the erf ones, far closer than the gap between the two."""
+    r = ref("mistral3")
+    with engine("mistral3") as e:
+        got = e.encode_image(DATA / "mistral3/image.png")
+    ours, mtmd = rel(got, r["image_embeds"]), rel(r["image_embeds_gelu_tanh"], r["image_embeds"])
+    assert ours <= 1e-5 and mtmd >= 20 * ours, (ours, mtmd)
+
+
 def test_pixtral_with_an_older_llama_arch_text_model():
     """Older conversions wrote Mistral 3's text as arch `llama` (model-llama-f16.gguf: the same
     checkpoint converted so); with the pixtral mmproj it loads and computes exactly what the
