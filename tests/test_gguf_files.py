@@ -104,13 +104,24 @@ def test_engine_keeps_quantized_types(synthetic_dir):
         assert file_bytes <= eng.info["weight_bytes"] < file_bytes * 1.1
 
 
-@pytest.mark.parametrize("arch", ["qwen2", "qwen2vl", "gemma3"])
+@pytest.mark.parametrize("arch", ["qwen2", "qwen2vl", "gemma3", "mistral3"])
 def test_engine_loads_other_text_families(synthetic_dir, arch):
     from tools.fixtures.synthetic_gguf import write_text_model
 
     path = write_text_model(synthetic_dir / f"{arch}.gguf", arch=arch, tied=arch == "gemma3")
     with Engine(path, n_threads=1) as eng:
         assert eng.info["arch"] == arch
+
+
+@pytest.mark.parametrize("key,val", [("attention.temperature_scale", 0.1), ("rope.scaling.type", "yarn")])
+def test_mistral3_scaling_it_lacks_is_refused(synthetic_dir, key, val):
+    """Ministral 3 text (llama_4_scaling_beta, YaRN) converts as mistral3 too; without those two the
+    logits would silently differ, so such files are refused (Mistral Small 3.x writes neither)."""
+    from tools.fixtures.synthetic_gguf import write_text_model
+
+    path = write_text_model(synthetic_dir / f"mistral3-{key}.gguf", arch="mistral3", extra_kv={key: val})
+    with pytest.raises(ModelError, match="not supported yet"):
+        Engine(path, n_threads=1)
 
 
 def test_cli_info_model_and_mmproj_json(llama_model, mlp_mmproj, capsys):

@@ -147,3 +147,49 @@ def test_toy_vocabulary_loads_and_checks_ids(tmp_path):
     assert ids[-1] == 5 and set(ids[:-1]) <= {tok.find("<unk>")}
     with pytest.raises(ValueError, match="out of range"):
         tok.detokenize([99])
+
+
+def relabel_pre(src: Path, dst: Path, pre: str) -> Path:
+    """A copy of the vocabulary-only GGUF `src` whose tokenizer.ggml.pre says `pre`."""
+    import gguf
+
+    r = gguf.GGUFReader(str(src))
+    w = gguf.GGUFWriter(str(dst), r.fields["general.architecture"].contents())
+    for f in r.fields.values():
+        if f.name.startswith("GGUF.") or f.name == "general.architecture":
+            continue
+        val = pre if f.name == "tokenizer.ggml.pre" else f.contents()
+        w.add_key_value(f.name, val, f.types[0], f.types[1] if len(f.types) > 1 else None)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return dst
+
+
+TEKKEN_TEXTS = [
+    "camelCaseWord XMLHttpRequest iPhone HTTPServer ABCdef aBC McDonald's O'Neil",
+    "path/to/file.txt, a/b // c/\n/d !\n\n/x ?/\r\n/ end./",
+    "1234567 v2.0 3rd 10,000 ٣٤٥ ⅷ",
+    "Héllo Wörld ÉCOLE çaVa Straße ΑΒΓδεζ Привет МИР ǅemal",
+    "e\u0301t\u0301E\u0301 日本語のテキスト 한국어 🙂👍🏽",
+    "  leading  and   multiple spaces\t\ttabs \n\n trailing   ",
+    "[INST]What is this?[/INST] <s></s>",
+]
+
+
+def test_tekken_pre_tokenizer_matches_llama_cpp(llama_cpp_dir, tmp_path, run_peer):
+    """Mistral Small 3.x GGUFs (ggml-org's conversions) declare the `tekken` pre-tokenizer. No
+    tekken vocabulary ships with test vectors, so llama.cpp itself is the oracle: the llama-bpe
+    vocabulary relabelled `tekken`, tokenized by the peer (its regex) and by corehead."""
+    src, inputs, _ = vectors(llama_cpp_dir, "llama-bpe")
+    path = relabel_pre(src, tmp_path / "vocab-tekken.gguf", "tekken")
+    texts = TEKKEN_TEXTS + inputs
+    want = run_peer({"model": str(path), "vocab_only": True,
+                     "ops": [{"op": "tokenize", "text": t} for t in texts]})["results"]
+    tok, llama3 = Tokenizer(path), Tokenizer(src)
+    got = [tok.tokenize(t, add_special=True, parse_special=True) for t in texts]
+    bad = [(t, w, g) for t, w, g in zip(texts, want, got) if w != g]
+    assert not bad, f"{len(bad)}/{len(texts)} differ, first: {bad[0]!r}"
+    # the splits differ from llama3's (same vocabulary): the tekken rules are what is tested
+    assert sum(g != llama3.tokenize(t, add_special=True, parse_special=True) for t, g in zip(texts, got)) >= 5

@@ -256,6 +256,93 @@ def test_qwen_grid_follows_the_resized_image():
     assert boxes[1, 0] == pytest.approx(boxes[0, 2])  # row-major
 
 
+def test_pixtral_rows_end_with_img_break_and_the_image_with_img_end():
+    """Pixtral's layout (PixtralProcessor): per row of merged tokens `cols` x [IMG] then [IMG_BREAK],
+    the last [IMG_BREAK] replaced by [IMG_END]. The break / end tokens are prompt tokens, not visual
+    positions: they have no boxes, and the boxes of the visual tokens, row by row, are the cells of
+    the resized image (sides multiples of patch * merge) scaled back to the original."""
+    r, m = ref("mistral3"), meta("mistral3")
+    img = DATA / "mistral3/image.png"
+    rows, cols = (int(x) for x in r["image_rows_cols"])
+    assert rows > 1 and cols > 1 and rows != cols
+    with engine("mistral3") as e:
+        ids = e.multimodal_tokens(m["prompt"], [img])
+        vis = e.visual_token_positions(m["prompt"], [img])
+        boxes = e.visual_token_boxes(img).astype(np.float64)
+    s = int(vis[0])  # the first [IMG]
+    assert vis.tolist() == [s + i * (cols + 1) + c for i in range(rows) for c in range(cols)]
+    breaks = np.nonzero(ids == m["image_break_token_id"])[0].tolist()
+    ends = np.nonzero(ids == m["image_end_token_id"])[0].tolist()
+    assert breaks == [s + i * (cols + 1) + cols for i in range(rows - 1)]
+    assert ends == [s + rows * (cols + 1) - 1]
+    assert (ids[vis] == m["image_token_id"]).all() and not set(breaks + ends) & set(vis.tolist())
+    np.testing.assert_array_equal(ids, r["prompt_ids"])
+    # brute force from the processor's geometry: resized (w, h), cells of patch * merge pixels
+    W, H = m["image"]["size_wh"]
+    rw, rh = (int(x) for x in r["image_size"])
+    unit = m["patch_size"] * m["spatial_merge_size"]
+    assert r["pixel_values"].shape == (3, rh, rw) and (rw // unit, rh // unit) == (cols, rows)
+    assert len(boxes) == rows * cols == len(r["image_embeds"])
+    want = np.array([[c * unit * W / rw, i * unit * H / rh, (c + 1) * unit * W / rw, (i + 1) * unit * H / rh]
+                     for i in range(rows) for c in range(cols)])
+    np.testing.assert_allclose(boxes, want, rtol=0, atol=1e-4)
+
+
+def test_pixtral_resize_follows_transformers_not_llama_cpp():
+    """llama.cpp's mtmd sizes a Pixtral image by a token budget (calc_size_preserved_ratio: each side
+    rounded to the nearest multiple of patch * merge, 8..1024 tokens), so the 96x64 fixture image
+    stays 96x64 there (12 x 8 tokens); transformers' image processor brings the longest edge down to
+    image_size (64) and rounds the sides up: 64x48, 8 x 6 tokens. corehead follows transformers."""
+    r, m = ref("mistral3"), meta("mistral3")
+    W, H = m["image"]["size_wh"]
+    unit = m["patch_size"] * m["spatial_merge_size"]
+    mtmd = (max(unit, round(W / unit) * unit), max(unit, round(H / unit) * unit))
+    assert 8 <= (mtmd[0] // unit) * (mtmd[1] // unit) <= 1024  # inside mtmd's budget: no rescale
+    with engine("mistral3") as e:
+        (view,) = e.preprocess_image(DATA / "mistral3/image.png")
+        n_vis = len(e.visual_token_boxes(DATA / "mistral3/image.png"))
+    assert view.shape == r["pixel_values"].shape and (view.shape[2], view.shape[1]) != mtmd
+    assert n_vis == len(r["visual_positions"]) != (mtmd[0] // unit) * (mtmd[1] // unit)
+
+
+def test_pixtral_projector_gelu_is_erf_as_transformers_not_tanh_as_mtmd():
+    """transformers' projector_hidden_act "gelu" is the erf form; llama.cpp's mtmd builds the Pixtral
+    projector with FFN_GELU, the tanh approximation. ref.npz holds both embeddings: corehead's are
+    the erf ones, far closer than the gap between the two."""
+    r = ref("mistral3")
+    with engine("mistral3") as e:
+        got = e.encode_image(DATA / "mistral3/image.png")
+    ours, mtmd = rel(got, r["image_embeds"]), rel(r["image_embeds_gelu_tanh"], r["image_embeds"])
+    assert ours <= 1e-5 and mtmd >= 20 * ours, (ours, mtmd)
+
+
+def test_pixtral_with_an_older_llama_arch_text_model():
+    """Older conversions wrote Mistral 3's text as arch `llama` (model-llama-f16.gguf: the same
+    checkpoint converted so); with the pixtral mmproj it loads and computes exactly what the
+    mistral3 file does, and answers as transformers."""
+    r, m = ref("mistral3"), meta("mistral3")
+    d, img = DATA / "mistral3", DATA / "mistral3/image.png"
+    with Engine(d / "model-llama-f16.gguf", mmproj=d / "mmproj-f16.gguf", n_threads=2) as old, \
+            engine("mistral3", "f16") as new:
+        assert (old.info["arch"], new.info["arch"]) == ("llama", "mistral3")
+        np.testing.assert_array_equal(old.logits(m["prompt"], images=[img], all_positions=True),
+                                      new.logits(m["prompt"], images=[img], all_positions=True))
+        got = old.generate_ids(m["prompt"], images=[img], max_tokens=len(r["greedy_ids"]), stop_at_eog=False)
+    assert got == r["greedy_ids"].tolist()
+
+
+def test_pixtral_mmproj_keeps_the_img_break_row():
+    """The [IMG_BREAK] embedding the converter copies into the mmproj (for mtmd, which puts it into
+    the image chunk) equals the text model's row, so embedding the token as transformers does is the
+    same vector in f32 (the fixture's converter driver is what keeps that row: FIXTURES)."""
+    from gguf import GGUFReader
+
+    m = meta("mistral3")
+    vt = {t.name: np.asarray(t.data) for t in GGUFReader(str(DATA / "mistral3/mmproj-f32.gguf")).tensors}
+    tt = {t.name: np.asarray(t.data) for t in GGUFReader(str(DATA / "mistral3/model-f32.gguf")).tensors}
+    np.testing.assert_array_equal(vt["v.token_embd.img_break"], tt["token_embd.weight"][m["image_break_token_id"]])
+
+
 # -- bad inputs ----------------------------------------------------------------------------------
 
 def test_bad_image_files(tmp_path, eng32):
@@ -335,10 +422,14 @@ def test_images_to_a_text_only_engine():
 
 
 @pytest.mark.parametrize("model,mmproj", [("llava", "qwen2vl"), ("qwen2vl", "llava"), ("llava", "gemma3vl"),
-                                          ("gemma3vl", "idefics3"), ("qwen25vl", "gemma3vl")])
+                                          ("gemma3vl", "idefics3"), ("qwen25vl", "gemma3vl"),
+                                          ("mistral3", "qwen2vl"), ("qwen2vl", "mistral3"), ("mistral3", "gemma3vl"),
+                                          ("gemma3vl", "mistral3"), ("llava", "mistral3"), ("mistral3", "idefics3")])
 def test_an_mmproj_for_another_model_is_refused(model, mmproj):
-    with pytest.raises(ModelError, match="different model"):
-        Engine(DATA / model / "model-f32.gguf", mmproj=DATA / mmproj / "mmproj-f32.gguf", n_threads=2)
+    m, p = DATA / model / "model-f32.gguf", DATA / mmproj / "mmproj-f32.gguf"
+    with pytest.raises(ModelError, match="different model") as e:
+        Engine(m, mmproj=p, n_threads=2)
+    assert str(m) in str(e.value) and str(p) in str(e.value)  # names both files
 
 
 def test_two_images_in_one_prompt(family):

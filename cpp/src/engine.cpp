@@ -183,13 +183,10 @@ Engine::Engine(const EngineOptions& o) : impl_(std::make_unique<Impl>()) {
     I.ctx = std::make_unique<TextContext>(*I.text.family, hp, I.tw, *I.backends, o.n_ctx, kv_type,
                                           sparse_cfg ? &*sparse_cfg : nullptr);
     if (I.vision) {
-        try {
-            I.mm = std::make_unique<MultimodalRunner>(*I.vision, *I.vision_weights, *I.backends,
-                                                      I.tokenizer ? &*I.tokenizer : nullptr, hp.n_embd, hp.arch,
-                                                      I.text.family->positions() == RopePositions::mrope, hp.n_deepstack);
-        } catch (const ModelError& e) {  // the pairing is wrong: name the language model too
-            throw ModelError(std::string(e.what()) + " (language model: '" + o.model + "')");
-        }
+        I.mm = std::make_unique<MultimodalRunner>(*I.vision, *I.vision_weights, *I.backends,
+                                                  I.tokenizer ? &*I.tokenizer : nullptr, hp.n_embd, hp.arch,
+                                                  I.text.family->positions() == RopePositions::mrope, o.model,
+                                                  hp.n_deepstack);
     }
 }
 

@@ -159,7 +159,8 @@ def mtmd_image_tokens(llm, mmproj: str, prompt: str, image: str, threads: int) -
 
 
 def serve(request: dict) -> dict:
-    """The child: load `request["model"]` and answer `request["ops"]` in order:
+    """The child: load `request["model"]` (`"vocab_only": true`: its vocabulary only) and answer
+    `request["ops"]` in order:
     {"op": "tokenize", "text": s} -> ids (add_bos, special tokens parsed);
     {"op": "greedy", "ids": [...], "n": k} -> k greedy ids after the prompt;
     {"op": "logits", "ids": [...]} -> the last position's logits;
@@ -169,7 +170,8 @@ def serve(request: dict) -> dict:
     for op in request["ops"]:  # before importing anything heavy: the crash tests need no model
         if op["op"] == "raise":
             os.kill(os.getpid(), getattr(signal, op["signal"]))
-    llm = load_llama(request["model"], n_ctx=request.get("n_ctx", 512), n_batch=512,
+    llm = load_llama(request["model"], vocab_only=request.get("vocab_only", False), n_ctx=request.get("n_ctx", 512),
+                     n_batch=512,
                      n_threads=request.get("threads", 2), flash_attn=True, verbose=False)
     out = []
     for op in request["ops"]:

@@ -12,25 +12,26 @@ namespace corehead {
 
 MultimodalRunner::MultimodalRunner(const VisionModelFile& vision, const Weights& weights, const Backends& backends,
                                    const Tokenizer* tok, int64_t n_embd, const std::string& text_arch, bool text_mrope,
-                                   int64_t text_deepstack)
+                                   const std::string& model_path, int64_t text_deepstack)
     : vision_(vision), tok_(tok), n_embd_(n_embd),
       n_deepstack_(static_cast<int64_t>(vision.hp.deepstack_layers.size())) {
     const VisionFamily& fam = *vision.family;
     const std::string other = ": this mmproj belongs to a different model";
-    if (const std::vector<std::string> archs = fam.text_archs();
-        !archs.empty() && std::find(archs.begin(), archs.end(), text_arch) == archs.end()) {
+    const std::string model = " (model '" + model_path + "')";
+    const std::vector<std::string> archs = fam.text_archs();
+    if (!archs.empty() && std::find(archs.begin(), archs.end(), text_arch) == archs.end()) {
         std::string names;
-        for (const std::string& a : archs) names += (names.empty() ? "'" : " or '") + a + "'";
-        vision.file->fail("projector '" + vision.hp.projector + "' feeds a " + names + " language model, not '" +
-                          text_arch + "'" + other);
+        for (const std::string& a : archs) names += (names.empty() ? "'" : "' or '") + a;
+        vision.file->fail("projector '" + vision.hp.projector + "' feeds a " + names + "' language model, not '" +
+                          text_arch + "'" + model + other);
     }
     if (n_deepstack_ != text_deepstack) {
         vision.file->fail("this mmproj emits " + std::to_string(n_deepstack_) +
-                          " DeepStack feature slices per visual token but the language model adds DeepStack features "
-                          "after " + std::to_string(text_deepstack) + " layers" + other);
+                          " DeepStack feature slices per visual token but the language model" + model +
+                          " adds DeepStack features after " + std::to_string(text_deepstack) + " layers" + other);
     }
     if (fam.mrope_positions() != text_mrope) {
-        vision.file->fail(std::string("the language model ") + (text_mrope ? "uses" : "does not use") +
+        vision.file->fail(std::string("the language model") + model + " " + (text_mrope ? "uses" : "does not use") +
                           " M-RoPE positions but projector '" + vision.hp.projector + "' " +
                           (text_mrope ? "does not" : "does") + other);
     }
@@ -38,7 +39,7 @@ MultimodalRunner::MultimodalRunner(const VisionModelFile& vision, const Weights&
         for (const std::string& t : fam.layout_tokens()) {
             if (tok->find(t) < 0) {
                 vision.file->fail("projector '" + vision.hp.projector + "' needs the token '" + t +
-                                  "' which the model's vocabulary lacks" + other);
+                                  "', which the vocabulary of model '" + model_path + "' lacks" + other);
             }
         }
     }
@@ -121,11 +122,16 @@ MultimodalPrompt MultimodalRunner::assemble(const std::string& prompt_in, const 
             }
             flush();
             const VisionView& v = images[i].views[piece.view];
+            const int64_t n_view = v.grid_w * v.grid_h;
+            if (piece.first < 0 || piece.first > n_view || piece.first + piece.count > n_view) {
+                throw Error("internal error: a layout piece lies outside its view");
+            }
             VisualSpan s;
             s.start = static_cast<int64_t>(p.ids.size());
-            s.n = v.grid_w * v.grid_h;
+            s.n = piece.count < 0 ? n_view - piece.first : piece.count;
             s.image = static_cast<int>(i);
             s.view = piece.view;
+            s.first = piece.first;
             p.spans.push_back(s);
             p.ids.insert(p.ids.end(), s.n, image_token_id_);
         }
@@ -222,6 +228,7 @@ std::vector<float> MultimodalRunner::prefill(TextContext& ctx, const MultimodalP
         int64_t offset = 0;  // of the view's embeddings in its image's
         for (int v = 0; v < sp.view; ++v) offset += images[sp.image].views[v].grid_w * images[sp.image].views[v].grid_h;
         const int64_t width = n_embd_ * (1 + n_deepstack_);  // per visual token: main, then DeepStack slices
+        offset += sp.first;
         const float* src = per_image[sp.image].data() + offset * width;
         // A bidirectional image chunk must be one batch; others may be split.
         const int64_t step = bidir ? sp.n : std::max<int64_t>(1, o.n_batch);
@@ -253,13 +260,14 @@ std::vector<float> MultimodalRunner::token_boxes(const PreparedImage& img) {
         if (piece.view < 0) continue;
         const VisionView& v = img.views[piece.view];
         const double bw = (v.box[2] - v.box[0]) / v.grid_w, bh = (v.box[3] - v.box[1]) / v.grid_h;
-        for (int64_t r = 0; r < v.grid_h; ++r) {
-            for (int64_t c = 0; c < v.grid_w; ++c) {
-                out.push_back(static_cast<float>(v.box[0] + c * bw));
-                out.push_back(static_cast<float>(v.box[1] + r * bh));
-                out.push_back(static_cast<float>(c + 1 == v.grid_w ? v.box[2] : v.box[0] + (c + 1) * bw));
-                out.push_back(static_cast<float>(r + 1 == v.grid_h ? v.box[3] : v.box[1] + (r + 1) * bh));
-            }
+        const int64_t n_view = v.grid_w * v.grid_h;
+        const int64_t end = piece.count < 0 ? n_view : piece.first + piece.count;
+        for (int64_t k = piece.first; k < end; ++k) {
+            const int64_t r = k / v.grid_w, c = k % v.grid_w;
+            out.push_back(static_cast<float>(v.box[0] + c * bw));
+            out.push_back(static_cast<float>(v.box[1] + r * bh));
+            out.push_back(static_cast<float>(c + 1 == v.grid_w ? v.box[2] : v.box[0] + (c + 1) * bw));
+            out.push_back(static_cast<float>(r + 1 == v.grid_h ? v.box[3] : v.box[1] + (r + 1) * bh));
         }
     }
     return out;

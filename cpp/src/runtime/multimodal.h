@@ -37,9 +37,10 @@ struct MultimodalPrompt {
 class MultimodalRunner {
 public:
     // Throws ModelError when the mmproj does not fit the text model (architecture, M-RoPE,
-    // the special tokens of its image layout).
+    // the special tokens of its image layout), naming both files.
     MultimodalRunner(const VisionModelFile& vision, const Weights& weights, const Backends& backends, const Tokenizer* tok,
-                     int64_t n_embd, const std::string& text_arch, bool text_mrope, int64_t text_deepstack = 0);
+                     int64_t n_embd, const std::string& text_arch, bool text_mrope, const std::string& model_path,
+                     int64_t text_deepstack = 0);
     ~MultimodalRunner();
 
     PreparedImage prepare(const Image& img) const;

@@ -10,7 +10,8 @@
     X(qwen3)                      \
     X(qwen3vl)                    \
     X(qwen3vlmoe)                 \
-    X(gemma3)
+    X(gemma3)                     \
+    X(mistral3)
 
 namespace corehead {
 

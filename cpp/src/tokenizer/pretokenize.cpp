@@ -105,6 +105,38 @@ size_t match_llama3_like(const uint32_t* c, size_t pos, size_t end, const Llama3
     return space_run(c, pos, end);
 }
 
+// tekken in llama.cpp's form of its regex: words split where an upper-case run follows lower
+// case ("camelCase" -> "camel", "Case"); single digits; a slash or line breaks after punctuation.
+// U = a letter other than a-z, W = a letter other than A-Z (non-ASCII letters are both).
+size_t match_tekken(const uint32_t* c, size_t pos, size_t end) {
+    const auto U = [](uint32_t x) { return is_l(x) && !(x >= 'a' && x <= 'z'); };
+    const auto W = [](uint32_t x) { return is_l(x) && !(x >= 'A' && x <= 'Z'); };
+    const uint32_t c0 = c[pos];
+    const uint16_t f0 = cpt_flags(c0);
+    // [^\r\n\p{L}\p{N}]? then the letters (without the prefix a non-letter cannot start a word)
+    const size_t q = (!is_crlf(c0) && !(f0 & (CPT_LETTER | CPT_NUMBER))) ? pos + 1 : pos;
+    if (q < end && is_l(c[q])) {
+        const size_t u = run_len(c, q, end, U);
+        // U*W+: the greedy U* gives back letters until W+ can start.
+        for (size_t k = u + 1; k-- > 0;) {
+            if (q + k < end && W(c[q + k])) return q + k + run_len(c, q + k, end, W) - pos;
+        }
+        if (u > 0) return q + u - pos;  // U+W* (no W follows: see above)
+    }
+    if (f0 & CPT_NUMBER) return 1;
+    // ' ?[^\s\p{L}\p{N}]+[\r\n/]*'
+    const auto other = [](uint32_t x) { return !(cpt_flags(x) & (CPT_WHITESPACE | CPT_LETTER | CPT_NUMBER)); };
+    if (size_t n = opt_space_run(c, pos, end, other)) {
+        return n + run_len(c, pos + n, end, [](uint32_t x) { return is_crlf(x) || x == '/'; });
+    }
+    // \s*[\r\n]+ : greedy \s* backtracks to the last CR/LF of the whitespace run.
+    const size_t ws = run_len(c, pos, end, is_s);
+    for (size_t k = ws; k > 0; --k) {
+        if (is_crlf(c[pos + k - 1])) return k;
+    }
+    return space_run(c, pos, end);
+}
+
 // --- character-class based stages -------------------------------------------------------
 
 struct RangeSet {
@@ -173,6 +205,7 @@ size_t match_stage(Stage st, const uint32_t* c, size_t pos, size_t end) {
         case Stage::Qwen35: return match_llama3_like(c, pos, end, kQwen35);
         case Stage::Llama3AllDigits: return match_llama3_like(c, pos, end, kAllDigits);
         case Stage::Qwen2NoContractions: return match_llama3_like(c, pos, end, kNoContractions);
+        case Stage::Tekken: return match_tekken(c, pos, end);
         case Stage::Newlines: {
             const bool nl = c[pos] == '\n';
             return run_len(c, pos, end, [nl](uint32_t x) { return (x == '\n') == nl; });
@@ -256,6 +289,10 @@ bool config_for(const std::string& name, Config& out) {
             c.ignore_merges = true;
             c.add_bos_default = true;
         }
+    } else if (name == "tekken") {
+        c.stages = {S::Tekken};
+        c.ignore_merges = true;
+        c.add_bos_default = true;
     } else if (any({"chatglm-bpe", "glm4", "glm5"})) {
         c.stages = {S::Llama3};
         c.no_bos = true;

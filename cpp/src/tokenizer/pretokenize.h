@@ -19,6 +19,8 @@ enum class Stage {
     Qwen35,        // Qwen2 where letter runs also take marks: [\p{L}\p{M}]+
     Llama3AllDigits,   // Llama3 with \p{N}+ (minicpm5, after a DigitsUpTo3 stage)
     Qwen2NoContractions,  // Qwen2 without the 's|'t... group (ufakzeka)
+    Tekken,        // [^\r\n\p{L}\p{N}]?U*W+|[^\r\n\p{L}\p{N}]?U+W*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+
+                   //   (Mistral Nemo / Small 3.x; U = a letter but a-z, W = a letter but A-Z, as llama.cpp writes it)
     Newlines,      // [^\n]+|[\n]+
     DigitEach,     // \p{N}
     DigitRun,      // \p{N}+

@@ -25,8 +25,8 @@ PromptPositions mrope_prompt_positions(int64_t n, const std::vector<VisualSpan>&
         const VisionView& v = images[s.image].views[s.view];
         for (int64_t k = 0; k < s.n; ++k, ++i) {
             pos[i] = static_cast<int32_t>(cur);
-            pos[n + i] = static_cast<int32_t>(cur + k / v.grid_w);
-            pos[2 * n + i] = static_cast<int32_t>(cur + k % v.grid_w);
+            pos[n + i] = static_cast<int32_t>(cur + (s.first + k) / v.grid_w);
+            pos[2 * n + i] = static_cast<int32_t>(cur + (s.first + k) % v.grid_w);
         }
         cur += std::max(v.grid_w, v.grid_h);
     }

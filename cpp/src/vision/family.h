@@ -28,6 +28,9 @@ struct VisionView {
 struct LayoutPiece {
     std::string text;
     int view = -1;  // >= 0: the tokens of views[view]
+    // A run of the view's tokens (row-major): [first, first + count); count < 0 = all of them.
+    // Pixtral lays one view out row by row, with text ([IMG_BREAK]) between the rows.
+    int64_t first = 0, count = -1;
 };
 
 struct PreparedImage {
@@ -46,6 +49,7 @@ struct VisualSpan {
     int64_t start = 0;  // index in the prompt's token ids
     int64_t n = 0;
     int image = 0, view = 0;
+    int64_t first = 0;  // index of the span's first token among its view's tokens
 };
 
 // RoPE positions of a multimodal prompt: empty = one per token (the context's default), or 3-D
@@ -76,14 +80,10 @@ public:
                                       const std::vector<PreparedImage>& images) const;
     // True when the visual tokens of one image attend to each other (gemma3).
     virtual bool bidirectional_image() const { return false; }
-    // The text architecture the projector feeds (nullptr: any) and the special tokens its
+    // The text architectures the projector feeds (empty: any) and the special tokens its
     // layout needs in the text model's vocabulary: a mismatch means the mmproj belongs to
     // another model.
-    virtual const char* text_arch() const { return nullptr; }
-    // Every text architecture the projector can feed (default: text_arch(), or any).
-    virtual std::vector<std::string> text_archs() const {
-        return text_arch() ? std::vector<std::string>{text_arch()} : std::vector<std::string>{};
-    }
+    virtual std::vector<std::string> text_archs() const { return {}; }
     virtual std::vector<std::string> layout_tokens() const { return {}; }
 };
 

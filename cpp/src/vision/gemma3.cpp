@@ -16,7 +16,7 @@ public:
     const char* projector() const override { return "gemma3"; }
     const char* image_token() const override { return "<image_soft_token>"; }
     bool bidirectional_image() const override { return true; }
-    const char* text_arch() const override { return "gemma3"; }
+    std::vector<std::string> text_archs() const override { return {"gemma3"}; }
     std::vector<std::string> layout_tokens() const override {
         return {"<start_of_image>", "<end_of_image>", "<image_soft_token>"};
     }

@@ -121,6 +121,9 @@ ggml_tensor* VisionGraph::attention(int64_t il, ggml_tensor* x, ggml_tensor* rop
                             10000.0f, 1.0f, 0.0f, 1.0f, 0.0f, 0.0f);
         k = ggml_rope_multi(ctx, k, rope_pos, nullptr, static_cast<int>(hd / 2), sections, GGML_ROPE_TYPE_VISION, 32768,
                             10000.0f, 1.0f, 0.0f, 1.0f, 0.0f, 0.0f);
+    } else if (rope) {
+        q = rope(q);
+        k = rope(k);
     }
     // Flash attention: the scores never leave a tile (the 1024x1024-per-head matrices of a
     // SigLIP view cost more memory traffic than the GEMMs). K/V stay f32: the CPU kernel's tiled

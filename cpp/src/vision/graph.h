@@ -4,6 +4,7 @@
 // quantized files get the faster table variants, whose error is below their weights' rounding.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,10 @@ public:
     // True for an f32 mmproj: tanh / quick GELU then use exact f32 formulas (the parity
     // fixtures); f16 / quantized files get ggml's faster f16-accurate table variants.
     const bool exact;
+
+    // A family's own rotary embedding of q and k ([hd, n_head, N]), applied by attention() when no
+    // rope_pos is given (Pixtral: 2-D RoPE on the converter's permuted q/k rows).
+    std::function<ggml_tensor*(ggml_tensor*)> rope;
 
     ggml_tensor* w(const std::string& name) const;    // throws ModelError when absent
     ggml_tensor* opt(const std::string& name) const;  // nullptr when absent

@@ -28,7 +28,7 @@ public:
                               const std::vector<PreparedImage>& images) const override {
         return mrope_prompt_positions(n, spans, images);
     }
-    const char* text_arch() const override { return "qwen2vl"; }
+    std::vector<std::string> text_archs() const override { return {"qwen2vl"}; }
     std::vector<std::string> layout_tokens() const override { return {"<|vision_start|>", "<|vision_end|>"}; }
 
     void read_hparams(const GgufFile& f, VisionHParams& hp) const override {

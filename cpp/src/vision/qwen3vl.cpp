@@ -33,7 +33,6 @@ public:
         // Images take the same 3-D positions as Qwen2-VL (transformers' Qwen3-VL get_rope_index).
         return mrope_prompt_positions(n, spans, images);
     }
-    const char* text_arch() const override { return "qwen3vl"; }
     std::vector<std::string> text_archs() const override { return {"qwen3vl", "qwen3vlmoe"}; }
     std::vector<std::string> layout_tokens() const override { return {"<|vision_start|>", "<|vision_end|>"}; }
 

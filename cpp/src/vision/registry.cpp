@@ -9,7 +9,8 @@
     X(qwen2vl_merger)               \
     X(qwen25vl_merger)              \
     X(qwen3vl_merger)               \
-    X(gemma3_vision)
+    X(gemma3_vision)                \
+    X(pixtral)
 
 namespace corehead {
 
