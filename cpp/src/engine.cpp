@@ -183,9 +183,15 @@ Engine::Engine(const EngineOptions& o) : impl_(std::make_unique<Impl>()) {
     I.ctx = std::make_unique<TextContext>(*I.text.family, hp, I.tw, *I.backends, o.n_ctx, kv_type,
                                           sparse_cfg ? &*sparse_cfg : nullptr);
     if (I.vision) {
-        I.mm = std::make_unique<MultimodalRunner>(*I.vision, *I.vision_weights, *I.backends,
-                                                  I.tokenizer ? &*I.tokenizer : nullptr, hp.n_embd, hp.arch,
-                                                  I.text.family->positions() == RopePositions::mrope);
+        try {
+            I.mm = std::make_unique<MultimodalRunner>(*I.vision, *I.vision_weights, *I.backends,
+                                                      I.tokenizer ? &*I.tokenizer : nullptr, hp.n_embd, hp.arch,
+                                                      I.text.family->positions() == RopePositions::mrope);
+        } catch (const FileNotFound&) {
+            throw;
+        } catch (const ModelError& e) {  // the mismatch checks name the mmproj: name the model too
+            throw ModelError(std::string(e.what()) + " (language model: '" + o.model + "')");
+        }
     }
 }
 

@@ -15,9 +15,12 @@ MultimodalRunner::MultimodalRunner(const VisionModelFile& vision, const Weights&
     : vision_(vision), tok_(tok), n_embd_(n_embd) {
     const VisionFamily& fam = *vision.family;
     const std::string other = ": this mmproj belongs to a different model";
-    if (fam.text_arch() && text_arch != fam.text_arch()) {
-        vision.file->fail("projector '" + vision.hp.projector + "' feeds a '" + fam.text_arch() +
-                          "' language model, not '" + text_arch + "'" + other);
+    if (const std::vector<std::string> archs = fam.text_archs();
+        !archs.empty() && std::find(archs.begin(), archs.end(), text_arch) == archs.end()) {
+        std::string names;
+        for (size_t i = 0; i < archs.size(); ++i) names += (i ? (i + 1 == archs.size() ? "' or '" : "', '") : "") + archs[i];
+        vision.file->fail("projector '" + vision.hp.projector + "' feeds a '" + names + "' language model, not '" +
+                          text_arch + "'" + other);
     }
     if (fam.mrope_positions() != text_mrope) {
         vision.file->fail(std::string("the language model ") + (text_mrope ? "uses" : "does not use") +

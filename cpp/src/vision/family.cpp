@@ -9,6 +9,11 @@ PromptPositions VisionFamily::positions(int64_t n_tokens, const std::vector<Visu
     return {{}, n_tokens};
 }
 
+std::vector<std::string> VisionFamily::text_archs() const {
+    if (const char* a = text_arch()) return {a};
+    return {};
+}
+
 PromptPositions mrope_prompt_positions(int64_t n, const std::vector<VisualSpan>& spans,
                                        const std::vector<PreparedImage>& images) {
     PromptPositions out;

@@ -80,6 +80,9 @@ public:
     // layout needs in the text model's vocabulary: a mismatch means the mmproj belongs to
     // another model.
     virtual const char* text_arch() const { return nullptr; }
+    // All the text architectures it may feed (empty: any); default: text_arch() alone. For a
+    // projector that several text families share (InternVL: qwen2, qwen3).
+    virtual std::vector<std::string> text_archs() const;
     virtual std::vector<std::string> layout_tokens() const { return {}; }
 };
 

@@ -29,6 +29,7 @@ struct VisionHParams {
     std::vector<int64_t> feature_layers;    // llava: which layers feed the projector
     int64_t min_pixels = 0, max_pixels = 0; // qwen dynamic resolution
     int64_t preproc_image_size = 0;         // idefics3 tile target side
+    int64_t min_tiles = 0, max_tiles = 0;   // internvl dynamic tiling (tiles per image)
     // Older converters (LLaVA's legacy script) wrote the ViT MLP's up and down weights under
     // each other's names; detected from the shapes, as llama.cpp does.
     bool ffn_swapped = false;

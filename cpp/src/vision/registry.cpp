@@ -8,7 +8,8 @@
     X(idefics3)                     \
     X(qwen2vl_merger)               \
     X(qwen25vl_merger)              \
-    X(gemma3_vision)
+    X(gemma3_vision)                \
+    X(internvl)
 
 namespace corehead {
 
