@@ -217,3 +217,31 @@ def test_an_mmproj_for_another_model_names_both_files(model, mmproj):
     with pytest.raises(ModelError, match="different model") as e:
         Engine(m, mmproj=p, n_threads=2)
     assert str(p) in str(e.value) and str(m) in str(e.value)
+
+
+def with_u32(tmp_path, edits: dict[str, int]):
+    """The internvl35 mmproj with uint32 metadata values replaced (patched in place)."""
+    import struct
+
+    data = bytearray((DATA / "internvl35" / "mmproj-f32.gguf").read_bytes())
+    for key, value in edits.items():
+        at = data.index(key.encode() + struct.pack("<I", 4)) + len(key)  # key bytes, then type 4 (uint32)
+        data[at + 4 : at + 8] = struct.pack("<I", value)
+    p = tmp_path / "mmproj.gguf"
+    p.write_bytes(bytes(data))
+    return p
+
+
+@pytest.mark.parametrize("edits,message", [
+    ({"clip.vision.preproc_max_tiles": 65}, "preproc_max_tiles must satisfy"),
+    ({"clip.vision.preproc_max_tiles": 0}, "preproc_max_tiles must satisfy"),
+    ({"clip.vision.preproc_min_tiles": 0}, "preproc_min_tiles"),
+    ({"clip.vision.preproc_min_tiles": 7}, "1 <= min <= max"),
+    ({"clip.vision.projector.scale_factor": 3}, "scale_factor must divide"),
+    # 64 tiles of 2048 px: a 268 M pixel canvas
+    ({"clip.vision.image_size": 2048, "clip.vision.preproc_max_tiles": 64}, "too large"),
+])
+def test_bad_tiling_metadata_is_refused(tmp_path, edits, message):
+    p = with_u32(tmp_path, edits)
+    with pytest.raises(ModelError, match=message):
+        Engine(DATA / "internvl35" / "model-f32.gguf", mmproj=p, n_threads=1)

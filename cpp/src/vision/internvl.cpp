@@ -26,7 +26,10 @@ namespace corehead {
 
 namespace {
 
-constexpr int64_t kMaxTiles = 64;  // bounds the grid search and the resized canvas (real files: 12)
+constexpr int64_t kMaxTiles = 64;  // bounds the grid search (real files: 12)
+// Bounds the canvas the image is resized to (max_tiles tiles): 64 tiles of 1024 px; real files
+// need 12 x 448^2, 2.4 M pixels.
+constexpr int64_t kMaxCanvasPixels = int64_t(1) << 26;
 
 // transformers' get_optimal_tiled_canvas: (columns, rows).
 std::pair<int64_t, int64_t> tile_grid(int64_t width, int64_t height, int64_t tile, int64_t min_tiles, int64_t max_tiles) {
@@ -76,6 +79,10 @@ public:
             f.fail("clip.vision.preproc_min_tiles / preproc_max_tiles must satisfy 1 <= min <= max <= " +
                    std::to_string(kMaxTiles) + " (got " + std::to_string(hp.min_tiles) + ", " +
                    std::to_string(hp.max_tiles) + ")");
+        }
+        if (hp.max_tiles * hp.image_size * hp.image_size > kMaxCanvasPixels) {
+            f.fail("clip.vision.preproc_max_tiles x clip.vision.image_size^2 is too large (" +
+                   std::to_string(hp.max_tiles) + " tiles of " + std::to_string(hp.image_size) + " px)");
         }
         const ggml_tensor* out = f.find_tensor("mm.model.mlp.3.weight");
         if (!out) f.fail("missing tensor 'mm.model.mlp.3.weight' (InternVL projector output)");
