@@ -56,9 +56,9 @@ def test_pixel_values_match_the_hf_processor(family, eng32):
         got = np.stack(views) if want.ndim == 4 else views[0]
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
-    if family == "idefics3":
+    if family == "idefics3" or family.startswith("internvl"):
         rows, cols = r["image_rows_cols"]
-        assert len(views) == rows * cols + 1  # tiles + global view
+        assert len(views) == rows * cols + 1  # tiles + global view (idefics3) / thumbnail (internvl)
 
 
 @pytest.mark.parametrize("filt", ["bilinear", "bicubic", "lanczos"])
@@ -424,7 +424,10 @@ def test_images_to_a_text_only_engine():
 @pytest.mark.parametrize("model,mmproj", [("llava", "qwen2vl"), ("qwen2vl", "llava"), ("llava", "gemma3vl"),
                                           ("gemma3vl", "idefics3"), ("qwen25vl", "gemma3vl"),
                                           ("mistral3", "qwen2vl"), ("qwen2vl", "mistral3"), ("mistral3", "gemma3vl"),
-                                          ("gemma3vl", "mistral3"), ("llava", "mistral3"), ("mistral3", "idefics3")])
+                                          ("gemma3vl", "mistral3"), ("llava", "mistral3"), ("mistral3", "idefics3"),
+                                          ("llava", "internvl35"), ("qwen2vl", "internvl3"), ("internvl35", "qwen2vl"),
+                                          ("internvl3", "gemma3vl"), ("gemma3vl", "internvl35"),
+                                          ("internvl35", "mistral3"), ("mistral3", "internvl3")])
 def test_an_mmproj_for_another_model_is_refused(model, mmproj):
     m, p = DATA / model / "model-f32.gguf", DATA / mmproj / "mmproj-f32.gguf"
     with pytest.raises(ModelError, match="different model") as e:

@@ -17,12 +17,21 @@ struct Run {
     int64_t start, end;
 };
 
-// The image chunks: one per visual span (one view of one image), even when spans touch (images
-// given back to back), so that each frame's tokens leave the compact part once it is prefilled.
+// The image chunks: the visual tokens of one image that no text separates (one view, or all the
+// tiles and the thumbnail of an InternVL image, which see each other as one image chunk); spans of
+// different images stay apart even when they touch (images given back to back), so that each
+// frame's tokens leave the compact part once it is prefilled.
 std::vector<Run> visual_runs(const SparsePlan& p) {
     std::vector<Run> runs;
+    int last_image = -1;
     for (const SparsePlan::Span& s : p.spans) {
-        if (s.n > 0) runs.push_back({s.start, s.start + s.n});
+        if (s.n <= 0) continue;
+        if (!runs.empty() && runs.back().end == s.start && s.image == last_image) {
+            runs.back().end = s.start + s.n;
+        } else {
+            runs.push_back({s.start, s.start + s.n});
+        }
+        last_image = s.image;
     }
     return runs;
 }

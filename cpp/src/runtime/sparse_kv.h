@@ -4,8 +4,8 @@
 //
 // Both parts keep the head-grouped layout of KVCache ([head_dim, slots, heads]). The full part is
 // indexed by cache position like the dense cache. The compact part is a list of slots, each with
-// the cache position of its token: during an image chunk (the visual tokens of one view of one
-// image) they are appended to both parts, and the chunk is prefilled densely; once the chunk is
+// the cache position of its token: during an image chunk (the visual tokens of one image that
+// no text separates: one view, or all the tiles of an InternVL image) they are appended to both parts, and the chunk is prefilled densely; once the chunk is
 // over, later queries (text, or the next image's chunk) no longer see them in the compact part,
 // and they are physically removed from it: immediately (visual_budget = 0: the chunk sits at the
 // tail, so removal is a truncation), or at the end of the prompt, after the attention of the last

@@ -110,8 +110,14 @@ ggml_tensor* VisionGraph::attention(int64_t il, ggml_tensor* x, ggml_tensor* rop
         k = part(1);
         v = part(2);
     } else {
-        q = ggml_reshape_3d(ctx, linear(x, w(b + "attn_q.weight"), opt(b + "attn_q.bias")), hd, n_head, N);
-        k = ggml_reshape_3d(ctx, linear(x, w(b + "attn_k.weight"), opt(b + "attn_k.bias")), hd, n_head, N);
+        q = linear(x, w(b + "attn_q.weight"), opt(b + "attn_q.bias"));
+        k = linear(x, w(b + "attn_k.weight"), opt(b + "attn_k.bias"));
+        // QK-norm over the full width where the block has one (InternViT-6B): RMSNorm with
+        // transformers' InternVLVisionRMSNorm eps (1e-6, not the config's).
+        if (ggml_tensor* n = opt(b + "attn_q_norm.weight")) q = ggml_mul(ctx, ggml_rms_norm(ctx, q, 1e-6f), n);
+        if (ggml_tensor* n = opt(b + "attn_k_norm.weight")) k = ggml_mul(ctx, ggml_rms_norm(ctx, k, 1e-6f), n);
+        q = ggml_reshape_3d(ctx, q, hd, n_head, N);
+        k = ggml_reshape_3d(ctx, k, hd, n_head, N);
         v = ggml_reshape_3d(ctx, linear(x, w(b + "attn_v.weight"), opt(b + "attn_v.bias")), hd, n_head, N);
     }
     if (rope_pos) {
@@ -151,7 +157,12 @@ ggml_tensor* VisionGraph::vit_block(int64_t il, ggml_tensor* x, bool rms, Vision
     auto norm = [&](ggml_tensor* t, const char* n) {
         return rms ? rms_norm(t, w(b + n + ".weight")) : layer_norm(t, w(b + n + ".weight"), opt(b + n + ".bias"));
     };
-    x = ggml_add(ctx, x, attention(il, norm(x, "ln1"), rope_pos, mask));
+    // Layer scale (ls1 / ls2: InternViT) multiplies each branch before its residual add.
+    auto scaled = [&](ggml_tensor* t, const char* n) {
+        ggml_tensor* ls = opt(b + n + ".weight");
+        return ls ? ggml_mul(ctx, t, ls) : t;
+    };
+    x = ggml_add(ctx, x, scaled(attention(il, norm(x, "ln1"), rope_pos, mask), "ls1"));
     ggml_tensor* h = norm(x, "ln2");
     // Legacy LLaVA files store fc1 under ffn_down and fc2 under ffn_up.
     const std::string up = hp.ffn_swapped ? "ffn_down" : "ffn_up";
@@ -163,7 +174,7 @@ ggml_tensor* VisionGraph::vit_block(int64_t il, ggml_tensor* x, bool rms, Vision
     } else {
         u = act(u, a);
     }
-    return ggml_add(ctx, x, linear(u, w(b + down + ".weight"), opt(b + down + ".bias")));
+    return ggml_add(ctx, x, scaled(linear(u, w(b + down + ".weight"), opt(b + down + ".bias")), "ls2"));
 }
 
 ggml_tensor* VisionGraph::pixel_shuffle(ggml_tensor* x, int64_t gw, int64_t gh, int64_t s) {

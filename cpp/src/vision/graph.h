@@ -65,7 +65,8 @@ public:
     // Full (non-causal) multi-head self-attention of block `il` on x [E, N]; `rope_pos` (2-D
     // vision RoPE positions, 4*N) and `mask` ([N, N] f32, 0 / -inf) are optional.
     ggml_tensor* attention(int64_t il, ggml_tensor* x, ggml_tensor* rope_pos, ggml_tensor* mask);
-    // One pre-norm ViT block: x + attn(norm1(x)); x + mlp(norm2(x)).
+    // One pre-norm ViT block: x + attn(norm1(x)); x + mlp(norm2(x)); with layer scale
+    // (v.blk.N.ls1 / ls2) and q/k norms (attn_q_norm / attn_k_norm) where the file has them.
     ggml_tensor* vit_block(int64_t il, ggml_tensor* x, bool rms, VisionAct a, bool gated, ggml_tensor* rope_pos = nullptr,
                            ggml_tensor* mask = nullptr);
 

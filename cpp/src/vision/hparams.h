@@ -32,6 +32,7 @@ struct VisionHParams {
     // qwen3vl DeepStack: the ViT blocks whose outputs also go, merged, to the text model; the
     // projector output per visual token is then n_out * (1 + deepstack_layers.size()).
     std::vector<int64_t> deepstack_layers;
+    int64_t min_tiles = 0, max_tiles = 0;   // internvl dynamic tiling (tiles per image)
     // Older converters (LLaVA's legacy script) wrote the ViT MLP's up and down weights under
     // each other's names; detected from the shapes, as llama.cpp does.
     bool ffn_swapped = false;

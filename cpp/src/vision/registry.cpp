@@ -10,7 +10,8 @@
     X(qwen25vl_merger)              \
     X(qwen3vl_merger)               \
     X(gemma3_vision)                \
-    X(pixtral)
+    X(pixtral)                      \
+    X(internvl)
 
 namespace corehead {
 
