@@ -24,7 +24,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sse_starlette.sse import EventSourceResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -49,6 +49,7 @@ class Channel:
         self._loop = loop
         self._items: deque[tuple[str, Any]] = deque()
         self._event = asyncio.Event()
+        self.checked = time.monotonic()  # when the handler last looked for a disconnect
 
     def put(self, kind: str, value: Any = None) -> None:  # any thread
         self._items.append((kind, value))  # deque.append is atomic
@@ -132,14 +133,18 @@ class Server:
         """The next event; cancels the job (and raises _ClientGone) when the client disconnects."""
         while True:
             event = await channel.get(POLL_S)
+            if event is not None and event[0] != "progress":
+                return event
+            if event is None or time.monotonic() - channel.checked > POLL_S:
+                channel.checked = time.monotonic()
+                if await request.is_disconnected():
+                    job.cancel()
+                    raise _ClientGone
             if event is not None:
                 return event
-            if await request.is_disconnected():
-                job.cancel()
-                raise _ClientGone
 
     # -- the work, on a worker thread ----------------------------------------------------------
-    def chat_prompt(self, eng: Any, body: ChatCompletionRequest) -> tuple[str, list]:
+    def chat_prompt(self, eng: Any, body: ChatCompletionRequest) -> tuple[str, list[Any]]:
         messages, images = generation.chat_messages(eng, [m.model_dump() for m in body.messages])
         if self.chat_template is not None:
             from corehead import chat
@@ -158,8 +163,9 @@ class Server:
                 raise
         return prompt, images
 
-    def run_generation(self, eng: Any, job: Job, channel: Channel, prompt: Any, images: list,
-                       sampling: generation.Sampling, ext: CoreheadOptions | None) -> generation.Outcome:
+    def run_generation(self, eng: Any, job: Job, channel: Channel, prompt: Any, images: list[Any],
+                       sampling: generation.Sampling, ext: CoreheadOptions | None,
+                       stream: bool) -> generation.Outcome:
         ext = ext or CoreheadOptions()
         with generation.cache_mode(eng, ext.core_heads, ext.visual_budget, self.default_core_heads):
             extra: dict[str, Any] = {}
@@ -167,7 +173,9 @@ class Server:
                 ra = ext.return_attention
                 extra["attention"] = generation.attention_rows(eng, prompt, images, [list(h) for h in ra.heads],
                                                                ra.positions)
-            out = generation.generate(eng, prompt, images, sampling, job, lambda text: channel.put("delta", text))
+            # Only a stream needs the pieces as they come; the full text is in the outcome.
+            emit = (lambda text: channel.put("delta", text)) if stream else (lambda text: None)
+            out = generation.generate(eng, prompt, images, sampling, job, emit)
             if ext.core_heads is not None or ext.visual_budget is not None or self.default_core_heads is not None:
                 kv = eng.kv_stats()
                 extra["kv_cache"] = {"mode": kv["mode"], "bytes": kv["bytes"]}
@@ -200,6 +208,27 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
         return f"you must provide a {'.'.join(loc)!r} parameter", ".".join(loc)
     param = ".".join(loc) or None
     return f"{param + ': ' if param else ''}{e.get('msg', 'invalid value')}", param
+
+
+class _APIKey:
+    """Require ``Authorization: Bearer KEY`` outside /health and the docs. Plain ASGI, not
+    BaseHTTPMiddleware: that one hides client disconnects from the handlers, and cancellation
+    depends on seeing them."""
+
+    OPEN = ("/health", "/docs", "/openapi.json")
+
+    def __init__(self, app: Any, key: str) -> None:
+        self.app = app
+        self.expected = f"Bearer {key}".encode()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] not in self.OPEN:
+            if dict(scope["headers"]).get(b"authorization") != self.expected:
+                err = APIError(401, "invalid or missing API key (Authorization: Bearer KEY)", "invalid_request_error",
+                               None, "invalid_api_key")
+                await _error_response(err)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def create_app(model: str | Path | None = None, mmproj: str | Path | None = None, *,
@@ -278,13 +307,8 @@ def create_app(model: str | Path | None = None, mmproj: str | Path | None = None
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         return _error_response(from_exception(exc))
 
-    @app.middleware("http")
-    async def _auth(request: Request, call_next):
-        if server.api_key and request.url.path not in ("/health", "/", "/docs", "/openapi.json"):
-            if request.headers.get("authorization") != f"Bearer {server.api_key}":
-                return _error_response(APIError(401, "invalid or missing API key (Authorization: Bearer KEY)",
-                                                "invalid_request_error", None, "invalid_api_key"))
-        return await call_next(request)
+    if api_key:
+        app.add_middleware(_APIKey, key=api_key)
 
     # -- OpenAI ----------------------------------------------------------------------------------
     def model_card() -> dict[str, Any]:
@@ -310,31 +334,31 @@ def create_app(model: str | Path | None = None, mmproj: str | Path | None = None
         return {"status": "ok", "model": server.model_id, **pool.snapshot()}
 
     @app.post("/v1/chat/completions")
-    async def chat_completions(body: ChatCompletionRequest, request: Request):
+    async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
         server.check_model(body.model)
         body.check_supported()
         sampling = body.sampling(body.token_limit())
 
         def work(eng: Any, job: Job, channel: Channel) -> generation.Outcome:
             prompt, images = server.chat_prompt(eng, body)
-            return server.run_generation(eng, job, channel, prompt, images, sampling, body.corehead)
+            return server.run_generation(eng, job, channel, prompt, images, sampling, body.corehead, body.stream)
 
         return await respond(request, body.stream, body.stream_options, work, chat=True)
 
     @app.post("/v1/completions")
-    async def completions(body: CompletionRequest, request: Request):
+    async def completions(body: CompletionRequest, request: Request) -> Response:
         server.check_model(body.model)
         body.check_supported()
         prompt = body.single_prompt()
         sampling = body.sampling(body.max_tokens)
 
         def work(eng: Any, job: Job, channel: Channel) -> generation.Outcome:
-            return server.run_generation(eng, job, channel, prompt, [], sampling, body.corehead)
+            return server.run_generation(eng, job, channel, prompt, [], sampling, body.corehead, body.stream)
 
         return await respond(request, body.stream, body.stream_options, work, chat=False)
 
     async def respond(request: Request, stream: bool, stream_options: Any,
-                      work: Callable[[Any, Job, Channel], generation.Outcome], chat: bool):
+                      work: Callable[[Any, Job, Channel], generation.Outcome], chat: bool) -> Response:
         cid = _chunk_id("chatcmpl" if chat else "cmpl")
         created = int(time.time())
         head = {"id": cid, "object": "chat.completion" if chat else "text_completion", "created": created,
@@ -342,12 +366,9 @@ def create_app(model: str | Path | None = None, mmproj: str | Path | None = None
         job, channel = server.submit(work)
         try:
             if not stream:
-                text = []
                 while True:
                     kind, value = await server.wait(request, job, channel)
-                    if kind == "delta":
-                        text.append(value)
-                    elif kind == "error":
+                    if kind == "error":
                         return _error_response(value)
                     else:
                         out: generation.Outcome = value
@@ -422,7 +443,7 @@ def create_app(model: str | Path | None = None, mmproj: str | Path | None = None
 
     # -- corehead ----------------------------------------------------------------------------
     @app.post("/corehead/rank")
-    async def rank(body: RankRequest, request: Request):
+    async def rank(body: RankRequest, request: Request) -> Response:
         server.check_model(body.model, required=False)
 
         def work(eng: Any, job: Job, channel: Channel) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from corehead.tokenizer import TextStream
 MAX_IMAGE_BYTES = 32 << 20  # decoded data-URL size; load_image's pixel limit guards decoding
 
 
-def image_from_url(url: str, param: str = "messages") -> np.ndarray:
+def image_from_url(url: Any, param: str = "messages") -> np.ndarray:
     """An ``image_url`` as an (H, W, 3) uint8 array: a ``data:image/...;base64,...`` URL or a
     ``file://`` URL of a local file. Remote URLs are refused: the server fetches nothing."""
     if not isinstance(url, str) or not url:
@@ -68,7 +68,7 @@ def image_from_url(url: str, param: str = "messages") -> np.ndarray:
                   param, "invalid_image_url")
 
 
-def chat_messages(eng: Any, messages: Sequence[dict]) -> tuple[list[dict], list[np.ndarray]]:
+def chat_messages(eng: Any, messages: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
     """OpenAI chat messages -> corehead messages (string contents, one image marker where each
     image part was) and the decoded images, in order.
 
