@@ -178,6 +178,12 @@ def test_image_chat_matches_engine(toy_server, toy_eng):
                                                       temperature=0, max_tokens=8)
         assert r.choices[0].message.content == want
         assert r.usage.prompt_tokens == len(toy_eng.multimodal_tokens(toy_eng.image_marker + question, [IMAGE]))
+    # The pixels really reach the model: on its own synthetic scenes the toy VLM answers right.
+    for item in toy_data.probes(3, seed=11):
+        r = toy_server.client.chat.completions.create(
+            model=TOY_ID, messages=image_message(data_url(item["image"]), "\n" + item["question"]), temperature=0,
+            max_tokens=1)
+        assert r.choices[0].message.content == " " + item["answer"]
 
 
 def test_streaming_equals_non_streamed(toy_server, toy_eng):
@@ -299,32 +305,38 @@ def test_bad_requests_get_openai_errors(toy_server, text_server, toy_eng):
 def test_return_attention_and_core_heads(toy_server, toy_eng):
     question = "\nWhat color is the triangle?"
     heads = [[0, 0], [5, 3]]
-    r = httpx.post(toy_server.url + "/v1/chat/completions", timeout=60, json={
-        "model": TOY_ID, "messages": image_message(data_url(IMAGE), question), "temperature": 0, "max_tokens": 4,
-        "corehead": {"return_attention": {"heads": heads, "positions": "last"}}})
-    assert r.status_code == 200, r.text
-    att = r.json()["corehead"]["attention"]
-    prompt = toy_eng.apply_chat_template([{"role": "user", "content": toy_eng.image_marker + question}])
-    rows = toy_eng.attention(prompt, [IMAGE], positions=[-1], layers=[0, 5])
-    n = len(toy_eng.multimodal_tokens(prompt, [IMAGE]))
-    assert att["positions"] == [n - 1] and att["n_kv"] == n
-    assert att["visual_positions"] == toy_eng.visual_token_positions(prompt, [IMAGE]).tolist()
-    for got, (layer, head) in zip(att["heads"], heads):
-        assert (got["layer"], got["head"]) == (layer, head)
-        np.testing.assert_allclose(got["rows"], rows[[0, 5].index(layer), head], rtol=1e-6, atol=1e-7)
-    # CoRe-sparse for one request: the same text as the Engine in that mode.
     core = [[0, 0], [0, 6], [0, 3]]
-    r = httpx.post(toy_server.url + "/v1/chat/completions", timeout=60, json={
-        "model": TOY_ID, "messages": image_message(data_url(IMAGE), question), "temperature": 0, "max_tokens": 6,
-        "corehead": {"core_heads": core, "visual_budget": 2}})
-    assert r.status_code == 200, r.text
+    prompt = toy_eng.apply_chat_template([{"role": "user", "content": toy_eng.image_marker + question}])
+    rows = toy_eng.attention(prompt, [IMAGE], positions=[-1], layers=[0, 5])  # the dense cache's rows
+    n = len(toy_eng.multimodal_tokens(prompt, [IMAGE]))
     with toy_eng.sparse([tuple(h) for h in core], visual_budget=2):
-        want = toy_eng.chat([{"role": "user", "content": question}], images=[IMAGE], max_tokens=6)
-    assert r.json()["choices"][0]["message"]["content"] == want
-    assert r.json()["corehead"]["kv_cache"]["mode"] == "sparse"
-    r = httpx.post(toy_server.url + "/v1/chat/completions", json={
-        "model": TOY_ID, "messages": [{"role": "user", "content": "hi"}], "corehead": {"core_heads": [[99, 0]]}})
-    assert r.status_code == 400 and r.json()["error"]["message"]
+        want_sparse = toy_eng.chat([{"role": "user", "content": question}], images=[IMAGE], max_tokens=6)
+    want_dense = toy_eng.chat([{"role": "user", "content": question}], images=[IMAGE], max_tokens=6)
+    for ext, want, mode in (({}, want_dense, None), ({"core_heads": core, "visual_budget": 2}, want_sparse, "sparse")):
+        r = toy_server.client.chat.completions.create(
+            model=TOY_ID, messages=image_message(data_url(IMAGE), question), temperature=0, max_tokens=6,
+            extra_body={"corehead": {**ext, "return_attention": {"heads": heads, "positions": "last"}}})
+        assert r.choices[0].message.content == want  # CoRe-sparse for this request only, as the Engine does it
+        got = r.model_extra["corehead"]
+        assert got.get("kv_cache", {}).get("mode") == mode
+        att = got["attention"]
+        assert att["positions"] == [n - 1] and att["n_kv"] == n
+        assert att["visual_positions"] == toy_eng.visual_token_positions(prompt, [IMAGE]).tolist()
+        for row, (layer, head) in zip(att["heads"], heads):
+            assert (row["layer"], row["head"]) == (layer, head)
+            np.testing.assert_allclose(row["rows"], rows[[0, 5].index(layer), head], rtol=1e-6, atol=1e-7)
+    # Streaming carries the extension in its last chunk.
+    chunks = list(toy_server.client.chat.completions.create(
+        model=TOY_ID, messages=[{"role": "user", "content": "hi"}], max_tokens=3, temperature=0, stream=True,
+        extra_body={"corehead": {"return_attention": {"heads": [[1, 2]], "positions": [0, -1]}}}))
+    att = chunks[-1].model_extra["corehead"]["attention"]
+    assert len(att["heads"][0]["rows"]) == 2 and att["positions"][0] == 0
+    for bad in ({"core_heads": [[99, 0]]}, {"return_attention": {"heads": [[0, 99]]}},
+                {"return_attention": {"heads": [[0, 0]], "positions": [10_000]}}, {"visual_budget": 3},
+                {"core_heads": "heads.json"}):
+        r = httpx.post(toy_server.url + "/v1/chat/completions", json={
+            "model": TOY_ID, "messages": [{"role": "user", "content": "hi"}], "corehead": bad})
+        assert r.status_code == 400 and r.json()["error"]["message"], bad
 
 
 def test_rank_endpoint(toy_server, toy_eng):
@@ -387,7 +399,7 @@ def test_full_queue_503_and_disconnect_cancels():
 def test_load_32_streaming_clients(text_server):
     """32 concurrent streaming clients, each answer complete and equal to its single-client answer;
     server RSS back within 5% afterwards."""
-    n_clients, n_tokens = 32, 8
+    n_clients, n_tokens = 32, 16
     prompts = [f"the cat sat near the tree {i} and the dog ran {i % 5}" for i in range(n_clients)]
 
     def ask(i: int, stream: bool) -> tuple[str, str | None]:
@@ -450,6 +462,38 @@ def test_in_process_app_with_api_key(toy_eng):
                                                                                                     max_tokens=6)
     assert health.status_code == 200
     assert not toy_eng.closed  # the caller's Engine stays open
+
+
+def test_server_wide_core_heads_and_body_limit(toy_eng):
+    """--core-heads: requests run CoRe-sparse unless they ask for dense; bodies past max_body get 413."""
+    import asyncio
+
+    from corehead.serve import create_app
+
+    core = [(0, 0), (0, 6), (0, 3)]
+    app = create_app(None, core_heads=core, n_threads=1, model_id="toy", max_body=4096)  # loads its own Engine
+    question = "\nWhat color is the triangle?"
+    body = {"model": "toy", "messages": image_message(data_url(IMAGE), question), "temperature": 0, "max_tokens": 6}
+
+    async def go() -> list[httpx.Response]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://corehead") as c:
+            small = {**body, "messages": image_message(IMAGE.as_uri(), question)}
+            return [await c.post("/v1/chat/completions", json=small),
+                    await c.post("/v1/chat/completions", json={**small, "corehead": {"core_heads": False}}),
+                    await c.post("/v1/chat/completions", json={**body, "user": "x" * 5000})]  # over 4096 bytes
+
+    try:
+        sparse, dense, big = asyncio.run(go())
+    finally:
+        app.state.server.pool.close()
+    with toy_eng.sparse(core):
+        want_sparse = toy_eng.chat([{"role": "user", "content": question}], images=[IMAGE], max_tokens=6)
+    want_dense = toy_eng.chat([{"role": "user", "content": question}], images=[IMAGE], max_tokens=6)
+    assert sparse.json()["choices"][0]["message"]["content"] == want_sparse
+    assert sparse.json()["corehead"]["kv_cache"]["mode"] == "sparse"
+    assert dense.json()["choices"][0]["message"]["content"] == want_dense
+    assert dense.json()["corehead"]["kv_cache"]["mode"] == "dense"
+    assert big.status_code == 413 and big.json()["error"]["code"] == "request_too_large"
 
 
 def test_serve_package_is_optional():

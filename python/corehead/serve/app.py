@@ -167,12 +167,13 @@ class Server:
                        sampling: generation.Sampling, ext: CoreheadOptions | None,
                        stream: bool) -> generation.Outcome:
         ext = ext or CoreheadOptions()
-        with generation.cache_mode(eng, ext.core_heads, ext.visual_budget, self.default_core_heads):
-            extra: dict[str, Any] = {}
-            if ext.return_attention is not None:
-                ra = ext.return_attention
+        extra: dict[str, Any] = {}
+        if ext.return_attention is not None:
+            ra = ext.return_attention
+            with eng.kv_mode(None):  # attention taps read the dense cache (the full rows over every key)
                 extra["attention"] = generation.attention_rows(eng, prompt, images, [list(h) for h in ra.heads],
                                                                ra.positions)
+        with generation.cache_mode(eng, ext.core_heads, ext.visual_budget, self.default_core_heads):
             # Only a stream needs the pieces as they come; the full text is in the outcome.
             emit = (lambda text: channel.put("delta", text)) if stream else (lambda text: None)
             out = generation.generate(eng, prompt, images, sampling, job, emit)
@@ -210,22 +211,35 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     return f"{param + ': ' if param else ''}{e.get('msg', 'invalid value')}", param
 
 
-class _APIKey:
-    """Require ``Authorization: Bearer KEY`` outside /health and the docs. Plain ASGI, not
-    BaseHTTPMiddleware: that one hides client disconnects from the handlers, and cancellation
+class _Guard:
+    """Before any route: the API key (``Authorization: Bearer KEY``, outside /health and the docs)
+    and the declared body size (413 past `max_body` bytes, before the body is read). Plain ASGI,
+    not BaseHTTPMiddleware: that one hides client disconnects from the handlers, and cancellation
     depends on seeing them."""
 
     OPEN = ("/health", "/docs", "/openapi.json")
 
-    def __init__(self, app: Any, key: str) -> None:
+    def __init__(self, app: Any, key: str | None, max_body: int) -> None:
         self.app = app
-        self.expected = f"Bearer {key}".encode()
+        self.expected = f"Bearer {key}".encode() if key else None
+        self.max_body = max_body
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"] not in self.OPEN:
-            if dict(scope["headers"]).get(b"authorization") != self.expected:
+        if scope["type"] == "http":
+            headers = dict(scope["headers"])
+            err = None
+            if self.expected and scope["path"] not in self.OPEN and headers.get(b"authorization") != self.expected:
                 err = APIError(401, "invalid or missing API key (Authorization: Bearer KEY)", "invalid_request_error",
                                None, "invalid_api_key")
+            else:
+                try:
+                    size = int(headers.get(b"content-length", b"0"))
+                except ValueError:
+                    size = 0
+                if size > self.max_body:
+                    err = APIError(413, f"the request body is {size} bytes; this server takes at most "
+                                        f"{self.max_body}", "invalid_request_error", None, "request_too_large")
+            if err is not None:
                 await _error_response(err)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -235,7 +249,7 @@ def create_app(model: str | Path | None = None, mmproj: str | Path | None = None
                engines: Sequence[Any] | None = None, parallel: int = 1, max_queue: int = 64, n_ctx: int = 4096,
                n_threads: int | None = None, core_heads: Any = None, visual_budget: int = 0,
                core_fraction: float = 0.05, visual_keep: str = "snapkv", model_id: str | None = None,
-               chat_template: str | None = None, api_key: str | None = None) -> FastAPI:
+               chat_template: str | None = None, api_key: str | None = None, max_body: int = 64 << 20) -> FastAPI:
     """The server application.
 
     Either `model` (+ `mmproj`): `parallel` Engines are loaded (each with `n_threads` threads, the
@@ -243,7 +257,17 @@ def create_app(model: str | Path | None = None, mmproj: str | Path | None = None
     which stay yours. None of both: the toy VLM embedded in corehead.
     `max_queue`: requests that may wait while every Engine is busy (more get 503).
     `chat_template`: "chatml", a jinja file, or None for the GGUF's own.
-    `model_id`: the name clients pass as "model" (default: the model file's name)."""
+    `model_id`: the name clients pass as "model" (default: the model file's name).
+    `api_key`: require ``Authorization: Bearer KEY``. `max_body`: the largest request body (bytes)."""
+    template = None  # checked before any weights load
+    if chat_template is not None:
+        template = BUILTIN_TEMPLATES.get(chat_template)
+        if template is None:
+            path = Path(chat_template)
+            if not path.is_file():
+                raise FileNotFoundError(f"chat template: neither a built-in ({', '.join(BUILTIN_TEMPLATES)}) nor a "
+                                        f"file: {chat_template}")
+            template = path.read_text()
     own = engines is None
     if engines is None:
         if isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1:
@@ -264,15 +288,6 @@ def create_app(model: str | Path | None = None, mmproj: str | Path | None = None
     facts = engines[0].info
     if model_id is None:
         model_id = Path(facts["path"]).stem
-    template = None
-    if chat_template is not None:
-        template = BUILTIN_TEMPLATES.get(chat_template)
-        if template is None:
-            path = Path(chat_template)
-            if not path.is_file():
-                raise FileNotFoundError(f"chat template: neither a built-in ({', '.join(BUILTIN_TEMPLATES)}) nor a "
-                                        f"file: {chat_template}")
-            template = path.read_text()
     default_heads = engines[0]._native().sparse_options
     pool = EnginePool(engines, max_queue=max_queue)
     server = Server(pool, model_id, facts, template, default_heads, api_key, own)
@@ -307,8 +322,7 @@ def create_app(model: str | Path | None = None, mmproj: str | Path | None = None
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         return _error_response(from_exception(exc))
 
-    if api_key:
-        app.add_middleware(_APIKey, key=api_key)
+    app.add_middleware(_Guard, key=api_key, max_body=max_body)
 
     # -- OpenAI ----------------------------------------------------------------------------------
     def model_card() -> dict[str, Any]:

@@ -204,9 +204,11 @@ def generate(eng: Any, prompt: str | list[int], images: list[np.ndarray], sampli
 
 @contextmanager
 def cache_mode(eng: Any, core_heads: Any, visual_budget: int | None, default_heads: Any) -> Iterator[None]:
-    """The KV-cache mode of one request: `core_heads` None = the server's (--core-heads or dense),
+    """The KV-cache mode of one request: `core_heads` None / True = the server's (--core-heads or dense),
     False / [] = dense, (layer, head) pairs = CoRe-sparse with those heads; `visual_budget` the
     visual tokens per image the other heads keep."""
+    if core_heads is True:
+        core_heads = None
     with ExitStack() as stack:
         if core_heads is False or (isinstance(core_heads, list) and not core_heads):
             stack.enter_context(eng.kv_mode(None))

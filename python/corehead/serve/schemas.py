@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from corehead.serve.errors import invalid
 from corehead.serve.generation import Sampling
@@ -57,8 +57,8 @@ class ReturnAttention(_Body):
 class CoreheadOptions(_Body):
     """The ``corehead`` object of a request: corehead's own extensions (docs/serve.md)."""
 
-    # None: the server's mode (--core-heads, else dense); false or []: dense; pairs: CoRe-sparse.
-    core_heads: Union[bool, list[Head], None] = None
+    # None or true: the server's mode (--core-heads, else dense); false or []: dense; pairs: CoRe-sparse.
+    core_heads: Union[StrictBool, list[Head], None] = None
     visual_budget: Optional[Annotated[int, Field(ge=0, le=1 << 20)]] = None
     return_attention: Optional[ReturnAttention] = None
 
