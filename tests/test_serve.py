@@ -496,6 +496,25 @@ def test_server_wide_core_heads_and_body_limit(toy_eng):
     assert big.status_code == 413 and big.json()["error"]["code"] == "request_too_large"
 
 
+def test_no_chat_template_is_a_400(text_engine):
+    import asyncio
+
+    from corehead.serve import create_app
+
+    app = create_app(engines=[text_engine])  # the fixture file has no chat template and no --chat-template
+
+    async def go() -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://corehead") as c:
+            return await c.post("/v1/chat/completions", json={"model": TEXT_ID, "messages": [
+                {"role": "user", "content": "hi"}]})
+
+    try:
+        r = asyncio.run(go())
+    finally:
+        app.state.server.pool.close(close_engines=False)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "no_chat_template"
+
+
 def test_serve_package_is_optional():
     """`import corehead` must not pull in FastAPI (the serve extra is optional)."""
     code = "import sys, corehead; assert 'fastapi' not in sys.modules and 'corehead.serve' not in sys.modules"
