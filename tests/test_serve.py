@@ -368,6 +368,53 @@ def test_rank_endpoint(toy_server, toy_eng):
 
 # -- queueing, cancellation, load ----------------------------------------------------------------
 
+def test_pool_admission_order_and_exactly_once():
+    """The pool alone (fake engines): capacity = engines + max_queue, each job run
+    exactly once, a job cancelled while waiting never runs, a job that raises leaves the worker alive."""
+    from corehead.serve.pool import EnginePool, Job, QueueFull
+
+    gate = threading.Event()
+    ran: list[tuple[str, int]] = []
+    lock = threading.Lock()
+
+    def work(tag: int, fail: bool = False):
+        def fn(engine, job):
+            gate.wait(10)
+            with lock:
+                ran.append((engine, tag))
+            if fail:
+                raise RuntimeError("boom")
+        return fn
+
+    pool = EnginePool(["A", "B"], max_queue=3)
+    try:
+        skipped = []
+        jobs = [Job(work(i, fail=(i == 1)), on_skipped=lambda i=i: skipped.append(i)) for i in range(5)]
+        for j in jobs:
+            pool.submit(j)
+        with pytest.raises(QueueFull):  # 2 running + 3 waiting
+            pool.submit(Job(work(99)))
+        deadline = time.monotonic() + 10
+        while pool.snapshot()["busy"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        jobs[4].cancel()  # still waiting: dropped without running
+        gate.set()
+        deadline = time.monotonic() + 10
+        while (h := pool.snapshot())["busy"] + h["queued"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert sorted(t for _, t in ran) == [0, 1, 2, 3] and skipped == [4]
+        assert {e for e, _ in ran} <= {"A", "B"}
+        h = pool.snapshot()
+        assert (h["accepted"], h["rejected"], h["completed"], h["failed"], h["skipped"]) == (5, 1, 3, 1, 1)
+        pool.submit(Job(work(5)))  # the workers still serve after a failure
+        deadline = time.monotonic() + 10
+        while pool.snapshot()["completed"] < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert 5 in [t for _, t in ran]
+    finally:
+        pool.close(close_engines=False)
+
+
 def test_full_queue_503_and_disconnect_cancels():
     with serve("-m", str(TEXT_MODEL), "-c", "4096", "--parallel", "1", "--max-queue", "0") as s:
         long = {"model": TEXT_ID, "prompt": "one two three", "max_tokens": 4000, "temperature": 0,

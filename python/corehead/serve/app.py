@@ -193,8 +193,10 @@ def _usage(out: generation.Outcome) -> dict[str, int]:
             "total_tokens": out.prompt_tokens + out.completion_tokens}
 
 
-def _error_response(err: APIError) -> JSONResponse:
-    return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
+def _error_response(err: APIError) -> Response:
+    # ASCII JSON: a message may quote client input, and a lone surrogate in it must not break the reply.
+    return Response(json.dumps(err.body()), status_code=err.status, headers=err.headers,
+                    media_type="application/json")
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
@@ -205,6 +207,8 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     loc = [str(p) for p in e.get("loc", ()) if p != "body"]
     if e.get("type") == "json_invalid":
         return "the request body is not valid JSON", None
+    if not loc:
+        return f"the request body must be a JSON object ({e.get('msg', 'invalid')})", None
     if e.get("type") == "missing" and loc:
         return f"you must provide a {'.'.join(loc)!r} parameter", ".".join(loc)
     param = ".".join(loc) or None
@@ -305,21 +309,21 @@ def create_app(model: str | Path | None = None, mmproj: str | Path | None = None
     app.state.server = server
 
     @app.exception_handler(APIError)
-    async def _api_error(request: Request, exc: APIError) -> JSONResponse:
+    async def _api_error(request: Request, exc: APIError) -> Response:
         return _error_response(exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _bad_body(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _bad_body(request: Request, exc: RequestValidationError) -> Response:
         message, param = _validation_message(exc)
         return _error_response(invalid(message, param))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
         return _error_response(APIError(exc.status_code, str(exc.detail), kind))
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> Response:
         return _error_response(from_exception(exc))
 
     app.add_middleware(_Guard, key=api_key, max_body=max_body)
@@ -399,6 +403,9 @@ def create_app(model: str | Path | None = None, mmproj: str | Path | None = None
             first = await server.wait(request, job, channel)
         except _ClientGone:
             return JSONResponse({}, status_code=499)  # nobody reads it
+        except BaseException:  # the handler itself was cancelled (shutdown) or failed: stop the work
+            job.cancel()
+            raise
         if first[0] == "error":
             return _error_response(first[1])
         include_usage = bool(stream_options and stream_options.include_usage)
@@ -474,6 +481,9 @@ def create_app(model: str | Path | None = None, mmproj: str | Path | None = None
                         return JSONResponse(value)
             except _ClientGone:
                 return JSONResponse({}, status_code=499)
+            except BaseException:
+                job.cancel()
+                raise
 
         async def events() -> AsyncIterator[dict[str, str]]:
             finished = False
