@@ -15,6 +15,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -80,14 +81,15 @@ def serve(*args: str) -> Iterator[Server]:
     port = _free_port()
     cmd = [sys.executable, "-m", "corehead.cli", "serve", "--port", str(port), "--log-level", "warning", "-t", "1",
            *args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: a full pipe would block the server
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
         while True:
             if proc.poll() is not None:
-                out = proc.stdout.read() if proc.stdout else ""
-                raise RuntimeError(f"the server exited ({proc.returncode}): {out}")
+                log.seek(0)
+                raise RuntimeError(f"the server exited ({proc.returncode}): {log.read()}")
             try:
                 if httpx.get(url + "/health", timeout=2).status_code == 200:
                     break
@@ -104,6 +106,13 @@ def serve(*args: str) -> Iterator[Server]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        log.seek(0)
+        text = log.read()
+        log.close()
+        if os.environ.get("COREHEAD_SERVE_LOG"):
+            Path(os.environ["COREHEAD_SERVE_LOG"]).open("a").write(f"== {' '.join(args)}\n{text}")
+    # Whatever clients sent, the server never logged a crash.
+    assert "Traceback" not in text, text
 
 
 @pytest.fixture(scope="module")
