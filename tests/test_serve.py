@@ -571,6 +571,25 @@ def test_no_chat_template_is_a_400(text_engine):
     assert r.status_code == 400 and r.json()["error"]["code"] == "no_chat_template"
 
 
+def test_cli_serve_options(monkeypatch, tmp_path):
+    """The serve subcommand hands its options to the server (uvicorn replaced by a recorder)."""
+    import corehead.serve
+    from corehead.cli import main as cli_main
+
+    seen: dict = {}
+    monkeypatch.setattr(corehead.serve, "serve", lambda **kw: seen.update(kw))
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    heads = tmp_path / "heads.json"
+    heads.write_text("[[0, 1]]")
+    assert cli_main(["serve", "-m", str(TEXT_MODEL), "--parallel", "4", "--max-queue", "7", "--alias", "m",
+                     "--core-heads", str(heads), "--visual-budget", "3", "--api-key", "k", "--host", "0.0.0.0"]) == 0
+    assert seen["model"] == str(TEXT_MODEL) and seen["parallel"] == 4 and seen["max_queue"] == 7
+    assert seen["n_threads"] == 2  # the cores shared between the 4 Engines
+    assert seen["model_id"] == "m" and seen["api_key"] == "k" and seen["host"] == "0.0.0.0"
+    assert seen["core_heads"] == str(heads) and seen["visual_budget"] == 3
+    assert cli_main(["serve", "--parallel", "0"]) == 1
+
+
 def test_serve_package_is_optional():
     """`import corehead` must not pull in FastAPI (the serve extra is optional)."""
     code = "import sys, corehead; assert 'fastapi' not in sys.modules and 'corehead.serve' not in sys.modules"
