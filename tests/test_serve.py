@@ -536,10 +536,12 @@ def test_server_wide_core_heads_and_body_limit(toy_eng):
             small = {**body, "messages": image_message(IMAGE.as_uri(), question)}
             return [await c.post("/v1/chat/completions", json=small),
                     await c.post("/v1/chat/completions", json={**small, "corehead": {"core_heads": False}}),
-                    await c.post("/v1/chat/completions", json={**body, "user": "x" * 5000})]  # over 4096 bytes
+                    await c.post("/v1/chat/completions", json={**body, "user": "x" * 5000}),  # over 4096 bytes
+                    await c.post("/v1/chat/completions", json={**small, "corehead": {
+                        "return_attention": {"heads": [[2, 1]]}}})]
 
     try:
-        sparse, dense, big = asyncio.run(go())
+        sparse, dense, big, attention = asyncio.run(go())
     finally:
         app.state.server.pool.close()
     with toy_eng.sparse(core):
@@ -550,6 +552,12 @@ def test_server_wide_core_heads_and_body_limit(toy_eng):
     assert dense.json()["choices"][0]["message"]["content"] == want_dense
     assert dense.json()["corehead"]["kv_cache"]["mode"] == "dense"
     assert big.status_code == 413 and big.json()["error"]["code"] == "request_too_large"
+    # Attention rows come from the dense cache even on a sparse server; the reply stays sparse.
+    prompt = toy_eng.apply_chat_template([{"role": "user", "content": toy_eng.image_marker + question}])
+    rows = toy_eng.attention(prompt, [IMAGE], positions=[-1], layers=[2])
+    got = attention.json()
+    np.testing.assert_allclose(got["corehead"]["attention"]["heads"][0]["rows"], rows[0, 1], rtol=1e-6, atol=1e-7)
+    assert got["choices"][0]["message"]["content"] == want_sparse and got["corehead"]["kv_cache"]["mode"] == "sparse"
 
 
 def test_no_chat_template_is_a_400(text_engine):

@@ -18,7 +18,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -170,7 +170,9 @@ class Server:
         extra: dict[str, Any] = {}
         if ext.return_attention is not None:
             ra = ext.return_attention
-            with eng.kv_mode(None):  # attention taps read the dense cache (the full rows over every key)
+            # Attention taps read the dense cache (full rows over every key): leave a server-wide sparse mode.
+            dense = eng.kv_mode(None) if eng._native().sparse_options is not None else nullcontext()
+            with dense:
                 extra["attention"] = generation.attention_rows(eng, prompt, images, [list(h) for h in ra.heads],
                                                                ra.positions)
         with generation.cache_mode(eng, ext.core_heads, ext.visual_budget, self.default_core_heads):
