@@ -425,8 +425,8 @@ def test_pool_admission_order_and_exactly_once():
 
 
 def test_full_queue_503_and_disconnect_cancels():
-    with serve("-m", str(TEXT_MODEL), "-c", "4096", "--parallel", "1", "--max-queue", "0") as s:
-        long = {"model": TEXT_ID, "prompt": "one two three", "max_tokens": 4000, "temperature": 0,
+    with serve("-m", str(TEXT_MODEL), "-c", "8192", "--parallel", "1", "--max-queue", "0") as s:
+        long = {"model": TEXT_ID, "prompt": "one two three", "max_tokens": 8000, "temperature": 0,
                 "stream": True, "ignore_eos": True}
         with httpx.stream("POST", s.url + "/v1/completions", json=long, timeout=60) as first:
             assert first.status_code == 200
@@ -438,16 +438,18 @@ def test_full_queue_503_and_disconnect_cancels():
             assert busy.json()["error"]["code"] == "server_busy"
             with pytest.raises(openai.InternalServerError):
                 s.client.completions.create(model=TEXT_ID, prompt="x", max_tokens=2)
-        # The client left: its generation stops within one token, far from its 4000.
+        # The client left: its generation stops within one token, far from its 8000.
         h = s.wait_idle()
+        print(f"\ncancel: stream stopped after {h['last_cancelled_tokens']} of 8000 tokens, "
+              f"{h['max_tokens_after_cancel']} token(s) after the flag")
         assert h["cancelled"] == 1 and h["max_tokens_after_cancel"] <= 1
-        assert 0 < h["last_cancelled_tokens"] < 4000
+        assert 0 < h["last_cancelled_tokens"] < 8000
         assert h["rejected"] == 2
         # A non-streaming client that leaves is cancelled too.
         with pytest.raises(httpx.ReadTimeout):
             httpx.post(s.url + "/v1/completions", json={**long, "stream": False}, timeout=0.3)
         h = s.wait_idle()
-        assert h["cancelled"] == 2 and h["last_cancelled_tokens"] < 4000
+        assert h["cancelled"] == 2 and h["last_cancelled_tokens"] < 8000
         r = s.client.completions.create(model=TEXT_ID, prompt="one two three", max_tokens=5, temperature=0)
         assert r.choices[0].finish_reason in ("stop", "length") and s.health()["completed"] == 1
 
