@@ -111,6 +111,7 @@ class Server:
             try:
                 result = fn(engine, job, channel)
             except BaseException as e:  # reported to the client whatever it is; the worker lives on
+                job.failed = True
                 channel.put("error", from_exception(e))
                 if not isinstance(e, Exception):
                     raise

@@ -36,6 +36,7 @@ class Job:
         self.on_skipped = on_skipped  # called (once) when the job is dropped without running
         self._cancel = threading.Event()
         self.started = False
+        self.failed = False  # set by a job function that caught its own error (counted as failed)
         self.tokens = 0  # tokens generated, counted by the job function
         self.tokens_after_cancel = 0  # callbacks that saw the cancel flag (native work done after it)
 
@@ -133,7 +134,7 @@ class EnginePool:
                 else:
                     job.started = True
                     job.fn(engine, job)
-                    outcome = "cancelled" if job.cancelled else "completed"
+                    outcome = "cancelled" if job.cancelled else "failed" if job.failed else "completed"
             except BaseException:  # the job reports its own errors; the worker must survive anything
                 outcome = "cancelled" if job.cancelled else "failed"
             finally:
