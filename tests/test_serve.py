@@ -427,35 +427,52 @@ def test_pool_admission_order_and_exactly_once():
 
 
 def test_full_queue_503_and_disconnect_cancels():
-    with serve("-m", str(TEXT_MODEL), "-c", "8192", "--parallel", "1", "--max-queue", "0") as s:
+    """One Engine, one waiting place: a running stream, a waiting client that leaves (its place
+    frees at once and it never runs), a waiting one that stays, then 503 + Retry-After; the
+    stream's client leaves and its generation stops within one token; the waiting one is served."""
+    with serve("-m", str(TEXT_MODEL), "-c", "8192", "--parallel", "1", "--max-queue", "1") as s:
         long = {"model": TEXT_ID, "prompt": "one two three", "max_tokens": 8000, "temperature": 0,
                 "stream": True, "ignore_eos": True}
+        short = {"model": TEXT_ID, "prompt": "one two three", "max_tokens": 5, "temperature": 0}
         with httpx.stream("POST", s.url + "/v1/completions", json=long, timeout=60) as first:
             assert first.status_code == 200
             lines = first.iter_lines()
             assert next(line for line in lines if line.startswith("data: "))  # it generates now
-            # The only Engine is busy and no request may wait: 503 with Retry-After.
-            busy = httpx.post(s.url + "/v1/completions", json={**long, "stream": False, "max_tokens": 2})
+            with pytest.raises(httpx.ReadTimeout):  # waits, then leaves
+                httpx.post(s.url + "/v1/completions", json=short, timeout=0.3)
+            deadline = time.monotonic() + 10
+            while s.health()["skipped"] < 1:  # the server saw it go (it polls every 0.25 s)
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            assert s.health()["queued"] == 0
+            waiting = ThreadPoolExecutor(1)
+            stays = waiting.submit(s.client.completions.create, **short)
+            while s.health()["queued"] < 1:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            # The Engine is busy and the waiting place taken: 503 with Retry-After, right away.
+            busy = httpx.post(s.url + "/v1/completions", json=short)
             assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
             assert busy.json()["error"]["code"] == "server_busy"
             with pytest.raises(openai.InternalServerError):
-                s.client.completions.create(model=TEXT_ID, prompt="x", max_tokens=2)
-        # The client left: its generation stops within one token, far from its 8000.
+                s.client.completions.create(**short)
+        # The stream's client left: its generation stops within one token, far from its 8000.
+        served = stays.result(30)
+        waiting.shutdown()
         h = s.wait_idle()
         print(f"\ncancel: stream stopped after {h['last_cancelled_tokens']} of 8000 tokens, "
               f"{h['max_tokens_after_cancel']} token(s) after the flag")
         assert h["cancelled"] == 1 and h["max_tokens_after_cancel"] <= 1
         assert 0 < h["last_cancelled_tokens"] < 8000
-        assert h["rejected"] == 2
-        # A non-streaming client that leaves is cancelled too.
+        assert (h["accepted"], h["rejected"], h["skipped"], h["completed"]) == (3, 2, 1, 1)
+        want = s.client.completions.create(**short)
+        assert served.choices[0].text == want.choices[0].text
+        # A non-streaming client that leaves while it runs is cancelled too.
         with pytest.raises(httpx.ReadTimeout):
             httpx.post(s.url + "/v1/completions", json={**long, "stream": False}, timeout=0.3)
         h = s.wait_idle()
         assert h["cancelled"] == 2 and h["last_cancelled_tokens"] < 8000
-        r = s.client.completions.create(model=TEXT_ID, prompt="one two three", max_tokens=5, temperature=0)
-        assert r.choices[0].finish_reason in ("stop", "length")
-        h = s.wait_idle()  # the counters move when the worker is done, a moment after the reply
-        assert (h["accepted"], h["completed"], h["cancelled"], h["failed"], h["skipped"]) == (3, 1, 2, 0, 0)
+        assert (h["accepted"], h["completed"], h["failed"], h["skipped"]) == (5, 2, 0, 1)
 
 
 def test_load_32_streaming_clients(text_server):

@@ -75,10 +75,24 @@ class EnginePool:
             t.start()
 
     # -- the front: called from the event loop -------------------------------------------------
+    def _purge(self) -> None:
+        """Drop waiting jobs whose client left, so they free their place at once (lock held)."""
+        if any(j.cancelled for j in self._waiting):
+            keep: deque[Job] = deque()
+            for j in self._waiting:
+                if j.cancelled:
+                    self.stats["skipped"] += 1
+                    if j.on_skipped:
+                        j.on_skipped()
+                else:
+                    keep.append(j)
+            self._waiting = keep
+
     def submit(self, job: Job) -> None:
         with self._cond:
             if self._closed:
                 raise QueueFull("the server is shutting down")
+            self._purge()
             # Capacity = one running job per Engine + max_queue waiting ones.
             if self._busy + len(self._waiting) >= len(self.engines) + self.max_queue:
                 self.stats["rejected"] += 1
@@ -89,6 +103,7 @@ class EnginePool:
 
     def snapshot(self) -> dict[str, Any]:
         with self._cond:
+            self._purge()
             return {"engines": len(self.engines), "busy": self._busy, "queued": len(self._waiting),
                     "max_queue": self.max_queue, **self.stats}
 
