@@ -430,8 +430,8 @@ def test_full_queue_503_and_disconnect_cancels():
     """One Engine, one waiting place: a running stream, a waiting client that leaves (its place
     frees at once and it never runs), a waiting one that stays, then 503 + Retry-After; the
     stream's client leaves and its generation stops within one token; the waiting one is served."""
-    with serve("-m", str(TEXT_MODEL), "-c", "8192", "--parallel", "1", "--max-queue", "1") as s:
-        long = {"model": TEXT_ID, "prompt": "one two three", "max_tokens": 8000, "temperature": 0,
+    with serve("-m", str(TEXT_MODEL), "-c", "16384", "--parallel", "1", "--max-queue", "1") as s:
+        long = {"model": TEXT_ID, "prompt": "one two three", "max_tokens": 16000, "temperature": 0,
                 "stream": True, "ignore_eos": True}
         short = {"model": TEXT_ID, "prompt": "one two three", "max_tokens": 5, "temperature": 0}
         with httpx.stream("POST", s.url + "/v1/completions", json=long, timeout=60) as first:
@@ -456,14 +456,14 @@ def test_full_queue_503_and_disconnect_cancels():
             assert busy.json()["error"]["code"] == "server_busy"
             with pytest.raises(openai.InternalServerError):
                 s.client.completions.create(**short)
-        # The stream's client left: its generation stops within one token, far from its 8000.
+        # The stream's client left: its generation stops within one token, far from its 16000.
         served = stays.result(30)
         waiting.shutdown()
         h = s.wait_idle()
-        print(f"\ncancel: stream stopped after {h['last_cancelled_tokens']} of 8000 tokens, "
+        print(f"\ncancel: stream stopped after {h['last_cancelled_tokens']} of 16000 tokens, "
               f"{h['max_tokens_after_cancel']} token(s) after the flag")
         assert h["cancelled"] == 1 and h["max_tokens_after_cancel"] <= 1
-        assert 0 < h["last_cancelled_tokens"] < 8000
+        assert 0 < h["last_cancelled_tokens"] < 16000
         assert (h["accepted"], h["rejected"], h["skipped"], h["completed"]) == (3, 2, 1, 1)
         want = s.client.completions.create(**short)
         assert served.choices[0].text == want.choices[0].text
@@ -471,7 +471,7 @@ def test_full_queue_503_and_disconnect_cancels():
         with pytest.raises(httpx.ReadTimeout):
             httpx.post(s.url + "/v1/completions", json={**long, "stream": False}, timeout=0.3)
         h = s.wait_idle()
-        assert h["cancelled"] == 2 and h["last_cancelled_tokens"] < 8000
+        assert h["cancelled"] == 2 and h["last_cancelled_tokens"] < 16000
         assert (h["accepted"], h["completed"], h["failed"], h["skipped"]) == (5, 2, 0, 1)
 
 
