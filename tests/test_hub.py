@@ -195,3 +195,17 @@ def test_without_huggingface_hub(hf_cache, monkeypatch):
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)
     with pytest.raises(ImportError, match=r"corehead\[hub\]"):
         Engine.from_pretrained(REPO)
+
+
+def test_cli_serve_hf(hf_cache, monkeypatch):
+    """`corehead serve -hf REPO:QUANT` serves the files `run -hf` picks (the server itself is
+    tests/test_serve.py's; here uvicorn is replaced by a recorder)."""
+    pytest.importorskip("fastapi")
+    import corehead.serve
+
+    seen = {}
+    monkeypatch.setattr(corehead.serve, "serve", lambda **kw: seen.update(kw))
+    assert cli_main(["serve", "-hf", f"{REPO}:Q8_0", "--port", "9"]) == 0
+    assert snap_name(seen["model"]) == "Tiny-LLaVA-Q8_0.gguf"
+    assert snap_name(seen["mmproj"]) == "mmproj-Tiny-LLaVA-Q8_0.gguf"
+    assert seen["port"] == 9 and seen["host"] == "127.0.0.1"

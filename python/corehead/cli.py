@@ -1,4 +1,4 @@
-"""The `corehead` command line: info, run, bench, rank, ablate, demo."""
+"""The `corehead` command line: info, run, bench, rank, ablate, serve, demo."""
 
 from __future__ import annotations
 
@@ -207,6 +207,26 @@ def _fractions(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"fractions must be comma-separated numbers, got {text!r}") from None
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """The OpenAI-compatible server (corehead.serve) until Ctrl-C."""
+    from corehead.serve import serve
+
+    if args.parallel < 1 or args.max_queue < 0:
+        raise ValueError("serve needs --parallel >= 1 and --max-queue >= 0")
+    threads = args.threads
+    if threads is None and args.parallel > 1:  # share the cores between the engines
+        import os
+
+        threads = max(1, (os.cpu_count() or 1) // args.parallel)
+    sparse = _sparse_kwargs(args)
+    sparse.pop("core_heads", None)
+    serve(host=args.host, port=args.port, log_level=args.log_level, model=args.model, mmproj=args.mmproj,
+          parallel=args.parallel, max_queue=args.max_queue, n_ctx=args.ctx_size, n_threads=threads,
+          core_heads=args.core_heads, model_id=args.alias, chat_template=args.chat_template,
+          api_key=args.api_key, **sparse)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """The paper's finding on the embedded toy VLM (see corehead.demo)."""
     from corehead import demo
@@ -313,6 +333,22 @@ def build_parser() -> argparse.ArgumentParser:
                         help="default: choice when every probe has choices, else exact")
     ablate.add_argument("--plot", help="write the curve (PNG)")
     ablate.add_argument("--json", help="write the results (JSON)")
+
+    srv = _model_command(sub, "serve", "an OpenAI-compatible HTTP server (chat/completions with images, SSE "
+                              "streaming); without -m the embedded toy VLM", cmd_serve)
+    srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    srv.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    srv.add_argument("--parallel", type=int, default=1,
+                     help="Engines serving requests side by side, each with its own copy of the model (default 1)")
+    srv.add_argument("--max-queue", type=int, default=64,
+                     help="requests that may wait while every Engine is busy; more get 503 (default 64)")
+    srv.add_argument("--alias", default=None, help="the model name clients pass (default: the file's name)")
+    srv.add_argument("--chat-template", default=None,
+                     help="'chatml' or a jinja file, for model files without a chat template (default: the GGUF's)")
+    srv.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on the API routes")
+    srv.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    _sparse_args(srv, "serve on the CoRe-sparse KV cache with these heads (a `corehead rank` output: its top "
+                      "--core-fraction; or a head-set file); requests may override it")
 
     demo = sub.add_parser("demo", help="run the main job on the embedded default model")
     demo.add_argument("--threads", type=int, default=None)

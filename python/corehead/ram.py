@@ -115,12 +115,15 @@ class HeadRanking:
         group = self.n_head // self.n_head_kv
         return self.ram.reshape(self.n_layer, self.n_head_kv, group).max(-1)
 
-    def save(self, path: str | Path) -> None:
-        data = {"format": "corehead.HeadRanking/1", "definition": DEFINITION, "model": self.model,
+    def to_dict(self) -> dict:
+        """What :meth:`save` writes (JSON-ready)."""
+        return {"format": "corehead.HeadRanking/1", "definition": DEFINITION, "model": self.model,
                 "params": self.params, "n_probes": self.n_probes, "n_head_kv": self.n_head_kv, "chance": self.chance,
                 "ram": self.ram.tolist(), "visual_mass": self.visual_mass.tolist(),
                 "top_5pct": [list(h) for h in self.top(0.05)]}
-        Path(path).write_text(json.dumps(data, indent=1))
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
 
     @classmethod
     def load(cls, path: str | Path) -> HeadRanking:
