@@ -222,13 +222,73 @@ std::vector<float> MultimodalRunner::prefill(TextContext& ctx, const MultimodalP
         per_image[i] = encode(images[i]);
     }
     const bool bidir = vision_.family->bidirectional_image();
+    const int64_t width = n_embd_ * (1 + n_deepstack_);  // per visual token: main, then DeepStack slices
+    // The embeddings row of every visual token of the prompt (nullptr: a text token).
+    auto visual_rows = [&] {
+        std::vector<const float*> rows(static_cast<size_t>(n), nullptr);
+        for (const VisualSpan& sp : p.spans) {
+            int64_t offset = sp.first;  // of the span's first token in its image's embeddings
+            for (int v = 0; v < sp.view; ++v) offset += images[sp.image].views[v].grid_w * images[sp.image].views[v].grid_h;
+            for (int64_t k = 0; k < sp.n; ++k) rows[sp.start + k] = per_image[sp.image].data() + (offset + k) * width;
+        }
+        return rows;
+    };
+    if (!bidir) {
+        // Causal attention: n_batch rows per forward pass whatever mix of text and visual tokens
+        // they hold (as llama.cpp batches an image chunk), not one pass per text or visual run
+        // (Pixtral: 2 per row of patches). The CoRe-sparse cache drops an image chunk's tokens
+        // for its other heads once the chunk is over, so with other heads a batch ends there too;
+        // with every head CoRe it batches as the dense cache does (bit-identical results).
+        const std::vector<const float*> rows = visual_rows();
+        std::vector<int64_t> ends{n};  // batch boundaries besides every n_batch rows
+        if (const SparseKVCache* s = ctx.sparse(); s && s->has_other_heads()) {
+            for (int64_t q = 0; q < n; ++q) {
+                const int64_t until = s->until_of(ctx.n_past() + q) - ctx.n_past();
+                if (until > 0 && until < n) ends.push_back(until);
+            }
+            std::sort(ends.begin(), ends.end());
+            ends.erase(std::unique(ends.begin(), ends.end()), ends.end());
+        }
+        const int64_t step = std::max<int64_t>(1, o.n_batch);
+        for (int64_t at = 0, len = 0; at < n; at += len) {
+            const int64_t end = *std::upper_bound(ends.begin(), ends.end(), at);
+            len = std::min(step, end - at);
+            const bool any_visual = std::any_of(rows.begin() + at, rows.begin() + at + len, [](const float* r) { return r; });
+            if (!any_visual) {
+                run.tokens(p.ids.data(), at, len);
+                continue;
+            }
+            std::vector<int32_t> ids(static_cast<size_t>(len), 0);
+            std::vector<float> embd(static_cast<size_t>(len * n_embd_), 0.0f), is_token(static_cast<size_t>(len), 0.0f);
+            std::vector<float> deep(static_cast<size_t>(n_deepstack_ * len * n_embd_), 0.0f);  // layer-major
+            for (int64_t t = 0; t < len; ++t) {
+                const float* row = rows[at + t];
+                if (!row) {
+                    ids[t] = p.ids[at + t];
+                    is_token[t] = 1.0f;
+                    continue;
+                }
+                std::copy_n(row, n_embd_, embd.begin() + t * n_embd_);
+                for (int64_t d = 0; d < n_deepstack_; ++d) {
+                    std::copy_n(row + (1 + d) * n_embd_, n_embd_, deep.begin() + (d * len + t) * n_embd_);
+                }
+            }
+            const bool all_visual = std::none_of(is_token.begin(), is_token.end(), [](float f) { return f != 0.0f; });
+            if (all_visual) {
+                run.embeddings(std::move(embd), at, len, false, std::move(deep));
+            } else {
+                run.mixed(std::move(ids), std::move(embd), std::move(is_token), at, len, std::move(deep));
+            }
+        }
+        ctx.set_pos_offset(p.next_position - ctx.n_past());
+        return run.take();
+    }
+    // Bidirectional images (gemma3): one batch per image chunk, the text in between on its own.
     int64_t i = 0;
     for (const VisualSpan& sp : p.spans) {
         run.tokens(p.ids.data(), i, sp.start - i);
-        int64_t offset = 0;  // of the view's embeddings in its image's
+        int64_t offset = sp.first;  // of the span's first token in its image's embeddings
         for (int v = 0; v < sp.view; ++v) offset += images[sp.image].views[v].grid_w * images[sp.image].views[v].grid_h;
-        const int64_t width = n_embd_ * (1 + n_deepstack_);  // per visual token: main, then DeepStack slices
-        offset += sp.first;
         const float* src = per_image[sp.image].data() + offset * width;
         // A bidirectional image chunk must be one batch; others may be split.
         const int64_t step = bidir ? sp.n : std::max<int64_t>(1, o.n_batch);

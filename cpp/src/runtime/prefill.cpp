@@ -40,6 +40,17 @@ void Prefill::embeddings(std::vector<float> embd, int64_t at, int64_t len, bool 
     run(b, at);
 }
 
+void Prefill::mixed(std::vector<int32_t> ids, std::vector<float> embd, std::vector<float> is_token, int64_t at,
+                    int64_t len, std::vector<float> deepstack) {
+    DecoderBatch b;
+    b.tokens = std::move(ids);
+    b.embeddings = std::move(embd);
+    b.is_token = std::move(is_token);
+    b.deepstack = std::move(deepstack);
+    b.n_tokens = len;
+    run(b, at);
+}
+
 void Prefill::run(DecoderBatch& b, int64_t at) {
     if (o_.interrupt) o_.interrupt();
     if (o_.positions && !o_.positions->empty()) {

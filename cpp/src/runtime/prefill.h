@@ -41,6 +41,11 @@ public:
     // DeepStack models, their DeepStack features ([n_deepstack][len][n_embd]).
     void embeddings(std::vector<float> embd, int64_t at, int64_t len, bool bidirectional,
                     std::vector<float> deepstack = {});
+    // One batch of text and visual rows together (rows [at, at + len)): is_token[i] = 1 takes
+    // ids[i], 0 takes row i of `embd` (zeros at token rows; DeepStack likewise). Fewer, fuller
+    // forward passes than one per run where text and images alternate (Pixtral's row breaks).
+    void mixed(std::vector<int32_t> ids, std::vector<float> embd, std::vector<float> is_token, int64_t at,
+               int64_t len, std::vector<float> deepstack = {});
     // The logits collected (every position, or the last batch's last row).
     std::vector<float> take() { return std::move(out_); }
 

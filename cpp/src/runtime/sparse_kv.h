@@ -55,6 +55,13 @@ public:
 
     const SparseConfig& config() const { return cfg_; }
     const Layer& layer(int64_t l) const { return layers_[l]; }
+    // False when every KV head is CoRe (nothing is ever dropped: the cache acts as a dense one).
+    bool has_other_heads() const {
+        for (const Layer& L : layers_) {
+            if (!L.other.empty()) return true;
+        }
+        return false;
+    }
     int64_t n_ctx() const { return n_ctx_; }
     ggml_type type() const { return type_; }
 

@@ -41,9 +41,8 @@ public:
     ggml_tensor* build(DecoderGraph& g) const override {
         const TextHParams& hp = g.hp;
         ggml_context* ctx = g.ctx;
-        ggml_tensor* x = g.input_embeddings();
         // Token embeddings are scaled by sqrt(n_embd); image embeddings enter unscaled.
-        if (g.batch.embeddings.empty()) x = ggml_scale(ctx, x, std::sqrt(static_cast<float>(hp.n_embd)));
+        ggml_tensor* x = g.input_embeddings(std::sqrt(static_cast<float>(hp.n_embd)));
         const float scale = 1.0f / std::sqrt(static_cast<float>(hp.head_dim_k));
         for (int64_t il = 0; il < hp.n_layer; ++il) {
             const LayerWeights& L = g.w.layers[il];

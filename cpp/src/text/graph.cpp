@@ -16,11 +16,18 @@ DecoderGraph::DecoderGraph(ggml_context* c, ggml_cgraph* g, const TextHParams& h
 
 DecoderGraph::~DecoderGraph() = default;
 
-ggml_tensor* DecoderGraph::input_embeddings() {
-    if (!batch.embeddings.empty()) {
-        return input(ggml_new_tensor_2d(ctx, GGML_TYPE_F32, hp.n_embd, n_tokens), batch.embeddings.data());
-    }
-    return ggml_get_rows(ctx, w.tok_embd, input(ggml_new_tensor_1d(ctx, GGML_TYPE_I32, n_tokens), batch.tokens.data()));
+ggml_tensor* DecoderGraph::input_embeddings(float token_scale) {
+    ggml_tensor* given = batch.embeddings.empty()
+                             ? nullptr
+                             : input(ggml_new_tensor_2d(ctx, GGML_TYPE_F32, hp.n_embd, n_tokens), batch.embeddings.data());
+    if (given && batch.is_token.empty()) return given;
+    ggml_tensor* tok = ggml_get_rows(ctx, w.tok_embd, input(ggml_new_tensor_1d(ctx, GGML_TYPE_I32, n_tokens),
+                                                            batch.tokens.data()));
+    if (token_scale != 1.0f) tok = ggml_scale(ctx, tok, token_scale);
+    if (!given) return tok;
+    // Mixed batch: token rows masked in, image rows (zeros in `tok`'s place) added.
+    ggml_tensor* keep = input(ggml_new_tensor_2d(ctx, GGML_TYPE_F32, 1, n_tokens), batch.is_token.data());
+    return ggml_add(ctx, ggml_mul(ctx, tok, keep), given);
 }
 
 ggml_tensor* DecoderGraph::rms_norm(ggml_tensor* x, ggml_tensor* weight) {

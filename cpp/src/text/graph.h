@@ -26,6 +26,10 @@ class HeadGraph;
 struct DecoderBatch {
     std::vector<int32_t> tokens;      // n_tokens ids, or empty when `embeddings` is used
     std::vector<float> embeddings;    // n_tokens * n_embd (image chunks)
+    // Mixed batches (text and visual tokens in one forward pass): both `tokens` and `embeddings`
+    // hold n_tokens rows and is_token[i] = 1 takes row i from the token table, 0 from
+    // `embeddings` (whose token rows are zeros). Empty: not mixed.
+    std::vector<float> is_token;
     std::vector<float> deepstack;     // n_deepstack * n_tokens * n_embd, layer-major (DeepStack image chunks)
     int64_t n_tokens = 0;
     int64_t n_past = 0;               // cache index of the first token
@@ -59,7 +63,9 @@ public:
 
     // --- blocks for the families' build() ---
     // Token embeddings (get_rows) or the batch's input embeddings, [n_embd, n_tokens].
-    ggml_tensor* input_embeddings();
+    // The batch's input rows: token-table rows (multiplied by token_scale: gemma3's sqrt(n_embd))
+    // and/or given embeddings (image rows, never scaled).
+    ggml_tensor* input_embeddings(float token_scale = 1.0f);
     ggml_tensor* rms_norm(ggml_tensor* x, ggml_tensor* weight);
     ggml_tensor* linear(ggml_tensor* x, ggml_tensor* weight, ggml_tensor* bias = nullptr);
     // x: [head_dim, n_heads, n_tokens]. mode: 0 (normal), GGML_ROPE_TYPE_NEOX, GGML_ROPE_TYPE_MROPE or
