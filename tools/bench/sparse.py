@@ -25,14 +25,16 @@ import numpy as np
 from tools.bench.common import CACHE, REPO, peak_rss_mib, quantize_with_llama_cpp
 from tools.build.fetch_ggml import llama_cpp_tree
 
-MODELS = ("smolvlm-256m", "qwen2vl-2b", "qwen3vl-2b")
+MODELS = ("smolvlm-256m", "qwen2vl-2b", "qwen3vl-2b", "internvl35-2b", "pixtral-12b")
 NAMES = {"smolvlm-256m": "SmolVLM-256M shapes Q8_0", "qwen2vl-2b": "Qwen2-VL-2B shapes Q4_K_M",
-         "qwen3vl-2b": "Qwen3-VL-2B shapes Q4_K_M"}
+         "qwen3vl-2b": "Qwen3-VL-2B shapes Q4_K_M", "internvl35-2b": "InternVL3.5-2B shapes Q4_K_M",
+         "pixtral-12b": "Pixtral-12B vision + SmolLM2-135M-shaped text Q4_K_M"}
 # Image side fed to the model. SmolVLM: this mmproj resizes to 1024 px (2x2 tiles of 512 + the
 # global view = 5 x 64 = 320 tokens per image; the real model uses 2048 px: 17 x 64 = 1088).
 # Qwen2-VL: 224 px images (8 x 8 merged patches = 64 tokens per image); Qwen3-VL: 256 px (8 x 8 merged
 # 32-px patches; at 224 px transformers' minimum of 65536 pixels would upscale and llama.cpp's would not).
-IMAGE_SIDE = {"smolvlm-256m": 1024, "qwen2vl-2b": 224, "qwen3vl-2b": 256}
+# InternVL: 448 px = one tile, no thumbnail (256 tokens); Pixtral: 256 px = 16 x 16 patches + 16 row breaks.
+IMAGE_SIDE = {"smolvlm-256m": 1024, "qwen2vl-2b": 224, "qwen3vl-2b": 256, "internvl35-2b": 448, "pixtral-12b": 256}
 QUESTION = "Describe what changes from one image to the next."
 
 
@@ -85,6 +87,14 @@ def model_files(which: str, cache: Path = CACHE) -> tuple[Path, Path]:
         from tools.bench.vision import qwen3vl_shapes
 
         return qwen3vl_shapes()
+    if which == "internvl35-2b":
+        from tools.bench.vision import internvl35_2b
+
+        return internvl35_2b()
+    if which == "pixtral-12b":
+        from tools.bench.vision import pixtral_12b_vision
+
+        return pixtral_12b_vision()
     quant = "Q8_0" if which == "smolvlm-256m" else "Q4_K_M"
     model = cache / f"{which}-shapes-{quant}.gguf"
     mmproj = cache / f"mmproj-{which}-shapes-f16.gguf"

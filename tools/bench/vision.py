@@ -32,6 +32,11 @@ shapes, built once with transformers + llama.cpp's converter into ~/.cache/coreh
   5/11/17), 2x2 merger, Qwen3-1.7B-shaped text (28 layers, 2048 wide, QK-norm, interleaved M-RoPE).
 - Qwen3-VL-30B-A3B shapes, reduced: its ViT (27 x 1152, DeepStack 8/16/24) and 4 of its 48 MoE text
   layers (128 experts, 8 routed, 2048 wide), so the whole model fits this 24 GiB machine.
+- InternVL3.5-2B shapes: InternViT-300M (24 x 1024, 448 px tiles, 14 px patches), pixel shuffle x0.5
+  (256 tokens per tile), MLP projector, Qwen3-1.7B text (28 x 2048, QK-norm); an 896x448 image is
+  2 x 1 tiles + the thumbnail in both engines.
+- Pixtral-12B vision tower (24 x 1024, 16 px patches, 2-D RoPE, no patch merger, [IMG_BREAK] per
+  row) with a SmolLM2-135M-shaped Mistral text model (arch `llama`, as Pixtral-12B's text).
 - LLaVA-style (`--llava`): CLIP ViT-B/16 at 224 px (CLS, 12 layers, 768 wide) + MLP projector
   + SmolLM2-135M-shaped Llama text. llama.cpp's llava graph of this snapshot puts CLS after the
   patches (llama.cpp issue #25814), so its embeddings are wrong, but it does the same work.
@@ -59,6 +64,8 @@ PROMPTS = {
     "idefics3": "User:<__media__>What is this?<end_of_utterance>\nAssistant:",
     "qwen2vl": "<|im_start|>user\n<__media__>What is this?<|im_end|>\n<|im_start|>assistant\n",
     "gemma3": "<start_of_turn>user\n<__media__>What is this?<end_of_turn>\n<start_of_turn>model\n",
+    "internvl": "<|im_start|>user\n<__media__>\nWhat is this?<|im_end|>\n<|im_start|>assistant\n",
+    "pixtral": "[INST]<__media__>What is this?[/INST]",
 }
 
 # --- models -------------------------------------------------------------------------------------
@@ -202,6 +209,119 @@ def qwen3vl_shapes(moe: bool = False, quant: str = "Q4_K_M") -> tuple[Path, Path
     return _finish(work / "hf", name, quant, pre="qwen2")
 
 
+def _half_model(cls, cfg):
+    """A transformers model built in f16 (half the memory of f32) with random N(0, 0.02) matrices."""
+    import torch
+
+    torch.manual_seed(0)
+    prev = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float16)
+    try:
+        model = cls(cfg).eval()
+    finally:
+        torch.set_default_dtype(prev)
+    random_init(model)
+    return model
+
+
+def internvl35_2b(quant: str = "Q4_K_M") -> tuple[Path, Path]:
+    """Random weights with InternVL3.5-2B's shapes: InternViT-300M (24 x 1024, 448 px tiles of 14 px
+    patches, LayerNorm, q/k/v biases, layer scale), pixel shuffle x0.5 (256 tokens per tile), LayerNorm
+    + 2-layer MLP projector, Qwen3-1.7B text (28 x 2048, 16 heads / 8 KV, head_dim 128, QK-norm).
+    Converted as tools/fixtures/internvl.py does (the converter's OpenGVLab class names)."""
+    name = "internvl35-2b-shapes"
+    if found := _cached(name, quant):
+        return found
+    work = CACHE / f"vision-work-{name}"
+    hf = work / "hf"
+    if not (hf / "saved.ok").exists():
+        from transformers import InternVLConfig, InternVLForConditionalGeneration, InternVLVisionConfig, Qwen3Config
+        from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import GotOcr2ImageProcessorPil
+
+        from tools.fixtures import internvl as fx
+
+        print(f"building random-weight {name} (f16)...", file=sys.stderr)
+        tok = C.qwen2_bpe_tokenizer(work / "tok", fx.SPECIALS)
+        ids = {t: tok.convert_tokens_to_ids(t) for t in fx.SPECIALS}
+        tcfg = Qwen3Config(vocab_size=151936, hidden_size=2048, intermediate_size=6144, num_hidden_layers=28,
+                           num_attention_heads=16, num_key_value_heads=8, head_dim=128, max_position_embeddings=40960,
+                           rms_norm_eps=1e-6, rope_theta=1000000.0, tie_word_embeddings=True, bos_token_id=None,
+                           eos_token_id=ids["<|im_end|>"])
+        vcfg = InternVLVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
+                                    num_attention_heads=16, image_size=448, patch_size=14, layer_norm_eps=1e-6,
+                                    hidden_act="gelu", attention_bias=True, use_qk_norm=False, norm_type="layer_norm")
+        cfg = InternVLConfig(vision_config=vcfg, text_config=tcfg, image_token_id=ids["<IMG_CONTEXT>"],
+                             image_seq_length=256, downsample_ratio=0.5, projector_hidden_act="gelu",
+                             vision_feature_layer=-1, vision_feature_select_strategy="default",
+                             tie_word_embeddings=True)
+        model = _half_model(InternVLForConditionalGeneration, cfg)
+        mm.save_hf(model, None, tok, hf)
+        del model
+        GotOcr2ImageProcessorPil(size={"height": 448, "width": 448}, crop_to_patches=True, min_patches=1,
+                                 max_patches=12, image_mean=fx.IMAGENET_MEAN,
+                                 image_std=fx.IMAGENET_STD).save_pretrained(str(hf))
+        p = hf / "config.json"
+        conf = json.loads(p.read_text())
+        conf["vision_config"]["architectures"] = ["InternVisionModel"]
+        conf["text_config"]["architectures"] = ["Qwen3ForCausalLM"]
+        conf["min_dynamic_patch"], conf["max_dynamic_patch"] = 1, 12
+        p.write_text(json.dumps(conf, indent=2))
+        towers = ("vision_tower.", "multi_modal_projector.")
+        mm.rename_safetensors(hf, lambda k: "model." + k if k.startswith(towers) else k)
+        (hf / "saved.ok").touch()
+    return _finish(hf, name, quant, pre="qwen2")
+
+
+def pixtral_12b_vision(quant: str = "Q4_K_M") -> tuple[Path, Path]:
+    """Pixtral-12B's vision tower with a small text model: the LLaVA-class Pixtral layout (no patch
+    merger, projector 1024 -> text width -> text width with biases, [IMG_BREAK] after every row of
+    16 px patches, 1024 px maximum, 24 x 1024 ViT with 2-D RoPE and SiLU-gated FFN), and a Mistral
+    text model with SmolLM2-135M's shapes (30 x 576, 9 heads / 3 KV) converted as `llama`, as
+    Pixtral-12B's text is."""
+    name = "pixtral-12b-vision-smalltext-shapes"
+    if found := _cached(name, quant):
+        return found
+    work = CACHE / f"vision-work-{name}"
+    hf = work / "hf"
+    if not (hf / "saved.ok").exists():
+        from transformers import LlavaConfig, LlavaForConditionalGeneration, MistralConfig, PixtralVisionConfig
+        from transformers.models.pixtral.image_processing_pil_pixtral import PixtralImageProcessorPil
+
+        from tools.fixtures import mistral3 as fx
+
+        print(f"building random-weight {name} (f16)...", file=sys.stderr)
+        sp = C.train_spm(work / "sp", fx.SPECIALS)
+        tok, _ = C.spm_tokenizer_dir(work / "tok", sp, fx.SPECIALS)
+        vcfg = PixtralVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
+                                   num_attention_heads=16, num_channels=3, image_size=1024, patch_size=16,
+                                   hidden_act="silu", rope_parameters={"rope_type": "axial", "rope_theta": 10000.0})
+        tcfg = MistralConfig(vocab_size=32768, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                             num_attention_heads=9, num_key_value_heads=3, head_dim=64, max_position_embeddings=8192,
+                             rms_norm_eps=1e-5, sliding_window=None,
+                             rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
+                             bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
+        cfg = LlavaConfig(vision_config=vcfg, text_config=tcfg, image_token_index=tok.convert_tokens_to_ids("[IMG]"),
+                          vision_feature_layer=-1, vision_feature_select_strategy="full", projector_hidden_act="gelu",
+                          multimodal_projector_bias=True, tie_word_embeddings=False)
+        model = _half_model(LlavaForConditionalGeneration, cfg)
+        mm.save_hf(model, None, tok, hf)
+        del model
+        PixtralImageProcessorPil(size={"longest_edge": 1024}, patch_size={"height": 16, "width": 16},
+                                 image_mean=fx.CLIP_MEAN, image_std=fx.CLIP_STD, resample=3).save_pretrained(str(hf))
+        (hf / "saved.ok").touch()
+    model, mmproj = CACHE / f"vision-{name}-{quant}.gguf", CACHE / f"vision-mmproj-{name}-f16.gguf"
+    from tools.fixtures import mistral3 as fx
+
+    print(f"converting {name} with llama.cpp's convert_hf_to_gguf.py...", file=sys.stderr)
+    fx._convert(hf, mmproj, "f16", "mmproj")  # keeps the [IMG_BREAK] row (v.token_embd.img_break)
+    f16 = CACHE / f"vision-{name}-f16.gguf"
+    C.run_converter(hf, f16, "f16", name=name)
+    quantize_with_llama_cpp(f16, model, quant)
+    f16.unlink()
+    shutil.rmtree(work, ignore_errors=True)
+    return model, mmproj
+
+
 def llava_style(quant: str = "Q4_K_M") -> tuple[Path, Path]:
     """LLaVA-1.5 layout at small size: CLIP ViT-B/16 at 224 px (CLS, quick_gelu) + 2-layer MLP
     projector + a Llama with SmolLM2-135M's shapes; the mmproj through llama.cpp's legacy converter
@@ -288,7 +408,10 @@ def model_specs(args) -> list[dict]:
            ("Qwen2-VL-2B shapes Q4_K_M + f16 mmproj", "qwen2vl", qwen2vl_2b, tuple(args.qwen_image)),
            ("Qwen3-VL-2B shapes Q4_K_M + f16 mmproj", "qwen2vl", qwen3vl_shapes, tuple(args.qwen3_image)),
            ("Qwen3-VL-30B-A3B shapes (4 of 48 text layers) Q4_K_M + f16 mmproj", "qwen2vl",
-            lambda: qwen3vl_shapes(moe=True), tuple(args.qwen3_image))]
+            lambda: qwen3vl_shapes(moe=True), tuple(args.qwen3_image)),
+           ("InternVL3.5-2B shapes Q4_K_M + f16 mmproj", "internvl", internvl35_2b, tuple(args.internvl_image)),
+           ("Pixtral-12B vision tower + SmolLM2-135M-shaped text Q4_K_M + f16 mmproj", "pixtral", pixtral_12b_vision,
+            tuple(args.pixtral_image))]
     if args.llava:
         big.append(("LLaVA-style ViT-B/16 + SmolLM2-135M shapes Q4_K_M + f16 mmproj", "llava", llava_style,
                     (320, 240)))
@@ -679,5 +802,11 @@ def add_arguments(ap) -> None:
     g.add_argument("--qwen-image", type=int, nargs=2, default=(224, 224), metavar=("W", "H"))
     g.add_argument("--qwen3-image", type=int, nargs=2, default=(448, 448), metavar=("W", "H"),
                    help="vision: Qwen3-VL image (default 448x448: 196 visual tokens in both engines)")
+    g.add_argument("--internvl-image", type=int, nargs=2, default=(896, 448), metavar=("W", "H"),
+                   help="vision: InternVL image (default 896x448: 2 x 1 tiles + thumbnail = 768 visual tokens, the "
+                   "grid both engines pick)")
+    g.add_argument("--pixtral-image", type=int, nargs=2, default=(512, 384), metavar=("W", "H"),
+                   help="vision: Pixtral image (default 512x384: 32 x 24 patches = 768 visual tokens + 24 row "
+                   "breaks, below both engines' size limits)")
     g.add_argument("--n-ctx", type=int, default=2048, help="vision: context of both engines")
     g.add_argument("--vision-gen", type=int, default=32, help="vision: greedy tokens per generation (default 32)")
