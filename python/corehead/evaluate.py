@@ -170,6 +170,36 @@ def choice_logprobs(eng: Engine, prompt: str, choices: Sequence[str], images: Se
         logits = eng.logits(prompt if imgs else base.tolist(), images=imgs).astype(np.float64)
         lp = logits - _logsumexp(logits)
         return np.array([lp[full[k]] for k, full in conts])
+    if eng._native().sparse_options is not None or any(k < 1 for k, _ in conts) or (
+            imgs and any(k < _image_end(eng, prompt, imgs) for k, _ in conts)):
+        # The CoRe-sparse cache cannot roll back, and a choice whose tokens start inside the
+        # prompt's images needs them re-run: one forward pass per choice.
+        return _choice_logprobs_rerun(eng, prompt, choices, imgs, conts)
+    # One prefill of the prompt (and its images), keeping only the rows that predict each
+    # choice's first token; then per choice the KV cache is rolled back to where its tokens
+    # start and only its tokens after the first are fed (the last one is never needed).
+    rows = sorted({k - 1 for k, _ in conts})
+    first = eng.logits(prompt if imgs else base.tolist(), images=imgs, positions=rows).astype(np.float64)
+    first = first - _logsumexp(first, axis=-1)[:, None]
+    at = {r: i for i, r in enumerate(rows)}
+    out = []
+    for k, full in conts:
+        total = float(first[at[k - 1], full[k]])
+        if len(full) > k + 1:
+            eng.truncate(k)
+            lg = eng.append(full[k:-1].tolist(), all_positions=True).astype(np.float64)
+            lp = lg - _logsumexp(lg, axis=-1)[:, None]
+            total += float(lp[np.arange(len(lp)), full[k + 1:]].sum())
+        out.append(total)
+    return np.array(out)
+
+
+def _image_end(eng: Engine, prompt: str, imgs: list) -> int:
+    vis = eng.visual_token_positions(prompt, imgs)
+    return int(np.max(vis)) + 1 if len(vis) else 0
+
+
+def _choice_logprobs_rerun(eng: Engine, prompt: str, choices: Sequence[str], imgs: list, conts: list) -> np.ndarray:
     out = []
     for c, (k, full) in zip(choices, conts):
         logits = eng.logits(prompt + c if imgs else full.tolist(), images=imgs, all_positions=True)
