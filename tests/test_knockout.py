@@ -155,13 +155,9 @@ def test_edges_by_positions_and_masks_on_text(llama):
     np.testing.assert_allclose(a[1, 2, 0], want, atol=1e-4)
     np.testing.assert_allclose(a[0], ref["attn_all"][0][:, n - 3:], atol=1e-4)  # layer 0 untouched
     mask = np.zeros((n, n), bool)
-    mask[[n - 2, n - 1]][:, [1, 2, 3]] = True
     mask[np.ix_([n - 2, n - 1], [1, 2, 3])] = True
-    with eng.knockout(mask, heads=[(1, 2)]):
+    with eng.knockout(mask, heads=[(1, 2)]):  # the same edges as a boolean mask
         np.testing.assert_array_equal(eng.attention(ids, positions=[-3, -2, -1]), a)
-    with eng.knockout(mask, heads=[(1, 2)]):
-        pass
-    np.testing.assert_array_equal(eng.logits(ids), ref["logits_all"][-1].astype(np.float32) * 0 + eng.logits(ids))
 
 
 def test_knockout_with_every_head_by_layers_equals_listing_them(llama):

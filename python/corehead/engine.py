@@ -456,14 +456,14 @@ class Engine:
     def ablation_curve(self, ranking, probes, fractions=(0.01, 0.02, 0.05, 0.1, 0.2),
                        baselines=("top", "bottom", "random"), seeds: int = 5, method: str = "zero",
                        metric: str | None = None, reference=None, seed: int = 0, progress: bool = True,
-                       max_tokens: int = 16):
+                       max_tokens: int = 16, queries: str = "after"):
         """Accuracy with the top / bottom / random `fractions` of heads by RAM ablated; returns a
         :class:`corehead.AblationCurve` (``.table()``, ``.plot(path)``). See :mod:`corehead.evaluate`."""
         from corehead import evaluate
 
         return evaluate.ablation_curve(self, ranking, probes, fractions=fractions, baselines=baselines, seeds=seeds,
                                        method=method, metric=metric, reference=reference, seed=seed,
-                                       progress=progress, max_tokens=max_tokens)
+                                       progress=progress, max_tokens=max_tokens, queries=queries)
 
     def head_means(self, prompts, cached: bool = False) -> np.ndarray:
         """Mean output of every head over all positions of `prompts` (text, token ids or probes):

@@ -420,14 +420,18 @@ def curve_configs(ranking: HeadRanking, info: dict, fractions, baselines, seeds:
 
 def ablation_curve(eng: Engine, ranking: HeadRanking, probes, fractions=(0.01, 0.02, 0.05, 0.1, 0.2),
                    baselines=BASELINES, seeds: int = 5, method: str = "zero", metric: str | None = None,
-                   reference=None, seed: int = 0, progress: bool = True, max_tokens: int = 16) -> AblationCurve:
+                   reference=None, seed: int = 0, progress: bool = True, max_tokens: int = 16,
+                   queries: str = "after") -> AblationCurve:
     """Evaluate `probes` with the top / bottom / random `fractions` of heads ablated.
 
     ranking: a HeadRanking of this model (checked). Random head sets for seed s are the first k
     heads of one permutation drawn with ``numpy.random.default_rng(seed + s)``, so they are nested
     across fractions. metric: "choice" when every probe has choices, else "exact". method="mean"
-    averages over ``reference`` (default: the probes themselves, images included).
+    averages over ``reference`` (default: the probes themselves, images included). queries: for
+    method="knockout", "after" (the queries after the image) or "all" (see :mod:`corehead.ablation`).
     """
+    if queries not in ("after", "all"):
+        raise ValueError(f"queries must be 'after' or 'all', got {queries!r}")
     info = eng.info
     configs = curve_configs(ranking, info, fractions, baselines, seeds, method, seed)
     plist = [probes] if isinstance(probes, Probe) else list(probes)
@@ -448,7 +452,7 @@ def ablation_curve(eng: Engine, ranking: HeadRanking, probes, fractions=(0.01, 0
         for frac, b, s, heads in configs:
             key = tuple(sorted(heads))
             if key not in done:
-                with eng.ablated(heads, method=method, means=means):
+                with eng.ablated(heads, method=method, means=means, queries=queries):
                     done[key] = _run(eng, items, metric, max_tokens, bar).accuracy
             curve.runs.append({"fraction": frac, "baseline": b, "seed": s, "k": len(heads), "heads": heads,
                                "accuracy": done[key]})

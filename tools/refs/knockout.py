@@ -35,8 +35,7 @@ import numpy as np
 
 from tools.fixtures import VISION_FAMILIES, check_families
 from tools.fixtures import common as C
-from tools.refs.ablation import REBUILD_TOL, Knockout, in_work_dir, maxdiff, rebuild, run, save_refs, \
-    text_attn_modules
+from tools.refs.ablation import REBUILD_TOL, Knockout, in_work_dir, maxdiff, rebuild, run, save_refs, text_attn_modules
 
 QUESTION = "What is this?"
 PRESETS = [("Image->Question", "question", "image"), ("Image->Last", "last", "image"),
