@@ -106,7 +106,7 @@ def test_generated_tokens_keep_the_knockout(fx):
     heads = [tuple(h) for h in ko["after_heads"].tolist()]
     n = len(ref["prompt_ids"])
     with eng.ablated(heads, method="knockout"):
-        full = eng.logits(prompt + eng.detokenize(ans), images=[img], all_positions=True)[n - 1:]
+        full = eng.logits(prompt + eng.detokenize(ans), images=[img], all_positions=True)[n - 1:n - 1 + len(ans)]
         first = eng.logits(prompt, images=[img])
         rest = eng.append(ans[:-1], all_positions=True)
     np.testing.assert_allclose(np.vstack([first[None], rest]), full, atol=1e-4 * np.abs(full).max())
@@ -147,8 +147,10 @@ def test_edges_by_positions_and_masks_on_text(llama):
     eng, ref = llama
     ids = ref["prompt_ids"].tolist()
     n = len(ids)
-    with eng.knockout([([-1, -2], [1, 2, 3])], heads=[(1, 2)]):
+    with eng.knockout([([-1, -2], [1, 2, 3])], heads=[(1, 2)], prompt=ids):
         a = eng.attention(ids, positions=[-3, -2, -1])
+    with eng.knockout([([n - 1, n - 2], [1, 2, 3])], heads=[(1, 2)]):  # absolute positions need no prompt
+        np.testing.assert_array_equal(eng.attention(ids, positions=[-3, -2, -1]), a)
     assert np.abs(a[1, 2, 1:, [1, 2, 3]]).max() == 0.0
     np.testing.assert_allclose(a[1, 2, 1:].sum(-1), 1.0, atol=1e-5)
     want = ref["attn_all"][1, 2][n - 3]  # an unblocked query of the knocked head
@@ -166,7 +168,7 @@ def test_knockout_with_every_head_by_layers_equals_listing_them(llama):
     heads = [(1, h) for h in range(eng.info["n_head"])]
     with eng.knockout([("last", [1, 2])], layers=[1], prompt=ids):
         a = eng.logits(ids, all_positions=True)
-    with eng.knockout([([-1], [1, 2])], heads=heads):
+    with eng.knockout([([-1], [1, 2])], heads=heads, prompt=ids):
         b = eng.logits(ids, all_positions=True)
     np.testing.assert_array_equal(a, b)  # one shared mask plane vs per-head masks: same numbers
     assert np.abs(a[-1] - ref["logits_all"][-1]).max() > 1e-3
@@ -194,6 +196,9 @@ def test_bad_knockout_input(llama):
     ids = ref["prompt_ids"].tolist()
     with pytest.raises(ValueError, match="need prompt="):
         with eng.knockout([("last", "image")]):
+            pass
+    with pytest.raises(ValueError, match="pass prompt="):
+        with eng.knockout([([-1], [1])]):
             pass
     with pytest.raises(ValueError, match="needs a prompt with images"):
         with eng.knockout([("last", "image")], prompt=ids):

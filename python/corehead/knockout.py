@@ -67,6 +67,7 @@ class Layout:
     prompt: str | None = None
     question: np.ndarray | None = None
     char_positions: Any = None  # callable (start, end) -> positions
+    known: bool = True  # n is the prompt's length (False: only the context's size, no prompt given)
 
     def visual(self) -> np.ndarray:
         return np.concatenate(self.images) if self.images else np.zeros(0, np.int64)
@@ -166,6 +167,8 @@ def _positions(spec, lay: Layout) -> np.ndarray:
     if arr.ndim != 1 or arr.dtype.kind not in "iu":
         raise TypeError(f"positions must be ints, a span name or Chars(start, end), got {spec!r}")
     arr = arr.astype(np.int64)
+    if not lay.known and (arr < 0).any():
+        raise ValueError("negative positions count from the end of the prompt: pass prompt=")
     bad = (arr < -lay.n) | (arr >= lay.n)
     if bad.any():
         raise ValueError(f"position {int(arr[bad][0])} is out of range for a prompt of {lay.n} tokens")
@@ -246,8 +249,8 @@ def knockout(eng: Engine, edges, heads=None, layers=None, prompt=None, images: S
     if prompt is None:
         if not (isinstance(edges, np.ndarray) and edges.dtype == bool) and not _positions_only(edges):
             raise ValueError("named or character spans need prompt= (and images= for 'image')")
-        n = edges.shape[0] if isinstance(edges, np.ndarray) and edges.dtype == bool else eng.info["n_ctx"]
-        lay = Layout(int(n), [])
+        is_mask = isinstance(edges, np.ndarray) and edges.dtype == bool
+        lay = Layout(int(edges.shape[0]) if is_mask else int(eng.info["n_ctx"]), [], known=is_mask)
     else:
         lay = prompt_layout(eng, prompt, images, question)
     mask = edge_mask(edges, lay)
