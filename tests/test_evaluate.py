@@ -63,6 +63,92 @@ def test_single_and_multi_token_paths_agree():
     assert one[0] == pytest.approx(mixed[0], abs=1e-4)
 
 
+def _rerun_logprobs(eng, prompt, choices, images=()):
+    """Independent of choice_logprobs' cache reuse: one full forward of prompt + choice per
+    choice, every row copied out, log-softmax in numpy."""
+    out = []
+    for c in choices:
+        if images:
+            base = eng.multimodal_tokens(prompt, images)
+            full = eng.multimodal_tokens(prompt + c, images)
+            lg = eng.logits(prompt + c, images=images, all_positions=True)
+        else:
+            base, full = list(prompt), list(prompt) + list(c)
+            lg = eng.logits(full, all_positions=True)
+        k = 0
+        while k < min(len(base), len(full)) and base[k] == full[k]:
+            k += 1
+        lp = _log_softmax(lg)
+        out.append(sum(lp[i - 1, full[i]] for i in range(k, len(full))))
+    return np.array(out)
+
+
+def test_choice_logprobs_from_one_prefill_equal_a_forward_per_choice():
+    ref = np.load(DATA / "llama" / "ref.npz")
+    ids = ref["prompt_ids"].tolist()
+    choices = [ids[10:13], [ids[15]], [ids[11], ids[10]], ids[3:9]]
+    with Engine(DATA / "llama" / "model-f32.gguf", n_threads=2, n_batch=4) as eng:  # several batches
+        got = choice_logprobs(eng, ids[:10], choices)
+        want = _rerun_logprobs(eng, ids[:10], choices)
+        with eng.ablated([(1, 1), (0, 2)], method="zero"):
+            got_ab = choice_logprobs(eng, ids[:10], choices)
+            want_ab = _rerun_logprobs(eng, ids[:10], choices)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    np.testing.assert_allclose(got_ab, want_ab, atol=1e-5)
+    assert np.abs(got - got_ab).max() > 1e-3
+
+
+@pytest.mark.parametrize("family", ["llava", "qwen2vl", "gemma3vl"])
+def test_choice_logprobs_with_images_and_knockout_equal_a_forward_per_choice(family):
+    from tests.families import meta, vision_engine
+
+    img = str(DATA / family / "image.png")
+    prompt = meta(family)["prompt"]
+    choices = [" red", " a blue", " green square", " nothing at all"]
+    with vision_engine(family) as eng:
+        imgs = eng.load_images([img])
+        got = choice_logprobs(eng, prompt, choices, imgs)
+        want = _rerun_logprobs(eng, prompt, choices, imgs)
+        with eng.ablated([(0, 1), (1, 0)], method="knockout"):  # the appended tokens stay knocked out
+            got_ko = choice_logprobs(eng, prompt, choices, imgs)
+            want_ko = _rerun_logprobs(eng, prompt, choices, imgs)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    np.testing.assert_allclose(got_ko, want_ko, atol=1e-5)
+    assert np.abs(got - got_ko).max() > 1e-4
+
+
+def test_logits_at_positions_truncate_and_append():
+    ref = np.load(DATA / "llama" / "ref.npz")
+    ids = ref["prompt_ids"].tolist()
+    with Engine(DATA / "llama" / "model-f32.gguf", n_threads=2, n_batch=5) as eng:
+        rows = eng.logits(ids, positions=[-1, 3, 0, 3])
+        np.testing.assert_allclose(rows, ref["logits_all"][[len(ids) - 1, 3, 0, 3]], atol=1e-3)
+        eng.logits(ids[:8])
+        eng.truncate(5)
+        assert eng.n_past == 5
+        tail = eng.append(ids[5:12], all_positions=True)
+        np.testing.assert_allclose(tail, ref["logits_all"][5:12], atol=1e-3)
+        with pytest.raises(ValueError, match="out of range"):
+            eng.logits(ids, positions=[len(ids)])
+        with pytest.raises(ValueError, match="not both"):
+            eng.logits(ids, all_positions=True, positions=[0])
+        with pytest.raises(ValueError, match="truncate"):
+            eng.truncate(eng.n_past + 1)
+        with pytest.raises(TypeError):
+            eng.truncate(1.5)
+
+
+def test_truncate_refuses_to_cut_into_the_images():
+    from tests.families import meta, vision_engine
+
+    with vision_engine("llava") as eng:
+        img = str(DATA / "llava" / "image.png")
+        eng.logits(meta("llava")["prompt"], images=[img])
+        with pytest.raises(ValueError, match="images end at"):
+            eng.truncate(3)
+        eng.truncate(eng.n_past - 1)
+
+
 def test_wilson_interval():
     # Wilson's interval is the set of p with |p_hat - p| <= z sqrt(p(1-p)/n): the roots of
     # (1 + z²/n) p² - (2 p_hat + z²/n) p + p_hat² = 0.

@@ -35,11 +35,11 @@ def test_attention_with_images_matches_transformers(fx):
     np.testing.assert_allclose(got.sum(-1), 1.0, atol=1e-5)
 
 
-def test_knockout_of_visual_keys_matches_transformers(fx):
+def test_knockout_of_visual_keys_for_all_queries_matches_transformers(fx):
     fam, eng, prompt, img, ref, abl = fx
     n = len(ref["prompt_ids"])
     heads = [tuple(h) for h in abl["knock_heads"].tolist()]
-    with eng.ablated(heads, method="knockout"):
+    with eng.ablated(heads, method="knockout", queries="all"):
         attn = eng.attention(prompt, images=[img], positions=range(n))
         logits = eng.logits(prompt, images=[img], all_positions=True)
     vis = ref["visual_positions"]

@@ -143,3 +143,25 @@ def test_greedy_matches_llama_cpp(engine, live, i):
 
 def test_logits_close_to_llama_cpp(engine, live):
     assert_logits_close(engine.logits(live["ids"][0]), live["logits"])
+
+
+# --- choice scoring from one prefill (evaluate(metric="choice")) ------------------------------
+
+def test_choice_logprobs_from_one_prefill_equal_a_forward_per_choice(engine):
+    """Real weights (Q4_1, F16 KV cache): the prompt prefilled once and each choice fed after
+    rolling the cache back gives the log-likelihoods of one full forward per choice."""
+    from corehead.evaluate import choice_logprobs
+
+    prompt = "Question: what colour is the sky on a clear day? Answer:"
+    choices = [" blue", " light blue with white clouds", " green", " it depends on the weather", " red"]
+    got = choice_logprobs(engine, prompt, choices)
+    base = engine.tokenize(prompt)
+    want = []
+    for c in choices:
+        full = engine.tokenize(prompt + c)
+        k = next(i for i, (a, b) in enumerate(zip(base + [-1], full)) if a != b)
+        lg = engine.logits(full, all_positions=True).astype(np.float64)
+        lp = lg - lg.max(-1, keepdims=True)
+        lp = lp - np.log(np.exp(lp).sum(-1, keepdims=True))
+        want.append(sum(lp[i - 1, full[i]] for i in range(k, len(full))))
+    np.testing.assert_allclose(got, want, atol=1e-5)

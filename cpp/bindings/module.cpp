@@ -376,15 +376,31 @@ void bind_engine(nb::module_& m) {
             return logits_array(e, nogil([&] { return e.logits(tokens, all_positions); }), all_positions);
         }, "tokens"_a, nb::kw_only(), "all_positions"_a = false,
            "Runs tokens from an empty context: float32 logits [n_vocab], or [n_tokens, n_vocab] for all positions.")
+        .def("logits_at", [](Engine& e, const std::vector<int32_t>& tokens, const std::vector<int32_t>& rows) {
+            return logits_array(e, nogil([&] { return e.logits_at(tokens, rows); }), true);
+        }, "tokens"_a, "rows"_a,
+           "Runs tokens from an empty context: float32 logits [len(rows), n_vocab] of the input positions rows "
+           "(ascending, distinct); only those rows are copied out.")
         .def("logits_images", [](Engine& e, const std::string& prompt, const std::vector<ImageArray>& images,
                                  bool all_positions, const std::string& marker) {
             const auto imgs = to_images(images);
             return logits_array(e, nogil([&] { return e.logits(prompt, imgs, all_positions, marker); }), all_positions);
         }, "prompt"_a, "images"_a, nb::kw_only(), "all_positions"_a = false, "marker"_a = marker,
            "logits() of a prompt with images (one per marker; without markers they go first).")
-        .def("append", [](Engine& e, const std::vector<int32_t>& tokens) {
-            return logits_array(e, nogil([&] { return e.append(tokens); }), false);
-        }, "tokens"_a, "Continues the current sequence with tokens; float32 logits [n_vocab] of the last one.")
+        .def("logits_at_images", [](Engine& e, const std::string& prompt, const std::vector<ImageArray>& images,
+                                    const std::vector<int32_t>& rows, const std::string& marker) {
+            const auto imgs = to_images(images);
+            return logits_array(e, nogil([&] { return e.logits_at(prompt, imgs, rows, marker); }), true);
+        }, "prompt"_a, "images"_a, "rows"_a, nb::kw_only(), "marker"_a = marker,
+           "logits_at() of a prompt with images (rows are positions of the expanded prompt).")
+        .def("append", [](Engine& e, const std::vector<int32_t>& tokens, bool all_positions) {
+            return logits_array(e, nogil([&] { return e.append(tokens, all_positions); }), all_positions);
+        }, "tokens"_a, nb::kw_only(), "all_positions"_a = false,
+           "Continues the current sequence with tokens; float32 logits [n_vocab] of the last one, or "
+           "[n_tokens, n_vocab] of every appended one.")
+        .def("truncate", &Engine::truncate, "n"_a,
+             "Rolls the current sequence back to its first n positions (after the prompt's images); the next "
+             "append continues at n.")
         .def("generate", [](Engine& e, const std::vector<int32_t>& prompt, const corehead::GenerateOptions& options,
                             const OnToken& on_token) {
             const auto cb = token_callback(on_token);
@@ -459,12 +475,14 @@ void bind_engine(nb::module_& m) {
                                                                           std::vector<float>>>& interventions,
                                           const std::vector<int32_t>& knockout_keys,
                                           const std::vector<int32_t>& knockout_from,
-                                          const std::vector<int32_t>& knockout_until) {
+                                          const std::vector<int32_t>& knockout_until,
+                                          const std::string& knockout_queries) {
             std::vector<corehead::HeadIntervention> list;
             for (const auto& [layer, head, kind, mean] : interventions) list.push_back({layer, head, kind, mean});
-            e.set_head_interventions(list, knockout_keys, knockout_from, knockout_until);
+            e.set_head_interventions(list, knockout_keys, knockout_from, knockout_until, knockout_queries);
         }, "interventions"_a, nb::kw_only(), "knockout_keys"_a = std::vector<int32_t>{},
            "knockout_from"_a = std::vector<int32_t>{}, "knockout_until"_a = std::vector<int32_t>{},
+           "knockout_queries"_a = "after",
            "Replaces the head interventions, (layer, head, 'zero' | 'mean' | 'knockout', mean), of every later call.")
         .def("head_output_sums", [](Engine& e, const std::vector<int32_t>& tokens) {
             int64_t n = 0;

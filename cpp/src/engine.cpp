@@ -95,11 +95,24 @@ struct Engine::Impl {
         c.prompt = vision_runner().assemble(prompt, c.images, marker);
         return c;
     }
-    // A fresh context for prompt `c`, told where its visual tokens are when sparse; knocked-out
-    // heads may not see its visual tokens while `knock` lives.
-    std::vector<float> prefill(const Call& c, PrefillOptions o) {
-        ScopedKnockoutKeys knock(interventions, MultimodalRunner::visual_positions(c.prompt));
+    // A fresh context for a text prompt: knockouts use the explicit keys.
+    void start_text() {
         ctx->reset();
+        image_end = 0;
+        activate_knockout(interventions, {});
+    }
+    int64_t image_end = 0;  // the cache index after the current prompt's last visual token
+    // A fresh context for prompt `c`, told where its visual tokens are when sparse; knocked-out
+    // heads may not see its visual tokens (from here on, generated tokens included).
+    std::vector<float> prefill(const Call& c, PrefillOptions o) {
+        std::vector<std::vector<int32_t>> per_image(c.images.size());
+        for (const VisualSpan& s : c.prompt.spans) {
+            for (int64_t i = 0; i < s.n; ++i) per_image.at(s.image).push_back(static_cast<int32_t>(s.start + i));
+        }
+        activate_knockout(interventions, per_image);
+        ctx->reset();
+        image_end = 0;
+        for (const VisualSpan& s : c.prompt.spans) image_end = std::max(image_end, s.start + s.n);
         if (sparse) {
             SparsePlan plan;
             plan.n_prompt = static_cast<int64_t>(c.prompt.ids.size());
@@ -195,17 +208,36 @@ Engine::~Engine() = default;
 // --- text ---------------------------------------------------------------------------------
 
 std::vector<float> Engine::logits(const std::vector<int32_t>& tokens, bool all_positions) {
-    impl_->ctx->reset();
+    impl_->start_text();
     return impl_->feed(tokens, impl_->options(all_positions));
 }
 
-std::vector<float> Engine::append(const std::vector<int32_t>& tokens) { return impl_->feed(tokens, impl_->options(false)); }
+std::vector<float> Engine::logits_at(const std::vector<int32_t>& tokens, const std::vector<int32_t>& rows) {
+    if (rows.empty()) throw InputError("logits_at needs at least one row");
+    PrefillOptions o = impl_->options(false);
+    o.rows = rows;
+    impl_->start_text();
+    return impl_->feed(tokens, o);
+}
+
+std::vector<float> Engine::append(const std::vector<int32_t>& tokens, bool all_positions) {
+    return impl_->feed(tokens, impl_->options(all_positions));
+}
+
+void Engine::truncate(int64_t n) {
+    Impl& I = *impl_;
+    if (n < I.image_end && n < I.ctx->n_past()) {
+        throw InputError("cannot truncate to position " + std::to_string(n) + ": the prompt's images end at " +
+                         std::to_string(I.image_end) + " (re-run the prompt instead)");
+    }
+    I.ctx->truncate(n);
+}
 
 std::vector<int32_t> Engine::generate(const std::vector<int32_t>& prompt, const GenerateOptions& o,
                                       const TokenCallback& on_token) {
     Sampler sampler = make_sampler(o);  // validates before any compute
     Impl& I = *impl_;
-    I.ctx->reset();
+    I.start_text();
     return I.sample_loop(sampler, I.feed(prompt, I.options(false)), prompt, o, on_token);
 }
 
@@ -215,7 +247,7 @@ AttentionTaps Engine::attention(const std::vector<int32_t>& tokens, const std::v
     Impl& I = *impl_;
     return I.attention(static_cast<int64_t>(tokens.size()), positions, layers, full_rows, relevance, n_regions,
                        [&](const PrefillOptions& o) {
-                           I.ctx->reset();
+                           I.start_text();
                            I.feed(tokens, o);
                        });
 }
@@ -225,7 +257,7 @@ std::vector<std::vector<double>> Engine::head_output_sums(const std::vector<int3
     HeadOutputSums sums;
     PrefillOptions o = I.options(false);
     o.head_sums = &sums;
-    I.ctx->reset();
+    I.start_text();
     I.feed(tokens, o);
     n_positions = sums.n_tokens;
     return sums.sums;
@@ -236,6 +268,14 @@ std::vector<std::vector<double>> Engine::head_output_sums(const std::vector<int3
 std::vector<float> Engine::logits(const std::string& prompt, const std::vector<Image>& images, bool all_positions,
                                   const std::string& marker) {
     return impl_->prefill(impl_->assemble(prompt, images, marker), impl_->options(all_positions));
+}
+
+std::vector<float> Engine::logits_at(const std::string& prompt, const std::vector<Image>& images,
+                                     const std::vector<int32_t>& rows, const std::string& marker) {
+    if (rows.empty()) throw InputError("logits_at needs at least one row");
+    PrefillOptions o = impl_->options(false);
+    o.rows = rows;
+    return impl_->prefill(impl_->assemble(prompt, images, marker), std::move(o));
 }
 
 std::vector<int32_t> Engine::generate(const std::string& prompt, const std::vector<Image>& images,
@@ -299,9 +339,11 @@ void Engine::clear_image_cache() { impl_->vision_runner().clear_cache(); }
 // --- interventions and the CoRe-sparse mode -----------------------------------------------
 
 void Engine::set_head_interventions(const std::vector<HeadIntervention>& list, const std::vector<int32_t>& keys,
-                                    const std::vector<int32_t>& keys_from, const std::vector<int32_t>& keys_until) {
+                                    const std::vector<int32_t>& keys_from, const std::vector<int32_t>& keys_until,
+                                    const std::string& knockout_queries) {
     Impl& I = *impl_;
-    HeadInterventions iv = compile_interventions(list, keys, keys_from, keys_until, I.text.hp, I.ctx->n_ctx());
+    HeadInterventions iv =
+        compile_interventions(list, keys, keys_from, keys_until, knockout_queries, I.text.hp, I.ctx->n_ctx());
     if (I.sparse && iv.any_knockout()) throw_needs_dense_cache("knockout interventions");
     I.interventions = std::move(iv);
     I.ctx->set_interventions(I.interventions.layers.empty() ? nullptr : &I.interventions);

@@ -595,14 +595,29 @@ class Engine:
         Runs tokens from an empty context: float32 logits [n_vocab], or [n_tokens, n_vocab] for all positions.
         """
 
+    def logits_at(self, tokens: Sequence[int], rows: Sequence[int]) -> NDArray[numpy.float32]:
+        """
+        Runs tokens from an empty context: float32 logits [len(rows), n_vocab] of the input positions rows (ascending, distinct); only those rows are copied out.
+        """
+
     def logits_images(self, prompt: str, images: Sequence[Annotated[NDArray[numpy.uint8], dict(shape=(None, None, None), order='C', device='cpu', writable=False)]], *, all_positions: bool = False, marker: str = '<__media__>') -> NDArray[numpy.float32]:
         """
         logits() of a prompt with images (one per marker; without markers they go first).
         """
 
-    def append(self, tokens: Sequence[int]) -> NDArray[numpy.float32]:
+    def logits_at_images(self, prompt: str, images: Sequence[Annotated[NDArray[numpy.uint8], dict(shape=(None, None, None), order='C', device='cpu', writable=False)]], rows: Sequence[int], *, marker: str = '<__media__>') -> NDArray[numpy.float32]:
         """
-        Continues the current sequence with tokens; float32 logits [n_vocab] of the last one.
+        logits_at() of a prompt with images (rows are positions of the expanded prompt).
+        """
+
+    def append(self, tokens: Sequence[int], *, all_positions: bool = False) -> NDArray[numpy.float32]:
+        """
+        Continues the current sequence with tokens; float32 logits [n_vocab] of the last one, or [n_tokens, n_vocab] of every appended one.
+        """
+
+    def truncate(self, n: int) -> None:
+        """
+        Rolls the current sequence back to its first n positions (after the prompt's images); the next append continues at n.
         """
 
     def generate(self, prompt: Sequence[int], *, options: GenerateOptions, on_token: Callable[[int], bool] | None = None) -> list[int]:
@@ -654,7 +669,7 @@ class Engine:
     def tokenizer(self) -> Tokenizer | None:
         """The model's tokenizer, None when the file carries none."""
 
-    def set_head_interventions(self, interventions: Sequence[tuple[int, int, str, Sequence[float]]], *, knockout_keys: Sequence[int] = [], knockout_from: Sequence[int] = [], knockout_until: Sequence[int] = []) -> None:
+    def set_head_interventions(self, interventions: Sequence[tuple[int, int, str, Sequence[float]]], *, knockout_keys: Sequence[int] = [], knockout_from: Sequence[int] = [], knockout_until: Sequence[int] = [], knockout_queries: str = 'after') -> None:
         """
         Replaces the head interventions, (layer, head, 'zero' | 'mean' | 'knockout', mean), of every later call.
         """

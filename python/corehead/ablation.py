@@ -8,8 +8,12 @@
 - ``mean``: the head's output is replaced by its mean over every position of a reference set of
   prompts or probes (``reference=``, images included; cached per engine and reference), or by
   precomputed ``means=`` from :func:`head_means`.
-- ``knockout``: the head may not attend to the visual tokens of the prompt (−inf on those keys
-  for that head only); for text prompts pass ``knockout_keys`` (context positions).
+- ``knockout``: the head may not read the visual tokens of the prompt (−inf on those keys for
+  that head only) from the queries after the image (``queries="after"``, the default, as in the
+  cross-modal information-flow literature: image -> image attention and the text before the
+  image untouched), or from every query, image tokens included (``queries="all"``); for text
+  prompts pass ``knockout_keys`` (context positions). Chosen (query, key) edges:
+  :mod:`corehead.knockout`.
 
 Interventions compose with taps and generation. Leaving the block restores the previous state,
 and with no interventions the outputs are bit-identical to the unablated engine.
@@ -100,7 +104,7 @@ def reference_key(reference: Sequence) -> tuple:
 
 @contextmanager
 def ablated(eng: Engine, heads, method: str = "zero", reference: Sequence | None = None,
-            knockout_keys: Sequence[int] = (), means: np.ndarray | None = None):
+            knockout_keys: Sequence[int] = (), means: np.ndarray | None = None, queries: str = "after"):
     if method not in METHODS:
         raise ValueError(f"unknown ablation method {method!r} (use one of {', '.join(METHODS)})")
     info = eng.info
@@ -122,5 +126,5 @@ def ablated(eng: Engine, heads, method: str = "zero", reference: Sequence | None
     else:
         means = None
     items = [(layer, h, method, means[layer, h].tolist() if means is not None else []) for layer, h in pairs]
-    with eng.interventions(items, knockout_keys):
+    with eng.interventions(items, knockout_keys, queries=queries):
         yield eng

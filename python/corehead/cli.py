@@ -178,7 +178,8 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     with corehead.Engine(args.model, mmproj=args.mmproj, n_threads=args.threads, n_ctx=args.ctx_size) as eng:
         if isinstance(heads, HeadRanking):
             curve = eng.ablation_curve(heads, probes, fractions=args.fractions, baselines=args.baselines,
-                                       seeds=args.seeds, method=args.method, metric=args.metric, progress=True)
+                                       seeds=args.seeds, method=args.method, metric=args.metric, progress=True,
+                                       queries=args.queries)
             print(curve.table())
             if args.json:
                 curve.save(args.json)
@@ -189,7 +190,8 @@ def cmd_ablate(args: argparse.Namespace) -> int:
             return 0
         metric = args.metric or ("choice" if all(p.choices for p in probes) else "exact")
         base = eng.evaluate(probes, metric=metric)
-        with eng.ablated(heads, method=args.method, reference=probes if args.method == "mean" else None):
+        with eng.ablated(heads, method=args.method, reference=probes if args.method == "mean" else None,
+                         queries=args.queries):
             ablated = eng.evaluate(probes, metric=metric)
     print(f"unablated: {base}")
     print(f"ablated {len(heads)} heads ({args.method}): {ablated}")
@@ -329,6 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="which head sets: top,bottom,random (default all three)")
     ablate.add_argument("--seeds", type=int, default=5, help="random head sets per fraction (default 5)")
     ablate.add_argument("--method", choices=["zero", "mean", "knockout"], default="zero")
+    ablate.add_argument("--queries", choices=["after", "all"], default="after",
+                        help="knockout: block the visual tokens for the queries after the image (default, as in the "
+                             "information-flow literature) or for every query, image tokens included")
     ablate.add_argument("--metric", choices=["exact", "contains", "choice"], default=None,
                         help="default: choice when every probe has choices, else exact")
     ablate.add_argument("--plot", help="write the curve (PNG)")

@@ -93,6 +93,7 @@ class Engine:
         native = _core.Engine(model_path, mmproj=mmproj_path, n_threads=n_threads or 0, n_ctx=n_ctx, backend=backend,
                               kv_type=kv_type, n_batch=n_batch, sparse=sparse_options)
         self._interventions: tuple[list, list, list, list] = ([], [], [], [])
+        self._knockout_queries = "after"
         self._head_mean_cache: dict = {}  # head_means(..., cached=True)
         # One call at a time per Engine (see _Serialized); typed as the native engine it forwards to.
         self._core: _core.Engine | None = cast(_core.Engine, _Serialized(native))
@@ -279,14 +280,49 @@ class Engine:
         return self._native().preprocess_image(img)
 
     def logits(self, prompt: str | Sequence[int], images: Sequence[Any] = (),
-               all_positions: bool = False) -> npt.NDArray[np.float32]:
+               all_positions: bool = False, positions: Sequence[int] | None = None) -> npt.NDArray[np.float32]:
         """Next-token logits (float32): ``[n_vocab]`` for the last position, or
-        ``[n_tokens, n_vocab]`` for every position when ``all_positions``."""
+        ``[n_tokens, n_vocab]`` for every position when ``all_positions``, or
+        ``[len(positions), n_vocab]`` for the given positions (negative values count from the end;
+        rows in the order given) — only those rows are copied out of the forward pass."""
         imgs = self.load_images(images)
+        if positions is not None:
+            if all_positions:
+                raise ValueError("pass either all_positions=True or positions=, not both")
+            want = _int_list(positions, "positions")
+            n = len(self.multimodal_tokens(prompt, imgs)) if imgs else len(self.token_ids(prompt))
+            for p in want:
+                if not -n <= p < n:
+                    raise ValueError(f"position {p} is out of range for a prompt of {n} tokens")
+            rows = sorted({p % n for p in want})
+            if imgs:
+                out = self._native().logits_at_images(self._mm_prompt(prompt), imgs, rows, marker=self.image_marker)
+            else:
+                out = self._native().logits_at(self.token_ids(prompt), rows)
+            index = {r: i for i, r in enumerate(rows)}
+            return out[[index[p % n] for p in want]]
         if imgs:
             return self._native().logits_images(self._mm_prompt(prompt), imgs, all_positions=bool(all_positions),
                                                 marker=self.image_marker)
         return self._native().logits(self.token_ids(prompt), all_positions=bool(all_positions))
+
+    @property
+    def n_past(self) -> int:
+        """Positions in the current sequence (the last prompt run, plus what was appended)."""
+        return int(self._native().n_past)
+
+    def append(self, tokens: Sequence[int], all_positions: bool = False) -> npt.NDArray[np.float32]:
+        """Continues the current sequence (the last prompt run) with `tokens`, reusing its KV cache:
+        logits ``[n_vocab]`` of the last one, or ``[len(tokens), n_vocab]`` of each."""
+        return self._native().append(self.token_ids(tokens), all_positions=bool(all_positions))
+
+    def truncate(self, n: int) -> None:
+        """Rolls the current sequence back to its first `n` positions (after the prompt's images):
+        the next :meth:`append` continues at `n`, so continuations of one prompt are scored after a
+        single prefill."""
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+            raise TypeError(f"n must be an int, got {type(n).__name__}")
+        self._native().truncate(int(n))
 
     def attention(self, prompt: str | Sequence[int], images: Sequence[Any] = (),
                   positions: Sequence[int] | None = None,
@@ -384,13 +420,31 @@ class Engine:
             native.set_sparse(previous)
 
     # -- head interventions ---------------------------------------------------------------------
-    def ablated(self, heads, method: str = "zero", reference=None, knockout_keys=(), means=None):
+    def ablated(self, heads, method: str = "zero", reference=None, knockout_keys=(), means=None,
+                queries: str = "after"):
         """Context manager applying a head intervention ("zero", "mean" or "knockout") to `heads`
-        for every call inside the block; see :mod:`corehead.ablation`."""
+        for every call inside the block; see :mod:`corehead.ablation`. For knockout, `queries`:
+        "after" (the queries after an image lose its visual tokens) or "all" (every query does)."""
         from corehead import ablation
 
         return ablation.ablated(self, heads, method=method, reference=reference, knockout_keys=knockout_keys,
-                                means=means)
+                                means=means, queries=queries)
+
+    def knockout(self, edges, heads=None, layers=None, prompt=None, images=(), question: str | None = None):
+        """Context manager blocking attention edges (query positions -> key positions) for `heads`
+        (None: every head of `layers`; layers None: every layer); see :mod:`corehead.knockout`."""
+        from corehead import knockout
+
+        return knockout.knockout(self, edges, heads=heads, layers=layers, prompt=prompt, images=images,
+                                 question=question)
+
+    def information_flow(self, probe, presets=None, window: int = 9, progress: bool = False):
+        """The relative change of the answer's first-token probability when each preset's edges
+        (Image->Question, Image->Last, Question->Last) are blocked in a window of layers sliding over
+        depth; returns a :class:`corehead.knockout.FlowResult`."""
+        from corehead import knockout
+
+        return knockout.information_flow(self, probe, presets=presets, window=window, progress=progress)
 
     def evaluate(self, probes, metric: str = "exact", progress: bool = True, max_tokens: int = 16):
         """Accuracy on `probes` ("exact", "contains" or "choice" by log-likelihood), with the head
@@ -402,14 +456,14 @@ class Engine:
     def ablation_curve(self, ranking, probes, fractions=(0.01, 0.02, 0.05, 0.1, 0.2),
                        baselines=("top", "bottom", "random"), seeds: int = 5, method: str = "zero",
                        metric: str | None = None, reference=None, seed: int = 0, progress: bool = True,
-                       max_tokens: int = 16):
+                       max_tokens: int = 16, queries: str = "after"):
         """Accuracy with the top / bottom / random `fractions` of heads by RAM ablated; returns a
         :class:`corehead.AblationCurve` (``.table()``, ``.plot(path)``). See :mod:`corehead.evaluate`."""
         from corehead import evaluate
 
         return evaluate.ablation_curve(self, ranking, probes, fractions=fractions, baselines=baselines, seeds=seeds,
                                        method=method, metric=metric, reference=reference, seed=seed,
-                                       progress=progress, max_tokens=max_tokens)
+                                       progress=progress, max_tokens=max_tokens, queries=queries)
 
     def head_means(self, prompts, cached: bool = False) -> np.ndarray:
         """Mean output of every head over all positions of `prompts` (text, token ids or probes):
@@ -442,28 +496,40 @@ class Engine:
         (items, knockout_keys, knockout_from, knockout_until); all empty = the unablated model."""
         return self._interventions
 
+    @property
+    def active_knockout_queries(self) -> str:
+        """Which queries of a multimodal prompt the active knockout heads block: "after" or "all"."""
+        return self._knockout_queries
+
     @contextmanager
     def interventions(self, items: list, knockout_keys: Sequence[int] = (), knockout_from: Sequence[int] = (),
-                      knockout_until: Sequence[int] = ()):
+                      knockout_until: Sequence[int] = (), queries: str = "after"):
         """Context manager: the low-level head interventions for every call inside the block, in
         place of the current ones, which come back on leaving (so blocks nest in any order).
         `items` are (layer, head, "zero" | "mean" | "knockout", mean vector or []); knockout heads
         get −inf on `knockout_keys` (context positions), for the queries at positions
-        knockout_from[i] <= q < knockout_until[i] of key i when those are given (else all).
-        :meth:`ablated` is the friendly form."""
-        previous = self._interventions
+        knockout_from[i] <= q < knockout_until[i] of key i when those are given (else all; a key
+        may be listed once per query range). Without ranges, a multimodal prompt's knockout heads
+        lose its visual tokens for the queries after each image (`queries="after"`, outside every
+        image) or for every query (`queries="all"`). :meth:`ablated` and :meth:`knockout` are the
+        friendly forms."""
+        if queries not in ("after", "all"):
+            raise ValueError(f"queries must be 'after' or 'all', got {queries!r}")
+        previous = (self._interventions, self._knockout_queries)
         state = (list(items), [int(k) for k in knockout_keys], [int(k) for k in knockout_from],
                  [int(k) for k in knockout_until])
-        self._set_interventions(state)
+        self._set_interventions(state, queries)
         try:
             yield self
         finally:
-            self._set_interventions(previous)
+            self._set_interventions(*previous)
 
-    def _set_interventions(self, state: tuple[list, list, list, list]) -> None:
+    def _set_interventions(self, state: tuple[list, list, list, list], queries: str = "after") -> None:
         items, keys, starts, ends = state
-        self._native().set_head_interventions(items, knockout_keys=keys, knockout_from=starts, knockout_until=ends)
+        self._native().set_head_interventions(items, knockout_keys=keys, knockout_from=starts, knockout_until=ends,
+                                              knockout_queries=queries)
         self._interventions = state
+        self._knockout_queries = queries
 
     def generate_ids(self, prompt: str | Sequence[int], max_tokens: int = 64, temperature: float = 0.0,
                      top_k: int = 0, top_p: float = 1.0, min_p: float = 0.0, repeat_penalty: float = 1.0,

@@ -170,6 +170,36 @@ def choice_logprobs(eng: Engine, prompt: str, choices: Sequence[str], images: Se
         logits = eng.logits(prompt if imgs else base.tolist(), images=imgs).astype(np.float64)
         lp = logits - _logsumexp(logits)
         return np.array([lp[full[k]] for k, full in conts])
+    if eng._native().sparse_options is not None or any(k < 1 for k, _ in conts) or (
+            imgs and any(k < _image_end(eng, prompt, imgs) for k, _ in conts)):
+        # The CoRe-sparse cache cannot roll back, and a choice whose tokens start inside the
+        # prompt's images needs them re-run: one forward pass per choice.
+        return _choice_logprobs_rerun(eng, prompt, choices, imgs, conts)
+    # One prefill of the prompt (and its images), keeping only the rows that predict each
+    # choice's first token; then per choice the KV cache is rolled back to where its tokens
+    # start and only its tokens after the first are fed (the last one is never needed).
+    rows = sorted({k - 1 for k, _ in conts})
+    first = eng.logits(prompt if imgs else base.tolist(), images=imgs, positions=rows).astype(np.float64)
+    first = first - _logsumexp(first, axis=-1)[:, None]
+    at = {r: i for i, r in enumerate(rows)}
+    out = []
+    for k, full in conts:
+        total = float(first[at[k - 1], full[k]])
+        if len(full) > k + 1:
+            eng.truncate(k)
+            lg = eng.append(full[k:-1].tolist(), all_positions=True).astype(np.float64)
+            lp = lg - _logsumexp(lg, axis=-1)[:, None]
+            total += float(lp[np.arange(len(lp)), full[k + 1:]].sum())
+        out.append(total)
+    return np.array(out)
+
+
+def _image_end(eng: Engine, prompt: str, imgs: list) -> int:
+    vis = eng.visual_token_positions(prompt, imgs)
+    return int(np.max(vis)) + 1 if len(vis) else 0
+
+
+def _choice_logprobs_rerun(eng: Engine, prompt: str, choices: Sequence[str], imgs: list, conts: list) -> np.ndarray:
     out = []
     for c, (k, full) in zip(choices, conts):
         logits = eng.logits(prompt + c if imgs else full.tolist(), images=imgs, all_positions=True)
@@ -390,14 +420,18 @@ def curve_configs(ranking: HeadRanking, info: dict, fractions, baselines, seeds:
 
 def ablation_curve(eng: Engine, ranking: HeadRanking, probes, fractions=(0.01, 0.02, 0.05, 0.1, 0.2),
                    baselines=BASELINES, seeds: int = 5, method: str = "zero", metric: str | None = None,
-                   reference=None, seed: int = 0, progress: bool = True, max_tokens: int = 16) -> AblationCurve:
+                   reference=None, seed: int = 0, progress: bool = True, max_tokens: int = 16,
+                   queries: str = "after") -> AblationCurve:
     """Evaluate `probes` with the top / bottom / random `fractions` of heads ablated.
 
     ranking: a HeadRanking of this model (checked). Random head sets for seed s are the first k
     heads of one permutation drawn with ``numpy.random.default_rng(seed + s)``, so they are nested
     across fractions. metric: "choice" when every probe has choices, else "exact". method="mean"
-    averages over ``reference`` (default: the probes themselves, images included).
+    averages over ``reference`` (default: the probes themselves, images included). queries: for
+    method="knockout", "after" (the queries after the image) or "all" (see :mod:`corehead.ablation`).
     """
+    if queries not in ("after", "all"):
+        raise ValueError(f"queries must be 'after' or 'all', got {queries!r}")
     info = eng.info
     configs = curve_configs(ranking, info, fractions, baselines, seeds, method, seed)
     plist = [probes] if isinstance(probes, Probe) else list(probes)
@@ -418,7 +452,7 @@ def ablation_curve(eng: Engine, ranking: HeadRanking, probes, fractions=(0.01, 0
         for frac, b, s, heads in configs:
             key = tuple(sorted(heads))
             if key not in done:
-                with eng.ablated(heads, method=method, means=means):
+                with eng.ablated(heads, method=method, means=means, queries=queries):
                     done[key] = _run(eng, items, metric, max_tokens, bar).accuracy
             curve.runs.append({"fraction": frac, "baseline": b, "seed": s, "k": len(heads), "heads": heads,
                                "accuracy": done[key]})

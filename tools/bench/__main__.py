@@ -25,6 +25,10 @@ probes, each in a fresh process; reports the ratio curve / (configurations x pas
 random-weight SmolVLM-256M (Q8_0), Qwen2-VL-2B and Qwen3-VL-2B (Q4_K_M) shapes, plus llama.cpp dense; see
 tools/bench/sparse.py for what is measured and reduced.
 
+`choice`: multi-token choice scoring from one prefill per probe vs a forward pass per choice, on
+SmolLM2 (~200-token prompt) and the toy VLM, 12 choices, plus the ablation curve before / after
+(tools/bench/choice.py).
+
 `vision`: image encode time, time to first token with one image and decode tok/s, corehead vs
 llama.cpp's mtmd in the same process (alternating repetitions), on the test fixtures and on
 random-weight SmolVLM-256M, Qwen2-VL-2B, Qwen3-VL-2B and (reduced) Qwen3-VL-30B-A3B shapes; see
@@ -42,10 +46,10 @@ import platform
 import sys
 from pathlib import Path
 
-from tools.bench import ablate, rank, sparse, text, vision
+from tools.bench import ablate, choice, rank, sparse, text, vision
 from tools.bench.common import REPO, update_benchmarks_md, write_result
 
-BENCHES = {"text": text, "ablate": ablate, "sparse": sparse, "vision": vision}
+BENCHES = {"text": text, "ablate": ablate, "sparse": sparse, "vision": vision, "choice": choice}
 
 
 def main(argv: list[str]) -> None:
@@ -57,7 +61,7 @@ def main(argv: list[str]) -> None:
         return
     ap = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("which", choices=["text", "ablate", "sparse", "vision"])
+    ap.add_argument("which", choices=["text", "ablate", "sparse", "vision", "choice"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--prompt", type=int, default=512)
     ap.add_argument("--gen", type=int, default=128)

@@ -202,8 +202,11 @@ class Knockout:
     attention, i.e. the head contributes nothing at that position (ggml flash attention's result
     for a fully masked row). Those rows are recorded in `self.empty` as (layer, head, query)."""
 
-    def __init__(self, model, heads, visual_positions, query_from=0):
+    def __init__(self, model, heads, visual_positions, query_from=0, block=None):
         import torch
+
+        # `block` (optional, bool [T, T]): the (query, key) edges cut, instead of the visual keys
+        self.block = None if block is None else torch.as_tensor(np.asarray(block, dtype=bool))
 
         # only queries at positions >= query_from are blocked (an int, or one per visual key)
         self.query_from = np.broadcast_to(np.asarray(query_from, np.int64), (len(visual_positions),))
@@ -246,6 +249,8 @@ class Knockout:
             m = m[..., :n_k]
             assert m.dim() == 4 and m.shape[1] == 1, m.shape
             block = torch.zeros(n_q, n_k, dtype=torch.bool)  # the (query, key) edges cut
+            if self.block is not None:
+                block[:] = self.block[:n_q, :n_k]
             for k, q0 in zip(self.vis.tolist(), self.query_from.tolist()):
                 block[q0:, k] = True
             visible = (m[:, 0] > torch.finfo(m.dtype).min / 2) & ~block  # [B, Tq, Tk]

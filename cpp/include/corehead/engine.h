@@ -161,9 +161,18 @@ public:
     // Runs `tokens` from an empty context. Returns the logits of the last position
     // ([n_vocab]) or of every position ([n_tokens * n_vocab], row-major) when all_positions.
     std::vector<float> logits(const std::vector<int32_t>& tokens, bool all_positions);
-    // Continues the current sequence with `tokens`; returns the last position's logits.
-    std::vector<float> append(const std::vector<int32_t>& tokens);
+    // Like logits(), but only the rows of input positions `rows` (ascending, distinct, in range):
+    // [rows.size() * n_vocab]; the other rows are never copied out of the graph.
+    std::vector<float> logits_at(const std::vector<int32_t>& tokens, const std::vector<int32_t>& rows);
+    // Continues the current sequence with `tokens`; returns the last position's logits, or those of
+    // every appended position ([n_tokens * n_vocab]) when all_positions.
+    std::vector<float> append(const std::vector<int32_t>& tokens, bool all_positions = false);
     int64_t n_past() const;
+    // Rolls the current sequence back to its first n positions (0 <= n <= n_past): what follows
+    // is forgotten and the next append continues at n, so several continuations of one prompt
+    // can be scored after a single prefill. For a prompt with images, n must lie after its last
+    // image. Not on the CoRe-sparse cache (its dropped tokens are gone).
+    void truncate(int64_t n);
 
     // Generates after `prompt` (run from an empty context). Returns the generated ids (an
     // end-of-generation token, when hit, is included). Never reads past n_ctx: generation
@@ -174,6 +183,9 @@ public:
     // Logits of a prompt with images (run from an empty context), like logits(tokens).
     std::vector<float> logits(const std::string& prompt, const std::vector<Image>& images, bool all_positions,
                               const std::string& marker = kDefaultImageMarker);
+    // logits_at(tokens, rows) for a prompt with images (rows are positions of the expanded prompt).
+    std::vector<float> logits_at(const std::string& prompt, const std::vector<Image>& images,
+                                 const std::vector<int32_t>& rows, const std::string& marker = kDefaultImageMarker);
     std::vector<int32_t> generate(const std::string& prompt, const std::vector<Image>& images,
                                   const GenerateOptions& options, const TokenCallback& on_token = nullptr,
                                   const std::string& marker = kDefaultImageMarker);
@@ -210,12 +222,16 @@ public:
     // list clears them and restores bit-identical outputs). knockout_keys: context positions the
     // knocked-out heads may not attend to for text prompts (multimodal prompts use their visual tokens).
     // knockout_from / knockout_until (optional, parallel to knockout_keys): each key is knocked out
-    // only for queries at positions in [from, until); multimodal calls then use these keys instead
-    // of their visual tokens.
+    // only for queries at positions in [from, until) (a key may be listed once per range); multimodal
+    // calls then use these keys instead of their visual tokens. knockout_queries, for multimodal
+    // prompts without ranges: "after" (the visual tokens are blocked for the queries after their
+    // image, outside every image) or "all" (for every query). The tokens generated after a prompt
+    // keep its knockout.
     void set_head_interventions(const std::vector<HeadIntervention>& interventions,
                                 const std::vector<int32_t>& knockout_keys = {},
                                 const std::vector<int32_t>& knockout_from = {},
-                                const std::vector<int32_t>& knockout_until = {});
+                                const std::vector<int32_t>& knockout_until = {},
+                                const std::string& knockout_queries = "after");
     // Per-head output sums over every position of `tokens` (run from an empty context, current
     // interventions applied): [n_layer][n_head * head_dim] and the position count.
     std::vector<std::vector<double>> head_output_sums(const std::vector<int32_t>& tokens, int64_t& n_positions);

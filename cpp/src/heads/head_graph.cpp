@@ -33,13 +33,21 @@ ggml_tensor* HeadGraph::knockout_mask(int64_t layer, bool taps) {
     const DecoderBatch& b = g_.batch;
     const std::vector<uint8_t>& knocked = b.interventions->layers[layer].knockout;
     const bool swa = g_.hp.is_swa(layer);
+    // Layers with the same knocked heads (and window kind) share one mask per graph; when every
+    // head is knocked it is one [n_kv, rows, 1] plane broadcast over the heads, like the causal mask.
+    for (const KnockoutMask& m : masks_) {
+        if (m.swa == swa && m.taps == taps && *m.knocked == knocked) return m.mask;
+    }
+    const bool all = std::all_of(knocked.begin(), knocked.end(), [](uint8_t k) { return k != 0; });
     const int64_t rows = taps ? static_cast<int64_t>(b.taps->rows.size()) : g_.n_tokens;
-    return g_.mask(g_.n_kv, rows, g_.hp.n_head, taps ? GGML_TYPE_F32 : GGML_TYPE_F16,
-                   [this, &b, &knocked, swa, taps](int64_t h, int64_t r, int64_t key) {
-                       const int64_t row = taps ? b.taps->rows[r] : r;
-                       if (!g_.visible(row, key, swa)) return false;
-                       return !(knocked[h] && !key_first_.empty() && knocked_out(b.n_past + row, key));
-                   });
+    ggml_tensor* t = g_.mask(g_.n_kv, rows, all ? 1 : g_.hp.n_head, taps ? GGML_TYPE_F32 : GGML_TYPE_F16,
+                             [this, &b, &knocked, swa, taps](int64_t h, int64_t r, int64_t key) {
+                                 const int64_t row = taps ? b.taps->rows[r] : r;
+                                 if (!g_.visible(row, key, swa)) return false;
+                                 return !(knocked[h] && !key_first_.empty() && knocked_out(b.n_past + row, key));
+                             });
+    masks_.push_back({&knocked, swa, taps, t});
+    return t;
 }
 
 void HeadGraph::tap(int64_t layer, ggml_tensor* q, ggml_tensor* K, float scale) {

@@ -19,7 +19,8 @@ public:
     bool knocks(int64_t layer) const;
     // The mask of a layer with knocked-out heads, [n_kv, rows, n_head]: the layer's visibility,
     // and −inf on the knocked-out keys for those heads. Main path (F16, every batch row) or taps
-    // (F32, the tapped rows): the taps see what the knocked-out heads see.
+    // (F32, the tapped rows): the taps see what the knocked-out heads see. Built once per graph
+    // for each distinct set of knocked heads.
     ggml_tensor* knockout_mask(int64_t layer, bool taps);
     // Taps of `layer` when requested: P = softmax(K·q·scale + mask) for the tapped rows over all
     // keys, kept whole and/or reduced by the relevance matrix on the graph.
@@ -35,6 +36,12 @@ private:
 
     DecoderGraph& g_;
     std::vector<int32_t> key_first_;  // [n_kv + 1]: knockout_keys[key_first_[j] .. key_first_[j+1]) == j
+    struct KnockoutMask {
+        const std::vector<uint8_t>* knocked;  // the layer's knocked heads
+        bool swa, taps;
+        ggml_tensor* mask;
+    };
+    std::vector<KnockoutMask> masks_;
     ggml_tensor* tap_rows_ = nullptr;
     ggml_tensor* relevance_ = nullptr;
     struct TapOut {

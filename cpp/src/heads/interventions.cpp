@@ -1,6 +1,7 @@
 #include "heads/interventions.h"
 
 #include <algorithm>
+#include <limits>
 #include <numeric>
 
 #include "corehead/error.h"
@@ -10,8 +11,12 @@ namespace corehead {
 
 HeadInterventions compile_interventions(const std::vector<HeadIntervention>& list, const std::vector<int32_t>& keys,
                                         const std::vector<int32_t>& keys_from, const std::vector<int32_t>& keys_until,
-                                        const TextHParams& hp, int64_t n_ctx) {
+                                        const std::string& queries, const TextHParams& hp, int64_t n_ctx) {
+    if (queries != "after" && queries != "all") {
+        throw InputError("knockout queries must be 'after' (the queries after the image) or 'all' (got '" + queries + "')");
+    }
     HeadInterventions iv;
+    iv.all_queries = queries == "all";
     std::vector<std::vector<int>> seen(hp.n_layer, std::vector<int>(hp.n_head, 0));
     for (const HeadIntervention& h : list) {
         check_layer(h.layer, hp.n_layer);
@@ -49,23 +54,56 @@ HeadInterventions compile_interventions(const std::vector<HeadIntervention>& lis
     std::iota(order.begin(), order.end(), size_t(0));
     std::stable_sort(order.begin(), order.end(), [&keys](size_t a, size_t b) { return keys[a] < keys[b]; });
     for (size_t i : order) {
-        iv.knockout_keys.push_back(keys[i]);
+        iv.user_keys.push_back(keys[i]);
         if (keys_from.empty()) continue;
-        iv.knockout_from.push_back(keys_from[i]);
-        iv.knockout_until.push_back(keys_until[i]);
+        iv.user_from.push_back(keys_from[i]);
+        iv.user_until.push_back(keys_until[i]);
     }
+    activate_knockout(iv, {});
     return iv;
 }
 
-ScopedKnockoutKeys::ScopedKnockoutKeys(HeadInterventions& iv, std::vector<int32_t> keys)
-    : iv_(iv), replace_(iv.knockout_from.empty()) {
-    if (!replace_) return;
-    saved_ = std::move(iv_.knockout_keys);
-    iv_.knockout_keys = std::move(keys);
-}
-
-ScopedKnockoutKeys::~ScopedKnockoutKeys() {
-    if (replace_) iv_.knockout_keys = std::move(saved_);
+void activate_knockout(HeadInterventions& iv, const std::vector<std::vector<int32_t>>& images) {
+    iv.knockout_keys.clear();
+    iv.knockout_from.clear();
+    iv.knockout_until.clear();
+    if (!iv.any_knockout()) return;
+    if (images.empty() || !iv.user_from.empty()) {
+        iv.knockout_keys = iv.user_keys;
+        iv.knockout_from = iv.user_from;
+        iv.knockout_until = iv.user_until;
+        return;
+    }
+    // Each image's span [first, end) in the cache; images come in prompt order, spans disjoint.
+    std::vector<std::pair<int32_t, int32_t>> span;
+    for (const std::vector<int32_t>& pos : images) {
+        if (pos.empty()) {
+            span.emplace_back(0, 0);
+            continue;
+        }
+        const auto [lo, hi] = std::minmax_element(pos.begin(), pos.end());
+        span.emplace_back(*lo, *hi + 1);
+    }
+    constexpr int32_t kNever = std::numeric_limits<int32_t>::max();
+    for (size_t i = 0; i < images.size(); ++i) {
+        std::vector<int32_t> keys = images[i];
+        std::sort(keys.begin(), keys.end());
+        for (int32_t k : keys) {
+            if (iv.all_queries) {
+                iv.knockout_keys.push_back(k);
+                continue;
+            }
+            // The gaps between this image's end and the later images, then everything after the last.
+            for (size_t j = i; j < images.size(); ++j) {
+                const int32_t from = span[j].second;
+                const int32_t until = j + 1 < images.size() ? span[j + 1].first : kNever;
+                if (from >= until) continue;
+                iv.knockout_keys.push_back(k);
+                iv.knockout_from.push_back(from);
+                iv.knockout_until.push_back(until);
+            }
+        }
+    }
 }
 
 }  // namespace corehead

@@ -2,8 +2,10 @@
 // touching the weights:
 //   zero      the head's output (before the output projection) is multiplied by 0;
 //   mean      the head's output is replaced by a fixed vector (its mean over reference inputs);
-//   knockout  the head may not attend to a set of key positions (the visual tokens): −inf on
-//             those keys in its attention mask, for the main path and the taps alike.
+//   knockout  the head may not attend along a set of (query, key) edges: −inf at those entries of
+//             its attention mask, for the main path and the taps alike. The edges are the
+//             visual tokens of a multimodal prompt for the queries after their image (the
+//             default) or for every query, or explicit keys with per-key query ranges.
 // A layer without interventions gets exactly the graph it would have without them, so clearing
 // all interventions restores bit-identical outputs.
 #pragma once
@@ -22,11 +24,17 @@ struct HeadInterventions {
         std::vector<float> bias;      // [n_head * head_dim] added after the gate (empty = none)
         std::vector<uint8_t> knockout;  // [n_head] 1 = may not attend to knockout_keys (empty = none)
     };
-    std::vector<Layer> layers;           // empty = no interventions at all
-    std::vector<int32_t> knockout_keys;  // context positions (cache indices), ascending
-    // Optional, parallel to knockout_keys: key i is knocked out only for queries at cache indices
-    // in [knockout_from[i], knockout_until[i]) (empty = every query). Multimodal calls then keep
-    // these explicit keys.
+    std::vector<Layer> layers;  // empty = no interventions at all
+    // What was asked for: explicit keys (cache indices, ascending; a key may repeat, once per query
+    // range) with optional parallel query ranges [from, until); and, for multimodal prompts without
+    // explicit ranges, which queries lose the visual keys: "after" (those after the image, outside
+    // any image) or "all".
+    std::vector<int32_t> user_keys, user_from, user_until;
+    bool all_queries = false;
+    // The edges in force for the current context (set by activate_knockout at every prompt):
+    // key knockout_keys[i] is knocked out for queries at cache indices in
+    // [knockout_from[i], knockout_until[i]) (ranges empty = every query). Ascending keys.
+    std::vector<int32_t> knockout_keys;
     std::vector<int32_t> knockout_from, knockout_until;
 
     bool gates(int64_t l) const { return l < (int64_t)layers.size() && !layers[l].gate.empty(); }
@@ -49,24 +57,17 @@ struct HeadOutputSums {
 // The user's list compiled per layer (validated: layers and heads in range, each listed once,
 // known kinds, mean sizes; knockout keys in the context, with per-key query ranges that are
 // either absent or one per key). Keys come out ascending with their ranges.
+// `queries`: "after" or "all" (see user_keys).
 HeadInterventions compile_interventions(const std::vector<HeadIntervention>& list, const std::vector<int32_t>& keys,
                                         const std::vector<int32_t>& keys_from, const std::vector<int32_t>& keys_until,
-                                        const TextHParams& hp, int64_t n_ctx);
+                                        const std::string& queries, const TextHParams& hp, int64_t n_ctx);
 
-// For the duration of a multimodal call, knocked-out heads may not attend to its visual tokens:
-// the knockout keys become `keys` (the call's visual positions) and come back afterwards. Keys
-// given with per-key query ranges (knockout_from) stay as they are.
-class ScopedKnockoutKeys {
-public:
-    ScopedKnockoutKeys(HeadInterventions& iv, std::vector<int32_t> keys);
-    ~ScopedKnockoutKeys();
-    ScopedKnockoutKeys(const ScopedKnockoutKeys&) = delete;
-    ScopedKnockoutKeys& operator=(const ScopedKnockoutKeys&) = delete;
-
-private:
-    HeadInterventions& iv_;
-    std::vector<int32_t> saved_;
-    const bool replace_;
-};
+// At the start of every prompt (and for the tokens generated after it): the knockout edges of
+// this context. Explicit ranges always apply as given. Otherwise a multimodal prompt (`images`:
+// the cache indices of each image's visual tokens, one list per image) knocks out its visual
+// tokens — for every query ("all"), or for the queries after each image that lie outside every
+// image's span ("after": image -> image attention and the text before the image untouched); a
+// text prompt (no images) knocks out the explicit keys for every query.
+void activate_knockout(HeadInterventions& iv, const std::vector<std::vector<int32_t>>& images);
 
 }  // namespace corehead

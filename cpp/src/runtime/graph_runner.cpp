@@ -27,7 +27,10 @@ GraphRunner::Graph GraphRunner::new_graph() {
     return g;
 }
 
-void GraphRunner::compute(ggml_cgraph* gf, const std::function<void()>& set_inputs, const std::string& what) {
+void GraphRunner::compute(ggml_cgraph* gf, const std::function<void()>& set_inputs, const std::string& what,
+                          bool new_plan) {
+    ggml_backend_sched_reset(sched_);
+    if (new_plan && !ggml_backend_sched_reserve(sched_, gf)) throw Error("could not allocate compute buffers for " + what);
     ggml_backend_sched_reset(sched_);
     if (!ggml_backend_sched_alloc_graph(sched_, gf)) throw Error("could not allocate compute buffers for " + what);
     set_inputs();

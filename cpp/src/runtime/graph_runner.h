@@ -34,7 +34,12 @@ public:
 
     // Allocates `gf` on the scheduler, calls set_inputs() to upload the inputs, computes.
     // Throws Error naming `what` when allocation or computation fails.
-    void compute(ggml_cgraph* gf, const std::function<void()>& set_inputs, const std::string& what);
+    // `new_plan`: plan the buffers for this graph from scratch. ggml's allocator reuses the previous
+    // graph's plan when the node and leaf counts match and every node's sources still fit, but it
+    // places leaves by index: two graphs whose masks sit at swapped places (knockout on another
+    // layer) pass that check, and a leaf then lands in a slot sized for another (NaN logits).
+    void compute(ggml_cgraph* gf, const std::function<void()>& set_inputs, const std::string& what,
+                 bool new_plan = false);
 
 private:
     size_t graph_size_;

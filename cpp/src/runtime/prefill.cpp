@@ -17,6 +17,12 @@ void check_context_fits(int64_t n_needed, int64_t n_ctx) {
 Prefill::Prefill(TextContext& ctx, const PrefillOptions& o, int64_t n) : ctx_(ctx), o_(o), n_(n) {
     if (n <= 0) throw InputError("the prompt is empty (no tokens)");
     check_context_fits(ctx.n_past() + n, ctx.n_ctx());
+    for (size_t i = 0; i < o.rows.size(); ++i) {
+        if (o.rows[i] < 0 || o.rows[i] >= n || (i > 0 && o.rows[i] <= o.rows[i - 1])) {
+            throw InputError("logit rows must be distinct positions of the input in ascending order, within [0, " +
+                             std::to_string(n) + ")");
+        }
+    }
 }
 
 void Prefill::tokens(const int32_t* ids, int64_t at, int64_t count) {
@@ -59,7 +65,14 @@ void Prefill::run(DecoderBatch& b, int64_t at) {
             std::copy_n(o_.positions->begin() + sec * n_ + at, b.n_tokens, b.positions.begin() + sec * b.n_tokens);
         }
     }
-    if (o_.all_positions) {
+    size_t kept = 0;  // requested rows in this batch
+    if (!o_.rows.empty()) {
+        const auto lo = std::lower_bound(o_.rows.begin(), o_.rows.end(), at);
+        const auto hi = std::lower_bound(lo, o_.rows.end(), at + b.n_tokens);
+        for (auto it = lo; it != hi; ++it) b.output_rows.push_back(static_cast<int32_t>(*it - at));
+        kept = static_cast<size_t>(hi - lo);
+        if (kept == 0) b.output_rows.push_back(static_cast<int32_t>(b.n_tokens - 1));  // a batch needs one row
+    } else if (o_.all_positions) {
         for (int64_t i = 0; i < b.n_tokens; ++i) b.output_rows.push_back(static_cast<int32_t>(i));
     } else {
         b.output_rows.push_back(static_cast<int32_t>(b.n_tokens - 1));
@@ -73,7 +86,9 @@ void Prefill::run(DecoderBatch& b, int64_t at) {
     }
     std::vector<float> l = ctx_.decode(b);
     if (b.tap_result && o_.on_taps) o_.on_taps(chunk.first, chunk_result);
-    if (o_.all_positions) {
+    if (!o_.rows.empty()) {
+        if (kept) out_.insert(out_.end(), l.begin(), l.end());
+    } else if (o_.all_positions) {
         out_.insert(out_.end(), l.begin(), l.end());
     } else if (at + b.n_tokens == n_) {
         out_ = std::move(l);

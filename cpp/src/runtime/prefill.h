@@ -20,6 +20,9 @@ void check_context_fits(int64_t n_needed, int64_t n_ctx);
 struct PrefillOptions {
     int64_t n_batch = 512;
     bool all_positions = false;  // logits of every position ([n, n_vocab]) or of the last one
+    // Instead: the logits of these input positions only (ascending, distinct, in [0, n)), so a
+    // caller that needs a few rows does not copy out every row.
+    std::vector<int32_t> rows;
     // Attention taps on absolute input positions; each batch's result goes to on_taps(index in
     // taps->rows of the batch's first tapped row, result).
     const TapRequest* taps = nullptr;
@@ -32,7 +35,7 @@ struct PrefillOptions {
 
 class Prefill {
 public:
-    // Checks up front that all `n` positions fit after the context's current ones.
+    // Checks up front that all `n` positions fit after the context's current ones (and `rows`).
     Prefill(TextContext& ctx, const PrefillOptions& o, int64_t n);
 
     // Tokens [at, at + count) of the input, in n_batch chunks.
@@ -46,7 +49,7 @@ public:
     // forward passes than one per run where text and images alternate (Pixtral's row breaks).
     void mixed(std::vector<int32_t> ids, std::vector<float> embd, std::vector<float> is_token, int64_t at,
                int64_t len, std::vector<float> deepstack = {});
-    // The logits collected (every position, or the last batch's last row).
+    // The logits collected (every position, the requested rows, or the last batch's last row).
     std::vector<float> take() { return std::move(out_); }
 
 private:

@@ -117,8 +117,12 @@ std::vector<float> TextContext::decode(DecoderBatch& batch) {
     ggml_tensor* logits = family_.build(g);
     ggml_set_output(logits);
     ggml_build_forward_expand(graph.gf, logits);
+    // Knockout masks move between layers from one intervention to the next: re-plan the buffers
+    // for such graphs and for the first graph after them (see GraphRunner::compute).
+    const bool knocks = batch.interventions && batch.interventions->any_knockout();
     runner_->compute(graph.gf, [&g] { g.set_inputs(); },
-                     "a batch of " + std::to_string(batch.n_tokens) + " tokens");
+                     "a batch of " + std::to_string(batch.n_tokens) + " tokens", knocks || last_knocked_);
+    last_knocked_ = knocks;
     std::vector<float> out = read_f32(logits);
     g.read_outputs();
     if (skv_) {

@@ -68,6 +68,7 @@ private:
     int64_t n_past_ = 0;
     const HeadInterventions* interventions_ = nullptr;
     int64_t pos_offset_ = 0;
+    bool last_knocked_ = false;  // the previous graph had knockout masks
 };
 
 }  // namespace corehead
