@@ -243,7 +243,8 @@ int main(int argc, char **argv) {
     CASE("logits_dense_again", corehead_logits(eng, &tokens_prompt, after, 4096, &n_after), n_after);
     printf("case logits_dense_unchanged %s -1\n", memcmp(before, after, n_after * sizeof(float)) == 0 ? "COREHEAD_OK" : "CHANGED");
 
-    printf("case status_name_unknown %s -1\n", corehead_status_name((corehead_status)99));
+    printf("case status_name_unknown %s -1\n",
+           strcmp(corehead_status_name((corehead_status)99), "unknown status") == 0 ? "unknown" : "WRONG");
     corehead_engine_free(text_only);
     corehead_engine_free(eng);
     printf("done\n");
