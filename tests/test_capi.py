@@ -48,7 +48,8 @@ def compile_c(sources: list[Path], out: Path, *flags: str) -> Path:
 def run(cmd: list, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     done = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})
-    assert done.returncode == 0, f"exit {done.returncode}\nstdout:\n{done.stdout[-3000:]}\nstderr:\n{done.stderr[-3000:]}"
+    assert done.returncode == 0, (f"exit {done.returncode}\nstdout:\n{done.stdout[-3000:]}\n"
+                                  f"stderr:\n{done.stderr[-3000:]}")
     return done
 
 
@@ -105,11 +106,12 @@ def test_get_include_and_get_library_point_at_the_c_api():
     assert header.is_file()
     lib = Path(corehead.get_library())
     assert lib.is_file() and lib.name.startswith("libcorehead")
-    # Installed: beside the package; a source checkout: the header in cpp/include.
+    # Installed: beside the package (or beside corehead._core in an editable install); a source
+    # checkout: the header in cpp/include.
     pkg = Path(corehead.__file__).resolve().parent
-    assert lib.parent == pkg / "lib"
-    assert header.resolve() in {(pkg / "include" / "corehead" / "corehead.h").resolve(),
-                                (ROOT / "cpp" / "include" / "corehead" / "corehead.h").resolve()}
+    assert lib.parent in {pkg / "lib", Path(corehead._core.__file__).resolve().parent / "lib"}
+    installed = {(d / "include" / "corehead" / "corehead.h").resolve() for d in (pkg, lib.parent.parent)}
+    assert header.resolve() in installed | {(ROOT / "cpp" / "include" / "corehead" / "corehead.h").resolve()}
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux") or shutil.which("nm") is None, reason="ELF + nm only")
@@ -130,7 +132,8 @@ def test_the_library_exports_only_the_c_api():
 
 def test_header_compiles_as_c99_and_as_cxx(tmp_path):
     src = tmp_path / "use.c"
-    src.write_text('#include "corehead/corehead.h"\nint main(void) { return corehead_engine_default_params().n_ctx > 0 ? 0 : 1; }\n')
+    src.write_text('#include "corehead/corehead.h"\n'
+                   "int main(void) { return corehead_engine_default_params().n_ctx > 0 ? 0 : 1; }\n")
     c = subprocess.run([CC, "-std=c99", "-pedantic", "-Werror", "-Wall", "-fsyntax-only", "-I", corehead.get_include(),
                         str(src)], capture_output=True, text=True)
     assert c.returncode == 0, c.stderr
@@ -199,6 +202,21 @@ def test_example_under_address_sanitizer(programs, ref):
     assert "AddressSanitizer" not in done.stderr and "LeakSanitizer" not in done.stderr
 
 
+@pytest.mark.skipif(shutil.which("cargo") is None, reason="no Rust toolchain (cargo) for examples/rust")
+def test_rust_binding_sketch_matches_the_python_engine(programs, engine):
+    """examples/rust (no crates: builds offline) links the installed library and reads the same numbers."""
+    target = programs["dir"] / "rust-target"
+    env = {"COREHEAD_LIB_DIR": os.path.dirname(corehead.get_library()), "CARGO_TARGET_DIR": str(target)}
+    run(["cargo", "build", "--offline", "--quiet", "--manifest-path", ROOT / "examples" / "rust" / "Cargo.toml"],
+        env=env, timeout=600)
+    done = run([target / "debug" / "corehead-example", MODEL, TEXT_PROMPT, 6])
+    version, ids, shape, rows = parse_example(done.stdout)
+    header = (Path(corehead.get_include()) / "corehead" / "corehead.h").read_text()
+    assert version == re.search(r'#define COREHEAD_VERSION "([^"]+)"', header).group(1)
+    assert ids == engine.generate_ids(TEXT_PROMPT, max_tokens=6)
+    np.testing.assert_allclose(rows, engine.attention(TEXT_PROMPT)[:, :, 0], rtol=0, atol=1e-6)
+
+
 # --- bad input --------------------------------------------------------------------------------
 
 INVALID, MODEL_ERR, MISSING = "COREHEAD_ERR_INVALID_ARGUMENT", "COREHEAD_ERR_MODEL", "COREHEAD_ERR_FILE_NOT_FOUND"
@@ -220,7 +238,8 @@ EXPECTED = {
     "prompt_empty": (INVALID, "empty"), "prompt_empty_text": (INVALID, "empty"),
     "prompt_token_out_of_range": (INVALID, "out of range"), "prompt_token_negative": (INVALID, "out of range"),
     "prompt_null_tokens": (INVALID, "prompt.tokens is NULL"), "prompt_null_images": (INVALID, "prompt.images is NULL"),
-    "prompt_image_without_text": (INVALID, "needs text"), "prompt_image_without_mmproj": (INVALID, "no vision projector"),
+    "prompt_image_without_text": (INVALID, "needs text"),
+    "prompt_image_without_mmproj": (INVALID, "no vision projector"),
     "image_null_rgb": (INVALID, "rgb is NULL"), "image_zero_width": (INVALID, "positive"),
     "image_huge": (INVALID, "megapixels"), "image_marker_count": (INVALID, "marker"),
     "generate_negative_max_tokens": (INVALID, "max_tokens"), "generate_short_buffer": (SHORT, "max_tokens"),

@@ -12,11 +12,24 @@ The wheel installs ``corehead/include/corehead/corehead.h`` and ``corehead/lib/l
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 HEADER = Path("corehead") / "corehead.h"
+
+
+def _install_dirs() -> list[Path]:
+    """Folders the build installs next to: the package, and where corehead._core lives (they differ
+    in an editable install, which keeps the sources here and the built files elsewhere)."""
+    dirs = [HERE]
+    spec = importlib.util.find_spec("corehead._core")
+    if spec is not None and spec.origin:
+        core_dir = Path(spec.origin).resolve().parent
+        if core_dir != HERE:
+            dirs.append(core_dir)
+    return dirs
 
 
 def _library_name() -> str:
@@ -29,7 +42,8 @@ def _library_name() -> str:
 
 def get_include() -> str:
     """The folder that holds ``corehead/corehead.h`` (pass it to the compiler as ``-I``)."""
-    for folder in (HERE / "include", HERE.parents[1] / "cpp" / "include"):  # installed, then a source checkout
+    # installed (wheel or editable), then a source checkout
+    for folder in [d / "include" for d in _install_dirs()] + [HERE.parents[1] / "cpp" / "include"]:
         if (folder / HEADER).is_file():
             return str(folder)
     raise FileNotFoundError(f"corehead/corehead.h is neither in {HERE / 'include'} (an installed wheel) nor in a "
@@ -38,9 +52,10 @@ def get_include() -> str:
 
 def get_library() -> str:
     """The path of the shared C library (libcorehead) to link against and load at run time."""
+    for folder in _install_dirs():
+        if (folder / "lib" / _library_name()).is_file():
+            return str(folder / "lib" / _library_name())
     path = HERE / "lib" / _library_name()
-    if path.is_file():
-        return str(path)
     raise FileNotFoundError(f"{path} does not exist: reinstall corehead, or in a source checkout build it and copy "
                             "it in: cmake --build build/dev && mkdir -p python/corehead/lib && "
                             f"cp build/dev/{_library_name()} python/corehead/lib/")
