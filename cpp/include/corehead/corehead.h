@@ -181,7 +181,8 @@ typedef struct corehead_generate_params {
 COREHEAD_API corehead_generate_params corehead_generate_default_params(void);
 
 /* Generates after `prompt` (run from an empty context) until max_tokens, an end-of-generation
- * token (included in the output), a full context, or on_token returning false. `tokens` (may be
+ * token (included in the output), a full context, or on_token returning false (for a token that
+ * is then the last one of the output). `tokens` (may be
  * NULL: use on_token) receives the generated ids; it needs capacity >= max_tokens, checked
  * before any compute. *n_out = ids generated. params NULL = the defaults. */
 COREHEAD_API corehead_status corehead_generate(corehead_engine *engine, const corehead_prompt *prompt,
