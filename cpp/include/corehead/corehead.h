@@ -20,7 +20,9 @@
  * - Strings are UTF-8 and NUL-terminated. Strings returned by the library (corehead_version,
  *   corehead_last_error, corehead_status_name) are owned by it.
  * - Structs with a corehead_*_default_params() function: start from the defaults, then change
- *   fields (new fields will be appended with defaults that keep today's behaviour).
+ *   fields, so that fields added later get defaults that keep today's behaviour. Struct layouts
+ *   are part of the ABI: a release that changes one bumps COREHEAD_VERSION_MINOR while the major
+ *   version is 0 (then the major); compare corehead_version() with COREHEAD_VERSION at startup.
  *
  * Thread safety
  * - One engine per thread, or serialize every call on a shared engine (a mutex around it): an
