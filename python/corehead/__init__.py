@@ -7,6 +7,7 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+from corehead.capi import get_include, get_library
 from corehead.engine import Engine, inspect
 from corehead.errors import ContextOverflowError, ModelError
 from corehead.evaluate import AblationCurve, EvalReport
@@ -23,5 +24,5 @@ except PackageNotFoundError:  # running from a source tree
 __all__ = [
     "Engine", "Tokenizer", "Probe", "EvalReport", "AblationCurve", "load_probes", "HeadRanking", "HeadSet",
     "rank_heads", "inspect",
-    "memory_estimate", "ModelError", "ContextOverflowError", "__version__",
+    "memory_estimate", "ModelError", "ContextOverflowError", "get_include", "get_library", "__version__",
 ]

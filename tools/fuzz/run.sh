@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets with ASan + UBSan (clang) and fuzzes both at once.
+# Builds the libFuzzer targets with ASan + UBSan (clang) and fuzzes them at once.
 #
 #   tools/fuzz/run.sh SECONDS           # each target for SECONDS (default 60), one core each
 #   tools/fuzz/run.sh 0                 # build + seed corpora only
 #   FUZZ_BUILD=build/fuzz FUZZ_NICE=19 tools/fuzz/run.sh 1800
-#   FUZZ_TARGETS=gguf tools/fuzz/run.sh 600   # one target only (gguf or image)
+#   FUZZ_TARGETS=gguf tools/fuzz/run.sh 600   # one target only (gguf, image or capi)
 #   FUZZ_NO_BUILD=1 tools/fuzz/run.sh 3600    # skip the (incremental) build
 #
-# Corpora grow in $FUZZ_BUILD/corpus/{gguf,image} (seeded from tests/data by make_seeds.py);
+# Corpora grow in $FUZZ_BUILD/corpus/{gguf,image,capi} (seeded from tests/data by make_seeds.py;
+# capi, the C API target, starts from the GGUF corpus);
 # crashes, leaks, timeouts and OOMs land in $FUZZ_BUILD/artifacts/ and make the script exit 1.
-# Logs: $FUZZ_BUILD/fuzz_{gguf,image}.log (the last "#N DONE cov: ... ft: ... exec/s" line is the summary).
+# Logs: $FUZZ_BUILD/fuzz_{gguf,image,capi}.log (the last "#N DONE cov: ... ft: ... exec/s" line is the summary).
 # Replay one input: $FUZZ_BUILD/fuzz_gguf FILE
 set -euo pipefail
 SECONDS_PER_TARGET=${1:-60}
@@ -17,16 +18,18 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${FUZZ_BUILD:-$ROOT/build/fuzz}
 NICE=${FUZZ_NICE:-19}
 JOBS=${FUZZ_BUILD_JOBS:-2}
-TARGETS=${FUZZ_TARGETS:-gguf image}
+TARGETS=${FUZZ_TARGETS:-gguf image capi}
 
 if [ -z "${FUZZ_NO_BUILD:-}" ]; then  # FUZZ_NO_BUILD=1: fuzz the binaries as they are
   CC=${CC:-clang} CXX=${CXX:-clang++} cmake -S "$ROOT/tools/fuzz" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-  ninja -C "$BUILD" -j "$JOBS" fuzz_gguf fuzz_image
+  ninja -C "$BUILD" -j "$JOBS" $(for t in $TARGETS; do echo "fuzz_$t"; done)
 fi
 
 if [ ! -d "$BUILD/corpus/gguf" ]; then
   PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" python -m tools.fuzz.make_seeds "$BUILD/corpus"
 fi
+# The C API target loads the same kind of input: it starts from the GGUF corpus.
+[ -d "$BUILD/corpus/capi" ] || cp -r "$BUILD/corpus/gguf" "$BUILD/corpus/capi"
 mkdir -p "$BUILD/artifacts"
 [ "$SECONDS_PER_TARGET" -gt 0 ] || exit 0
 
@@ -38,7 +41,7 @@ common=(-max_total_time="$SECONDS_PER_TARGET" -timeout="${FUZZ_TIMEOUT:-120}" -r
 pids=()
 for t in $TARGETS; do
   extra=()
-  [ "$t" = gguf ] && extra=(-max_len=262144 -dict="$ROOT/tools/fuzz/gguf.dict")
+  case $t in gguf | capi) extra=(-max_len=262144 -dict="$ROOT/tools/fuzz/gguf.dict") ;; esac
   timer=()
   command -v /usr/bin/time >/dev/null && timer=(/usr/bin/time -f "cpu %U s user + %S s sys, wall %e s" -o "$BUILD/fuzz_$t.time")
   "${timer[@]}" nice -n "$NICE" "$BUILD/fuzz_$t" "${common[@]}" "${extra[@]}" -artifact_prefix="$BUILD/artifacts/$t-" \

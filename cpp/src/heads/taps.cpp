@@ -20,11 +20,8 @@ ChunkTaps chunk_taps(const TapRequest& req, int64_t base, int64_t len) {
     return c;
 }
 
-TapCollector::TapCollector(int64_t n, const std::vector<int32_t>& positions, const std::vector<int32_t>& layers,
-                           bool full_rows, const std::vector<float>& relevance, int64_t n_regions, int64_t n_layer,
-                           int64_t n_head) {
+std::vector<int32_t> tap_positions(int64_t n, const std::vector<int32_t>& positions) {
     if (n == 0) throw InputError("the prompt is empty (no tokens)");
-    // Positions: negative values count from the end; ascending, unique.
     std::vector<int32_t> pos = positions;
     if (pos.empty()) pos.push_back(static_cast<int32_t>(n - 1));
     for (int32_t& p : pos) {
@@ -36,17 +33,32 @@ TapCollector::TapCollector(int64_t n, const std::vector<int32_t>& positions, con
     }
     std::sort(pos.begin(), pos.end());
     pos.erase(std::unique(pos.begin(), pos.end()), pos.end());
+    return pos;
+}
+
+std::vector<int32_t> tap_layers(const std::vector<int32_t>& layers, int64_t n_layer) {
+    std::vector<bool> selected(n_layer, layers.empty());
+    for (int32_t l : layers) {
+        check_layer(l, n_layer);
+        selected[l] = true;
+    }
+    std::vector<int32_t> out;
+    for (int64_t l = 0; l < n_layer; ++l) {
+        if (selected[l]) out.push_back(static_cast<int32_t>(l));
+    }
+    return out;
+}
+
+TapCollector::TapCollector(int64_t n, const std::vector<int32_t>& positions, const std::vector<int32_t>& layers,
+                           bool full_rows, const std::vector<float>& relevance, int64_t n_regions, int64_t n_layer,
+                           int64_t n_head) {
+    const std::vector<int32_t> pos = tap_positions(n, positions);
     req_.rows = pos;
     req_.full_rows = full_rows;
+    out_.layers = tap_layers(layers, n_layer);
     if (!layers.empty()) {
         req_.layers.assign(n_layer, false);
-        for (int32_t l : layers) {
-            check_layer(l, n_layer);
-            req_.layers[l] = true;
-        }
-    }
-    for (int64_t l = 0; l < n_layer; ++l) {
-        if (req_.layers.empty() || req_.layers[l]) out_.layers.push_back(static_cast<int32_t>(l));
+        for (int32_t l : out_.layers) req_.layers[l] = true;
     }
     if (n_regions < 0 || (n_regions > 0 && static_cast<int64_t>(relevance.size()) != n_regions * n)) {
         throw InputError("relevance must hold n_regions x n_tokens values");

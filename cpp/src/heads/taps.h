@@ -41,6 +41,13 @@ struct ChunkTaps {
 };
 ChunkTaps chunk_taps(const TapRequest& req, int64_t base, int64_t len);
 
+// The query positions a tap request for a prompt of n tokens returns: `positions` with negative
+// values counted from the end (empty = the last token), sorted and de-duplicated. Throws InputError
+// for a position outside the prompt.
+std::vector<int32_t> tap_positions(int64_t n, const std::vector<int32_t>& positions);
+// The layers a tap request returns, ascending (empty = all). Throws InputError for a bad layer.
+std::vector<int32_t> tap_layers(const std::vector<int32_t>& layers, int64_t n_layer);
+
 // A user's tap request for a prompt of n tokens (validated here: positions, negative counting
 // from the end; layers; the relevance matrix), and the result collected batch by batch.
 class TapCollector {
