@@ -4,8 +4,9 @@
 "use strict";
 
 const D = JSON.parse(document.getElementById("corehead-data").textContent);
-// Heat layer opacity: a dark veil of VEIL over unattended pixels, up to VEIL + HEAT for the hottest.
-const VEIL = 0.35, HEAT = 0.4;
+// Heat layer opacity: a dark veil of VEIL over unattended pixels, up to VEIL + HEAT where a token
+// holds all of the attention (drawHeat).
+const VEIL = 0.3, HEAT = 0.5;
 const INFERNO = [[0, 0, 4], [40, 11, 84], [101, 21, 110], [159, 42, 99], [212, 72, 66], [245, 125, 21],
                  [250, 193, 39], [252, 255, 164]];
 const VIRIDIS = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
@@ -53,24 +54,25 @@ function queryAttention(p, k) {
   return acc;
 }
 
+// Brightness is absolute, not normalized per image: v = sqrt(mass of the token), so a token that
+// gets all of the attention is white-hot, one with 1% of it is at 0.1, and a head that ignores
+// the image leaves it dark. Boxes of other sizes than the median (a global view over tiles) count
+// per area, and overlapping views add up, as in corehead.plot.attention_overlay.
 function drawHeat(p, canvas, att) {
   const w = p.width, h = p.height;
   const heat = new Float32Array(w * h);
-  // Each visual token's weight spread over its rectangle; overlapping views (a global
-  // thumbnail over tiles) add up, as in corehead.plot.attention_overlay.
+  const areas = p.boxes.map(([x0, y0, x1, y1]) => Math.max((x1 - x0) * (y1 - y0), 1e-9));
+  const ref = [...areas].sort((a, b) => a - b)[Math.floor(areas.length / 2)] || 1;
   p.visual_positions.forEach((pos, i) => {
     const [x0, y0, x1, y1] = p.boxes[i];
-    const area = Math.max((x1 - x0) * (y1 - y0), 1e-9);
-    const d = att[pos] / area;
+    const d = att[pos] * ref / areas[i];
     for (let y = Math.max(0, Math.floor(y0)); y < Math.min(h, Math.ceil(y1)); y++)
       for (let x = Math.max(0, Math.floor(x0)); x < Math.min(w, Math.ceil(x1)); x++) heat[y * w + x] += d;
   });
-  let max = 0;
-  for (const v of heat) max = Math.max(max, v);
   const ctx = canvas.getContext("2d");
   const img = ctx.createImageData(w, h);
   for (let i = 0; i < heat.length; i++) {
-    const v = max > 0 ? heat[i] / max : 0;
+    const v = Math.sqrt(Math.min(1, heat[i]));
     const [r, g, b] = colormap(INFERNO, v);
     img.data[4 * i] = r; img.data[4 * i + 1] = g; img.data[4 * i + 2] = b;
     img.data[4 * i + 3] = Math.round(255 * (VEIL + HEAT * v));
@@ -83,7 +85,8 @@ function renderProbe(p) {
   const k = storedIndex.get(key(l, h));
   const att = queryAttention(p, k);
   let onImage = 0, onTarget = 0;
-  p.visual_positions.forEach((pos, i) => { onImage += att[pos]; onTarget += (p.relevance[i] || 0) * att[pos]; });
+  for (const pos of p.visual_positions) onImage += att[pos];
+  for (let j = 0; j < p.n_tokens; j++) onTarget += p.relevance[j] * att[j];
   if (p.canvas) {
     drawHeat(p, p.canvas, att);
     p.canvas.dataset.head = key(l, h);
@@ -108,7 +111,8 @@ function renderProbe(p) {
     chip.el.title = `${chip.end - chip.start} visual tokens receive ${fmt(m, 4)} in all`;
   }
   const what = p.query === null ? "positions predicting the answer" : `query ${JSON.stringify(p.tokens[p.rows[p.query]])}`;
-  p.statsEl.textContent = `${what}: ${fmt(onImage, 3)} on the image, RAM (on the target) ${fmt(onTarget, 3)}`;
+  const image = p.visual_positions.length ? `${fmt(onImage, 3)} on the image, ` : "";
+  p.statsEl.textContent = `${what}: ${image}RAM (on the target) ${fmt(onTarget, 3)}`;
   p.statsEl.dataset.ram = String(onTarget);
 }
 
@@ -171,7 +175,7 @@ function buildProbe(p, i) {
       continue;
     }
     const el = document.createElement("span");
-    el.className = "tok text";
+    el.className = p.relevance[pos] > 0 ? "tok text target" : "tok text";  // a text probe's span
     el.dataset.pos = String(pos);
     el.textContent = p.tokens[pos].replace(/\n/g, "\u23ce") || "\u2205";
     if (rowOf.has(pos)) {

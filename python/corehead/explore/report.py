@@ -7,7 +7,8 @@ What the page gets (a JSON object in a ``<script type="application/json">``, for
 - ``heads``: the heads whose attention is stored (the best ``max_heads`` by RAM); the others show
   their scores only;
 - ``probes``: per probe its image (a PNG data URL, at most ``max_side`` pixels a side), token strings,
-  visual positions with their boxes (in the shown image's pixels) and relevance r_j, target boxes,
+  visual positions with their boxes (in the shown image's pixels), target boxes, RAM's relevance
+  r_j of every position (the target box's share of a visual token, or 1 on a text probe's span),
   and for every stored head the attention rows of every text (non-visual) position over all keys;
   ``default_rows`` are the rows RAM averages over (the positions that predict the answer);
 - ``curve``: an ablation curve (``corehead ablate --json``) when given.
@@ -31,8 +32,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from corehead.attention_export import attention_record
-from corehead.probes import Probe, box_relevance
-from corehead.ram import DEFINITION, HeadRanking
+from corehead.probes import Probe
+from corehead.ram import DEFINITION, HeadRanking, probe_prompt, relevance_vectors
 
 if TYPE_CHECKING:
     from corehead.engine import Engine
@@ -95,21 +96,24 @@ def probe_view(eng: Engine, probe: Probe, heads: list[tuple[int, int]], max_side
     visual = np.zeros(len(t["token_ids"]), dtype=bool)
     visual[t["visual_positions"]] = True
     q, scale = quantize_rows(t["attention"], visual)
+    # r_j over every context position, as RAM defines it (target box or text span): corehead.ram.
+    images = [t["image_0"]] if "image_0" in t else []
+    relevance, _ = relevance_vectors(eng, probe, probe_prompt(eng, probe), images, len(t["token_ids"]),
+                                     t["visual_positions"] if images else None)
     view: dict[str, Any] = {
         "question": probe.question, "answer": probe.answer, "tokens": rec.meta["tokens"],
         "n_tokens": len(t["token_ids"]),
         "rows": rows, "default_rows": [rows.index(p) for p in defaults],
         "visual_positions": t["visual_positions"].tolist(),
         "q": base64.b64encode(q.tobytes()).decode("ascii"), "scale": _significant(scale),
-        "image": None, "width": 0, "height": 0, "boxes": [], "targets": [], "relevance": [],
+        "relevance": _round(relevance, 4), "image": None, "width": 0, "height": 0, "boxes": [], "targets": [],
     }
     if "image_0" in t:
         url, factor = _png_data_url(t["image_0"], max_side)
         h, w = t["image_sizes"][0].tolist()
         boxes, targets = t["visual_token_boxes"], t["target_boxes"]
         view.update(image=url, width=max(1, round(w * factor)), height=max(1, round(h * factor)),
-                    original_size=[h, w], boxes=_round(boxes * factor, 3), targets=_round(targets * factor, 3),
-                    relevance=_round(box_relevance(boxes, targets.astype(np.float64)), 4))
+                    original_size=[h, w], boxes=_round(boxes * factor, 3), targets=_round(targets * factor, 3))
     return view
 
 
