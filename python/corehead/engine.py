@@ -19,6 +19,7 @@ from corehead.tokenizer import TextStream, Tokenizer
 if TYPE_CHECKING:
     import numpy.typing as npt
 
+    from corehead.attention_export import AttentionRecord
     from corehead.probes import Probe
     from corehead.ram import HeadRanking
 
@@ -304,12 +305,14 @@ class Engine:
         return rows
 
     def attention_export(self, item, heads, path: str | os.PathLike, images: Sequence[Any] = (),
-                         positions: Sequence[int] | None = None, include_images: bool = True):
+                         positions: Sequence[int] | str | None = None,
+                         include_images: bool = True) -> AttentionRecord:
         """Write the attention rows of `heads` ((layer, head) pairs, a HeadSet, or a HeadRanking =
         its top 5%) for `item` (a :class:`corehead.Probe`, or a prompt with `images`) to `path` as
         safetensors, with the token strings, visual spans, token boxes, image sizes and the probe's
         target box; readable without corehead (see :mod:`corehead.attention_export`). Query
-        positions default to those that predict a probe's answer, else the last one. Returns the
+        positions default to those that predict a probe's answer, else the last one; "text" = every
+        position that is not a visual token. Returns the
         :class:`~corehead.attention_export.AttentionRecord` written."""
         from corehead.attention_export import attention_export
 
