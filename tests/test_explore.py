@@ -208,6 +208,27 @@ def test_explore_page_is_self_contained_and_carries_the_attention(toy_engine, ex
         np.testing.assert_allclose(view["targets"], [probe.bbox])
 
 
+def test_explore_caps_the_attention_it_stores(toy_engine, explored):
+    from corehead import load_probes
+    from corehead.explore import collect
+
+    ranking = HeadRanking.load(explored / "heads.json")
+    probes = load_probes(explored / "probes" / "probes.jsonl")[:2]
+    data = collect(toy_engine, ranking, probes, max_mb=0.01)
+    lengths = [len(toy_engine.multimodal_tokens(p.prompt + p.answer, [p.image])) for p in probes]
+    weights_per_head = sum((n - 36) * n for n in lengths)  # every text row over every key
+    assert weights_per_head == sum(len(v["rows"]) * v["n_tokens"] for v in data["probes"])
+    expected = int(0.01e6 // (weights_per_head * 4 / 3))  # base64: 4/3 byte per uint8 weight
+    assert 1 < expected < 48 and len(data["heads"]) == expected
+    assert data["heads"] == [list(h) for h in ranking.order()[:expected]]  # the best ones
+    for v in data["probes"]:
+        assert len(base64.b64decode(v["q"])) == expected * len(v["rows"]) * v["n_tokens"]
+        assert len(v["scale"]) == expected
+    assert len(collect(toy_engine, ranking, probes, max_heads=5)["heads"]) == 5
+    with pytest.raises(ValueError, match="max_mb"):
+        collect(toy_engine, ranking, probes, max_mb=0)
+
+
 def test_explore_refuses_what_it_cannot_show(explored, tmp_path, capsys):
     probes = str(explored / "probes" / "probes.jsonl")
     heads_list = tmp_path / "list.json"

@@ -214,7 +214,8 @@ def cmd_explore(args: argparse.Namespace) -> int:
         if args.image_marker:
             eng.image_marker = args.image_marker
         out = build_report(eng, heads, probes, args.output, curve=args.curve, max_probes=args.max_probes,
-                           max_heads=args.max_heads, max_side=args.max_side, title=args.title, progress=True)
+                           max_heads=args.max_heads, max_side=args.max_side, title=args.title, progress=True,
+                           max_mb=args.max_mb)
     print(f"wrote {out['path']} ({_human_bytes(out['bytes'])}): {out['probes']} probes, attention of "
           f"{out['heads']} of {out['n_heads']} heads")
     return 0
@@ -363,6 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     explore.add_argument("--max-probes", type=int, default=8, help="probes shown, the file's first (default 8)")
     explore.add_argument("--max-heads", type=int, default=64,
                          help="heads whose attention is stored, the best by RAM (default 64); the grid shows all")
+    explore.add_argument("--max-mb", type=float, default=8.0,
+                         help="at most this many MB of attention in the page: fewer heads when it would be more (8)")
     explore.add_argument("--max-side", type=int, default=320, help="images are shrunk to this many pixels a side")
     explore.add_argument("--image-marker", default=None, help="the image marker in the probes' prompts")
     explore.add_argument("--title", default=None, help="the page's title")

@@ -4,8 +4,8 @@ What the page gets (a JSON object in a ``<script type="application/json">``, for
 ``corehead.Explorer/1``; page.js reads it):
 
 - ``grid``: the ranking's RAM, visual mass, focus and lift per [layer][head], its top 5%;
-- ``heads``: the heads whose attention is stored (the best ``max_heads`` by RAM); the others show
-  their scores only;
+- ``heads``: the heads whose attention is stored (the best ``max_heads`` by RAM, fewer when their
+  rows would pass ``max_mb``); the others show their scores only;
 - ``probes``: per probe its image (a PNG data URL, at most ``max_side`` pixels a side), token strings,
   visual positions with their boxes (in the shown image's pixels), target boxes, RAM's relevance
   r_j of every position (the target box's share of a visual token, or 1 on a text probe's span),
@@ -105,7 +105,7 @@ def probe_view(eng: Engine, probe: Probe, heads: list[tuple[int, int]], max_side
         "n_tokens": len(t["token_ids"]),
         "rows": rows, "default_rows": [rows.index(p) for p in defaults],
         "visual_positions": t["visual_positions"].tolist(),
-        "q": base64.b64encode(q.tobytes()).decode("ascii"), "scale": _significant(scale),
+        "q": q, "scale": scale,  # [n_heads, ...] arrays until collect() has trimmed and encoded them
         "relevance": _round(relevance, 4), "image": None, "width": 0, "height": 0, "boxes": [], "targets": [],
     }
     if "image_0" in t:
@@ -182,14 +182,17 @@ def curve_svg(curve: dict | None, width: int = 360, height: int = 240) -> str:
 
 def collect(eng: Engine, ranking: HeadRanking, probes: Sequence[Probe], curve: dict | None = None,
             max_probes: int = 8, max_heads: int = 64, max_side: int = 320, title: str | None = None,
-            progress: bool = False) -> dict[str, Any]:
+            progress: bool = False, max_mb: float = 8.0) -> dict[str, Any]:
     """The page's data (see the module docstring) for the first `max_probes` probes and the best
-    `max_heads` heads by RAM."""
+    `max_heads` heads by RAM, fewer when their attention would take more than `max_mb` MB of the
+    page (a long prompt of a real model: the best heads are kept, at least one)."""
     if not isinstance(ranking, HeadRanking):
         raise TypeError(f"ranking must be a corehead.HeadRanking, got {type(ranking).__name__}")
     for name, value, lo in (("max_probes", max_probes, 1), ("max_heads", max_heads, 1), ("max_side", max_side, 16)):
         if isinstance(value, bool) or not isinstance(value, int) or value < lo:
             raise ValueError(f"{name} must be an int >= {lo}, got {value!r}")
+    if isinstance(max_mb, bool) or not isinstance(max_mb, (int, float)) or not max_mb > 0:
+        raise ValueError(f"max_mb must be a number > 0, got {max_mb!r}")
     ranking.check_model(eng.info)
     probes = list(probes)
     if not probes:
@@ -207,6 +210,13 @@ def collect(eng: Engine, ranking: HeadRanking, probes: Sequence[Probe], curve: d
             views.append(probe_view(eng, p, heads, max_side))
         except (ValueError, TypeError, RuntimeError) as e:
             raise type(e)(f"probe {i}: {e}") from e
+    # Base64 of one head's uint8 rows over all probes: 4/3 byte per weight.
+    per_head = sum(v["q"][0].size for v in views) * 4 / 3
+    keep = max(1, min(len(heads), int(max_mb * 1e6 // max(per_head, 1))))
+    heads = heads[:keep]
+    for v in views:
+        v["q"] = base64.b64encode(np.ascontiguousarray(v["q"][:keep]).tobytes()).decode("ascii")
+        v["scale"] = _significant(v["scale"][:keep])
     model = ranking.model or {}
     return {
         "format": FORMAT,
@@ -239,7 +249,8 @@ def render(data: dict[str, Any]) -> str:
 
 def build_report(eng: Engine, ranking: HeadRanking, probes: Sequence[Probe], path: str | Path,
                  curve: dict | str | Path | None = None, max_probes: int = 8, max_heads: int = 64,
-                 max_side: int = 320, title: str | None = None, progress: bool = False) -> dict[str, Any]:
+                 max_side: int = 320, title: str | None = None, progress: bool = False,
+                 max_mb: float = 8.0) -> dict[str, Any]:
     """Write the explorer page to `path`; `curve` is an ablation curve (a dict or the JSON file of
     ``corehead ablate --json``). Returns {path, bytes, probes, heads}."""
     if isinstance(curve, (str, Path)):
@@ -251,7 +262,7 @@ def build_report(eng: Engine, ranking: HeadRanking, probes: Sequence[Probe], pat
         except json.JSONDecodeError as e:
             raise ValueError(f"{curve_path}: not JSON ({e})") from None
     data = collect(eng, ranking, probes, curve=curve, max_probes=max_probes, max_heads=max_heads, max_side=max_side,
-                   title=title, progress=progress)
+                   title=title, progress=progress, max_mb=max_mb)
     text = render(data)
     out = Path(path)
     out.write_text(text, encoding="utf-8")
