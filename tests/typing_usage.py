@@ -35,6 +35,15 @@ def ranking(eng: Engine, probes: list[Probe]) -> HeadSet:
     return r.top(0.05)
 
 
+def export(eng: Engine, probe: Probe, heads: HeadSet) -> npt.NDArray[np.float32]:
+    from corehead.attention_export import AttentionRecord
+
+    record: AttentionRecord = eng.attention_export(probe, heads, "probe.safetensors", positions="text")
+    tokens: list[str] = record.meta["tokens"]
+    assert len(tokens) == len(record.tensors["token_ids"])
+    return record.tensors["attention"]
+
+
 def cache_bytes(eng: Engine) -> int:
     stats: dict[str, Any] = eng.kv_stats()
     return int(stats["bytes"]) + int(eng.image_cache["bytes"])

@@ -1,4 +1,4 @@
-"""The `corehead` command line: info, run, bench, rank, ablate, serve, demo."""
+"""The `corehead` command line: info, run, bench, rank, ablate, explore, serve, demo."""
 
 from __future__ import annotations
 
@@ -202,6 +202,27 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explore(args: argparse.Namespace) -> int:
+    """One self-contained HTML page: the RAM grid, each head's attention over the probes' images."""
+    from corehead.explore import build_report
+    from corehead.probes import load_probes
+    from corehead.ram import HeadRanking
+
+    heads = _load_heads(args.heads)
+    if not isinstance(heads, HeadRanking):
+        raise ValueError(f"{args.heads}: explore needs a head ranking (corehead rank -o heads.json), not a head list")
+    probes = load_probes(args.probes)
+    with corehead.Engine(args.model, mmproj=args.mmproj, n_threads=args.threads, n_ctx=args.ctx_size) as eng:
+        if args.image_marker:
+            eng.image_marker = args.image_marker
+        out = build_report(eng, heads, probes, args.output, curve=args.curve, max_probes=args.max_probes,
+                           max_heads=args.max_heads, max_side=args.max_side, title=args.title, progress=True,
+                           max_mb=args.max_mb)
+    print(f"wrote {out['path']} ({_human_bytes(out['bytes'])}): {out['probes']} probes, attention of "
+          f"{out['heads']} of {out['n_heads']} heads")
+    return 0
+
+
 def _fractions(text: str) -> list[float]:
     try:
         return [float(x) for x in text.split(",") if x.strip()]
@@ -338,6 +359,21 @@ def build_parser() -> argparse.ArgumentParser:
                         help="default: choice when every probe has choices, else exact")
     ablate.add_argument("--plot", help="write the curve (PNG)")
     ablate.add_argument("--json", help="write the results (JSON)")
+
+    explore = _model_command(sub, "explore", "one self-contained HTML page: the RAM grid; click a head to see its "
+                             "attention over the probes' images (without -m the embedded toy VLM)", cmd_explore)
+    explore.add_argument("heads", help="a head ranking from `corehead rank -o`")
+    explore.add_argument("--probes", required=True, help="probes JSONL, as `corehead rank` reads them")
+    explore.add_argument("-o", "--output", default="report.html", help="the HTML file to write (report.html)")
+    explore.add_argument("--curve", help="an ablation curve from `corehead ablate --heads RANKING --json` to show")
+    explore.add_argument("--max-probes", type=int, default=8, help="probes shown, the file's first (default 8)")
+    explore.add_argument("--max-heads", type=int, default=64,
+                         help="heads whose attention is stored, the best by RAM (default 64); the grid shows all")
+    explore.add_argument("--max-mb", type=float, default=8.0,
+                         help="at most this many MB of attention in the page: fewer heads when it would be more (8)")
+    explore.add_argument("--max-side", type=int, default=320, help="images are shrunk to this many pixels a side")
+    explore.add_argument("--image-marker", default=None, help="the image marker in the probes' prompts")
+    explore.add_argument("--title", default=None, help="the page's title")
 
     srv = _model_command(sub, "serve", "an OpenAI-compatible HTTP server (chat/completions with images, SSE "
                               "streaming); without -m the embedded toy VLM", cmd_serve)

@@ -5,7 +5,8 @@
 3. the ablation curve: accuracy with the top / bottom / random 5% and 10% of heads zeroed
    (random: mean of 5 seeds), on 200 other probes;
 4. CoRe-sparse decoding against dense: accuracy, decode speed and KV bytes with 16 images;
-5. write ram.png, ablation.png and attention.png (the top head over an image) to ``out``.
+5. write ram.png, ablation.png and attention.png (the top head over an image) to ``out``, with
+   heads.json, ablation.json and probes/probes.jsonl for ``corehead explore``.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ def run(out: str | Path = "corehead-demo", threads: int | None = None, progress:
         print(curve.table())
         curve.plot(out / "ablation.png")
         curve.save(out / "ablation.json")
+        # A probe file of the first eval probes, for `corehead explore` (docs/explore.md).
+        toy.save_probes(toy.probes(8, seed=EVAL_SEED), out / "probes", eng.image_marker)
         results.update(base_accuracy=curve.base_accuracy, summary=curve.summary())
 
         _section("4. CoRe-sparse decoding (only the top 10% of heads keep the images)")

@@ -19,6 +19,7 @@ from corehead.tokenizer import TextStream, Tokenizer
 if TYPE_CHECKING:
     import numpy.typing as npt
 
+    from corehead.attention_export import AttentionRecord
     from corehead.probes import Probe
     from corehead.ram import HeadRanking
 
@@ -338,6 +339,21 @@ class Engine:
         rows = self._taps(prompt, images, positions, layers, True, None).rows
         assert rows is not None
         return rows
+
+    def attention_export(self, item, heads, path: str | os.PathLike, images: Sequence[Any] = (),
+                         positions: Sequence[int] | str | None = None,
+                         include_images: bool = True) -> AttentionRecord:
+        """Write the attention rows of `heads` ((layer, head) pairs, a HeadSet, or a HeadRanking =
+        its top 5%) for `item` (a :class:`corehead.Probe`, or a prompt with `images`) to `path` as
+        safetensors, with the token strings, visual spans, token boxes, image sizes and the probe's
+        target box; readable without corehead (see :mod:`corehead.attention_export`). Query
+        positions default to those that predict a probe's answer, else the last one; "text" = every
+        position that is not a visual token. Returns the
+        :class:`~corehead.attention_export.AttentionRecord` written."""
+        from corehead.attention_export import attention_export
+
+        return attention_export(self, item, heads, path, images=images, positions=positions,
+                                include_images=include_images)
 
     def attention_masses(self, prompt: str | Sequence[int], relevance: np.ndarray,
                          positions: Sequence[int] | None = None, layers: Sequence[int] | None = None,

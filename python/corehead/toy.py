@@ -206,6 +206,27 @@ def as_probes(items: list[dict], image_marker: str = "<__media__>") -> list:
     ]
 
 
+def save_probes(items: list[dict], folder, image_marker: str = "<__media__>"):
+    """`probes()` items written as a probe file (what `corehead rank` / `corehead explore` read):
+    folder/probes.jsonl with the toy's prompt verbatim and the images as folder/img/NNN.png.
+    Returns the JSONL's path."""
+    import json
+    from pathlib import Path
+
+    folder = Path(folder)
+    (folder / "img").mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i, p in enumerate(items):
+        name = f"img/{i:03d}.png"
+        p["image"].save(folder / name)
+        lines.append(json.dumps({"image": name, "question": p["question"], "answer": " " + p["answer"],
+                                 "bbox": list(p["bbox"]), "choices": list(p["choices"]),
+                                 "prompt": prompt_text(p["question"], image_marker)}))
+    path = folder / "probes.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def corpus_lines() -> list[str]:
     """Every question and answer string the toy task can produce (tokenizer training)."""
     lines = []
