@@ -113,14 +113,43 @@ def test_engine_loads_other_text_families(synthetic_dir, arch):
         assert eng.info["arch"] == arch
 
 
-@pytest.mark.parametrize("key,val", [("attention.temperature_scale", 0.1), ("rope.scaling.type", "yarn")])
-def test_mistral3_scaling_it_lacks_is_refused(synthetic_dir, key, val):
-    """Ministral 3 text (llama_4_scaling_beta, YaRN) converts as mistral3 too; without those two the
-    logits would silently differ, so such files are refused (Mistral Small 3.x writes neither)."""
+def test_mistral3_with_yarn_and_attention_temperature_loads(synthetic_dir):
+    """Ministral 3 text (llama_4_scaling_beta, YaRN) converts as mistral3 too: such files load and
+    run (their numbers against transformers: tests/test_ministral3.py)."""
     from tools.fixtures.synthetic_gguf import write_text_model
 
-    path = write_text_model(synthetic_dir / f"mistral3-{key}.gguf", arch="mistral3", extra_kv={key: val})
-    with pytest.raises(ModelError, match="not supported yet"):
+    path = write_text_model(synthetic_dir / "mistral3-yarn-temp.gguf", arch="mistral3",
+                            extra_kv={"attention.temperature_scale": 0.1, "rope.scaling.type": "yarn",
+                                      "rope.scaling.factor": 4.0})
+    with Engine(path, n_threads=1) as eng:
+        assert eng.info["arch"] == "mistral3"
+        assert np.isfinite(eng.logits(list(range(1, 40)), all_positions=True)).all()
+
+
+@pytest.mark.parametrize("arch", ["llama", "mistral3"])
+@pytest.mark.parametrize("kind", ["longrope", "dynamic"])
+def test_rope_scaling_types_not_implemented_are_refused(synthetic_dir, arch, kind):
+    """Only none, linear and yarn are implemented; any other type would silently give other logits,
+    so the file is refused, with the key and the supported types named."""
+    from tools.fixtures.synthetic_gguf import write_text_model
+
+    path = write_text_model(synthetic_dir / f"{arch}-{kind}.gguf", arch=arch,
+                            extra_kv={"rope.scaling.type": kind, "rope.scaling.factor": 2.0})
+    with pytest.raises(ModelError, match=f"{arch}.rope.scaling.type '{kind}' is not supported .none, linear and yarn"):
+        Engine(path, n_threads=1)
+
+
+@pytest.mark.parametrize("key,val,match", [
+    ("rope.scaling.yarn_ext_factor", 0.5, "yarn_ext_factor = 0.5.* transformers' YaRN has no extrapolation factor"),
+    ("rope.scaling.factor", -2.0, "rope.scaling.factor must be positive"),
+    ("rope.scaling.yarn_beta_fast", -1.0, "yarn_beta_fast / yarn_beta_slow must be positive"),
+])
+def test_bad_yarn_keys_are_refused(synthetic_dir, key, val, match):
+    from tools.fixtures.synthetic_gguf import write_text_model
+
+    kv = {"rope.scaling.type": "yarn", "rope.scaling.factor": 4.0, key: val}
+    path = write_text_model(synthetic_dir / f"yarn-{key}.gguf", arch="mistral3", extra_kv=kv)
+    with pytest.raises(ModelError, match=match):
         Engine(path, n_threads=1)
 
 

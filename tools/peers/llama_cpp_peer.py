@@ -190,9 +190,11 @@ def serve(request: dict) -> dict:
     for op in request["ops"]:  # before importing anything heavy: the crash tests need no model
         if op["op"] == "raise":
             os.kill(os.getpid(), getattr(signal, op["signal"]))
+    # YaRN settings -1: from the model file, as llama.cpp's own tools default them (common.h);
+    # llama-cpp-python's defaults (beta_fast 32, beta_slow 1) would override the file's betas.
     llm = load_llama(request["model"], vocab_only=request.get("vocab_only", False), n_ctx=request.get("n_ctx", 512),
-                     n_batch=512,
-                     n_threads=request.get("threads", 2), flash_attn=True, verbose=False)
+                     n_batch=512, n_threads=request.get("threads", 2), flash_attn=True, verbose=False,
+                     yarn_beta_fast=-1.0, yarn_beta_slow=-1.0, yarn_attn_factor=-1.0)
     out = []
     for op in request["ops"]:
         if op["op"] == "tokenize":

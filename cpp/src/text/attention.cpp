@@ -23,7 +23,20 @@ namespace {
 constexpr int64_t kObservationWindow = 16;
 }  // namespace
 
+ggml_tensor* DecoderGraph::attention_temperature(ggml_tensor* q) {
+    if (hp.attn_temperature_scale == 0.0f) return q;
+    if (!inp_attn_temp_) {
+        // One input per graph, shared by every layer; the first n_tokens positions are the tokens'
+        // own (M-RoPE's temporal section).
+        inp_attn_temp_ = add_input(std::make_unique<AttentionTemperatureInput>(
+            ggml_new_tensor_3d(ctx, GGML_TYPE_F32, 1, 1, n_tokens), batch.positions.data(), hp.attn_temperature_scale,
+            hp.attn_temperature_length));
+    }
+    return ggml_mul(ctx, q, inp_attn_temp_);
+}
+
 ggml_tensor* DecoderGraph::attention(int64_t layer, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v, float scale) {
+    q = attention_temperature(q);
     ggml_tensor* out = skv ? sparse_attention(layer, q, k, v, scale) : dense_attention(layer, q, k, v, scale);
     return heads_->on_output(layer, ggml_reshape_2d(ctx, out, hp.head_dim_v * hp.n_head, n_tokens));
 }

@@ -49,13 +49,13 @@ public:
             const bool swa = hp.is_swa(il);
             // Local layers use their own RoPE base and no scaling.
             const float base = swa ? hp.rope_freq_base_swa : hp.rope_freq_base;
-            const float fscale = swa ? 1.0f : hp.rope_freq_scale;
+            const RopeScaling scaling = swa ? RopeScaling{} : hp.rope_scaling;
             ggml_tensor* h = g.rms_norm(x, L.attn_norm);
             ggml_tensor* q = ggml_reshape_3d(ctx, g.linear(h, L.wq), hp.head_dim_k, hp.n_head, g.n_tokens);
             ggml_tensor* k = ggml_reshape_3d(ctx, g.linear(h, L.wk), hp.head_dim_k, hp.n_head_kv, g.n_tokens);
             ggml_tensor* v = ggml_reshape_3d(ctx, g.linear(h, L.wv), hp.head_dim_v, hp.n_head_kv, g.n_tokens);
-            q = g.rope(g.rms_norm(q, L.q_norm), GGML_ROPE_TYPE_NEOX, base, fscale);
-            k = g.rope(g.rms_norm(k, L.k_norm), GGML_ROPE_TYPE_NEOX, base, fscale);
+            q = g.rope(g.rms_norm(q, L.q_norm), GGML_ROPE_TYPE_NEOX, base, scaling);
+            k = g.rope(g.rms_norm(k, L.k_norm), GGML_ROPE_TYPE_NEOX, base, scaling);
             ggml_tensor* a = g.attention(il, q, k, v, scale);
             if (il == hp.n_layer - 1) {  // only the output rows go on (see DecoderGraph::output_rows)
                 a = g.output_rows(a);

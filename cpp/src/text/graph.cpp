@@ -39,7 +39,7 @@ ggml_tensor* DecoderGraph::linear(ggml_tensor* x, ggml_tensor* weight, ggml_tens
     return bias ? ggml_add(ctx, y, bias) : y;
 }
 
-ggml_tensor* DecoderGraph::rope(ggml_tensor* x, int mode, float freq_base, float freq_scale) {
+ggml_tensor* DecoderGraph::rope(ggml_tensor* x, int mode, float freq_base, const RopeScaling& s) {
     const bool multi = mode == GGML_ROPE_TYPE_MROPE || mode == GGML_ROPE_TYPE_IMROPE;
     if (!inp_pos_ && mode == GGML_ROPE_TYPE_IMROPE) {
         // Interleaved M-RoPE gives the rotary pairs past 3 * section to the fourth position
@@ -51,14 +51,15 @@ ggml_tensor* DecoderGraph::rope(ggml_tensor* x, int mode, float freq_base, float
         const int64_t n = multi ? 4 * n_tokens : n_tokens;
         inp_pos_ = input(ggml_new_tensor_1d(ctx, GGML_TYPE_I32, n), batch.positions.data());
     }
-    const int n_ctx_orig = static_cast<int>(hp.n_ctx_train);
+    // n_ctx_orig, ext_factor, attn_factor and the betas only matter with YaRN (ext_factor != 0).
+    const int n_ctx_orig = static_cast<int>(s.n_ctx_orig > 0 ? s.n_ctx_orig : hp.n_ctx_train);
     if (multi) {
         int sections[4] = {hp.rope_sections[0], hp.rope_sections[1], hp.rope_sections[2], hp.rope_sections[3]};
         return ggml_rope_multi(ctx, x, inp_pos_, nullptr, static_cast<int>(hp.n_rot), sections, mode, n_ctx_orig,
-                               freq_base, freq_scale, 0.0f, 1.0f, 0.0f, 0.0f);
+                               freq_base, s.freq_scale, s.ext_factor, s.attn_factor, s.beta_fast, s.beta_slow);
     }
     return ggml_rope_ext(ctx, x, inp_pos_, w.rope_freqs, static_cast<int>(hp.n_rot), mode, n_ctx_orig, freq_base,
-                         freq_scale, 0.0f, 1.0f, 0.0f, 0.0f);
+                         s.freq_scale, s.ext_factor, s.attn_factor, s.beta_fast, s.beta_slow);
 }
 
 ggml_tensor* DecoderGraph::ffn_swiglu(ggml_tensor* x, const LayerWeights& L) {

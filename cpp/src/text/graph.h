@@ -69,10 +69,13 @@ public:
     ggml_tensor* rms_norm(ggml_tensor* x, ggml_tensor* weight);
     ggml_tensor* linear(ggml_tensor* x, ggml_tensor* weight, ggml_tensor* bias = nullptr);
     // x: [head_dim, n_heads, n_tokens]. mode: 0 (normal), GGML_ROPE_TYPE_NEOX, GGML_ROPE_TYPE_MROPE or
-    // GGML_ROPE_TYPE_IMROPE (interleaved sections, qwen3vl).
-    ggml_tensor* rope(ggml_tensor* x, int mode, float freq_base, float freq_scale);
-    // Stores k/v in the cache and attends over all visible keys. q: [hd, n_head, n_tokens],
-    // k/v: [hd, n_head_kv, n_tokens]. Returns [n_head*hd_v, n_tokens] (before the output projection).
+    // GGML_ROPE_TYPE_IMROPE (interleaved sections, qwen3vl). `scaling`: linear or YaRN (usually
+    // hp.rope_scaling; RopeScaling{} for unscaled layers).
+    ggml_tensor* rope(ggml_tensor* x, int mode, float freq_base, const RopeScaling& scaling);
+    // Stores k/v in the cache and attends over all visible keys. q: [hd, n_head, n_tokens] after
+    // RoPE (the attention temperature, when the model has one, is applied here, so the dense and
+    // CoRe-sparse paths and the taps all see it), k/v: [hd, n_head_kv, n_tokens]. Returns
+    // [n_head*hd_v, n_tokens] (before the output projection).
     ggml_tensor* attention(int64_t layer, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v, float scale);
     ggml_tensor* ffn_swiglu(ggml_tensor* x, const LayerWeights& L);
     // Mixture of experts with SwiGLU experts: softmax router, top n_expert_used, weights renormalized.
@@ -126,6 +129,8 @@ private:
     ggml_tensor* find_shared_mask(const char* name) const;
     ggml_tensor* new_mask(int64_t n_keys, int64_t n_rows, int64_t n_heads, ggml_type type, Visibility visible,
                           const char* shared);
+    // q times the per-token attention temperature (q itself when the model has none).
+    ggml_tensor* attention_temperature(ggml_tensor* q);
     ggml_tensor* dense_attention(int64_t layer, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v, float scale);
     // The CoRe-sparse attention: CoRe heads over the full part, the others over the compact part.
     ggml_tensor* sparse_attention(int64_t layer, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v, float scale);
@@ -145,6 +150,7 @@ private:
     std::vector<std::pair<const std::vector<int32_t>*, ggml_tensor*>> gather_ids_;
     std::vector<std::pair<int64_t, ggml_tensor*>> score_outs_;  // (layer, SnapKV scores)
     ggml_tensor* inp_pos_ = nullptr;
+    ggml_tensor* inp_attn_temp_ = nullptr;
     ggml_tensor* inp_out_rows_ = nullptr;
     ggml_tensor* inp_deepstack_ = nullptr;
 };

@@ -1,5 +1,6 @@
 #include "text/graph_inputs.h"
 
+#include <cmath>
 #include <limits>
 
 #include "ggml-backend.h"
@@ -12,6 +13,18 @@ void ArrayInput<T>::set_input() const {
 }
 template class ArrayInput<int32_t>;
 template class ArrayInput<float>;
+
+float AttentionTemperatureInput::value(int64_t pos, float scale, int64_t length) {
+    const double steps = std::floor(static_cast<double>(pos) / static_cast<double>(length));
+    return static_cast<float>(1.0 + scale * std::log1p(steps));
+}
+
+void AttentionTemperatureInput::set_input() const {
+    const int64_t n = ggml_nelements(tensor);
+    std::vector<float> t(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) t[i] = value(positions_[i], scale_, length_);
+    ggml_backend_tensor_set(tensor, t.data(), 0, ggml_nbytes(tensor));
+}
 
 void MaskInput::set_input() const {
     const int64_t n_keys = tensor->ne[0], n_rows = tensor->ne[1], n_heads = tensor->ne[2];

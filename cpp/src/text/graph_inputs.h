@@ -33,6 +33,22 @@ private:
     const T* data_;
 };
 
+// The attention temperature of Llama 4 / Ministral 3 (transformers' get_llama_4_attn_scale),
+// [1, 1, n_tokens]: 1 + scale * log(1 + floor(pos / length)) for each token's position (the RoPE
+// position: its absolute place in the sequence, whatever the batch).
+class AttentionTemperatureInput final : public GraphInput {
+public:
+    AttentionTemperatureInput(ggml_tensor* t, const int32_t* positions, float scale, int64_t length)
+        : GraphInput(t), positions_(positions), scale_(scale), length_(length) {}
+    void set_input() const override;
+    static float value(int64_t pos, float scale, int64_t length);
+
+private:
+    const int32_t* positions_;  // the batch's, n_tokens of them
+    float scale_;
+    int64_t length_;
+};
+
 // visible(head, row, key): whether query `row` of the mask may attend to `key` in that head.
 using Visibility = std::function<bool(int64_t head, int64_t row, int64_t key)>;
 

@@ -1,5 +1,7 @@
 #include "text/hparams.h"
 
+#include <cmath>
+
 #include "ggml.h"
 #include "gguf/gguf_file.h"
 
@@ -13,6 +15,59 @@ int64_t positive(const GgufFile& f, const std::string& key, int64_t v, int64_t m
 }
 
 }  // namespace
+
+RopeScaling read_rope_scaling(const GgufFile& f, const TextHParams& hp) {
+    const std::string a = hp.arch + ".rope.scaling.";
+    RopeScaling r;
+    r.n_ctx_orig = f.has(a + "original_context_length")
+                       ? positive(f, a + "original_context_length", f.get_int(a + "original_context_length"), int64_t(1) << 30)
+                       : hp.n_ctx_train;
+    const std::string type = f.find_str(a + "type").value_or("none");
+    if (type == "none") return r;
+    if (type != "linear" && type != "yarn") {
+        f.fail(a + "type '" + type + "' is not supported (none, linear and yarn are); the logits would differ from "
+               "the model's");
+    }
+    const float factor = f.find_float(a + "factor").value_or(1.0f);
+    if (!(factor > 0.0f && std::isfinite(factor))) f.fail(a + "factor must be positive");
+    r.freq_scale = 1.0f / factor;
+    if (type == "linear") {
+        r.type = RopeScaling::Type::linear;
+        return r;
+    }
+    // YaRN as transformers computes it (modeling_rope_utils._compute_yarn_parameters).
+    r.type = RopeScaling::Type::yarn;
+    r.ext_factor = 1.0f;
+    if (auto e = f.find_float(a + "yarn_ext_factor"); e && *e != 1.0f) {
+        f.fail(a + "yarn_ext_factor = " + std::to_string(*e) + " is not supported: transformers' YaRN has no "
+               "extrapolation factor (it is always 1)");
+    }
+    // beta_fast / beta_slow: transformers takes 32 / 1 when they are absent or 0.
+    if (auto b = f.find_float(a + "yarn_beta_fast"); b && *b != 0.0f) r.beta_fast = *b;
+    if (auto b = f.find_float(a + "yarn_beta_slow"); b && *b != 0.0f) r.beta_slow = *b;
+    if (!(r.beta_fast > 0.0f && r.beta_slow > 0.0f && std::isfinite(r.beta_fast) && std::isfinite(r.beta_slow))) {
+        f.fail(a + "yarn_beta_fast / yarn_beta_slow must be positive");
+    }
+    // transformers' attention_factor: the config's attention_factor when given (the converter writes
+    // it as yarn_attn_factor; llama.cpp overrides it by the mscale formula), else
+    // get_mscale(factor, mscale) / get_mscale(factor, mscale_all_dim) with mscale_all_dim written as
+    // yarn_log_multiplier and mscale taken as 1 (the converter does not write it; Ministral 3 and
+    // llama.cpp use 1), else get_mscale(factor).
+    auto get_mscale = [](double scale, double mscale) { return scale <= 1.0 ? 1.0 : 0.1 * mscale * std::log(scale) + 1.0; };
+    double attention_factor = get_mscale(factor, 1.0);
+    if (auto given = f.find_float(a + "yarn_attn_factor")) {
+        attention_factor = *given;
+    } else if (auto all_dim = f.find_float(a + "yarn_log_multiplier"); all_dim && *all_dim != 0.0f) {
+        attention_factor = get_mscale(factor, 1.0) / get_mscale(factor, *all_dim);
+    }
+    // ggml_rope_ext multiplies cos/sin by attn_factor * (1 + 0.1 ln factor) when ext_factor != 0.
+    const double ggml_mscale = 1.0 + 0.1 * std::log(static_cast<double>(factor));
+    if (!(ggml_mscale > 0.0) || !(attention_factor > 0.0) || !std::isfinite(attention_factor)) {
+        f.fail(a + "factor / yarn attention factor out of range for YaRN");
+    }
+    r.attn_factor = static_cast<float>(attention_factor / ggml_mscale);
+    return r;
+}
 
 void read_common_text_hparams(const GgufFile& f, TextHParams& hp) {
     const std::string a = hp.arch + ".";
@@ -41,11 +96,7 @@ void read_common_text_hparams(const GgufFile& f, TextHParams& hp) {
     if (!(hp.rms_eps > 0.0f && hp.rms_eps < 1.0f)) f.fail("attention.layer_norm_rms_epsilon is out of range");
     hp.rope_freq_base = f.find_float(a + "rope.freq_base").value_or(10000.0f);
     if (!(hp.rope_freq_base > 0.0f)) f.fail("rope.freq_base must be positive");
-    if (auto s = f.find_str(a + "rope.scaling.type"); s && *s == "linear") {
-        const float factor = f.find_float(a + "rope.scaling.factor").value_or(1.0f);
-        if (!(factor > 0.0f)) f.fail("rope.scaling.factor must be positive");
-        hp.rope_freq_scale = 1.0f / factor;
-    }
+    hp.rope_scaling = read_rope_scaling(f, hp);
 
     // The vocabulary size: token embedding rows (may exceed the tokenizer's count, e.g. Qwen2
     // pads them), else <arch>.vocab_size, else the tokenizer's token count (vocab-only files).

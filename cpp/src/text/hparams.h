@@ -9,6 +9,23 @@ namespace corehead {
 
 class GgufFile;
 
+// How RoPE angles are scaled (<arch>.rope.scaling.*): not at all, linearly (positions / factor) or
+// by YaRN. The fields are ggml_rope_ext's arguments, set so that ggml computes what transformers'
+// rope utils compute (hparams.cpp: read_rope_scaling).
+struct RopeScaling {
+    enum class Type { none, linear, yarn };
+    Type type = Type::none;
+    float freq_scale = 1.0f;   // 1 / rope.scaling.factor (linear, yarn)
+    // YaRN (transformers' _compute_yarn_parameters): rotary pairs that turn more than beta_fast
+    // times over n_ctx_orig positions keep their frequency, those under beta_slow are
+    // interpolated, a linear ramp between; cos/sin are scaled by transformers' attention_factor.
+    float ext_factor = 0.0f;   // 1 with YaRN (ggml's ramp weight), 0 otherwise
+    float attn_factor = 1.0f;  // attention_factor / (1 + 0.1 ln factor): ggml multiplies that back in
+    float beta_fast = 32.0f;
+    float beta_slow = 1.0f;
+    int64_t n_ctx_orig = 0;    // rope.scaling.original_context_length, else the training context
+};
+
 struct TextHParams {
     std::string arch;
     int64_t n_layer = 0;
@@ -23,7 +40,7 @@ struct TextHParams {
     int64_t n_rot = 0;        // rotary dimensions per head
     float rms_eps = 1e-6f;
     float rope_freq_base = 10000.0f;
-    float rope_freq_scale = 1.0f;
+    RopeScaling rope_scaling;  // of the global-attention layers (gemma3's local ones are unscaled)
     bool tied_output = false;  // no output.weight: logits reuse token_embd
 
     // Sliding-window attention (gemma3): window size and which layers use it.
@@ -42,6 +59,11 @@ struct TextHParams {
     // routed per token with softmax weights renormalized over the chosen ones.
     int64_t n_expert = 0, n_expert_used = 0, n_ff_exp = 0;
 
+    // Attention temperature (Llama 4, Ministral 3): queries are multiplied after RoPE by
+    // 1 + attn_temperature_scale * log(1 + floor(pos / attn_temperature_length)); 0 = off.
+    float attn_temperature_scale = 0.0f;
+    int64_t attn_temperature_length = 0;
+
     int64_t n_embd_q() const { return n_head * head_dim_k; }
     int64_t n_embd_k_gqa() const { return n_head_kv * head_dim_k; }
     int64_t n_embd_v_gqa() const { return n_head_kv * head_dim_v; }
@@ -50,5 +72,9 @@ struct TextHParams {
 
 // Reads the keys every supported text architecture shares and checks their ranges.
 void read_common_text_hparams(const GgufFile& f, TextHParams& hp);
+
+// <arch>.rope.scaling.* (type none / linear / yarn, factor, original_context_length, yarn_*); any
+// other type is refused. Needs hp.arch, n_ctx_train and n_rot.
+RopeScaling read_rope_scaling(const GgufFile& f, const TextHParams& hp);
 
 }  // namespace corehead

@@ -34,8 +34,8 @@ ggml_tensor* build_llama_like(DecoderGraph& g, int rope_mode) {
         ggml_tensor* v = ggml_reshape_3d(ctx, g.linear(h, L.wv, L.bv), hp.head_dim_v, hp.n_head_kv, g.n_tokens);
         if (L.q_norm) q = g.rms_norm(q, L.q_norm);  // per-head QK-norm (qwen3), before RoPE
         if (L.k_norm) k = g.rms_norm(k, L.k_norm);
-        q = g.rope(q, rope_mode, hp.rope_freq_base, hp.rope_freq_scale);
-        k = g.rope(k, rope_mode, hp.rope_freq_base, hp.rope_freq_scale);
+        q = g.rope(q, rope_mode, hp.rope_freq_base, hp.rope_scaling);
+        k = g.rope(k, rope_mode, hp.rope_freq_base, hp.rope_scaling);
         ggml_tensor* a = g.attention(il, q, k, v, scale);
         if (il == hp.n_layer - 1) {  // only the output rows go on (see DecoderGraph::output_rows)
             a = g.output_rows(a);

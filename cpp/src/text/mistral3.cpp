@@ -1,9 +1,11 @@
 // Mistral 3 text decoders (Mistral Small 3.x, the text of Mistral3ForConditionalGeneration): the
 // LLaMA layout (the converter permutes q/k for the normal RoPE layout), with head_dim its own key
-// (Mistral Small: 128 with 5120 / 32 heads). transformers' MistralConfig has no attention
-// temperature; the converter writes attention.temperature_scale (+ YaRN RoPE) only for Ministral 3
-// text configs (llama_4_scaling_beta), which this family does not implement yet: refused, not
-// silently run without it.
+// (Mistral Small: 128 with 5120 / 32 heads). Ministral 3 text configs (transformers'
+// Ministral3Config) add YaRN RoPE (rope.scaling.*, read for every family) and the Llama 4 query
+// temperature: attention.temperature_scale (llama_4_scaling_beta) over steps of the original
+// context (rope.scaling.original_context_length), applied by DecoderGraph::attention.
+#include <cmath>
+
 #include "gguf/gguf_file.h"
 #include "text/family.h"
 
@@ -14,13 +16,13 @@ namespace {
 class Mistral3Family final : public TextFamily {
 public:
     const char* arch() const override { return "mistral3"; }
-    void read_hparams(const GgufFile& f, TextHParams&) const override {
+    void read_hparams(const GgufFile& f, TextHParams& hp) const override {
         if (auto t = f.find_float("mistral3.attention.temperature_scale"); t && *t != 0.0f) {
-            f.fail("mistral3.attention.temperature_scale = " + std::to_string(*t) +
-                   " (Ministral 3 / Llama 4 attention temperature scaling) is not supported yet");
-        }
-        if (auto s = f.find_str("mistral3.rope.scaling.type"); s && *s != "none" && *s != "linear") {
-            f.fail("mistral3.rope.scaling.type '" + *s + "' is not supported yet (only none / linear)");
+            if (!std::isfinite(*t)) f.fail("mistral3.attention.temperature_scale must be finite");
+            hp.attn_temperature_scale = *t;
+            // transformers divides by original_max_position_embeddings, llama.cpp by n_ctx_orig_yarn:
+            // both rope.scaling.original_context_length (else the training context).
+            hp.attn_temperature_length = hp.rope_scaling.n_ctx_orig;
         }
     }
     void tensors(const TextHParams& hp, TextTensorTable& t) const override {
