@@ -370,7 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("--fractions", type=_fractions, default=[0.01, 0.02, 0.05, 0.1, 0.2],
                         help="fractions of all heads to ablate (default 0.01,0.02,0.05,0.1,0.2)")
     ablate.add_argument("--baselines", type=lambda t: t.split(","), default=["top", "bottom", "random"],
-                        help="which head sets: top,bottom,random (default all three)")
+                        help="which head sets: top,bottom,random,layer_random (default top,bottom,random; "
+                             "layer_random: as many random heads per layer as the top set has there)")
     ablate.add_argument("--seeds", type=int, default=5, help="random head sets per fraction (default 5)")
     ablate.add_argument("--method", choices=["zero", "mean", "knockout"], default="zero")
     ablate.add_argument("--metric", choices=["exact", "contains", "choice"], default=None,
