@@ -29,7 +29,7 @@ def test_toy_q2k_reranks_as_committed_and_keeps_the_core_heads():
     probes = None
     got = {}
     for name, path in (("F16", default_model()[0]), ("Q2_K", Q2K)):
-        with Engine(path, mmproj=mmproj, n_threads=2) as eng:
+        with Engine(path, mmproj=mmproj, n_threads=1, n_ctx=1024) as eng:  # as tools/quant ranked them
             probes = probes or toy.as_probes(toy.probes(48, seed=5), eng.image_marker)
             got[name] = eng.rank_heads(probes, progress=False)
         want = HeadRanking.load(RESULTS / f"toy-{name}.json")
