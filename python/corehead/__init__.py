@@ -7,6 +7,7 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+from corehead.agreement import Comparison, compare
 from corehead.capi import get_include, get_library
 from corehead.engine import Engine, inspect
 from corehead.errors import ContextOverflowError, ModelError
@@ -23,6 +24,6 @@ except PackageNotFoundError:  # running from a source tree
 
 __all__ = [
     "Engine", "Tokenizer", "Probe", "EvalReport", "AblationCurve", "load_probes", "HeadRanking", "HeadSet",
-    "rank_heads", "inspect",
+    "rank_heads", "inspect", "compare", "Comparison",
     "memory_estimate", "ModelError", "ContextOverflowError", "get_include", "get_library", "__version__",
 ]

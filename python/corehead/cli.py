@@ -139,14 +139,41 @@ def cmd_rank(args: argparse.Namespace) -> int:
 
     probes = load_probes(args.probes)
     with corehead.Engine(args.model, mmproj=args.mmproj, n_threads=args.threads, n_ctx=args.ctx_size) as eng:
-        ranking = rank_heads(eng, probes, query=args.query, only_correct=args.only_correct, progress=True)
+        ranking = rank_heads(eng, probes, query=args.query, only_correct=args.only_correct, progress=True,
+                             score=args.score)
     ranking.save(args.output)
-    print(f"RAM over {ranking.n_probes} probes (query={args.query}); saved {args.output}")
+    print(f"{args.score} over {ranking.n_probes} probes (query={args.query}); saved {args.output}")
     print(ranking.table(args.top))
     top = ranking.top(0.05)
     print(f"CoRe heads (top 5%, {len(top)} of {ranking.ram.size}): {', '.join(f'L{a}H{b}' for a, b in top)}")
     if args.plot:
         ranking.plot(args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Agreement of head rankings (corehead.compare): top-k Jaccard, Spearman, Kendall, bootstrap CIs."""
+    from corehead.agreement import compare
+    from corehead.ram import HeadRanking
+
+    if len(args.rankings) < 2:
+        raise ValueError("corehead compare needs at least two ranking files")
+    rankings = []
+    for path in args.rankings:
+        if not Path(path).exists():
+            raise FileNotFoundError(f"ranking file not found: {path}")
+        r = HeadRanking.load(path)
+        rankings.append(r.by(args.score) if args.score else r)
+    names = args.names.split(",") if args.names else [Path(p).stem for p in args.rankings]
+    report = compare(rankings, names=names, n_boot=args.boot, seed=args.seed,
+                     pairs="all" if args.all_pairs else "reference")
+    print(report.table())
+    if args.json:
+        report.save(args.json)
+        print(f"wrote {args.json}")
+    if args.plot:
+        report.plot(args.plot, rankings)
         print(f"wrote {args.plot}")
     return 0
 
@@ -339,6 +366,23 @@ def build_parser() -> argparse.ArgumentParser:
                       help="query positions: those predicting the answer (default) or the last prompt position")
     rank.add_argument("--only-correct", action="store_true", help="average only over correctly answered probes")
     rank.add_argument("--top", type=int, default=10, help="rows of the printed table")
+    rank.add_argument("--score", choices=["ram", "visual", "retrieval"], default="ram",
+                      help="the score that orders the heads (all three are saved): RAM (default), SparseMM's "
+                           "visual-head hit score, or the retrieval-head copy score")
+
+    cmp = sub.add_parser("compare", help="agreement of head rankings: top-k Jaccard, Spearman, Kendall with "
+                                         "bootstrap CIs over probes")
+    cmp.add_argument("rankings", nargs="+",
+                     help="HeadRanking JSON files (corehead rank -o); the first is the reference")
+    cmp.add_argument("--names", help="comma-separated labels (default: the file names)")
+    cmp.add_argument("--score", help="compare by this score of every file (ram, visual, retrieval, ...); "
+                                     "default: each file's own")
+    cmp.add_argument("--boot", type=int, default=1000, help="bootstrap resamples over probes (default 1000; 0: none)")
+    cmp.add_argument("--seed", type=int, default=0)
+    cmp.add_argument("--all-pairs", action="store_true", help="every pair, not only each against the first")
+    cmp.add_argument("--plot", help="write bars + score scatter plots (PNG)")
+    cmp.add_argument("--json", help="write the statistics (JSON)")
+    cmp.set_defaults(func=cmd_compare)
 
     ablate = _model_command(sub, "ablate", "ablation curve: accuracy with the top / bottom / random heads ablated",
                             cmd_ablate)
@@ -349,7 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("--fractions", type=_fractions, default=[0.01, 0.02, 0.05, 0.1, 0.2],
                         help="fractions of all heads to ablate (default 0.01,0.02,0.05,0.1,0.2)")
     ablate.add_argument("--baselines", type=lambda t: t.split(","), default=["top", "bottom", "random"],
-                        help="which head sets: top,bottom,random (default all three)")
+                        help="which head sets: top,bottom,random,layer_random (default top,bottom,random; "
+                             "layer_random: as many random heads per layer as the top set has there)")
     ablate.add_argument("--seeds", type=int, default=5, help="random head sets per fraction (default 5)")
     ablate.add_argument("--method", choices=["zero", "mean", "knockout"], default="zero")
     ablate.add_argument("--queries", choices=["after", "all"], default="after",

@@ -411,9 +411,10 @@ class WorkerPool:
         index = {h: j for j, h in enumerate(head_sets)}
         for frac, b, s, heads in configs:
             j = 1 + index[tuple(sorted(heads))]
-            acc = float(np.array([answers[i][j][1] for i in ok], dtype=bool).mean())
+            correct = np.array([answers[i][j][1] for i in ok], dtype=bool)
+            # per-probe results too, for the curve's bootstrap intervals (as single-process)
             curve.runs.append({"fraction": frac, "baseline": b, "seed": s, "k": len(heads), "heads": heads,
-                               "accuracy": acc})
+                               "accuracy": float(correct.mean()), "correct": correct.tolist()})
         return self._finish(curve, failures, on_error)
 
 

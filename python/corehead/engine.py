@@ -387,12 +387,13 @@ class Engine:
 
     # -- CoRe heads -----------------------------------------------------------------------------
     def rank_heads(self, probes: Sequence[Probe] | Probe, query: str = "answer", only_correct: bool = False,
-                   progress: bool = True) -> HeadRanking:
-        """Score every head with Retrieval Attention Mass over `probes`; see :mod:`corehead.ram`
-        for the exact definition. Returns a :class:`corehead.HeadRanking`."""
+                   progress: bool = True, score: Any = "ram") -> HeadRanking:
+        """Score every head over `probes`: Retrieval Attention Mass, SparseMM's visual score and the
+        retrieval-head copy score in one tapped pass; `score` ("ram", "visual", "retrieval" or a
+        callable) orders the ranking. See :mod:`corehead.ram` for the exact definitions."""
         from corehead import ram
 
-        return ram.rank_heads(self, probes, query=query, only_correct=only_correct, progress=progress)
+        return ram.rank_heads(self, probes, query=query, only_correct=only_correct, progress=progress, score=score)
 
     # -- CoRe-sparse cache ----------------------------------------------------------------------
     def sparse(self, heads, visual_budget: int = 0, sink: int = 4, core_fraction: float = 0.05,

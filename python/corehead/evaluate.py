@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 
 METRICS = ("exact", "contains", "choice")
 BASELINES = ("top", "bottom", "random")
+# Controls a curve may also ask for: "layer_random" draws, for each seed, as many heads from each
+# layer as the top set has there (other heads of those layers), so depth is matched.
+ALL_BASELINES = BASELINES + ("layer_random",)
 
 
 def wilson_interval(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -277,7 +280,10 @@ class AblationCurve:
     """Accuracy after ablating the top / bottom / random `fraction` of heads (by RAM).
 
     ``runs``: one dict per configuration — fraction, baseline, seed (random only), k (heads
-    ablated), heads, accuracy."""
+    ablated), heads, accuracy, and ``correct`` (per-probe bools) where known. ``summary()`` gives
+    each point a 95% percentile bootstrap interval (``ci``): probes resampled with replacement
+    (and, for random controls, the seeds too), ``n_boot`` times with
+    ``numpy.random.default_rng(boot_seed)``."""
 
     base_accuracy: float
     n_probes: int
@@ -286,20 +292,27 @@ class AblationCurve:
     n_heads: int
     runs: list[dict] = field(default_factory=list)
     base_report: EvalReport | None = None
+    n_boot: int = 1000
+    boot_seed: int = 0
 
     def summary(self) -> list[dict]:
-        """Per (fraction, baseline): k, mean and std accuracy over seeds, drop in points."""
+        """Per (fraction, baseline): k, mean and std accuracy over seeds, drop in points, and the
+        bootstrap interval ``ci`` of the accuracy (None without per-probe results)."""
         out = []
         for frac in sorted({r["fraction"] for r in self.runs}):
-            for base in BASELINES:
-                accs = [r["accuracy"] for r in self.runs if r["fraction"] == frac and r["baseline"] == base]
-                if not accs:
+            for base in ALL_BASELINES:
+                rs = [r for r in self.runs if r["fraction"] == frac and r["baseline"] == base]
+                if not rs:
                     continue
-                k = next(r["k"] for r in self.runs if r["fraction"] == frac and r["baseline"] == base)
+                accs = [r["accuracy"] for r in rs]
                 mean = float(np.mean(accs))
-                out.append({"fraction": frac, "baseline": base, "k": k, "accuracy": mean,
+                ci = None
+                if self.n_boot and all(r.get("correct") is not None for r in rs):
+                    ci = bootstrap_accuracy_ci(np.array([r["correct"] for r in rs], dtype=bool), self.n_boot,
+                                               self.boot_seed)
+                out.append({"fraction": frac, "baseline": base, "k": rs[0]["k"], "accuracy": mean,
                             "std": float(np.std(accs)), "n_runs": len(accs),
-                            "drop": 100.0 * (self.base_accuracy - mean)})
+                            "drop": 100.0 * (self.base_accuracy - mean), "ci": ci})
         return out
 
     def drop(self, fraction: float, baseline: str) -> float:
@@ -312,11 +325,13 @@ class AblationCurve:
     def table(self) -> str:
         lines = [f"unablated accuracy {self.base_accuracy:.3f} on {self.n_probes} probes "
                  f"({self.metric}; ablation: {self.method})",
-                 " fraction  heads  baseline   accuracy          drop (points)",
-                 " --------  -----  --------   ----------------  -------------"]
+                 " fraction  heads  baseline      accuracy          95% CI          drop (points)",
+                 " --------  -----  ------------  ----------------  --------------  -------------"]
         for r in self.summary():
             acc = f"{r['accuracy']:.3f}" + (f" ± {r['std']:.3f}" if r["n_runs"] > 1 else "")
-            lines.append(f" {r['fraction']:8.1%}  {r['k']:5d}  {r['baseline']:8s}   {acc:16s}  {r['drop']:13.1f}")
+            ci = f"[{r['ci'][0]:.3f}, {r['ci'][1]:.3f}]" if r["ci"] else "-"
+            lines.append(f" {r['fraction']:8.1%}  {r['k']:5d}  {r['baseline']:12s}  {acc:16s}  {ci:14s}  "
+                         f"{r['drop']:13.1f}")
         return "\n".join(lines)
 
     def plot(self, path: str | Path, title: str | None = None) -> None:
@@ -327,18 +342,18 @@ class AblationCurve:
 
         fig, ax = plt.subplots(figsize=(6, 4))
         rows = self.summary()
-        colors = {"top": "tab:red", "bottom": "tab:blue", "random": "tab:gray"}
-        for base in BASELINES:
+        colors = {"top": "tab:red", "bottom": "tab:blue", "random": "tab:gray", "layer_random": "tab:green"}
+        for base in ALL_BASELINES:
             rs = [r for r in rows if r["baseline"] == base]
             if not rs:
                 continue
             x = [100 * r["fraction"] for r in rs]
             y = np.array([r["accuracy"] for r in rs])
-            label = {"top": "top by RAM (CoRe)", "bottom": "bottom by RAM", "random": "random"}[base]
+            label = {"top": "top by RAM (CoRe)", "bottom": "bottom by RAM", "random": "random",
+                     "layer_random": "random, layer-matched"}[base]
             ax.plot(x, y, marker="o", color=colors[base], label=label)
-            if base == "random" and any(r["n_runs"] > 1 for r in rs):
-                s = np.array([r["std"] for r in rs])
-                ax.fill_between(x, y - s, y + s, color=colors[base], alpha=0.2)
+            if all(r["ci"] for r in rs):  # 95% bootstrap intervals
+                ax.fill_between(x, [r["ci"][0] for r in rs], [r["ci"][1] for r in rs], color=colors[base], alpha=0.15)
         ax.axhline(self.base_accuracy, color="black", linestyle="--", linewidth=1, label="no ablation")
         ax.set_xlabel("heads ablated (% of all heads)")
         ax.set_ylabel(f"accuracy ({self.metric})")
@@ -357,6 +372,21 @@ class AblationCurve:
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=1))
+
+
+def bootstrap_accuracy_ci(correct: np.ndarray, n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile bootstrap interval of the mean accuracy of ``correct`` (bool [n_runs,
+    n_probes]): each resample draws probe indices (shared by every run: they saw the same probes)
+    and run indices with replacement from ``numpy.random.default_rng(seed)``."""
+    c = np.asarray(correct, dtype=np.float64)
+    if c.ndim != 2 or c.shape[1] == 0:
+        raise ValueError(f"correct must be [n_runs, n_probes] with n_probes > 0, got {list(c.shape)}")
+    rng = np.random.default_rng(seed)
+    n_runs, n = c.shape
+    probes = rng.integers(0, n, size=(n_boot, n))
+    runs = rng.integers(0, n_runs, size=(n_boot, n_runs)) if n_runs > 1 else np.zeros((n_boot, 1), dtype=int)
+    means = np.array([c[np.ix_(runs[b], probes[b])].mean() for b in range(n_boot)])
+    return (float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5)))
 
 
 def _check_fractions(fractions) -> list[float]:
@@ -393,8 +423,8 @@ def curve_configs(ranking: HeadRanking, info: dict, fractions, baselines, seeds:
     if isinstance(baselines, str):
         baselines = [baselines]
     for b in baselines:
-        if b not in BASELINES:
-            raise ValueError(f"unknown baseline {b!r} (use {', '.join(BASELINES)})")
+        if b not in ALL_BASELINES:
+            raise ValueError(f"unknown baseline {b!r} (use {', '.join(ALL_BASELINES)})")
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds must be a positive int, got {seeds!r}")
     if method not in METHODS:
@@ -408,6 +438,10 @@ def curve_configs(ranking: HeadRanking, info: dict, fractions, baselines, seeds:
                 configs.append((frac, b, None, list(ranking.top(frac))))
             elif b == "bottom":
                 configs.append((frac, b, None, list(ranking.bottom(frac))))
+            elif b == "layer_random":
+                top = list(ranking.top(frac))
+                for s in range(seeds):
+                    configs.append((frac, b, seed + s, layer_matched(top, n_head, np.random.default_rng(seed + s))))
             else:
                 k = len(ranking.top(frac))
                 for s in range(seeds):
@@ -418,6 +452,21 @@ def curve_configs(ranking: HeadRanking, info: dict, fractions, baselines, seeds:
     return configs
 
 
+def layer_matched(top: list[tuple[int, int]], n_head: int, rng: np.random.Generator) -> list[tuple[int, int]]:
+    """As many heads per layer as `top` has there, drawn at random from that layer's other heads
+    (its top heads too only when the layer has too few others)."""
+    out = []
+    for layer in sorted({la for la, _ in top}):
+        want = sum(1 for la, _ in top if la == layer)
+        chosen = {h for la, h in top if la == layer}
+        others = [h for h in range(n_head) if h not in chosen]
+        pick = list(rng.permutation(others)[:want])
+        if len(pick) < want:
+            pick += list(rng.permutation(sorted(chosen))[: want - len(pick)])
+        out += [(layer, int(h)) for h in pick]
+    return out
+
+
 def ablation_curve(eng: Engine, ranking: HeadRanking, probes, fractions=(0.01, 0.02, 0.05, 0.1, 0.2),
                    baselines=BASELINES, seeds: int = 5, method: str = "zero", metric: str | None = None,
                    reference=None, seed: int = 0, progress: bool = True, max_tokens: int = 16,
@@ -426,7 +475,10 @@ def ablation_curve(eng: Engine, ranking: HeadRanking, probes, fractions=(0.01, 0
 
     ranking: a HeadRanking of this model (checked). Random head sets for seed s are the first k
     heads of one permutation drawn with ``numpy.random.default_rng(seed + s)``, so they are nested
-    across fractions. metric: "choice" when every probe has choices, else "exact". method="mean"
+    across fractions; ``baselines`` may add "layer_random" (:func:`layer_matched`: the top set's
+    per-layer head counts, other heads of those layers, one draw per seed). Every point gets a
+    95% bootstrap interval over probes (and seeds) in ``curve.summary()``.
+    metric: "choice" when every probe has choices, else "exact". method="mean"
     averages over ``reference`` (default: the probes themselves, images included). queries: for
     method="knockout", "after" (the queries after the image) or "all" (see :mod:`corehead.ablation`).
     """
@@ -445,7 +497,7 @@ def ablation_curve(eng: Engine, ranking: HeadRanking, probes, fractions=(0.01, 0
         means = eng.head_means(reference if reference is not None else plist, cached=True)
 
     bar = _progress(progress, len(items) * (len(distinct) + 1), "ablation curve")
-    done: dict[tuple, float] = {}
+    done: dict[tuple, EvalReport] = {}
     try:
         base = _run(eng, items, metric, max_tokens, bar)
         curve = AblationCurve(base.accuracy, len(items), metric, method, n_layer * n_head, base_report=base)
@@ -453,9 +505,9 @@ def ablation_curve(eng: Engine, ranking: HeadRanking, probes, fractions=(0.01, 0
             key = tuple(sorted(heads))
             if key not in done:
                 with eng.ablated(heads, method=method, means=means, queries=queries):
-                    done[key] = _run(eng, items, metric, max_tokens, bar).accuracy
+                    done[key] = _run(eng, items, metric, max_tokens, bar)
             curve.runs.append({"fraction": frac, "baseline": b, "seed": s, "k": len(heads), "heads": heads,
-                               "accuracy": done[key]})
+                               "accuracy": done[key].accuracy, "correct": done[key].correct.tolist()})
     finally:
         if bar is not None:
             bar.close()

@@ -16,6 +16,20 @@ Definitions, exactly as computed here:
 - CoRe heads = the top ``fraction`` (default 5%) of query heads by RAM (at least one head).
   Under GQA a KV head's score is the max of its query heads' scores.
 
+Two other head scores come from the same tapped pass (the full attention rows of Q), with the
+target set R = {j : r_j > 0} and k*(l,h,t) = argmax_j A[l,h][t,j] (over all keys):
+
+- ``visual`` (SparseMM, Wang et al. 2025): per probe mean_{t∈Q} [k* ∈ R] / |R|, a top-1 "hit" on
+  the target region weighted by 1/|R| so that large regions do not win by size.
+- ``retrieval`` (the copy score of Wu et al. 2024, "Retrieval Head Mechanistically Explains
+  Long-Context Factuality"): per probe mean_{t∈Q} [k* ∈ R and id(k*) = y_t], y_t the token that
+  position t predicts: the head's top key is the very token being copied out of the needle. It is
+  0 for image probes (an image token is never a copy of a text token).
+- a callable ``score(view: ProbeAttention) -> [n_layer, n_head]``, averaged over probes.
+
+``rank_heads(score=...)`` chooses the one that orders the heads; all of them are kept, as means
+and per probe (``HeadRanking.per_probe``), for :func:`corehead.compare`.
+
 Attention comes from corehead's taps: per layer the tapped rows' probabilities are reduced on
 the graph against [relevance; visual indicator], so only [2, |Q|, n_head] numbers per layer reach
 the host.
@@ -27,8 +41,8 @@ import json
 import math
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,7 +54,10 @@ if TYPE_CHECKING:
     from corehead.engine import Engine
 
 DEFINITION = ("RAM[l,h] = mean_probes mean_{t in Q} sum_j r_j A[l,h][t,j]; r_j = area(token_j ∩ target)/area(token_j); "
-              "VM = same with r_j = 1 on visual tokens; focus = RAM/VM; lift = focus/mean_probes(sum_j r_j/n_visual)")
+              "VM = same with r_j = 1 on visual tokens; focus = RAM/VM; lift = focus/mean_probes(sum_j r_j/n_visual); "
+              "visual = mean_probes mean_t [argmax_j A[t,j] in R]/|R|; retrieval = mean_probes mean_t "
+              "[argmax_j A[t,j] in R and id(argmax) = y_t]; R = {j: r_j > 0}")
+BUILTIN_SCORES = ("ram", "visual", "retrieval")
 
 
 class HeadSet(list):
@@ -65,7 +82,12 @@ class HeadSet(list):
 
 @dataclass
 class HeadRanking:
-    """RAM scores per (layer, head), averaged over probes. Arrays are ``[n_layer, n_head]``."""
+    """Head scores per (layer, head), averaged over probes. Arrays are ``[n_layer, n_head]``.
+
+    ``score`` names the score that orders the heads (``order``, ``top``, ``bottom``, ``kv_scores``):
+    "ram" (default), "visual", "retrieval" or a custom score's name in ``extra``. ``per_probe``
+    maps score names to ``[n_probes, n_layer, n_head]`` arrays (what :func:`corehead.compare`
+    bootstraps over); rankings made before it existed load with it empty."""
 
     ram: np.ndarray
     visual_mass: np.ndarray
@@ -74,6 +96,34 @@ class HeadRanking:
     n_head_kv: int
     model: dict = field(default_factory=dict)
     params: dict = field(default_factory=dict)
+    visual: np.ndarray | None = None
+    retrieval: np.ndarray | None = None
+    score: str = "ram"
+    extra: dict = field(default_factory=dict)
+    per_probe: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.score not in self.scores():
+            raise ValueError(f"score {self.score!r} is not in this ranking (it has {', '.join(self.scores())})")
+
+    def scores(self) -> dict[str, np.ndarray]:
+        """Every score this ranking holds, by name (``[n_layer, n_head]`` each)."""
+        out = {"ram": self.ram}
+        if self.visual is not None:
+            out["visual"] = self.visual
+        if self.retrieval is not None:
+            out["retrieval"] = self.retrieval
+        out.update(self.extra)
+        return out
+
+    @property
+    def values(self) -> np.ndarray:
+        """The ``[n_layer, n_head]`` scores that order the heads (``self.score``)."""
+        return self.scores()[self.score]
+
+    def by(self, score: str) -> HeadRanking:
+        """The same ranking ordered by another of its scores."""
+        return replace(self, score=score)
 
     @property
     def focus(self) -> np.ndarray:
@@ -93,13 +143,13 @@ class HeadRanking:
         return self.ram.shape[1]
 
     def order(self) -> list[tuple[int, int]]:
-        """All query heads, best RAM first (ties broken by layer, then head)."""
-        flat = self.ram.ravel()
+        """All query heads, best score first (ties broken by layer, then head)."""
+        flat = self.values.ravel()
         idx = np.lexsort((np.arange(flat.size), -flat))
         return [(int(i) // self.n_head, int(i) % self.n_head) for i in idx]
 
     def top(self, fraction: float = 0.05) -> HeadSet:
-        """The top `fraction` of query heads by RAM (rounded up, at least one)."""
+        """The top `fraction` of query heads by the score (rounded up, at least one)."""
         return HeadSet(self.order()[: self._count(fraction)], self.n_head, self.n_head_kv)
 
     def bottom(self, fraction: float = 0.05) -> HeadSet:
@@ -111,15 +161,19 @@ class HeadRanking:
         return max(1, math.ceil(fraction * self.ram.size - 1e-9))
 
     def kv_scores(self) -> np.ndarray:
-        """[n_layer, n_head_kv]: the max RAM over each KV head's query heads."""
+        """[n_layer, n_head_kv]: the max score over each KV head's query heads."""
         group = self.n_head // self.n_head_kv
-        return self.ram.reshape(self.n_layer, self.n_head_kv, group).max(-1)
+        return self.values.reshape(self.n_layer, self.n_head_kv, group).max(-1)
 
     def to_dict(self) -> dict:
         """What :meth:`save` writes (JSON-ready)."""
         return {"format": "corehead.HeadRanking/1", "definition": DEFINITION, "model": self.model,
                 "params": self.params, "n_probes": self.n_probes, "n_head_kv": self.n_head_kv, "chance": self.chance,
                 "ram": self.ram.tolist(), "visual_mass": self.visual_mass.tolist(),
+                "visual": None if self.visual is None else self.visual.tolist(),
+                "retrieval": None if self.retrieval is None else self.retrieval.tolist(),
+                "extra": {k: v.tolist() for k, v in self.extra.items()}, "score": self.score,
+                "per_probe": {k: np.asarray(v).tolist() for k, v in self.per_probe.items()},
                 "top_5pct": [list(h) for h in self.top(0.05)]}
 
     def save(self, path: str | Path) -> None:
@@ -137,8 +191,25 @@ class HeadRanking:
         vm = np.asarray(d["visual_mass"], dtype=np.float64)
         if ram.ndim != 2 or ram.shape != vm.shape:
             raise ValueError(f"{path}: ram/visual_mass must be equal [n_layer, n_head] arrays")
-        return cls(ram=ram, visual_mass=vm, chance=float(d["chance"]), n_probes=int(d["n_probes"]),
-                   n_head_kv=int(d["n_head_kv"]), model=d.get("model", {}), params=d.get("params", {}))
+
+        def grid(value, what: str, lead: tuple = ()) -> np.ndarray | None:
+            if value is None:
+                return None
+            a = np.asarray(value, dtype=np.float64)
+            if a.shape[len(lead):] != ram.shape or a.shape[:len(lead)] != lead:
+                raise ValueError(f"{path}: {what} must be a {list(lead) + list(ram.shape)} array, got {list(a.shape)}")
+            return a
+
+        n_probes = int(d["n_probes"])
+        extra = {str(k): grid(v, f"extra[{k!r}]") for k, v in (d.get("extra") or {}).items()}
+        per_probe = {str(k): grid(v, f"per_probe[{k!r}]", (n_probes,)) for k, v in (d.get("per_probe") or {}).items()}
+        try:
+            return cls(ram=ram, visual_mass=vm, chance=float(d["chance"]), n_probes=n_probes,
+                       n_head_kv=int(d["n_head_kv"]), model=d.get("model", {}), params=d.get("params", {}),
+                       visual=grid(d.get("visual"), "visual"), retrieval=grid(d.get("retrieval"), "retrieval"),
+                       score=str(d.get("score", "ram")), extra=extra, per_probe=per_probe)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
 
     def check_model(self, info: dict) -> None:
         """Raise when this ranking was made for another model (head counts or identity differ)."""
@@ -154,35 +225,43 @@ class HeadRanking:
     def to_pandas(self):
         import pandas as pd
 
+        others = {k: v for k, v in self.scores().items() if k != "ram"}
         rows = [{"layer": layer, "head": h, "ram": self.ram[layer, h], "visual_mass": self.visual_mass[layer, h],
-                 "focus": self.focus[layer, h], "lift": self.lift[layer, h]}
+                 "focus": self.focus[layer, h], "lift": self.lift[layer, h],
+                 **{k: v[layer, h] for k, v in others.items()}}
                 for layer in range(self.n_layer) for h in range(self.n_head)]
-        return pd.DataFrame(rows).sort_values("ram", ascending=False, ignore_index=True)
+        return pd.DataFrame(rows).sort_values(self.score, ascending=False, ignore_index=True)
 
     def table(self, k: int = 10) -> str:
-        lines = [" rank  layer  head     RAM     VM   focus   lift", " ----  -----  ----  ------  -----  ------  -----"]
+        others = {k: v for k, v in self.scores().items() if k != "ram"}
+        head = "".join(f"  {name[:9]:>9s}" for name in others)
+        lines = [f" rank  layer  head     RAM     VM   focus   lift{head}",
+                 " ----  -----  ----  ------  -----  ------  -----" + "  ---------" * len(others)]
         for i, (layer, h) in enumerate(self.order()[:k], 1):
+            rest = "".join(f"  {v[layer, h]:9.4f}" for v in others.values())
             lines.append(f" {i:4d}  {layer:5d}  {h:4d}  {self.ram[layer, h]:6.3f}  {self.visual_mass[layer, h]:5.3f}  "
-                         f"{self.focus[layer, h]:6.3f}  {self.lift[layer, h]:5.2f}")
+                         f"{self.focus[layer, h]:6.3f}  {self.lift[layer, h]:5.2f}{rest}")
         return "\n".join(lines)
 
     def plot(self, path: str | Path, fraction: float = 0.05, title: str | None = None) -> None:
-        """Layer x head heatmap of RAM with the top `fraction` heads outlined."""
+        """Layer x head heatmap of the score with the top `fraction` heads outlined."""
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(max(4, 0.45 * self.n_head + 2), max(3, 0.35 * self.n_layer + 1.5)))
-        im = ax.imshow(self.ram, cmap="viridis", aspect="auto", origin="lower")
+        im = ax.imshow(self.values, cmap="viridis", aspect="auto", origin="lower")
         for layer, h in self.top(fraction):
             ax.add_patch(plt.Rectangle((h - 0.5, layer - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
         ax.set_xlabel("head")
         ax.set_ylabel("layer")
         ax.set_xticks(range(self.n_head))
         ax.set_yticks(range(self.n_layer))
-        ax.set_title(title or f"Retrieval Attention Mass ({self.n_probes} probes; red = top {fraction:.0%})")
-        fig.colorbar(im, ax=ax, label="RAM")
+        name = {"ram": "Retrieval Attention Mass", "visual": "visual-head score (SparseMM)",
+                "retrieval": "retrieval (copy) score"}.get(self.score, self.score)
+        ax.set_title(title or f"{name} ({self.n_probes} probes; red = top {fraction:.0%})")
+        fig.colorbar(im, ax=ax, label=self.score)
         fig.tight_layout()
         fig.savefig(path, dpi=120)
         plt.close(fig)
@@ -199,6 +278,47 @@ class ProbeScore:
     visual_mass: np.ndarray
     chance: float
     correct: bool | None = None
+    visual: np.ndarray | None = None     # SparseMM hit score
+    retrieval: np.ndarray | None = None  # copy score
+    extra: dict = field(default_factory=dict)  # callable scores by name
+
+
+@dataclass
+class ProbeAttention:
+    """What a callable ``score`` sees of one probe (the tapped pass).
+
+    rows: ``[n_layer, n_head, |Q|, n_tokens]`` attention probabilities of the query positions;
+    relevance / visual: the ``[n_tokens]`` r_j and visual indicator; positions: Q; ids: the
+    context's token ids (placeholders at visual positions); targets: ``[|Q|]`` the token id each
+    query position predicts (-1 where unknown: ``query="last"`` without an answer)."""
+
+    rows: np.ndarray
+    relevance: np.ndarray
+    visual: np.ndarray
+    positions: list[int]
+    ids: np.ndarray
+    targets: np.ndarray
+    probe: Probe
+
+
+def sparsemm_visual_score(view: ProbeAttention) -> np.ndarray:
+    """[n_layer, n_head]: mean over Q of [top-1 key in R] / |R| (SparseMM's hit rule)."""
+    target = view.relevance > 0
+    n = int(target.sum())
+    if n == 0:
+        return np.zeros(view.rows.shape[:2])
+    top = view.rows.argmax(-1)  # [L, H, |Q|]
+    return (target[top].astype(np.float64) / n).mean(-1)
+
+
+def retrieval_copy_score(view: ProbeAttention) -> np.ndarray:
+    """[n_layer, n_head]: mean over Q of [top-1 key in R and its token is the one predicted]."""
+    target = (view.relevance > 0) & (view.visual > 0)
+    if view.probe.image is not None:
+        target &= False  # image tokens are never copies of text tokens
+    top = view.rows.argmax(-1)  # [L, H, |Q|]
+    copied = target[top] & (view.ids[top] == view.targets[None, None, :]) & (view.targets >= 0)[None, None, :]
+    return copied.astype(np.float64).mean(-1)
 
 
 def normalize_answer(text: str) -> str:
@@ -219,8 +339,10 @@ def probe_prompt(eng: Engine, probe: Probe) -> str:
         return f"USER: {content}\nASSISTANT:"
 
 
-def score_probe(eng: Engine, probe: Probe, query: str = "answer", check_answer: bool = False) -> ProbeScore:
-    """RAM/VM partial sums of one probe (see the module docstring)."""
+def score_probe(eng: Engine, probe: Probe, query: str = "answer", check_answer: bool = False,
+                custom: Callable[[ProbeAttention], np.ndarray] | None = None) -> ProbeScore:
+    """RAM/VM partial sums, visual and retrieval scores of one probe, and `custom`'s score when
+    given (see the module docstring), from one tapped pass."""
     if query not in ("answer", "last"):
         raise ValueError(f"query must be 'answer' or 'last', got {query!r}")
     from corehead.images import load_images
@@ -248,18 +370,41 @@ def score_probe(eng: Engine, probe: Probe, query: str = "answer", check_answer: 
 
     relevance, visual = relevance_vectors(eng, probe, prompt, images, n, visual_positions)
     w = np.stack([relevance, visual]).astype(np.float32)
-    if images:
-        masses = eng.attention_masses(full_prompt, w, positions=positions, images=images)
-    else:
-        masses = eng.attention_masses(ids.tolist(), w, positions=positions)
+    # One pass: RAM/VM reduced on the graph, and the full rows of Q for the argmax scores.
+    taps = eng._taps(full_prompt if images else ids.tolist(), images, positions, None, True, w)
+    masses, rows = taps.masses, taps.rows
+    assert masses is not None and rows is not None
     ram = masses[..., 0].mean(-1).astype(np.float64)
     vm = masses[..., 1].mean(-1).astype(np.float64)
     chance = float(relevance.sum() / max(visual.sum(), 1.0))
+    ids = np.asarray(ids, dtype=np.int64)
+    if query == "answer":
+        targets = ids[np.asarray(positions) + 1]
+    else:
+        targets = np.full(len(positions), -1, dtype=np.int64)
+        if probe.answer:
+            after = np.asarray(eng.tokenize(prompt + probe.answer)) if not images else None
+            if after is not None and len(after) > n:
+                targets[-1] = after[n]
+    view = ProbeAttention(rows, relevance, visual, positions, ids, targets, probe)
+    extra = {}
+    if custom is not None:
+        got_score = np.asarray(custom(view), dtype=np.float64)
+        if got_score.shape != ram.shape:
+            raise ValueError(f"the custom score returned shape {list(got_score.shape)}, not [n_layer, n_head] = "
+                             f"{list(ram.shape)}")
+        extra[score_name(custom)] = got_score
     correct = None
     if check_answer and probe.answer:
         got = eng.generate(prompt, images=images, max_tokens=16)
         correct = normalize_answer(got) == normalize_answer(probe.answer)
-    return ProbeScore(ram, vm, chance, correct)
+    return ProbeScore(ram, vm, chance, correct, visual=sparsemm_visual_score(view),
+                      retrieval=retrieval_copy_score(view), extra=extra)
+
+
+def score_name(fn: Callable) -> str:
+    name = getattr(fn, "__name__", "custom")
+    return "custom" if name in BUILTIN_SCORES or name == "<lambda>" else name
 
 
 def relevance_vectors(eng: Engine, probe: Probe, prompt: str, images: list, n_tokens: int,
@@ -341,9 +486,35 @@ def model_identity(info: dict) -> dict:
     return {k: info.get(k) for k in ("arch", "name", "n_layer", "n_head", "n_head_kv", "n_embd", "file_type")}
 
 
+def ranking_from_scores(scores: Sequence[ProbeScore], info: dict, params: dict, only_correct: bool = False,
+                        score: str = "ram") -> HeadRanking:
+    """The HeadRanking of per-probe scores: means (as :func:`reduce_scores`) and per-probe arrays."""
+    ram, vm, chance, n = reduce_scores(scores, only_correct)
+    used = [s for s in scores if not only_correct or s.correct]
+    per_probe = {"ram": np.stack([s.ram for s in used])}
+    if all(s.visual is not None for s in used):
+        per_probe["visual"] = np.stack([s.visual for s in used])
+    if all(s.retrieval is not None for s in used):
+        per_probe["retrieval"] = np.stack([s.retrieval for s in used])
+    for name in used[0].extra:
+        per_probe[name] = np.stack([s.extra[name] for s in used])
+    means = {k: v.sum(0) / n for k, v in per_probe.items()}
+    return HeadRanking(ram=ram, visual_mass=vm, chance=chance, n_probes=n, n_head_kv=info["n_head_kv"],
+                       model=model_identity(info), params=params, visual=means.get("visual"),
+                       retrieval=means.get("retrieval"),
+                       extra={k: v for k, v in means.items() if k not in BUILTIN_SCORES}, score=score,
+                       per_probe=per_probe)
+
+
 def rank_heads(eng: Engine, probes: Sequence[Probe], query: str = "answer", only_correct: bool = False,
-               progress: bool = True) -> HeadRanking:
-    """Score every attention head with RAM over `probes` (see the module docstring)."""
+               progress: bool = True, score: str | Callable[[ProbeAttention], np.ndarray] = "ram") -> HeadRanking:
+    """Score every attention head over `probes` (see the module docstring); `score` ("ram",
+    "visual", "retrieval" or a callable) orders the ranking, all scores are kept."""
+    custom = None
+    if callable(score):
+        custom, score = score, score_name(score)
+    elif score not in BUILTIN_SCORES:
+        raise ValueError(f"score must be one of {', '.join(BUILTIN_SCORES)} or a callable, got {score!r}")
     if isinstance(probes, Probe):
         probes = [probes]
     probes = list(probes)
@@ -359,10 +530,8 @@ def rank_heads(eng: Engine, probes: Sequence[Probe], query: str = "answer", only
         if not isinstance(probe, Probe):
             raise TypeError(f"probe {i} is a {type(probe).__name__}, not a corehead.Probe")
         try:
-            scores.append(score_probe(eng, probe, query=query, check_answer=only_correct))
+            scores.append(score_probe(eng, probe, query=query, check_answer=only_correct, custom=custom))
         except (ValueError, TypeError, RuntimeError) as e:
             raise type(e)(f"probe {i}: {e}") from e
-    ram, vm, chance, n = reduce_scores(scores, only_correct)
-    info = eng.info
-    return HeadRanking(ram=ram, visual_mass=vm, chance=chance, n_probes=n, n_head_kv=info["n_head_kv"],
-                       model=model_identity(info), params={"query": query, "only_correct": only_correct})
+    params = {"query": query, "only_correct": only_correct, "score": score}
+    return ranking_from_scores(scores, eng.info, params, only_correct, score)
