@@ -232,7 +232,9 @@ typedef struct corehead_intervention {
 /* Replaces the head interventions applied to every following call (all validated first: on an
  * error the previous ones stay). n_items 0 clears them (outputs are then bit-identical to an
  * engine that never had any). Knockout heads may not attend to `knockout_keys` (context
- * positions) in prompts of text or tokens, and to the visual tokens in prompts with images. */
+ * positions) in prompts of text or tokens; in prompts with images, the queries after an image
+ * may not attend to that image's visual tokens (the knockout of the information-flow literature;
+ * image -> image attention and the text before the image are untouched). */
 COREHEAD_API corehead_status corehead_set_interventions(corehead_engine *engine, const corehead_intervention *items,
                                                         size_t n_items, const int32_t *knockout_keys,
                                                         size_t n_knockout_keys);
