@@ -1,6 +1,7 @@
 #include "runtime/weights.h"
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
 #include <unistd.h>
@@ -46,6 +47,36 @@ ggml_backend_buffer_type_t repack_buffer_type(ggml_backend_t backend) {
     return nullptr;
 }
 
+// Whether ggml's CPU "tiled" matmul (ggml-cpu/tiled) computes prompt batches for weights of this
+// type. It takes K-quant and i-quant weights in batches of 8 rows or more (AVX/AVX2/AVX512-VNNI
+// micro-kernels), but only plain ones: a weight in the repack buffer goes to the repack kernels
+// instead, which prefill at about 0.7x the tiled path (llama-bench pp512 on Qwen3-1.7B-shaped
+// Q4_K_M, --repack 1 vs 0; corehead 0.63x llama.cpp before these types stayed plain).
+// GGML_CPU_TILED_MM=0 turns the tiled path off in ggml; the repack buffer is then the faster.
+bool tiled_matmul_takes(ggml_type type) {
+    if (!ggml_cpu_has_avx() && !ggml_cpu_has_avx2() && !ggml_cpu_has_avx512_vnni()) return false;
+    const char* env = std::getenv("GGML_CPU_TILED_MM");
+    if (env && std::atoi(env) == 0) return false;
+    switch (type) {  // ggml_tiled_supported's list (ggml-cpu/tiled/tiled.cpp)
+        case GGML_TYPE_Q6_K:
+        case GGML_TYPE_Q5_K:
+        case GGML_TYPE_Q4_K:
+        case GGML_TYPE_Q3_K:
+        case GGML_TYPE_Q2_K:
+        case GGML_TYPE_IQ4_XS:
+        case GGML_TYPE_IQ2_XXS:
+        case GGML_TYPE_IQ2_XS:
+        case GGML_TYPE_IQ2_S:
+        case GGML_TYPE_IQ3_XXS:
+        case GGML_TYPE_IQ3_S:
+        case GGML_TYPE_IQ1_S:
+        case GGML_TYPE_IQ1_M:
+            return true;
+        default:
+            return false;
+    }
+}
+
 // Whether `buft` has a mul_mat kernel for a weight shaped and typed like `w`.
 bool buft_supports_matmul(ggml_backend_buffer_type_t buft, ggml_backend_t backend, const ggml_tensor* w) {
     ggml_init_params params{};
@@ -81,7 +112,8 @@ Weights::Weights(const GgufFile& file, ggml_backend_t backend, const std::functi
     ggml_backend_buffer_type_t repack = matmul_only ? repack_buffer_type(backend) : nullptr;
     for (const auto& name : file.tensor_names()) {
         const ggml_tensor* meta = file.find_tensor(name);
-        const bool extra = repack && ggml_n_dims(meta) == 2 && matmul_only(name) && buft_supports_matmul(repack, backend, meta);
+        const bool extra = repack && ggml_n_dims(meta) == 2 && matmul_only(name) && !tiled_matmul_takes(meta->type) &&
+                           buft_supports_matmul(repack, backend, meta);
         ggml_tensor* t = ggml_dup_tensor(extra ? ctx_extra_ : ctx_, meta);
         ggml_set_name(t, name.c_str());
         by_name_[name] = t;

@@ -21,7 +21,9 @@ public:
     // Reads every tensor of `file` into a buffer of `backend`. Throws ModelError on I/O errors.
     // `matmul_only(name)` says a tensor is used only as the weight of ggml_mul_mat: on the CPU
     // those go to ggml's repack buffer (interleaved layouts with faster kernels, as llama.cpp
-    // does) when a kernel exists for their type. Others (e.g. embeddings read by get_rows) stay plain.
+    // does) when a kernel exists for their type, except the K-/i-quant types ggml's tiled matmul
+    // prefills faster from the plain layout (tiled_matmul_takes in weights.cpp). Others (e.g.
+    // embeddings read by get_rows) stay plain.
     Weights(const GgufFile& file, ggml_backend_t backend,
             const std::function<bool(const std::string&)>& matmul_only = nullptr);
     ~Weights();
