@@ -37,6 +37,34 @@ PromptPositions mrope_prompt_positions(int64_t n, const std::vector<VisualSpan>&
     return out;
 }
 
+PreparedImage qwen_prepare(const ImageU8& img, const VisionHParams& hp) {
+    check_image(img);
+    const int64_t factor = hp.patch_size * hp.spatial_merge;
+    int64_t h = 0, w = 0;
+    smart_resize(img.height, img.width, factor, hp.min_pixels, hp.max_pixels, h, w);
+    PreparedImage p;
+    p.width = img.width;
+    p.height = img.height;
+    p.views.push_back(make_view(resize(img, w, h, Resample::Bicubic), hp,
+                                {0.0, 0.0, static_cast<double>(img.width), static_cast<double>(img.height)},
+                                w / factor, h / factor));
+    p.layout = {{"<|vision_start|>", -1}, {"", 0}, {"<|vision_end|>", -1}};
+    return p;
+}
+
+std::vector<int32_t> rope_2d_positions(int64_t gw, int64_t gh) {
+    const int64_t N = gw * gh;
+    std::vector<int32_t> pos(static_cast<size_t>(4 * N));
+    for (int64_t r = 0; r < gh; ++r) {
+        for (int64_t c = 0; c < gw; ++c) {
+            const int64_t i = r * gw + c;
+            pos[i] = pos[2 * N + i] = static_cast<int32_t>(r);
+            pos[N + i] = pos[3 * N + i] = static_cast<int32_t>(c);
+        }
+    }
+    return pos;
+}
+
 void smart_resize(int64_t height, int64_t width, int64_t factor, int64_t min_pixels, int64_t max_pixels, int64_t& h_out,
                   int64_t& w_out) {
     const double h = static_cast<double>(height), w = static_cast<double>(width), f = static_cast<double>(factor);

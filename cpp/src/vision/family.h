@@ -101,6 +101,11 @@ PromptPositions mrope_prompt_positions(int64_t n_tokens, const std::vector<Visua
 // [min_pixels, max_pixels], the aspect ratio kept as closely as possible. Throws InputError over 200:1.
 void smart_resize(int64_t height, int64_t width, int64_t factor, int64_t min_pixels, int64_t max_pixels, int64_t& h_out,
                   int64_t& w_out);
+// The Qwen-VL image layout (Qwen2-VL, Qwen2.5-VL, Qwen3-VL): one view smart-resized (bicubic) to
+// multiples of patch * merge, between <|vision_start|> and <|vision_end|>.
+PreparedImage qwen_prepare(const ImageU8& img, const VisionHParams& hp);
+// 2-D RoPE positions of a gw x gh patch grid for ggml's 4-section rope: (row, column, row, column).
+std::vector<int32_t> rope_2d_positions(int64_t gw, int64_t gh);
 
 // The patch embedding (kernel [P, P, 3, E], optional bias) and, when n_positions > 0, learned
 // position embeddings [E, n_positions]; post_ln_required: the final LayerNorm (weight + bias).

@@ -76,20 +76,7 @@ public:
         return s;
     }
 
-    PreparedImage prepare(const ImageU8& img, const VisionHParams& hp) const override {
-        check_image(img);
-        const int64_t factor = hp.patch_size * hp.spatial_merge;
-        int64_t h = 0, w = 0;
-        smart_resize(img.height, img.width, factor, hp.min_pixels, hp.max_pixels, h, w);
-        PreparedImage p;
-        p.width = img.width;
-        p.height = img.height;
-        p.views.push_back(make_view(resize(img, w, h, Resample::Bicubic), hp,
-                                    {0.0, 0.0, static_cast<double>(img.width), static_cast<double>(img.height)},
-                                    w / factor, h / factor));
-        p.layout = {{"<|vision_start|>", -1}, {"", 0}, {"<|vision_end|>", -1}};
-        return p;
-    }
+    PreparedImage prepare(const ImageU8& img, const VisionHParams& hp) const override { return qwen_prepare(img, hp); }
 
     ggml_tensor* build(VisionGraph& g) const override {
         ggml_context* ctx = g.ctx;
@@ -99,18 +86,7 @@ public:
         // Two temporal kernels over the same frame (an image is a 2-frame still): their sum.
         ggml_tensor* x = ggml_add(ctx, g.embed_patches(), g.patch_embed(g.w("v.patch_embd.weight.1")));
 
-        // 2-D RoPE positions (row, column) per patch; sections 2 and 3 are unused.
-        std::vector<int32_t> pos(static_cast<size_t>(4 * N));
-        for (int64_t r = 0; r < gh; ++r) {
-            for (int64_t c = 0; c < gw; ++c) {
-                const int64_t i = r * gw + c;
-                pos[i] = static_cast<int32_t>(r);
-                pos[N + i] = static_cast<int32_t>(c);
-                pos[2 * N + i] = static_cast<int32_t>(r);
-                pos[3 * N + i] = static_cast<int32_t>(c);
-            }
-        }
-        ggml_tensor* rope_pos = g.input_i32(pos);
+        ggml_tensor* rope_pos = g.input_i32(rope_2d_positions(gw, gh));  // 2-D RoPE (row, column)
 
         ggml_tensor* window_mask = nullptr;
         if (v25_) {

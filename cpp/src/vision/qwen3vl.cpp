@@ -78,38 +78,17 @@ public:
         return s;
     }
 
-    PreparedImage prepare(const ImageU8& img, const VisionHParams& hp) const override {
-        check_image(img);
-        const int64_t factor = hp.patch_size * hp.spatial_merge;
-        int64_t h = 0, w = 0;
-        smart_resize(img.height, img.width, factor, hp.min_pixels, hp.max_pixels, h, w);
-        PreparedImage p;
-        p.width = img.width;
-        p.height = img.height;
-        p.views.push_back(make_view(resize(img, w, h, Resample::Bicubic), hp,
-                                    {0.0, 0.0, static_cast<double>(img.width), static_cast<double>(img.height)},
-                                    w / factor, h / factor));
-        p.layout = {{"<|vision_start|>", -1}, {"", 0}, {"<|vision_end|>", -1}};
-        return p;
-    }
+    PreparedImage prepare(const ImageU8& img, const VisionHParams& hp) const override { return qwen_prepare(img, hp); }
 
     ggml_tensor* build(VisionGraph& g) const override {
         ggml_context* ctx = g.ctx;
         const VisionHParams& hp = g.hp;
-        const int64_t gw = g.grid_w, gh = g.grid_h, N = g.n_patches, m = hp.spatial_merge;
+        const int64_t gw = g.grid_w, gh = g.grid_h, m = hp.spatial_merge;
         // An image is a 2-frame still: the Conv3D is the sum of its two temporal kernels (+ bias).
         ggml_tensor* x = ggml_add(ctx, g.embed_patches(), g.patch_embed(g.w("v.patch_embd.weight.1")));
         x = ggml_add(ctx, x, position_embeddings(g));
 
-        std::vector<int32_t> pos(static_cast<size_t>(4 * N));  // 2-D RoPE: (row, column) per patch
-        for (int64_t r = 0; r < gh; ++r) {
-            for (int64_t c = 0; c < gw; ++c) {
-                const int64_t i = r * gw + c;
-                pos[i] = pos[2 * N + i] = static_cast<int32_t>(r);
-                pos[N + i] = pos[3 * N + i] = static_cast<int32_t>(c);
-            }
-        }
-        ggml_tensor* rope_pos = g.input_i32(pos);
+        ggml_tensor* rope_pos = g.input_i32(rope_2d_positions(gw, gh));
 
         std::vector<ggml_tensor*> deepstack;
         for (int64_t il = 0; il < hp.n_layer; ++il) {
