@@ -143,7 +143,6 @@ def qwen2vl_2b(quant: str = "Q4_K_M") -> tuple[Path, Path]:
 def _build_qwen3vl(work: Path, moe: bool):
     """Random weights (f16 in memory) with Qwen3-VL-2B's shapes, or (moe) Qwen3-VL-30B-A3B's with 4 of
     its 48 text layers (128 experts, 8 routed: ~2.5 B parameters, 5 GB in f16, 1.5 GB at Q4_K_M)."""
-    import torch
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
     from tools.fixtures.qwenvl import SPECIALS
@@ -175,15 +174,7 @@ def _build_qwen3vl(work: Path, moe: bool):
         common["tie_word_embeddings"] = True
     vision_cfg.update(patch_size=16, spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=2304,
                       hidden_act="gelu_pytorch_tanh")
-    cfg = Cfg(text_config=text_cfg, vision_config=vision_cfg, **common)
-    torch.manual_seed(0)
-    prev = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float16)
-    try:
-        model = Model(cfg).eval()
-    finally:
-        torch.set_default_dtype(prev)
-    random_init(model)
+    model = _half_model(Model, Cfg(text_config=text_cfg, vision_config=vision_cfg, **common))
     ip = Qwen2VLImageProcessorPil(min_pixels=65536, max_pixels=16777216, patch_size=16, temporal_patch_size=2,
                                   merge_size=2, image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
     return model, tok, ip
@@ -260,14 +251,7 @@ def internvl35_2b(quant: str = "Q4_K_M") -> tuple[Path, Path]:
         GotOcr2ImageProcessorPil(size={"height": 448, "width": 448}, crop_to_patches=True, min_patches=1,
                                  max_patches=12, image_mean=fx.IMAGENET_MEAN,
                                  image_std=fx.IMAGENET_STD).save_pretrained(str(hf))
-        p = hf / "config.json"
-        conf = json.loads(p.read_text())
-        conf["vision_config"]["architectures"] = ["InternVisionModel"]
-        conf["text_config"]["architectures"] = ["Qwen3ForCausalLM"]
-        conf["min_dynamic_patch"], conf["max_dynamic_patch"] = 1, 12
-        p.write_text(json.dumps(conf, indent=2))
-        towers = ("vision_tower.", "multi_modal_projector.")
-        mm.rename_safetensors(hf, lambda k: "model." + k if k.startswith(towers) else k)
+        fx.converter_layout(hf, "Qwen3ForCausalLM", max_tiles=12)
         (hf / "saved.ok").touch()
     return _finish(hf, name, quant, pre="qwen2")
 
