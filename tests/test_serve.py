@@ -426,6 +426,32 @@ def test_pool_admission_order_and_exactly_once():
         pool.close(close_engines=False)
 
 
+def test_cancel_after_delivery_still_counts_completed():
+    """A streaming client closes its connection right after the last chunk, which cancels the job
+    while its function is still returning: that request completed (this race once made the 32-client
+    load test count 31 completions). A cancel before delivery still counts as cancelled."""
+    from corehead.serve.pool import EnginePool, Job
+
+    def delivered_then_cancelled(engine, job):
+        job.deliver()
+        job.cancel()
+
+    def cancelled_then_delivered(engine, job):
+        job.cancel()
+        job.deliver()
+
+    pool = EnginePool(["A"], max_queue=2)
+    try:
+        pool.submit(Job(delivered_then_cancelled))
+        pool.submit(Job(cancelled_then_delivered))
+        deadline = time.monotonic() + 10
+        while (h := pool.snapshot())["completed"] + h["cancelled"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert (h["completed"], h["cancelled"]) == (1, 1)
+    finally:
+        pool.close(close_engines=False)
+
+
 def test_full_queue_503_and_disconnect_cancels():
     """One Engine, one waiting place: a running stream, a waiting client that leaves (its place
     frees at once and it never runs), a waiting one that stays, then 503 + Retry-After; the

@@ -116,6 +116,7 @@ class Server:
                 if not isinstance(e, Exception):
                     raise
             else:
+                job.deliver()
                 channel.put("done", result)
 
         def skipped() -> None:

@@ -39,9 +39,15 @@ class Job:
         self.failed = False  # set by a job function that caught its own error (counted as failed)
         self.tokens = 0  # tokens generated, counted by the job function
         self.tokens_after_cancel = 0  # callbacks that saw the cancel flag (native work done after it)
+        self.delivered = False  # the job handed its complete result over before any cancel
 
     def cancel(self) -> None:
         self._cancel.set()
+
+    def deliver(self) -> None:
+        """Called by the job function just before it hands its result over. A cancel that comes
+        later (a streaming client closes right after the last chunk) no longer makes it "cancelled"."""
+        self.delivered = not self.cancelled
 
     @property
     def cancelled(self) -> bool:
@@ -139,6 +145,12 @@ class EnginePool:
             self._running.add(job)
             return job
 
+    @staticmethod
+    def _outcome(job: Job) -> str:
+        if job.failed:
+            return "failed"
+        return "cancelled" if job.cancelled and not job.delivered else "completed"
+
     def _work(self, engine: Any) -> None:
         while (job := self._next()) is not None:
             outcome = "skipped"
@@ -149,7 +161,7 @@ class EnginePool:
                 else:
                     job.started = True
                     job.fn(engine, job)
-                    outcome = "cancelled" if job.cancelled else "failed" if job.failed else "completed"
+                    outcome = self._outcome(job)
             except BaseException:  # the job reports its own errors; the worker must survive anything
                 outcome = "cancelled" if job.cancelled else "failed"
             finally:
