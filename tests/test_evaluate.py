@@ -117,6 +117,42 @@ def test_choice_logprobs_with_images_and_knockout_equal_a_forward_per_choice(fam
     assert np.abs(got - got_ko).max() > 1e-4
 
 
+@pytest.mark.parametrize("family", ["llama", "gemma3"])  # gemma3: a 16-token sliding window
+def test_append_branches_equal_transformers_continuations(family):
+    """Continuations of one cached prefix in one forward pass: each branch sees only its prefix
+    and itself, at its own positions (RoPE, sliding window), so true continuations give
+    transformers' logits for those rows, and the cache keeps its length."""
+    ref = np.load(DATA / family / "ref.npz")
+    ids = ref["p1_prompt_ids"].tolist()
+    want = ref["p1_logits_all"]
+    n = 40
+    with Engine(DATA / family / "model-f32.gguf", n_threads=2, n_batch=16) as eng:
+        eng.logits(ids[:n])
+        branches = [(20, ids[20:50]),  # longer than n_batch: run alone, in chunks
+                    (35, ids[35:42]), (5, ids[5:9]), (12, ids[12:17]),  # packed into one batch
+                    (30, [ids[33], ids[31]])]  # not the prompt's continuation
+        got = eng.append_branches(branches)
+        assert [g.shape[0] for g in got] == [30, 7, 4, 5, 2]
+        for (k, toks), g in zip(branches[:4], got[:4]):
+            np.testing.assert_allclose(g, want[k:k + len(toks)], atol=2e-3)
+        eng.truncate(30)
+        np.testing.assert_allclose(got[4], eng.append([ids[33], ids[31]], all_positions=True), atol=1e-5)
+        eng.logits(ids[:n])
+        eng.append_branches(branches)
+        assert eng.n_past == n
+        np.testing.assert_allclose(eng.append(ids[n:], all_positions=True), want[n:], atol=2e-3)
+        with pytest.raises(ValueError, match="outside"):
+            eng.append_branches([(eng.n_past + 1, ids[:2])])
+        with pytest.raises(ValueError, match="empty|no tokens"):
+            eng.append_branches([(3, [])])
+        with pytest.raises(ValueError, match="at least one"):
+            eng.append_branches([])
+        with pytest.raises(TypeError):
+            eng.append_branches([(1.5, ids[:2])])
+        with pytest.raises(TypeError):
+            eng.append_branches([ids[:2]])
+
+
 def test_logits_at_positions_truncate_and_append():
     ref = np.load(DATA / "llama" / "ref.npz")
     ids = ref["prompt_ids"].tolist()

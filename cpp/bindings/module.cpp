@@ -398,6 +398,12 @@ void bind_engine(nb::module_& m) {
         }, "tokens"_a, nb::kw_only(), "all_positions"_a = false,
            "Continues the current sequence with tokens; float32 logits [n_vocab] of the last one, or "
            "[n_tokens, n_vocab] of every appended one.")
+        .def("append_branches", [](Engine& e, const std::vector<std::pair<int64_t, std::vector<int32_t>>>& branches) {
+            return logits_array(e, nogil([&] { return e.append_branches(branches); }), true);
+        }, "branches"_a,
+           "Continuations (prefix length, tokens) of the current sequence in one forward pass, each seeing only "
+           "its prefix and itself; float32 logits [total tokens, n_vocab], branches in order. The cache keeps "
+           "its length.")
         .def("truncate", &Engine::truncate, "n"_a,
              "Rolls the current sequence back to its first n positions (after the prompt's images); the next "
              "append continues at n.")

@@ -233,6 +233,57 @@ void Engine::truncate(int64_t n) {
     I.ctx->truncate(n);
 }
 
+std::vector<float> Engine::append_branches(const std::vector<std::pair<int64_t, std::vector<int32_t>>>& branches) {
+    Impl& I = *impl_;
+    const int64_t n_past = I.ctx->n_past();
+    if (branches.empty()) throw InputError("append_branches needs at least one branch");
+    for (const auto& [prefix, tokens] : branches) {
+        if (tokens.empty()) throw InputError("a branch has no tokens");
+        if (prefix < 1 || prefix > n_past) {
+            throw InputError("a branch's prefix length " + std::to_string(prefix) + " is outside [1, " +
+                             std::to_string(n_past) + "] (the current sequence)");
+        }
+        if (prefix < I.image_end) {
+            throw InputError("a branch cannot start at position " + std::to_string(prefix) + ": the prompt's images end at " +
+                             std::to_string(I.image_end) + " (re-run the prompt instead)");
+        }
+    }
+    // Branches packed into batches of at most n_batch rows; each batch is forgotten afterwards.
+    // A branch longer than n_batch runs alone, in n_batch chunks.
+    std::vector<float> out;
+    size_t i = 0;
+    while (i < branches.size()) {
+        if (static_cast<int64_t>(branches[i].second.size()) > I.n_batch) {
+            I.ctx->truncate(branches[i].first);
+            std::vector<float> lg = I.feed(branches[i].second, I.options(true));
+            I.ctx->truncate(n_past);
+            out.insert(out.end(), lg.begin(), lg.end());
+            ++i;
+            continue;
+        }
+        DecoderBatch b;
+        for (; i < branches.size(); ++i) {
+            const auto& [prefix, tokens] = branches[i];
+            const int64_t len = static_cast<int64_t>(tokens.size());
+            if (len > I.n_batch || (b.n_tokens > 0 && b.n_tokens + len > I.n_batch)) break;
+            const int32_t first = static_cast<int32_t>(b.n_tokens);
+            for (size_t j = 0; j < tokens.size(); ++j) {
+                b.tokens.push_back(tokens[j]);
+                b.branch_first.push_back(first);
+                b.branch_prefix.push_back(prefix);
+            }
+            b.n_tokens += static_cast<int64_t>(tokens.size());
+        }
+        b.output_rows.resize(static_cast<size_t>(b.n_tokens));
+        for (int64_t r = 0; r < b.n_tokens; ++r) b.output_rows[r] = static_cast<int32_t>(r);
+        if (I.interrupt_check) I.interrupt_check();
+        std::vector<float> lg = I.ctx->decode(b);
+        I.ctx->truncate(n_past);
+        out.insert(out.end(), lg.begin(), lg.end());
+    }
+    return out;
+}
+
 std::vector<int32_t> Engine::generate(const std::vector<int32_t>& prompt, const GenerateOptions& o,
                                       const TokenCallback& on_token) {
     Sampler sampler = make_sampler(o);  // validates before any compute

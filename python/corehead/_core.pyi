@@ -615,6 +615,11 @@ class Engine:
         Continues the current sequence with tokens; float32 logits [n_vocab] of the last one, or [n_tokens, n_vocab] of every appended one.
         """
 
+    def append_branches(self, branches: Sequence[tuple[int, Sequence[int]]]) -> NDArray[numpy.float32]:
+        """
+        Continuations (prefix length, tokens) of the current sequence in one forward pass, each seeing only its prefix and itself; float32 logits [total tokens, n_vocab], branches in order. The cache keeps its length.
+        """
+
     def truncate(self, n: int) -> None:
         """
         Rolls the current sequence back to its first n positions (after the prompt's images); the next append continues at n.

@@ -317,6 +317,23 @@ class Engine:
         logits ``[n_vocab]`` of the last one, or ``[len(tokens), n_vocab]`` of each."""
         return self._native().append(self.token_ids(tokens), all_positions=bool(all_positions))
 
+    def append_branches(self, branches: Sequence[tuple[int, Sequence[int]]]) -> list[npt.NDArray[np.float32]]:
+        """Scores several continuations of the current sequence at once: each ``(prefix, tokens)``
+        continues its first `prefix` positions (as after ``truncate(prefix)``) and sees only those
+        and its own tokens. Returns per branch the logits ``[len(tokens), n_vocab]`` of each of its
+        tokens, equal to ``truncate(prefix); append(tokens, all_positions=True)`` but computed in
+        one forward pass per ``n_batch`` rows. The sequence keeps its length."""
+        plan = []
+        for b in branches:
+            if not isinstance(b, (tuple, list)) or len(b) != 2:
+                raise TypeError(f"each branch is a (prefix length, tokens) pair, got {b!r}")
+            prefix, tokens = b
+            if isinstance(prefix, bool) or not isinstance(prefix, (int, np.integer)):
+                raise TypeError(f"a branch's prefix length must be an int, got {type(prefix).__name__}")
+            plan.append((int(prefix), self.token_ids(tokens)))
+        flat = self._native().append_branches(plan)
+        return np.split(flat, np.cumsum([len(t) for _, t in plan])[:-1])
+
     def truncate(self, n: int) -> None:
         """Rolls the current sequence back to its first `n` positions (after the prompt's images):
         the next :meth:`append` continues at `n`, so continuations of one prompt are scored after a

@@ -179,21 +179,22 @@ def choice_logprobs(eng: Engine, prompt: str, choices: Sequence[str], images: Se
         # prompt's images needs them re-run: one forward pass per choice.
         return _choice_logprobs_rerun(eng, prompt, choices, imgs, conts)
     # One prefill of the prompt (and its images), keeping only the rows that predict each
-    # choice's first token; then per choice the KV cache is rolled back to where its tokens
-    # start and only its tokens after the first are fed (the last one is never needed).
+    # choice's first token; then all choices' later tokens in one forward pass, each choice a
+    # branch that sees the prompt up to where its tokens start and its own tokens (the last token
+    # of a choice is never fed: nothing is predicted after it).
     rows = sorted({k - 1 for k, _ in conts})
     first = eng.logits(prompt if imgs else base.tolist(), images=imgs, positions=rows).astype(np.float64)
     first = first - _logsumexp(first, axis=-1)[:, None]
     at = {r: i for i, r in enumerate(rows)}
-    out = []
-    for k, full in conts:
-        total = float(first[at[k - 1], full[k]])
-        if len(full) > k + 1:
-            eng.truncate(k)
-            lg = eng.append(full[k:-1].tolist(), all_positions=True).astype(np.float64)
-            lp = lg - _logsumexp(lg, axis=-1)[:, None]
-            total += float(lp[np.arange(len(lp)), full[k + 1:]].sum())
-        out.append(total)
+    out = [float(first[at[k - 1], full[k]]) for k, full in conts]
+    longer = [i for i, (k, full) in enumerate(conts) if len(full) > k + 1]
+    if longer:
+        branches = eng.append_branches([(conts[i][0], conts[i][1][conts[i][0]:-1].tolist()) for i in longer])
+        for i, lg in zip(longer, branches):
+            k, full = conts[i]
+            lp = lg.astype(np.float64)
+            lp = lp - _logsumexp(lp, axis=-1)[:, None]
+            out[i] += float(lp[np.arange(len(lp)), full[k + 1:]].sum())
     return np.array(out)
 
 

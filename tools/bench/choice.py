@@ -8,10 +8,15 @@ setup, medians over `--reps` alternating repetitions of:
 
 - `before`: the per-choice forward passes (every row's logits copied out);
 - `after`: `choice_logprobs` (prompt prefilled once, only the rows predicting each choice's first
-  token copied out, then per choice: KV cache rolled back, the choice's tokens after the first fed);
+  token copied out, then every choice's later tokens in one forward pass, each choice a branch
+  that sees the prompt and itself: `Engine.append_branches`);
 - `ideal`: one prefill of the prompt + one forward of all the choices' tokens appended at once;
 
 and the largest |log-prob difference| between before and after. Target: after <= 1.3 x ideal.
+The difference is ggml's flash-attention kernel, not the method: a batch of >= 64 query rows takes
+its tiled F32 path, fewer rows the one that rounds Q to the F16 KV type, and the choices' branches
+(one batch) and the per-choice passes fall on different sides (tests/test_evaluate.py checks
+equality below 64 rows and against transformers).
 Also the ablation curve (`ablation_curve`, 3 fractions x top/bottom/random, 1 seed) over toy
 probes with multi-token choices, before / after.
 """

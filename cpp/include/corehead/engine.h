@@ -173,6 +173,13 @@ public:
     // can be scored after a single prefill. For a prompt with images, n must lie after its last
     // image. Not on the CoRe-sparse cache (its dropped tokens are gone).
     void truncate(int64_t n);
+    // Several continuations of the current sequence in one forward pass per n_batch rows, each
+    // branch = (prefix length, tokens): the tokens continue the first `prefix` cached positions
+    // (same rules as truncate) and see only those and their own branch. Returns the logits of
+    // every branch token, branches one after another ([sum of lengths * n_vocab]). The cache is
+    // left at its current length (the branches are forgotten). The multiple-choice scorer: one
+    // prefill of the prompt, then all choices at once.
+    std::vector<float> append_branches(const std::vector<std::pair<int64_t, std::vector<int32_t>>>& branches);
 
     // Generates after `prompt` (run from an empty context). Returns the generated ids (an
     // end-of-generation token, when hit, is included). Never reads past n_ctx: generation

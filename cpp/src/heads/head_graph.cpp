@@ -44,7 +44,7 @@ ggml_tensor* HeadGraph::knockout_mask(int64_t layer, bool taps) {
                              [this, &b, &knocked, swa, taps](int64_t h, int64_t r, int64_t key) {
                                  const int64_t row = taps ? b.taps->rows[r] : r;
                                  if (!g_.visible(row, key, swa)) return false;
-                                 return !(knocked[h] && !key_first_.empty() && knocked_out(b.n_past + row, key));
+                                 return !(knocked[h] && !key_first_.empty() && knocked_out(g_.query_index(row), g_.key_index(row, key)));
                              });
     masks_.push_back({&knocked, swa, taps, t});
     return t;

@@ -80,12 +80,22 @@ std::vector<float> TextContext::decode(DecoderBatch& batch) {
     check_context_fits(n_past_ + batch.n_tokens, n_ctx_);
     batch.n_past = n_past_;
     if (!batch.interventions) batch.interventions = interventions_;
+    const bool branched = !batch.branch_first.empty();
+    if (branched) {
+        if (skv_) throw_needs_dense_cache("branch batches");
+        if (static_cast<int64_t>(batch.branch_first.size()) != batch.n_tokens ||
+            static_cast<int64_t>(batch.branch_prefix.size()) != batch.n_tokens) {
+            throw InputError("internal: branch rows do not match the batch");
+        }
+    }
     if (batch.positions.empty()) {
         const int64_t per = family_.positions() == RopePositions::mrope ? 4 : 1;
         batch.positions.resize(per * batch.n_tokens);
         for (int64_t s = 0; s < per; ++s) {
             for (int64_t i = 0; i < batch.n_tokens; ++i) {
-                batch.positions[s * batch.n_tokens + i] = static_cast<int32_t>(s < 3 ? n_past_ + i + pos_offset_ : 0);
+                // A branch row sits where it would in a sequential run of its branch.
+                const int64_t at = branched ? batch.branch_prefix[i] + i - batch.branch_first[i] : n_past_ + i;
+                batch.positions[s * batch.n_tokens + i] = static_cast<int32_t>(s < 3 ? at + pos_offset_ : 0);
             }
         }
     }

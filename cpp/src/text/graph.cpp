@@ -148,7 +148,27 @@ ggml_tensor* DecoderGraph::new_mask(int64_t n_keys, int64_t n_rows, int64_t n_he
     return t;
 }
 
+int64_t DecoderGraph::query_index(int64_t row) const {
+    if (batch.branch_first.empty()) return batch.n_past + row;
+    return batch.branch_prefix[row] + row - batch.branch_first[row];
+}
+
+int64_t DecoderGraph::key_index(int64_t row, int64_t key) const {
+    if (batch.branch_first.empty() || key < batch.n_past) return key;
+    return batch.branch_prefix[row] + (key - batch.n_past) - batch.branch_first[row];
+}
+
 bool DecoderGraph::visible(int64_t row, int64_t key, bool swa) const {
+    if (!batch.branch_first.empty()) {
+        // A cached key before the branch's prefix, or an earlier row of the same branch.
+        if (key < batch.n_past) {
+            if (key >= batch.branch_prefix[row]) return false;
+        } else {
+            const int64_t kr = key - batch.n_past;
+            if (kr < batch.branch_first[row] || kr > row) return false;
+        }
+        return !(swa && query_index(row) - key_index(row, key) >= hp.n_swa);
+    }
     const int64_t qi = batch.n_past + row;  // cache index of the query
     const bool same_chunk = batch.bidirectional && key >= batch.n_past;
     if (key > qi && !same_chunk) return false;

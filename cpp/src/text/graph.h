@@ -35,6 +35,12 @@ struct DecoderBatch {
     int64_t n_past = 0;               // cache index of the first token
     std::vector<int32_t> positions;   // RoPE positions (n_tokens; 4*n_tokens for M-RoPE, section-major)
     bool bidirectional = false;       // tokens of this batch see each other (gemma3 image chunk)
+    // Branches (several continuations of one cached prefix in one forward pass, e.g. the choices
+    // of a multiple-choice probe): row r sees the cached keys before branch_prefix[r] and the
+    // batch rows branch_first[r]..r, as if it sat at cache index branch_prefix[r] + r - branch_first[r].
+    // Empty: a plain causal batch.
+    std::vector<int32_t> branch_first;
+    std::vector<int64_t> branch_prefix;
     std::vector<int32_t> output_rows; // batch rows whose logits are returned
     const TapRequest* taps = nullptr; // attention taps for this batch (nullptr = none)
     TapResult* tap_result = nullptr;  // filled after compute when taps is set
@@ -114,6 +120,10 @@ public:
     // Whether batch row `row` may see cache index `key`: causal order, the sliding window of
     // `swa` layers, and the bidirectional image chunk (every token of the batch sees the others).
     bool visible(int64_t row, int64_t key, bool swa) const;
+    // The cache index batch row `row` has in a sequential run (its own, except in a branch batch).
+    int64_t query_index(int64_t row) const;
+    // The same for a key `key` seen from batch row `row` (cached keys keep their index).
+    int64_t key_index(int64_t row, int64_t key) const;
     // Flash attention with f32 accumulation. Q [hd, n_rows, n_q], K/V [hd, n_keys, n_kv_heads].
     ggml_tensor* attend(ggml_tensor* Q, ggml_tensor* K, ggml_tensor* V, ggml_tensor* mask, float scale);
     // A node read back after compute (taps, head sums, SnapKV scores).
