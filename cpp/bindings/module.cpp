@@ -546,6 +546,17 @@ NB_MODULE(_core, m) {
         return nogil([&] { return corehead::largest_vision_input(path); });
     }, "path"_a, "The largest single encoder input (pixels, patches) an mmproj's preprocessing makes.");
     m.def("compiled_backends", &corehead::compiled_backends, "Backends compiled into this build.");
+    m.def("system_info", [] {
+        const corehead::SystemInfo s = corehead::system_info();
+        nb::dict d;
+        d["build"] = s.build;
+        d["cpu_variant"] = s.cpu_variant;
+        d["cpu_variant_path"] = s.cpu_variant_path;
+        d["cpu_features"] = s.cpu_features;
+        d["backends"] = s.backends;
+        d["devices"] = s.devices;
+        return d;
+    }, "How ggml was built (native or portable), the CPU variant and features it runs, its backends and devices.");
     m.def("resize_image", [](const ImageArray& image, int64_t width, int64_t height, const std::string& filter) {
         const corehead::Resample f = resample(filter);
         const auto img = to_image(image);

@@ -15,6 +15,7 @@ from corehead.evaluate import AblationCurve, EvalReport
 from corehead.memory import memory_estimate
 from corehead.probes import Probe, load_probes
 from corehead.ram import HeadRanking, HeadSet, rank_heads
+from corehead.system import system_info
 from corehead.tokenizer import Tokenizer
 
 try:
@@ -25,5 +26,6 @@ except PackageNotFoundError:  # running from a source tree
 __all__ = [
     "Engine", "Tokenizer", "Probe", "EvalReport", "AblationCurve", "load_probes", "HeadRanking", "HeadSet",
     "rank_heads", "inspect", "compare", "Comparison",
-    "memory_estimate", "ModelError", "ContextOverflowError", "get_include", "get_library", "__version__",
+    "memory_estimate", "ModelError", "ContextOverflowError", "get_include", "get_library", "system_info",
+    "__version__",
 ]

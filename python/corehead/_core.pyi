@@ -711,6 +711,11 @@ def largest_vision_input(path: str) -> VisionInput:
 def compiled_backends() -> list[str]:
     """Backends compiled into this build."""
 
+def system_info() -> dict:
+    """
+    How ggml was built (native or portable), the CPU variant and features it runs, its backends and devices.
+    """
+
 def resize_image(image: Annotated[NDArray[numpy.uint8], dict(shape=(None, None, None), order='C', device='cpu', writable=False)], width: int, height: int, filter: str) -> Annotated[NDArray[numpy.uint8], dict(shape=(None, None, None))]:
     """Pillow-exact resampling of an (H, W, 3) uint8 image (for tests)."""
 

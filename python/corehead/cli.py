@@ -72,6 +72,13 @@ def format_info(facts: dict) -> str:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    if args.system:
+        from corehead.system import format_system_info, system_info
+
+        sysinfo = system_info()
+        print(json.dumps(sysinfo, indent=2) if args.json else format_system_info(sysinfo))
+        if not args.model and not args.mmproj:
+            return 0
     facts = inspect(args.model, mmproj=args.mmproj)
     if args.json:
         print(json.dumps(facts, indent=2))
@@ -329,6 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--mmproj", help="vision projector GGUF")
     info.add_argument("-hf", "--hf-repo", metavar="REPO[:QUANT]", help=_HF_HELP)
     info.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    info.add_argument("--system", action="store_true",
+                      help="print how corehead was built (native / portable), the CPU variant ggml picked, devices")
     info.set_defaults(func=cmd_info)
 
     run = _model_command(sub, "run", "generate text from a prompt (streams to the terminal)", cmd_run)
@@ -450,8 +459,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    if args.command == "info" and not args.model and not args.mmproj and not args.hf_repo:
-        parser.error("info needs a model path and/or --mmproj, or -hf REPO[:QUANT]")
+    if args.command == "info" and not args.model and not args.mmproj and not args.hf_repo and not args.system:
+        parser.error("info needs a model path and/or --mmproj, or -hf REPO[:QUANT] (or --system)")
     if args.command in ("run", "bench", "rank", "ablate") and not args.model and not args.hf_repo:
         parser.error(f"{args.command} needs -m MODEL.gguf or -hf REPO[:QUANT]")
     try:

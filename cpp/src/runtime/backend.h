@@ -16,6 +16,7 @@ struct Backends {
     // The CPU backend's worker threads, kept alive between graphs: without it ggml starts and
     // joins n_threads - 1 threads for every graph, which dominates small graphs (one decode step).
     ggml_threadpool* threadpool = nullptr;
+    void (*threadpool_free)(ggml_threadpool*) = nullptr;  // the CPU module's (a proc address)
     std::string name;               // "cpu", "cuda", "metal"
     int n_threads = 1;
     ~Backends();
@@ -27,6 +28,20 @@ std::unique_ptr<Backends> create_backends(const std::string& kind, int n_threads
 
 // Backends compiled into this build ("cpu", and "cuda"/"metal" when enabled).
 std::vector<std::string> compiled_backends();
+
+// What this build runs on: how ggml was built and which CPU variant / devices it picked.
+struct SystemInfo {
+    std::string build;                 // "native" (tuned for the build machine) or "portable"
+    std::string cpu_variant;           // portable: the CPU module loaded, e.g. "skylakex"; native: "native"
+    std::string cpu_variant_path;      // portable: that module's file; native: ""
+    std::vector<std::string> cpu_features;  // the CPU backend's compiled features, e.g. "AVX2", "AVX512"
+    std::vector<std::string> backends; // registered ggml backends ("cpu", "cuda", ...)
+    std::vector<std::string> devices;  // "name: description" of each device
+};
+SystemInfo system_info();
+
+// The CPU backend's compiled feature flags ("AVX2" -> "1"), the variant's in a portable build.
+bool cpu_feature(const char* name);
 
 int default_thread_count();
 

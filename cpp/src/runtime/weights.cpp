@@ -10,9 +10,9 @@
 #include "corehead/error.h"
 #include "ggml-alloc.h"
 #include "ggml-backend.h"
-#include "ggml-cpu.h"
 #include "ggml.h"
 #include "gguf/gguf_file.h"
+#include "runtime/backend.h"
 
 namespace corehead {
 
@@ -54,7 +54,7 @@ ggml_backend_buffer_type_t repack_buffer_type(ggml_backend_t backend) {
 // Q4_K_M, --repack 1 vs 0; corehead 0.63x llama.cpp before these types stayed plain).
 // GGML_CPU_TILED_MM=0 turns the tiled path off in ggml; the repack buffer is then the faster.
 bool tiled_matmul_takes(ggml_type type) {
-    if (!ggml_cpu_has_avx() && !ggml_cpu_has_avx2() && !ggml_cpu_has_avx512_vnni()) return false;
+    if (!cpu_feature("AVX") && !cpu_feature("AVX2") && !cpu_feature("AVX512_VNNI")) return false;
     const char* env = std::getenv("GGML_CPU_TILED_MM");
     if (env && std::atoi(env) == 0) return false;
     switch (type) {  // ggml_tiled_supported's list (ggml-cpu/tiled/tiled.cpp)
