@@ -29,6 +29,10 @@ tools/bench/sparse.py for what is measured and reduced.
 SmolLM2 (~200-token prompt) and the toy VLM, 12 choices, plus the ablation curve before / after
 (tools/bench/choice.py).
 
+`portable`: a portable build (COREHEAD_PORTABLE=ON, installed in another venv) against the native
+one, prefill and decode on SmolLM2 Q4_1 and Qwen3-VL-2B-shaped Q4_K_M, alternating fresh
+processes (`python -m tools.bench portable --help`, tools/bench/portable.py).
+
 `vision`: image encode time, time to first token with one image and decode tok/s, corehead vs
 llama.cpp's mtmd in the same process (alternating repetitions), on the test fixtures and on
 random-weight SmolVLM-256M, Qwen2-VL-2B, Qwen3-VL-2B and (reduced) Qwen3-VL-30B-A3B shapes; see
@@ -46,7 +50,7 @@ import platform
 import sys
 from pathlib import Path
 
-from tools.bench import ablate, choice, rank, sparse, text, vision
+from tools.bench import ablate, choice, portable, rank, sparse, text, vision
 from tools.bench.common import REPO, update_benchmarks_md, write_result
 
 BENCHES = {"text": text, "ablate": ablate, "sparse": sparse, "vision": vision, "choice": choice}
@@ -55,6 +59,9 @@ BENCHES = {"text": text, "ablate": ablate, "sparse": sparse, "vision": vision, "
 def main(argv: list[str]) -> None:
     if argv[:1] == ["rank"]:  # its own options: tools/bench/rank.py
         rank.main(argv[1:])
+        return
+    if argv[:1] == ["portable"]:  # its own options: tools/bench/portable.py
+        portable.main(argv[1:])
         return
     if len(argv) == 2 and argv[0] == "sparse-worker":  # one sparse-bench configuration, own process
         print(json.dumps(sparse.worker(json.loads(argv[1]))))

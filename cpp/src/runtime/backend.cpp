@@ -37,6 +37,7 @@ void load_backends() {
 #ifdef GGML_BACKEND_DL
     static std::once_flag once;
     std::call_once(once, [] {
+        install_ggml_log();  // ggml's "loaded CPU backend from ..." only with COREHEAD_VERBOSE
         const std::string dir = dir_of(reinterpret_cast<const void*>(&ggml_backend_load_all_from_path));
         ggml_backend_load_all_from_path(dir.empty() ? nullptr : dir.c_str());
     });
