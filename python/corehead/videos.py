@@ -84,7 +84,7 @@ def _decode(path: Path, fps: float, max_frames: int) -> tuple[np.ndarray, np.nda
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
-                raise ValueError(f"{path} has no video stream")
+                raise ValueError(f"the video {path} has no frames (no video stream)")
             stream = container.streams.video[0]
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate
             native = float(rate) if rate else 0.0

@@ -51,7 +51,8 @@ from tools.fixtures import common as C  # noqa: E402
 from tools.refs.ablation import in_work_dir, maxdiff, rebuild, run, save_refs  # noqa: E402
 
 FAMILIES = ("qwen2vl", "qwen25vl", "qwen3vl")
-PROMPT_HF = "<|im_start|>user\n<|vision_start|><|video_pad|><|vision_end|>What happens?<|im_end|>\n<|im_start|>assistant\n"
+PROMPT_HF = ("<|im_start|>user\n<|vision_start|><|video_pad|><|vision_end|>What happens?<|im_end|>\n"
+             "<|im_start|>assistant\n")
 # Qwen3-VL: the bare video token. transformers 5.23's Qwen3VLProcessor replaces only <|video_pad|> with its
 # per-patch "<t seconds><|vision_start|>...<|vision_end|>" blocks, so the chat template's
 # <|vision_start|><|video_pad|><|vision_end|> would nest them in another start / end pair; 4.57's processor and
