@@ -276,3 +276,74 @@ def test_more_frames_than_fit_the_context(qwen2vl_engine):
     qwen2vl_engine.logits(PROMPT, videos=[clip], max_frames=fit)  # fits
     with pytest.raises(corehead.ContextOverflowError):
         qwen2vl_engine.logits(PROMPT, videos=[clip], max_frames=fit + 2)
+
+
+# -- probes, ranking, chat, CLI -------------------------------------------------------------------
+
+
+def test_rank_heads_on_a_video_probe():
+    """RAM of a video probe against a numpy recomputation: the bbox marks the same region in every
+    frame, r_j written out by hand for the 3x2 merged tokens of each temporal patch, and the
+    attention rows (checked against transformers above) of the answer-predicting query."""
+    r = ref("qwen2vl")
+    frames = r["a_frames"]  # 84x56 frames: 3x2 tokens of 28x28 pixels per temporal patch
+    prompt = "<|im_start|>user\n<__video__>What moves?<|im_end|>\n<|im_start|>assistant\n"
+    probe = corehead.Probe(video=frames, question="What moves?", answer=" a", bbox=[0, 0, 42, 28], fps=2.0,
+                           prompt=prompt)
+    with vision_engine("qwen2vl", n_ctx=512) as eng:
+        ranking = eng.rank_heads([probe], progress=False)
+        n_prompt = len(eng.multimodal_tokens(prompt, videos=[frames], fps=2.0))
+        ids, visual = eng.prepare(prompt + probe.answer, videos=[frames], fps=2.0)
+        assert len(ids) == n_prompt + 1  # " a" is one token: one query, the last prompt position
+        rows = eng.attention(prompt + probe.answer, videos=[frames], fps=2.0, positions=[n_prompt - 1])
+    per_patch = np.array([1.0, 0.5, 0.0, 0.0, 0.0, 0.0])  # row 0: x 0..28 inside, 28..56 half; row 1 outside
+    relevance = np.zeros(len(ids))
+    relevance[visual] = np.tile(per_patch, 2)
+    want = (rows[:, :, 0, :].astype(np.float64) * relevance).sum(-1)
+    np.testing.assert_allclose(ranking.ram, want, rtol=0, atol=1e-6)
+    assert ranking.chance == pytest.approx(3.0 / 12)
+
+
+def test_probe_files_take_videos(tmp_path):
+    r = ref("qwen2vl")
+    write_mp4(tmp_path / "clip.mp4", r["a_frames"], 2.0)
+    (tmp_path / "probes.jsonl").write_text('{"video": "clip.mp4", "question": "What?", "answer": " a", '
+                                           '"bbox": [0, 0, 42, 28], "fps": 2}\n')
+    (probe,) = corehead.load_probes(tmp_path / "probes.jsonl")
+    assert Path(probe.video) == (tmp_path / "clip.mp4").resolve() and probe.fps == 2
+    with vision_engine("qwen2vl", n_ctx=512) as eng:
+        from_file = eng.rank_heads([probe], progress=False)
+        from_array = eng.rank_heads([corehead.Probe(video=r["a_frames"], question="What?", answer=" a",
+                                                    bbox=[0, 0, 42, 28], fps=2.0)], progress=False)
+    np.testing.assert_array_equal(from_file.ram, from_array.ram)
+    with pytest.raises(ValueError, match="an image or a video, not both"):
+        corehead.Probe(image=r["a_frames"][0], video=r["a_frames"], question="q")
+
+
+def test_chat_puts_videos_in_the_last_user_message():
+    r = ref("qwen2vl")
+    with vision_engine("qwen2vl", n_ctx=512) as eng:
+        # The fixture carries no chat template: render the Qwen layout by hand.
+        def template(messages, add_generation_prompt=True):
+            body = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+            return body + "<|im_start|>assistant\n"
+
+        eng.apply_chat_template = template  # type: ignore[method-assign]
+        got = eng.chat([{"role": "user", "content": "What happens?"}], videos=[r["a_frames"]], fps=2.0,
+                       max_tokens=3)
+        assert got == eng.generate(PROMPT, videos=[r["a_frames"]], fps=2.0, max_tokens=3)
+
+
+def test_cli_run_with_a_video(tmp_path, capsys):
+    from corehead.cli import main as cli_main
+
+    r = ref("qwen2vl")
+    path = write_mp4(tmp_path / "clip.mp4", r["a_frames"], 2.0)
+    d = DATA / "qwen2vl"
+    argv = ["run", "-m", str(d / "model-f32.gguf"), "--mmproj", str(d / "mmproj-f32.gguf"), "--video", str(path),
+            "--fps", "2", "-p", PROMPT, "-n", "3", "-t", "2", "-c", "512"]
+    assert cli_main(argv) == 0
+    out = capsys.readouterr().out
+    with vision_engine("qwen2vl", n_ctx=512) as eng:
+        assert out == eng.generate(PROMPT, videos=[r["a_frames"]], fps=2.0, max_tokens=3) + "\n"
+    assert cli_main([*argv[:-8], "--fps", "0", "-p", PROMPT]) == 1  # a clear error, no traceback

@@ -495,11 +495,12 @@ void bind_engine(nb::module_& m) {
             }
             return out;
         }, "image"_a, "The encoder inputs of an image: one float32 [3, H, W] array per view.")
-        .def("visual_token_boxes", [](const Engine& e, const ImageArray& image) {
-            const auto img = to_image(image);
+        .def("visual_token_boxes", [](const Engine& e, const Media& image) {
+            const auto img = to_images({image})[0];
             auto out = nogil([&] { return e.visual_token_boxes(img); });
             return owned<float, nb::ndim<2>>(std::move(out), {out.size() / 4, 4});
-        }, "image"_a, "float32 [n_visual, 4]: the (x0, y0, x1, y1) pixels of the image each visual token covers.")
+        }, "image"_a, "float32 [n_visual, 4]: the (x0, y0, x1, y1) pixels of the image (a Video: of its frames) each "
+                      "visual token covers.")
         .def("set_image_cache_limit", &Engine::set_image_cache_limit, "bytes"_a,
              "Limits the image-embedding cache (0 disables it).")
         .def("clear_image_cache", &Engine::clear_image_cache, "Empties the image-embedding cache.")

@@ -679,9 +679,9 @@ class Engine:
     def preprocess_image(self, image: Annotated[NDArray[numpy.uint8], dict(shape=(None, None, None), order='C', device='cpu', writable=False)]) -> list[Annotated[NDArray[numpy.float32], dict(shape=(None, None, None))]]:
         """The encoder inputs of an image: one float32 [3, H, W] array per view."""
 
-    def visual_token_boxes(self, image: Annotated[NDArray[numpy.uint8], dict(shape=(None, None, None), order='C', device='cpu', writable=False)]) -> Annotated[NDArray[numpy.float32], dict(shape=(None, None))]:
+    def visual_token_boxes(self, image: Annotated[NDArray[numpy.uint8], dict(shape=(None, None, None), order='C', device='cpu', writable=False)] | Video) -> Annotated[NDArray[numpy.float32], dict(shape=(None, None))]:
         """
-        float32 [n_visual, 4]: the (x0, y0, x1, y1) pixels of the image each visual token covers.
+        float32 [n_visual, 4]: the (x0, y0, x1, y1) pixels of the image (a Video: of its frames) each visual token covers.
         """
 
     def set_image_cache_limit(self, bytes: int) -> None:

@@ -761,22 +761,26 @@ class Engine:
         if held:
             yield held
 
-    def chat(self, messages: Sequence[dict], images: Sequence = (), add_generation_prompt: bool = True, **kwargs):
+    def chat(self, messages: Sequence[dict], images: Sequence = (), add_generation_prompt: bool = True,
+             videos: Sequence = (), fps: float | None = None, max_frames: int | None = None, **kwargs):
         """Render `messages` with the model's chat template (tokenizer.chat_template, jinja2 as in
         transformers) and generate the assistant's reply; kwargs as for :meth:`generate`.
 
-        Images go where a message's content holds :attr:`image_marker`; without any marker they
-        go at the start of the last user message."""
+        Images go where a message's content holds :attr:`image_marker` (videos: :attr:`video_marker`);
+        without any marker they go at the start of the last user message, images first."""
         imgs = self.load_images(images)
-        if imgs and not any(isinstance(m, dict) and isinstance(m.get("content"), str) and self.image_marker in
-                            m["content"] for m in messages):
+        vids = self.load_videos(videos, fps=fps, max_frames=max_frames)
+        markers = (self.image_marker, self.video_marker)
+        if (imgs or vids) and not any(isinstance(m, dict) and isinstance(m.get("content"), str) and
+                                      any(k in m["content"] for k in markers) for m in messages):
             messages = [dict(m) for m in messages]
             users = [i for i, m in enumerate(messages) if m.get("role") == "user" and isinstance(m.get("content"), str)]
             if not users:
-                raise ValueError("images need a user message to go in")
+                raise ValueError("images and videos need a user message to go in")
             last = messages[users[-1]]
-            last["content"] = self.image_marker * len(imgs) + last["content"]
-        return self.generate(self.apply_chat_template(messages, add_generation_prompt), images=imgs, **kwargs)
+            last["content"] = self.image_marker * len(imgs) + self.video_marker * len(vids) + last["content"]
+        return self.generate(self.apply_chat_template(messages, add_generation_prompt), images=imgs, videos=vids,
+                             **kwargs)
 
     def apply_chat_template(self, messages: Sequence[dict], add_generation_prompt: bool = True) -> str:
         from corehead import chat
