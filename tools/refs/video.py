@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Transformers references for video input: tests/data/<family>/video_ref.npz.
 
-For Qwen2-VL, Qwen2.5-VL and Qwen3-VL the fixture's HF model is rebuilt from its recipe
+For Qwen2-VL, Qwen2.5-VL, Qwen3-VL and InternVL 3 / 3.5 the fixture's HF model is rebuilt from its recipe
 (tools.refs.ablation.rebuild, checked against the committed ref.npz first) and a short synthetic
 clip goes through transformers' own processor (Qwen2VLProcessor / Qwen2_5_VLProcessor /
 Qwen3VLProcessor with their video processors: temporal patches of 2 frames, odd counts padded
-with the last frame, Qwen3-VL's "<t seconds>" text per patch), get_rope_index (M-RoPE positions,
+with the last frame, Qwen3-VL's "<t seconds>" text per patch; InternVLProcessor: one tile per
+frame, "FrameN: <img>...</img>"), get_rope_index (Qwen) (M-RoPE positions,
 Qwen2.5-VL's second_per_grid_ts) and the eager f32 forward pass.
 
 Frames are passed as already sampled (do_sample_frames=False) with VideoMetadata(fps,
@@ -50,7 +51,7 @@ import numpy as np  # noqa: E402
 from tools.fixtures import common as C  # noqa: E402
 from tools.refs.ablation import in_work_dir, maxdiff, rebuild, run, save_refs  # noqa: E402
 
-FAMILIES = ("qwen2vl", "qwen25vl", "qwen3vl")
+FAMILIES = ("qwen2vl", "qwen25vl", "qwen3vl", "internvl3", "internvl35")
 PROMPT_HF = ("<|im_start|>user\n<|vision_start|><|video_pad|><|vision_end|>What happens?<|im_end|>\n"
              "<|im_start|>assistant\n")
 # Qwen3-VL: the bare video token. transformers 5.23's Qwen3VLProcessor replaces only <|video_pad|> with its
@@ -58,6 +59,9 @@ PROMPT_HF = ("<|im_start|>user\n<|vision_start|><|video_pad|><|vision_end|>What 
 # <|vision_start|><|video_pad|><|vision_end|> would nest them in another start / end pair; 4.57's processor and
 # qwen-vl-utils replace the whole triple, which is what corehead lays out and what 5.23 gives for the bare token.
 PROMPT_HF_QWEN3 = "<|im_start|>user\n<|video_pad|>What happens?<|im_end|>\n<|im_start|>assistant\n"
+# InternVL: the processor's video token, replaced by "Frame1: <img>...</img>\nFrame2: ..." (one
+# tile per frame, no tiling).
+PROMPT_HF_INTERNVL = "<|im_start|>user\n<video>What happens?<|im_end|>\n<|im_start|>assistant\n"
 REBUILD_TOL = 1e-4
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
@@ -80,6 +84,24 @@ def frames(seed: int, t: int, h: int, w: int) -> np.ndarray:
 
 
 def processor_for(family: str, tok):
+    """(processor, frame side unit): frames are multiples of the unit, which the processor does
+    not resize (Qwen: patch * merge / 2 per side unit; InternVL: the tile itself)."""
+    if family.startswith("internvl"):
+        from transformers import InternVLProcessor
+        from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import GotOcr2ImageProcessorPil
+        from transformers.models.internvl.video_processing_internvl import InternVLVideoProcessor
+
+        from tools.fixtures import internvl as F
+
+        size = {"height": F.TILE, "width": F.TILE}
+        ip = GotOcr2ImageProcessorPil(size=size, crop_to_patches=True, min_patches=1, max_patches=12,
+                                      image_mean=F.IMAGENET_MEAN, image_std=F.IMAGENET_STD)
+        # The mmproj's mean / std (ImageNet), as for images; the class default is CLIP's.
+        vp = InternVLVideoProcessor(size=size, image_mean=F.IMAGENET_MEAN, image_std=F.IMAGENET_STD,
+                                    do_sample_frames=False)
+        seq_len = (F.TILE // F.PATCH) ** 2 // 4  # pixel shuffle 0.5, as the fixture
+        return InternVLProcessor(image_processor=ip, tokenizer=tok, video_processor=vp, image_seq_length=seq_len), \
+            F.TILE // 2
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
     if family == "qwen3vl":
@@ -112,22 +134,30 @@ def make(family: str, data: Path, work: Path) -> dict:
     assert d <= REBUILD_TOL, f"{family}: rebuilt model differs from ref.npz ({d})"
     proc, patch = processor_for(family, toks[0])
     side = 2 * patch
+    internvl = family.startswith("internvl")
     out: dict = {}
     for case, (t, fps, seed, attn) in {"a": (4, 2.0, 1, True), "b": (5, 3.0, 2, False)}.items():
-        clip = frames(seed, t, 2 * side, 3 * side)
+        clip = frames(seed, t, side, side) if internvl else frames(seed, t, 2 * side, 3 * side)
         meta = VideoMetadata(total_num_frames=t, fps=fps, frames_indices=list(range(t)))
-        text = PROMPT_HF_QWEN3 if family == "qwen3vl" else PROMPT_HF
+        text = PROMPT_HF_QWEN3 if family == "qwen3vl" else PROMPT_HF_INTERNVL if internvl else PROMPT_HF
         enc = proc(text=[text], videos=[torch.from_numpy(clip)], video_metadata=[meta], do_sample_frames=False,
                    return_tensors="pt")
         ids = enc["input_ids"]
+        out[f"{case}_frames"] = clip
+        out[f"{case}_fps"] = np.float64(fps)
+        out[f"{case}_ids"] = ids[0].numpy().astype(np.int32)
+        if internvl:  # 1-D positions; the frames go in as pixel_values
+            if attn:
+                logits, att = run(model, dict(enc), attentions=True)
+                out[f"{case}_logits_last"] = logits[-1].astype(np.float32)
+                out[f"{case}_attn_last"] = att[:, :, -1, :].astype(np.float32)
+            print(f"[{family}] case {case}: {len(out[f'{case}_ids'])} tokens", flush=True)
+            continue
         rope_kw = {"video_grid_thw": enc["video_grid_thw"], "attention_mask": enc["attention_mask"]}
         if "second_per_grid_ts" in enc:
             rope_kw["second_per_grid_ts"] = enc["second_per_grid_ts"]
         with torch.no_grad():
             pos, _ = model.model.get_rope_index(ids, mm_token_type_ids=enc["mm_token_type_ids"], **rope_kw)
-        out[f"{case}_frames"] = clip
-        out[f"{case}_fps"] = np.float64(fps)
-        out[f"{case}_ids"] = ids[0].numpy().astype(np.int32)
         out[f"{case}_positions"] = pos[:, 0].numpy().astype(np.int32)
         out[f"{case}_video_grid_thw"] = enc["video_grid_thw"][0].numpy().astype(np.int32)
         if attn:

@@ -273,16 +273,20 @@ void MultimodalRunner::check_video_fits(const MultimodalPrompt& p, const std::ve
             if (first < 0) first = s.start;
             last = s.start + s.n;
         }
-        const int64_t n_patches = static_cast<int64_t>(images[i].views.size());
+        // One view per temporal patch (Qwen-VL: 2 frames) or per frame (InternVL).
+        const int64_t n_views = static_cast<int64_t>(images[i].views.size());
+        const int64_t per_view = (images[i].n_frames + n_views - 1) / n_views;
         const int64_t video_tokens = last - first + 2;  // with its start / end markers
-        const double per_patch = static_cast<double>(video_tokens) / static_cast<double>(n_patches);
+        const double tokens_per_view = static_cast<double>(video_tokens) / static_cast<double>(n_views);
         const int64_t room = n_ctx - n_past - (n - video_tokens);
-        const int64_t fit = room > 0 ? 2 * static_cast<int64_t>(static_cast<double>(room) / per_patch) : 0;
+        const int64_t fit = room > 0 ? per_view * static_cast<int64_t>(static_cast<double>(room) / tokens_per_view) : 0;
         throw ContextOverflow("the prompt needs " + std::to_string(n_past + n) + " tokens but the context holds " +
                               std::to_string(n_ctx) + ": its video of " + std::to_string(images[i].n_frames) +
                               " frames takes " + std::to_string(video_tokens) + " (about " +
-                              std::to_string(static_cast<int64_t>(per_patch + 0.5)) + " per 2 frames), so " +
-                              (fit >= 2 ? "about " + std::to_string(fit) + " of its frames fit" : "none of its frames fit") +
+                              std::to_string(static_cast<int64_t>(tokens_per_view + 0.5)) + " per " +
+                              (per_view == 1 ? "frame" : std::to_string(per_view) + " frames") + "), so " +
+                              (fit >= per_view ? "about " + std::to_string(fit) + " of its frames fit"
+                                               : "none of its frames fit") +
                               ": pass max_frames=" + std::to_string(std::max<int64_t>(fit, 1)) +
                               " (or a lower fps), or a larger n_ctx");
     }
