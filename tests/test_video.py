@@ -375,3 +375,21 @@ def test_cli_run_with_a_video(tmp_path, capsys):
     with vision_engine("qwen2vl", n_ctx=512) as eng:
         assert out == eng.generate(PROMPT, videos=[r["a_frames"]], fps=2.0, max_tokens=3) + "\n"
     assert cli_main([*argv[:-8], "--fps", "0", "-p", PROMPT]) == 1  # a clear error, no traceback
+
+
+def test_video_probes_in_ablation_and_information_flow():
+    """Mean ablation's reference means and the knockout flow take video probes: the means over
+    a video probe are its prompt's head outputs with the video (not the text alone)."""
+    r = ref("qwen2vl")
+    prompt = "<|im_start|>user\n<__video__>What moves?<|im_end|>\n<|im_start|>assistant\n"
+    probe = corehead.Probe(video=r["a_frames"], question="What moves?", answer=" a", bbox=[0, 0, 42, 28], fps=2.0,
+                           prompt=prompt)
+    with vision_engine("qwen2vl", n_ctx=512) as eng:
+        sums, n = eng.head_output_sums(prompt, videos=[r["a_frames"]], fps=2.0)
+        means = eng.head_means([probe])
+        info = eng.info
+        want = (sums / n).reshape(info["n_layer"], info["n_head"], -1)
+        np.testing.assert_allclose(means, want, rtol=0, atol=1e-6)
+        assert n == len(eng.multimodal_tokens(prompt, videos=[r["a_frames"]], fps=2.0))
+        flow = eng.information_flow(probe, window=1)
+        assert np.isfinite(flow.change["Image->Last"]).all() and 0 < flow.prob < 1
