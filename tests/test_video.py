@@ -393,3 +393,18 @@ def test_video_probes_in_ablation_and_information_flow():
         assert n == len(eng.multimodal_tokens(prompt, videos=[r["a_frames"]], fps=2.0))
         flow = eng.information_flow(probe, window=1)
         assert np.isfinite(flow.change["Image->Last"]).all() and 0 < flow.prob < 1
+
+
+def test_native_clip_checks(qwen2vl_engine):
+    """A _core.Video built by hand is checked natively: one timestamp per frame, non-decreasing
+    and finite, a positive fps."""
+    from corehead import _core
+
+    f = ref("qwen2vl")["a_frames"]
+    qwen2vl_engine.logits(PROMPT, videos=[_core.Video(f, [0.0, 0.5, 1.0, 1.5], 2.0)])  # well-formed
+    for stamps, fps, what in (([0.0, 0.5], 2.0, "4 frames but 2 timestamps"),
+                              ([0.0, 1.0, 0.5, 1.5], 2.0, "non-decreasing"),
+                              ([0.0, float("nan"), 1.0, 1.5], 2.0, "finite"),
+                              ([0.0, 0.5, 1.0, 1.5], 0.0, "fps must be a positive")):
+        with pytest.raises(ValueError, match=what):
+            qwen2vl_engine.logits(PROMPT, videos=[_core.Video(f, stamps, fps)])
