@@ -76,30 +76,50 @@ def _from_array(a: np.ndarray) -> np.ndarray:
 
 def _decode(path: Path, fps: float, max_frames: int) -> tuple[np.ndarray, np.ndarray, float, float]:
     """Frames of the file sampled at `fps` (at most max_frames): (frames, source indices,
-    source frame rate, sampler rate)."""
+    source frame rate, sampler rate). The file is decoded twice: once to count its frames (the
+    containers' counts are not always right), once keeping only the sampled ones, so a long video
+    never sits in memory whole."""
     try:
         import av
     except ImportError as e:
         raise ImportError("reading video files needs PyAV: pip install 'corehead[video]'") from e
-    try:
+
+    def plan(total: int, native: float) -> np.ndarray:
+        n = int(math.floor(total / native * fps))  # transformers' sample_frames (no temporal rounding here)
+        return sample_indices(total, max(1, min(n, total, max_frames)))
+
+    def decode(keep: np.ndarray) -> tuple[list[np.ndarray], int, float]:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise ValueError(f"the video {path} has no frames (no video stream)")
             stream = container.streams.video[0]
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate
             native = float(rate) if rate else 0.0
-            frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+            if not native > 0:
+                raise ValueError(f"the video {path} gives no frame rate: decode it yourself and pass the frames "
+                                 "with fps=")
+            w, h = stream.codec_context.width, stream.codec_context.height
+            if w * h > MAX_PIXELS:
+                raise ValueError(f"the video {path} has {w}x{h} frames: at most {MAX_PIXELS / 1e6:.0f} megapixels")
+            wanted = set(keep.tolist())
+            kept, count = [], 0
+            for i, frame in enumerate(container.decode(stream)):
+                if i in wanted:
+                    kept.append(frame.to_ndarray(format="rgb24"))
+                count = i + 1
+            return kept, count, native
+
+    try:
+        _, count, native = decode(np.zeros(0, np.int64))  # count the frames, keep none
+        if count == 0:
+            raise ValueError(f"the video {path} has no frames")
+        idx = plan(count, native)
+        frames, _, _ = decode(idx)
     except (av.FFmpegError, OSError) as e:
         raise ValueError(f"cannot decode the video {path}: {e}") from e
-    if not frames:
-        raise ValueError(f"the video {path} has no frames")
-    if not native > 0:
-        raise ValueError(f"the video {path} gives no frame rate: decode it yourself and pass the frames with fps=")
-    total = len(frames)
-    n = int(math.floor(total / native * fps))  # transformers' sample_frames, temporal_patch_size left to the model
-    n = max(1, min(n, total, max_frames))
-    idx = sample_indices(total, n)
-    return np.stack([frames[i] for i in idx]), idx, native, n / total * native
+    if len(frames) != len(idx):
+        raise ValueError(f"the video {path} decoded to a different number of frames on a second read")
+    return np.stack(frames), idx, native, len(idx) / count * native
 
 
 def load_video(video: Any, fps: float | None = None, max_frames: int | None = None) -> _core.Video:
