@@ -1,4 +1,4 @@
-"""Video input (Qwen2-VL, Qwen2.5-VL, Qwen3-VL) against transformers.
+"""Video input (Qwen2-VL, Qwen2.5-VL, Qwen3-VL, InternVL 3 / 3.5, SmolVLM) against transformers.
 
 tests/data/<family>/video_ref.npz (tools/refs/video.py) holds transformers' processor output
 (token ids with the video expanded: temporal patches of 2 frames, Qwen3-VL's "<t seconds>" text),
@@ -21,9 +21,11 @@ from tests.families import DATA, vision_engine, with_file
 av = pytest.importorskip("av")
 
 QWEN = ["qwen2vl", "qwen25vl", "qwen3vl"]
-FAMILIES = with_file("video_ref.npz", [*QWEN, "internvl3", "internvl35"])
+FAMILIES = with_file("video_ref.npz", [*QWEN, "internvl3", "internvl35", "idefics3"])
+# The placeholder at a video's visual positions (InternVL and SmolVLM: their image token).
+PLACEHOLDER = {"internvl3": "<IMG_CONTEXT>", "internvl35": "<IMG_CONTEXT>", "idefics3": "<image>"}
 PROMPT = "<|im_start|>user\n<__video__>What happens?<|im_end|>\n<|im_start|>assistant\n"
-# Measured: logits 8e-6 .. 1.8e-5 and attention 1.2e-7 .. 3e-7 from transformers (f32 fixtures).
+# Measured: logits 8e-6 .. 3.2e-5 and attention 1.2e-7 .. 1e-6 from transformers (f32 fixtures).
 LOGITS_TOL, ATTN_TOL = 1e-4, 1e-5
 
 
@@ -65,11 +67,11 @@ def test_ids_and_positions_match_transformers(family_engine, case):
     frames, fps = r[f"{case}_frames"], fps_of(r, case)
     ids, visual = eng.prepare(PROMPT, videos=[frames], fps=fps)
     np.testing.assert_array_equal(ids, r[f"{case}_ids"])
-    if family not in QWEN:  # InternVL: 1-D positions, the frames' tokens are image placeholders
+    if family not in QWEN:  # InternVL, SmolVLM: 1-D positions, the frames' tokens are image placeholders
         with pytest.raises(ValueError, match="no M-RoPE"):
             eng.rope_positions(PROMPT, videos=[frames], fps=fps)
-        img_context = eng.tokenize("<IMG_CONTEXT>", add_special=False)[0]
-        np.testing.assert_array_equal(visual, np.flatnonzero(r[f"{case}_ids"] == img_context))
+        placeholder = eng.tokenize(PLACEHOLDER[family], add_special=False)[-1]
+        np.testing.assert_array_equal(visual, np.flatnonzero(r[f"{case}_ids"] == placeholder))
         assert eng.detokenize(ids.tolist()).count("Frame") == len(frames)
         return
     np.testing.assert_array_equal(eng.rope_positions(PROMPT, videos=[frames], fps=fps), r[f"{case}_positions"])
@@ -408,3 +410,17 @@ def test_native_clip_checks(qwen2vl_engine):
                               ([0.0, 0.5, 1.0, 1.5], 0.0, "fps must be a positive")):
         with pytest.raises(ValueError, match=what):
             qwen2vl_engine.logits(PROMPT, videos=[_core.Video(f, stamps, fps)])
+
+
+@pytest.mark.parametrize(("n", "words", "duration", "last"), [(21, "twenty-one", "0:00:10", "00:10"),
+                                                             (105, "one hundred and five", "0:00:52", "00:52")])
+def test_smolvlm_intro_spells_the_frame_count(n, words, duration, last):
+    """SmolVLM's intro as its processor writes it (num2words' English, str(timedelta)); the
+    expected strings are num2words' and Python's outputs for these counts at 2 fps."""
+    f = ref("idefics3")["a_frames"]
+    clip = np.concatenate([f] * (n // len(f) + 1))[:n]
+    with vision_engine("idefics3", n_ctx=4096) as eng:
+        ids, _ = eng.prepare("<__video__>x", videos=[clip], fps=2.0)
+        text = eng.detokenize(ids.tolist())
+    assert f"series of {words} frames from a {duration} [H:MM:SS] video." in text
+    assert text.count("Frame from") == n and f"Frame from {last}:" in text

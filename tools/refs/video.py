@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """Transformers references for video input: tests/data/<family>/video_ref.npz.
 
-For Qwen2-VL, Qwen2.5-VL, Qwen3-VL and InternVL 3 / 3.5 the fixture's HF model is rebuilt from its recipe
-(tools.refs.ablation.rebuild, checked against the committed ref.npz first) and a short synthetic
+For Qwen2-VL, Qwen2.5-VL, Qwen3-VL, InternVL 3 / 3.5 and SmolVLM the fixture's HF model is
+rebuilt from its recipe (tools.refs.ablation.rebuild, checked against the committed ref.npz first;
+SmolVLM: the idefics3 fixture's weights in SmolVLMForConditionalGeneration, checked to give the
+committed image logits) and a short synthetic
 clip goes through transformers' own processor (Qwen2VLProcessor / Qwen2_5_VLProcessor /
 Qwen3VLProcessor with their video processors: temporal patches of 2 frames, odd counts padded
 with the last frame, Qwen3-VL's "<t seconds>" text per patch; InternVLProcessor: one tile per
-frame, "FrameN: <img>...</img>"), get_rope_index (Qwen) (M-RoPE positions,
+frame, "FrameN: <img>...</img>"; SmolVLMProcessor: the intro, "Frame from MM:SS:" per frame, which
+needs num2words, installed beside torchvision), get_rope_index (Qwen) (M-RoPE positions,
 Qwen2.5-VL's second_per_grid_ts) and the eager f32 forward pass.
 
 Frames are passed as already sampled (do_sample_frames=False) with VideoMetadata(fps,
@@ -29,7 +32,7 @@ its _meta_registrations module (which registers fakes for those ops) is stubbed 
 The rebuilt model is checked against ref.npz to 1e-4 (logits up to ~17; the rebuild reproduces
 them to ~2e-5 on this toolchain).
 
-    pip install --no-deps --target /tmp/tv torchvision==0.28.0
+    pip install --no-deps --target /tmp/tv torchvision==0.28.0 && pip install --target /tmp/tv num2words
     TORCHVISION_DIR=/tmp/tv nice -n 10 python -m tools.refs.video [qwen2vl qwen25vl qwen3vl]
 """
 
@@ -51,7 +54,7 @@ import numpy as np  # noqa: E402
 from tools.fixtures import common as C  # noqa: E402
 from tools.refs.ablation import in_work_dir, maxdiff, rebuild, run, save_refs  # noqa: E402
 
-FAMILIES = ("qwen2vl", "qwen25vl", "qwen3vl", "internvl3", "internvl35")
+FAMILIES = ("qwen2vl", "qwen25vl", "qwen3vl", "internvl3", "internvl35", "idefics3")
 PROMPT_HF = ("<|im_start|>user\n<|vision_start|><|video_pad|><|vision_end|>What happens?<|im_end|>\n"
              "<|im_start|>assistant\n")
 # Qwen3-VL: the bare video token. transformers 5.23's Qwen3VLProcessor replaces only <|video_pad|> with its
@@ -83,9 +86,39 @@ def frames(seed: int, t: int, h: int, w: int) -> np.ndarray:
     return np.stack(out)
 
 
+def smolvlm_from(model):
+    """The idefics3 fixture's weights in SmolVLMForConditionalGeneration (the same architecture:
+    SmolVLM's modules are Idefics3's), whose processor has the video path Idefics3's lacks."""
+    from transformers import SmolVLMConfig, SmolVLMForConditionalGeneration
+
+    c = model.config
+    cfg = SmolVLMConfig(vision_config=c.vision_config.to_dict(), text_config=c.text_config.to_dict(),
+                        image_token_id=c.image_token_id, scale_factor=c.scale_factor,
+                        tie_word_embeddings=c.tie_word_embeddings)
+    cfg._attn_implementation = "eager"
+    out = SmolVLMForConditionalGeneration(cfg)
+    out.load_state_dict(model.state_dict(), strict=True)
+    return out.eval()
+
+
 def processor_for(family: str, tok):
     """(processor, frame side unit): frames are multiples of the unit, which the processor does
     not resize (Qwen: patch * merge / 2 per side unit; InternVL: the tile itself)."""
+    if family == "idefics3":
+        from transformers import SmolVLMProcessor
+        from transformers.models.smolvlm.image_processing_pil_smolvlm import SmolVLMImageProcessorPil
+        from transformers.models.smolvlm.video_processing_smolvlm import SmolVLMVideoProcessor
+
+        from tools.fixtures import idefics3 as F
+
+        edge = {"longest_edge": F.TILE}
+        ip = SmolVLMImageProcessorPil(size={"longest_edge": 2 * F.TILE}, max_image_size=edge,
+                                      image_mean=[0.5] * 3, image_std=[0.5] * 3)
+        vp = SmolVLMVideoProcessor(size=edge, max_image_size=edge, image_mean=[0.5] * 3, image_std=[0.5] * 3,
+                                   do_sample_frames=False)
+        seq_len = (F.TILE // F.PATCH) ** 2 // (F.SCALE * F.SCALE)
+        return SmolVLMProcessor(image_processor=ip, tokenizer=tok, video_processor=vp, image_seq_len=seq_len), \
+            F.TILE // 2
     if family.startswith("internvl"):
         from transformers import InternVLProcessor
         from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import GotOcr2ImageProcessorPil
@@ -134,11 +167,16 @@ def make(family: str, data: Path, work: Path) -> dict:
     assert d <= REBUILD_TOL, f"{family}: rebuilt model differs from ref.npz ({d})"
     proc, patch = processor_for(family, toks[0])
     side = 2 * patch
-    internvl = family.startswith("internvl")
+    if family == "idefics3":  # SmolVLM on the same weights: the image logits must not move
+        model = smolvlm_from(model)
+        d = maxdiff(run(model, inputs)[0], ref["logits_all"])
+        assert d <= REBUILD_TOL, f"SmolVLM with the idefics3 weights differs from ref.npz ({d})"
+    internvl = family.startswith("internvl") or family == "idefics3"  # frames as tiles, 1-D positions
     out: dict = {}
     for case, (t, fps, seed, attn) in {"a": (4, 2.0, 1, True), "b": (5, 3.0, 2, False)}.items():
         clip = frames(seed, t, side, side) if internvl else frames(seed, t, 2 * side, 3 * side)
-        meta = VideoMetadata(total_num_frames=t, fps=fps, frames_indices=list(range(t)))
+        # duration: what transformers' decoders record (total / fps); SmolVLM prints it.
+        meta = VideoMetadata(total_num_frames=t, fps=fps, frames_indices=list(range(t)), duration=t / fps)
         text = PROMPT_HF_QWEN3 if family == "qwen3vl" else PROMPT_HF_INTERNVL if internvl else PROMPT_HF
         enc = proc(text=[text], videos=[torch.from_numpy(clip)], video_metadata=[meta], do_sample_frames=False,
                    return_tensors="pt")
