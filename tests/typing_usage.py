@@ -44,6 +44,13 @@ def export(eng: Engine, probe: Probe, heads: HeadSet) -> npt.NDArray[np.float32]
     return record.tensors["attention"]
 
 
+def video(eng: Engine, frames: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.float32], str]:
+    clip: _core.Video = eng.load_videos([frames], fps=2.0, max_frames=8)[0]
+    logits = eng.logits(eng.video_marker + "What happens?", videos=[clip])
+    probe = Probe(video=frames, question="What happens?", answer="x", bbox=[0, 0, 8, 8], fps=2.0)
+    return logits, probe.question + str(clip.n_frames)
+
+
 def cache_bytes(eng: Engine) -> int:
     stats: dict[str, Any] = eng.kv_stats()
     return int(stats["bytes"]) + int(eng.image_cache["bytes"])

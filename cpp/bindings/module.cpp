@@ -11,6 +11,7 @@
 #include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/tuple.h>
+#include <nanobind/stl/variant.h>
 #include <nanobind/stl/vector.h>
 
 #include "corehead/engine.h"
@@ -29,6 +30,9 @@ using corehead::Engine;
 template <typename T, typename... Shape>
 using Array = nb::ndarray<nb::numpy, T, Shape...>;
 using ImageArray = nb::ndarray<const uint8_t, nb::ndim<3>, nb::c_contig, nb::device::cpu>;
+using VideoArray = nb::ndarray<const uint8_t, nb::ndim<4>, nb::c_contig, nb::device::cpu>;
+// One item of a multimodal prompt: an image array or a Video (frames + timing).
+using Media = std::variant<ImageArray, corehead::Image>;
 using RelevanceArray = nb::ndarray<const float, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
 using KVHeads = std::vector<std::pair<int32_t, int32_t>>;
 
@@ -129,10 +133,29 @@ corehead::Image to_image(const ImageArray& a) {
     return img;
 }
 
-std::vector<corehead::Image> to_images(const std::vector<ImageArray>& arrays) {
+std::vector<corehead::Image> to_images(const std::vector<Media>& media) {
     std::vector<corehead::Image> out;
-    for (const auto& a : arrays) out.push_back(to_image(a));
+    for (const Media& m : media) {
+        if (const auto* a = std::get_if<ImageArray>(&m)) {
+            out.push_back(to_image(*a));
+        } else {
+            out.push_back(std::get<corehead::Image>(m));
+        }
+    }
     return out;
+}
+
+// A (T, H, W, 3) uint8 clip (python/corehead/videos.py makes one from paths / PIL lists / arrays).
+corehead::Image to_video(const VideoArray& a, const std::vector<double>& timestamps, double fps) {
+    if (a.shape(3) != 3) throw corehead::InputError("a video must be a (T, H, W, 3) RGB uint8 array");
+    corehead::Image v;
+    v.n_frames = static_cast<int64_t>(a.shape(0));
+    v.height = static_cast<int64_t>(a.shape(1));
+    v.width = static_cast<int64_t>(a.shape(2));
+    v.rgb.assign(a.data(), a.data() + a.size());
+    v.timestamps = timestamps;
+    v.fps = fps;
+    return v;
 }
 
 // Relevance weights [n_regions, n_tokens] as the engine takes them (None: no regions).
@@ -273,12 +296,26 @@ void bind_records(nb::module_& m) {
            "repeat_last_n"_a = gen.repeat_last_n, "seed"_a = gen.seed, "stop_at_eog"_a = gen.stop_at_eog,
            "Generation options; every argument is a keyword.");
 
+    nb::class_<corehead::Image>(m, "Video", "A video clip for a multimodal prompt: (T, H, W, 3) uint8 frames taken "
+                                            "at timestamps (seconds) by a sampler running at fps.")
+        .def("__init__", [](corehead::Image* self, const VideoArray& frames, const std::vector<double>& timestamps,
+                            double fps) { new (self) corehead::Image(to_video(frames, timestamps, fps)); },
+             "frames"_a, "timestamps"_a, "fps"_a)
+        .def_ro("n_frames", &corehead::Image::n_frames)
+        .def_ro("width", &corehead::Image::width)
+        .def_ro("height", &corehead::Image::height)
+        .def_ro("fps", &corehead::Image::fps)
+        .def_ro("timestamps", &corehead::Image::timestamps);
+
     Record<MultimodalTokens>(m, "MultimodalTokens", "A prompt with images as token ids (Engine.tokenize_images).")
         .property("ids", [](const MultimodalTokens& t) { return view<int32_t, nb::ndim<1>>(t, t.ids, {t.ids.size()}); },
                   "int32 [n_tokens]: the image placeholder id at the visual positions.")
         .property("visual_positions", [](const MultimodalTokens& t) {
             return view<int32_t, nb::ndim<1>>(t, t.visual_positions, {t.visual_positions.size()});
         }, "int32 [n_visual]: indices into ids, in context order.")
+        .property("rope_positions", [](const MultimodalTokens& t) {
+            return view<int32_t, nb::ndim<2>>(t, t.rope_positions, {t.rope_positions.empty() ? size_t(0) : size_t(3), t.ids.size()});
+        }, "int32 [3, n_tokens]: the (t, h, w) M-RoPE positions of every token (Qwen-VL); [0, n_tokens] otherwise.")
         .done();
 
     // rows / masses: [layer][head][position][key or region] views of the taps' buffers.
@@ -381,13 +418,13 @@ void bind_engine(nb::module_& m) {
         }, "tokens"_a, "rows"_a,
            "Runs tokens from an empty context: float32 logits [len(rows), n_vocab] of the input positions rows "
            "(ascending, distinct); only those rows are copied out.")
-        .def("logits_images", [](Engine& e, const std::string& prompt, const std::vector<ImageArray>& images,
+        .def("logits_images", [](Engine& e, const std::string& prompt, const std::vector<Media>& images,
                                  bool all_positions, const std::string& marker) {
             const auto imgs = to_images(images);
             return logits_array(e, nogil([&] { return e.logits(prompt, imgs, all_positions, marker); }), all_positions);
         }, "prompt"_a, "images"_a, nb::kw_only(), "all_positions"_a = false, "marker"_a = marker,
            "logits() of a prompt with images (one per marker; without markers they go first).")
-        .def("logits_at_images", [](Engine& e, const std::string& prompt, const std::vector<ImageArray>& images,
+        .def("logits_at_images", [](Engine& e, const std::string& prompt, const std::vector<Media>& images,
                                     const std::vector<int32_t>& rows, const std::string& marker) {
             const auto imgs = to_images(images);
             return logits_array(e, nogil([&] { return e.logits_at(prompt, imgs, rows, marker); }), true);
@@ -413,7 +450,7 @@ void bind_engine(nb::module_& m) {
             return nogil([&] { return e.generate(prompt, options, cb); });
         }, "prompt"_a, nb::kw_only(), "options"_a, "on_token"_a = nb::none(),
            "Generated ids after prompt; on_token(id) -> bool is called per token (False stops).")
-        .def("generate_images", [](Engine& e, const std::string& prompt, const std::vector<ImageArray>& images,
+        .def("generate_images", [](Engine& e, const std::string& prompt, const std::vector<Media>& images,
                                    const corehead::GenerateOptions& options, const OnToken& on_token,
                                    const std::string& marker) {
             const auto imgs = to_images(images);
@@ -429,7 +466,7 @@ void bind_engine(nb::module_& m) {
         }, "tokens"_a, nb::kw_only(), "positions"_a, "layers"_a, "full_rows"_a = false, "relevance"_a = nb::none(),
            "Attention taps on query positions (negative: from the end) of layers (empty: all); full_rows "
            "returns the rows, relevance (float32 [n_regions, n_tokens]) their masses per region.")
-        .def("attention_images", [](Engine& e, const std::string& prompt, const std::vector<ImageArray>& images,
+        .def("attention_images", [](Engine& e, const std::string& prompt, const std::vector<Media>& images,
                                     const std::vector<int32_t>& positions, const std::vector<int32_t>& layers,
                                     bool full_rows, const std::optional<RelevanceArray>& relevance,
                                     const std::string& marker) {
@@ -441,7 +478,7 @@ void bind_engine(nb::module_& m) {
         }, "prompt"_a, "images"_a, nb::kw_only(), "positions"_a, "layers"_a, "full_rows"_a = false,
            "relevance"_a = nb::none(), "marker"_a = marker,
            "attention() for a prompt with images (relevance over the expanded tokens).")
-        .def("tokenize_images", [](const Engine& e, const std::string& prompt, const std::vector<ImageArray>& images,
+        .def("tokenize_images", [](const Engine& e, const std::string& prompt, const std::vector<Media>& images,
                                    const std::string& marker) {
             const auto imgs = to_images(images);
             return nogil([&] { return e.tokenize(prompt, imgs, marker); });
@@ -464,11 +501,12 @@ void bind_engine(nb::module_& m) {
             }
             return out;
         }, "image"_a, "The encoder inputs of an image: one float32 [3, H, W] array per view.")
-        .def("visual_token_boxes", [](const Engine& e, const ImageArray& image) {
-            const auto img = to_image(image);
+        .def("visual_token_boxes", [](const Engine& e, const Media& image) {
+            const auto img = to_images({image})[0];
             auto out = nogil([&] { return e.visual_token_boxes(img); });
             return owned<float, nb::ndim<2>>(std::move(out), {out.size() / 4, 4});
-        }, "image"_a, "float32 [n_visual, 4]: the (x0, y0, x1, y1) pixels of the image each visual token covers.")
+        }, "image"_a, "float32 [n_visual, 4]: the (x0, y0, x1, y1) pixels of the image (a Video: of its frames) each "
+                      "visual token covers.")
         .def("set_image_cache_limit", &Engine::set_image_cache_limit, "bytes"_a,
              "Limits the image-embedding cache (0 disables it).")
         .def("clear_image_cache", &Engine::clear_image_cache, "Empties the image-embedding cache.")
@@ -495,7 +533,7 @@ void bind_engine(nb::module_& m) {
             auto sums = nogil([&] { return e.head_output_sums(tokens, n); });
             return sums_array(std::move(sums), n);
         }, "tokens"_a, "Σ over the positions of each head's output: (float64 [n_layer, n_head * head_dim], n).")
-        .def("head_output_sums_images", [](Engine& e, const std::string& prompt, const std::vector<ImageArray>& images,
+        .def("head_output_sums_images", [](Engine& e, const std::string& prompt, const std::vector<Media>& images,
                                            const std::string& marker) {
             const auto imgs = to_images(images);
             int64_t n = 0;

@@ -360,7 +360,9 @@ std::vector<std::vector<double>> Engine::head_output_sums(const std::string& pro
 MultimodalTokens Engine::tokenize(const std::string& prompt, const std::vector<Image>& images,
                                   const std::string& marker) const {
     const Impl::Call c = impl_->assemble(prompt, images, marker);
-    return {c.prompt.ids, MultimodalRunner::visual_positions(c.prompt)};
+    const std::vector<int32_t>& pos = c.prompt.positions;  // 4 sections when M-RoPE; the 4th is unused
+    std::vector<int32_t> rope(pos.begin(), pos.begin() + static_cast<std::ptrdiff_t>(pos.empty() ? 0 : 3 * c.prompt.ids.size()));
+    return {c.prompt.ids, MultimodalRunner::visual_positions(c.prompt), std::move(rope)};
 }
 
 std::vector<float> Engine::encode_image(const Image& image) {

@@ -413,6 +413,28 @@ class GenerateOptions:
     def __repr__(self) -> str:
         """Every field, as ClassName(field=value, ...)."""
 
+class Video:
+    """
+    A video clip for a multimodal prompt: (T, H, W, 3) uint8 frames taken at timestamps (seconds) by a sampler running at fps.
+    """
+
+    def __init__(self, frames: Annotated[NDArray[numpy.uint8], dict(shape=(None, None, None, None), order='C', device='cpu', writable=False)], timestamps: Sequence[float], fps: float) -> None: ...
+
+    @property
+    def n_frames(self) -> int: ...
+
+    @property
+    def width(self) -> int: ...
+
+    @property
+    def height(self) -> int: ...
+
+    @property
+    def fps(self) -> float: ...
+
+    @property
+    def timestamps(self) -> list[float]: ...
+
 class MultimodalTokens:
     """A prompt with images as token ids (Engine.tokenize_images)."""
 
@@ -423,6 +445,12 @@ class MultimodalTokens:
     @property
     def visual_positions(self) -> Annotated[NDArray[numpy.int32], dict(shape=(None,))]:
         """int32 [n_visual]: indices into ids, in context order."""
+
+    @property
+    def rope_positions(self) -> Annotated[NDArray[numpy.int32], dict(shape=(None, None))]:
+        """
+        int32 [3, n_tokens]: the (t, h, w) M-RoPE positions of every token (Qwen-VL); [0, n_tokens] otherwise.
+        """
 
     def to_dict(self) -> dict[str, object]:
         """The fields as a new dict (field name -> value), in declaration order."""
@@ -600,12 +628,12 @@ class Engine:
         Runs tokens from an empty context: float32 logits [len(rows), n_vocab] of the input positions rows (ascending, distinct); only those rows are copied out.
         """
 
-    def logits_images(self, prompt: str, images: Sequence[Annotated[NDArray[numpy.uint8], dict(shape=(None, None, None), order='C', device='cpu', writable=False)]], *, all_positions: bool = False, marker: str = '<__media__>') -> NDArray[numpy.float32]:
+    def logits_images(self, prompt: str, images: Sequence[Annotated[NDArray[numpy.uint8], dict(shape=(None, None, None), order='C', device='cpu', writable=False)] | Video], *, all_positions: bool = False, marker: str = '<__media__>') -> NDArray[numpy.float32]:
         """
         logits() of a prompt with images (one per marker; without markers they go first).
         """
 
-    def logits_at_images(self, prompt: str, images: Sequence[Annotated[NDArray[numpy.uint8], dict(shape=(None, None, None), order='C', device='cpu', writable=False)]], rows: Sequence[int], *, marker: str = '<__media__>') -> NDArray[numpy.float32]:
+    def logits_at_images(self, prompt: str, images: Sequence[Annotated[NDArray[numpy.uint8], dict(shape=(None, None, None), order='C', device='cpu', writable=False)] | Video], rows: Sequence[int], *, marker: str = '<__media__>') -> NDArray[numpy.float32]:
         """
         logits_at() of a prompt with images (rows are positions of the expanded prompt).
         """
@@ -630,7 +658,7 @@ class Engine:
         Generated ids after prompt; on_token(id) -> bool is called per token (False stops).
         """
 
-    def generate_images(self, prompt: str, images: Sequence[Annotated[NDArray[numpy.uint8], dict(shape=(None, None, None), order='C', device='cpu', writable=False)]], *, options: GenerateOptions, on_token: Callable[[int], bool] | None = None, marker: str = '<__media__>') -> list[int]:
+    def generate_images(self, prompt: str, images: Sequence[Annotated[NDArray[numpy.uint8], dict(shape=(None, None, None), order='C', device='cpu', writable=False)] | Video], *, options: GenerateOptions, on_token: Callable[[int], bool] | None = None, marker: str = '<__media__>') -> list[int]:
         """generate() after a prompt with images."""
 
     def attention(self, tokens: Sequence[int], *, positions: Sequence[int], layers: Sequence[int], full_rows: bool = False, relevance: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)] | None = None) -> AttentionTaps:
@@ -638,12 +666,12 @@ class Engine:
         Attention taps on query positions (negative: from the end) of layers (empty: all); full_rows returns the rows, relevance (float32 [n_regions, n_tokens]) their masses per region.
         """
 
-    def attention_images(self, prompt: str, images: Sequence[Annotated[NDArray[numpy.uint8], dict(shape=(None, None, None), order='C', device='cpu', writable=False)]], *, positions: Sequence[int], layers: Sequence[int], full_rows: bool = False, relevance: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)] | None = None, marker: str = '<__media__>') -> AttentionTaps:
+    def attention_images(self, prompt: str, images: Sequence[Annotated[NDArray[numpy.uint8], dict(shape=(None, None, None), order='C', device='cpu', writable=False)] | Video], *, positions: Sequence[int], layers: Sequence[int], full_rows: bool = False, relevance: Annotated[NDArray[numpy.float32], dict(shape=(None, None), order='C', device='cpu', writable=False)] | None = None, marker: str = '<__media__>') -> AttentionTaps:
         """
         attention() for a prompt with images (relevance over the expanded tokens).
         """
 
-    def tokenize_images(self, prompt: str, images: Sequence[Annotated[NDArray[numpy.uint8], dict(shape=(None, None, None), order='C', device='cpu', writable=False)]], *, marker: str = '<__media__>') -> MultimodalTokens:
+    def tokenize_images(self, prompt: str, images: Sequence[Annotated[NDArray[numpy.uint8], dict(shape=(None, None, None), order='C', device='cpu', writable=False)] | Video], *, marker: str = '<__media__>') -> MultimodalTokens:
         """
         The token ids of a prompt with its images expanded, and the visual positions.
         """
@@ -656,9 +684,9 @@ class Engine:
     def preprocess_image(self, image: Annotated[NDArray[numpy.uint8], dict(shape=(None, None, None), order='C', device='cpu', writable=False)]) -> list[Annotated[NDArray[numpy.float32], dict(shape=(None, None, None))]]:
         """The encoder inputs of an image: one float32 [3, H, W] array per view."""
 
-    def visual_token_boxes(self, image: Annotated[NDArray[numpy.uint8], dict(shape=(None, None, None), order='C', device='cpu', writable=False)]) -> Annotated[NDArray[numpy.float32], dict(shape=(None, None))]:
+    def visual_token_boxes(self, image: Annotated[NDArray[numpy.uint8], dict(shape=(None, None, None), order='C', device='cpu', writable=False)] | Video) -> Annotated[NDArray[numpy.float32], dict(shape=(None, None))]:
         """
-        float32 [n_visual, 4]: the (x0, y0, x1, y1) pixels of the image each visual token covers.
+        float32 [n_visual, 4]: the (x0, y0, x1, y1) pixels of the image (a Video: of its frames) each visual token covers.
         """
 
     def set_image_cache_limit(self, bytes: int) -> None:
@@ -684,7 +712,7 @@ class Engine:
         Σ over the positions of each head's output: (float64 [n_layer, n_head * head_dim], n).
         """
 
-    def head_output_sums_images(self, prompt: str, images: Sequence[Annotated[NDArray[numpy.uint8], dict(shape=(None, None, None), order='C', device='cpu', writable=False)]], *, marker: str = '<__media__>') -> tuple[Annotated[NDArray[numpy.float64], dict(shape=(None, None))], int]:
+    def head_output_sums_images(self, prompt: str, images: Sequence[Annotated[NDArray[numpy.uint8], dict(shape=(None, None, None), order='C', device='cpu', writable=False)] | Video], *, marker: str = '<__media__>') -> tuple[Annotated[NDArray[numpy.float64], dict(shape=(None, None))], int]:
         """head_output_sums() for a prompt with images."""
 
     def metadata_string(self, key: str) -> str | None:

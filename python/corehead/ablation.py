@@ -60,15 +60,14 @@ def head_means(eng: Engine, prompts: Iterable) -> np.ndarray:
     """Mean output of every head over all positions of `prompts` — text, token ids or
     :class:`corehead.Probe` objects (their prompt with the image, visual positions included):
     ``[n_layer, n_head, head_dim]`` float32."""
-    from corehead.images import load_images
-    from corehead.probes import Probe
+    from corehead.probes import Probe, probe_media
     from corehead.ram import probe_prompt
 
     info = eng.info
     total, count = None, 0
     for p in prompts:
-        if isinstance(p, Probe) and p.image is not None:
-            arr, n = eng.head_output_sums(probe_prompt(eng, p), images=load_images([p.image]))
+        if isinstance(p, Probe) and (p.image is not None or p.video is not None):
+            arr, n = eng.head_output_sums(probe_prompt(eng, p), images=probe_media(eng, p))
         else:
             arr, n = eng.head_output_sums(probe_prompt(eng, p) if isinstance(p, Probe) else p)
         total = arr if total is None else total + arr
@@ -94,6 +93,13 @@ def reference_key(reference: Sequence) -> tuple:
             if p.image is not None:
                 (img,) = load_images([p.image])
                 digest = hashlib.sha1(np.ascontiguousarray(img).tobytes()).hexdigest() + str(img.shape)
+            elif p.video is not None:  # the sampled clip: its frames, timestamps and rate
+                from corehead.videos import load_video
+
+                v = load_video(p.video, fps=p.fps, max_frames=p.max_frames)
+                frames = np.asarray(p.video) if isinstance(p.video, np.ndarray) else None
+                digest = "video:" + (hashlib.sha1(frames.tobytes()).hexdigest() if frames is not None else
+                                     str(p.video)) + f"{v.n_frames}:{v.fps}:{v.timestamps}"
             key.append(("probe", p.prompt, p.question, digest))
         elif isinstance(p, str):
             key.append(p)

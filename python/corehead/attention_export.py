@@ -138,6 +138,8 @@ def attention_record(eng: Engine, item, heads, images: Sequence[Any] = (), posit
     if isinstance(item, Probe):
         if images:
             raise ValueError("a probe carries its own image: do not pass images with it")
+        if item.video is not None:
+            raise ValueError("attention_export takes image and text probes; video probes are not supported yet")
         imgs = load_images([item.image]) if item.image is not None else []
         if imgs:
             eng.load_images(imgs)  # a clear error when the engine has no vision projector

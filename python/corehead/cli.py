@@ -95,7 +95,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     with corehead.Engine(args.model, mmproj=args.mmproj, n_threads=args.threads, n_ctx=args.ctx_size, **sparse) as eng:
         kwargs = dict(max_tokens=args.n_predict, temperature=args.temp, top_k=args.top_k, top_p=args.top_p,
                       min_p=args.min_p, repeat_penalty=args.repeat_penalty, seed=args.seed, stop=args.stop or (),
-                      stream=True, images=args.image or ())
+                      stream=True, images=args.image or (), videos=args.video or (), fps=args.fps,
+                      max_frames=args.max_frames)
         if args.image_marker:
             eng.image_marker = args.image_marker
         if args.chat:
@@ -346,6 +347,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="image file (repeatable; needs --mmproj); goes where the prompt has <__media__>, "
                           "else before the text")
     run.add_argument("--image-marker", default=None, help="the image marker in the prompt (default <__media__>)")
+    run.add_argument("--video", action="append", metavar="VIDEO",
+                     help="video file (repeatable; needs --mmproj and pip install 'corehead[video]'); goes where the "
+                          "prompt has <__video__>, else after the images, before the text (Qwen2-VL, Qwen2.5-VL, "
+                          "Qwen3-VL)")
+    run.add_argument("--fps", type=float, default=None, help="frames sampled per second of video (default 2)")
+    run.add_argument("--max-frames", type=int, default=None, help="at most this many frames per video (default 768)")
     run.add_argument("-n", "--n-predict", type=int, default=128, help="tokens to generate (default 128)")
     run.add_argument("--temp", type=float, default=0.0, help="temperature; 0 = greedy (default)")
     run.add_argument("--top-k", type=int, default=0)

@@ -15,6 +15,7 @@ from corehead._paths import as_path, check_int, check_real, check_text
 from corehead.images import load_images
 from corehead.memory import memory_estimate as _memory_estimate
 from corehead.tokenizer import TextStream, Tokenizer
+from corehead.videos import load_videos
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -210,7 +211,64 @@ class Engine:
         if self._native().vision_info is None:
             raise ValueError("this engine has no vision projector: load the model with its mmproj "
                              "(Engine(model, mmproj=...)) to pass images")
+        if isinstance(images, (list, tuple)) and any(isinstance(i, _core.Video) for i in images):
+            # A media list from _media (images and native clips in prompt order) passes through.
+            return [i if isinstance(i, _core.Video) else load_images([i])[0] for i in images]
         return load_images(images)
+
+    #: The text that marks where a video goes in a prompt; without any image or video marker the
+    #: images go first, then the videos.
+    video_marker: str = "<__video__>"
+
+    def load_videos(self, videos, fps: float | None = None, max_frames: int | None = None) -> list[_core.Video]:
+        """`videos` (paths, (T, H, W, 3) uint8 arrays or lists of frames) as native clips, sampled at
+        `fps` frames per second, at most `max_frames` each (see :mod:`corehead.videos`); [] when
+        there are none; a ValueError when this engine has no vision projector."""
+        if videos is None or (isinstance(videos, (list, tuple)) and not videos):
+            from corehead.videos import check_video_options
+
+            check_video_options(fps, max_frames)
+            return []
+        if self._native().vision_info is None:
+            raise ValueError("this engine has no vision projector: load the model with its mmproj "
+                             "(Engine(model, mmproj=...)) to pass videos")
+        return load_videos(videos, fps=fps, max_frames=max_frames)
+
+    def _media(self, prompt, images, videos=(), fps: float | None = None,
+               max_frames: int | None = None) -> tuple[str, list]:
+        """The prompt with one image marker per media item and the items in prompt order (images
+        and videos); ([], prompt) without media. Video markers become image markers here: the
+        native engine takes both kinds through one marker, in order."""
+        imgs = self.load_images(images)
+        vids = self.load_videos(videos, fps=fps, max_frames=max_frames)
+        if not vids:
+            return (self._mm_prompt(prompt) if imgs else prompt), list(imgs)
+        text = self._mm_prompt(prompt)
+        check_text(self.video_marker, "video_marker")
+        im, vm = self.image_marker, self.video_marker
+        n_im, n_vm = text.count(im), text.count(vm)
+        if n_im == 0 and n_vm == 0:
+            return im * (len(imgs) + len(vids)) + text, [*imgs, *vids]
+        if n_im != len(imgs) or n_vm != len(vids):
+            raise ValueError(f"the prompt has {n_im} image marker(s) ({im!r}) and {n_vm} video marker(s) ({vm!r}) "
+                             f"for {len(imgs)} image(s) and {len(vids)} video(s): use one marker per image and "
+                             "per video, or none at all (images first, then videos)")
+        media: list = []
+        out, at, i_img, i_vid = [], 0, 0, 0
+        while True:
+            a, b = text.find(im, at), text.find(vm, at)
+            if a < 0 and b < 0:
+                break
+            if b < 0 or 0 <= a < b:
+                out.append(text[at:a] + im)
+                media.append(imgs[i_img])
+                i_img, at = i_img + 1, a + len(im)
+            else:
+                out.append(text[at:b] + im)
+                media.append(vids[i_vid])
+                i_vid, at = i_vid + 1, b + len(vm)
+        out.append(text[at:])
+        return "".join(out), media
 
     def _mm_prompt(self, prompt) -> str:
         if not isinstance(prompt, str):
@@ -219,21 +277,38 @@ class Engine:
         check_text(self.image_marker, "image_marker")
         return check_text(prompt, "prompt")
 
-    def multimodal_tokens(self, prompt: str, images) -> np.ndarray:
-        """The token ids of `prompt` with its images expanded as the model's processor does
-        (the image placeholder id at the visual positions)."""
-        return self.prepare(prompt, images)[0]
+    def multimodal_tokens(self, prompt: str, images=(), videos=(), fps: float | None = None,
+                          max_frames: int | None = None) -> np.ndarray:
+        """The token ids of `prompt` with its images and videos expanded as the model's processor
+        does (the image / video placeholder id at the visual positions)."""
+        return self.prepare(prompt, images, videos=videos, fps=fps, max_frames=max_frames)[0]
 
-    def visual_token_positions(self, prompt: str, images) -> np.ndarray:
-        """Context positions (int32) of the visual tokens of `prompt` with `images`, in order."""
-        return self.prepare(prompt, images)[1]
+    def visual_token_positions(self, prompt: str, images=(), videos=(), fps: float | None = None,
+                               max_frames: int | None = None) -> np.ndarray:
+        """Context positions (int32) of the visual tokens of `prompt` with `images` / `videos`, in order."""
+        return self.prepare(prompt, images, videos=videos, fps=fps, max_frames=max_frames)[1]
 
-    def prepare(self, prompt: str, images) -> tuple[np.ndarray, np.ndarray]:
+    def prepare(self, prompt: str, images=(), videos=(), fps: float | None = None,
+                max_frames: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The layout of a multimodal prompt, from one preprocessing pass: (token ids with the
-        image placeholder id at the visual positions, the visual positions)."""
-        t = self._native().tokenize_images(self._mm_prompt(prompt), self.load_images(images),
-                                           marker=self.image_marker)
+        image / video placeholder id at the visual positions, the visual positions)."""
+        text, media = self._media(prompt, images, videos, fps, max_frames)
+        if not media:
+            raise ValueError("prepare() needs at least one image or video")
+        t = self._native().tokenize_images(text, media, marker=self.image_marker)
         return t.ids, t.visual_positions
+
+    def rope_positions(self, prompt: str, images=(), videos=(), fps: float | None = None,
+                       max_frames: int | None = None) -> np.ndarray:
+        """The (t, h, w) M-RoPE positions (int32 ``[3, n_tokens]``) of a multimodal prompt, as
+        transformers' get_rope_index gives them (Qwen-VL); a ValueError for models without M-RoPE."""
+        text, media = self._media(prompt, images, videos, fps, max_frames)
+        if not media:
+            raise ValueError("rope_positions() needs at least one image or video")
+        pos = self._native().tokenize_images(text, media, marker=self.image_marker).rope_positions
+        if pos.shape[0] == 0:
+            raise ValueError("this model has no M-RoPE positions: a token's position is its index")
+        return pos
 
     def visual_token_boxes(self, image) -> np.ndarray:
         """For every visual token of `image`, in context order (tiles row-major, then the global
@@ -281,12 +356,16 @@ class Engine:
         return self._native().preprocess_image(img)
 
     def logits(self, prompt: str | Sequence[int], images: Sequence[Any] = (),
-               all_positions: bool = False, positions: Sequence[int] | None = None) -> npt.NDArray[np.float32]:
+               all_positions: bool = False, positions: Sequence[int] | None = None, videos: Sequence[Any] = (),
+               fps: float | None = None, max_frames: int | None = None) -> npt.NDArray[np.float32]:
         """Next-token logits (float32): ``[n_vocab]`` for the last position, or
         ``[n_tokens, n_vocab]`` for every position when ``all_positions``, or
         ``[len(positions), n_vocab]`` for the given positions (negative values count from the end;
-        rows in the order given) — only those rows are copied out of the forward pass."""
-        imgs = self.load_images(images)
+        rows in the order given) — only those rows are copied out of the forward pass.
+        `videos` are sampled at `fps` (at most `max_frames` each), see :mod:`corehead.videos`."""
+        mm_prompt, imgs = self._media(prompt, images, videos, fps, max_frames)
+        if imgs:
+            prompt = mm_prompt
         if positions is not None:
             if all_positions:
                 raise ValueError("pass either all_positions=True or positions=, not both")
@@ -344,7 +423,8 @@ class Engine:
 
     def attention(self, prompt: str | Sequence[int], images: Sequence[Any] = (),
                   positions: Sequence[int] | None = None,
-                  layers: Sequence[int] | None = None) -> npt.NDArray[np.float32]:
+                  layers: Sequence[int] | None = None, videos: Sequence[Any] = (), fps: float | None = None,
+                  max_frames: int | None = None) -> npt.NDArray[np.float32]:
         """Attention probabilities of query `positions` over all keys, per layer and head:
         float32 ``[n_layer, n_head, n_pos, n_kv]`` (``n_layer`` = len(layers) when given).
 
@@ -353,7 +433,7 @@ class Engine:
         attention), so the cost grows with the number of positions, not the prompt squared.
         Rows of the returned array follow the sorted, de-duplicated positions.
         """
-        rows = self._taps(prompt, images, positions, layers, True, None).rows
+        rows = self._taps(prompt, images, positions, layers, True, None, videos, fps, max_frames).rows
         assert rows is not None
         return rows
 
@@ -374,7 +454,8 @@ class Engine:
 
     def attention_masses(self, prompt: str | Sequence[int], relevance: np.ndarray,
                          positions: Sequence[int] | None = None, layers: Sequence[int] | None = None,
-                         images: Sequence[Any] = ()) -> npt.NDArray[np.float32]:
+                         images: Sequence[Any] = (), videos: Sequence[Any] = (), fps: float | None = None,
+                         max_frames: int | None = None) -> npt.NDArray[np.float32]:
         """Attention mass of query `positions` on weighted key sets, reduced on the graph:
         ``relevance`` is ``[n_regions, n_tokens]`` (weights per context position, images
         expanded); returns ``[n_layer, n_head, n_pos, n_regions]`` = Σ_j relevance[r, j] · A[l, h][pos, j]."""
@@ -383,18 +464,19 @@ class Engine:
             raise ValueError(f"relevance must have shape [n_regions, n_tokens], got {w.shape}")
         if not np.isfinite(w).all():
             raise ValueError("relevance has non-finite values")
-        masses = self._taps(prompt, images, positions, layers, False, w).masses
+        masses = self._taps(prompt, images, positions, layers, False, w, videos, fps, max_frames).masses
         assert masses is not None
         return masses
 
     def _taps(self, prompt, images, positions, layers, full_rows: bool,
-              relevance: np.ndarray | None) -> _core.AttentionTaps:
+              relevance: np.ndarray | None, videos=(), fps: float | None = None,
+              max_frames: int | None = None) -> _core.AttentionTaps:
         pos, lay = _int_list(positions, "positions"), _int_list(layers, "layers")
-        imgs = self.load_images(images)
+        mm_prompt, imgs = self._media(prompt, images, videos, fps, max_frames)
         if imgs:
             # The expanded length is known only after preprocessing: the native call checks
             # that relevance holds n_regions x n_tokens values.
-            return self._native().attention_images(self._mm_prompt(prompt), imgs, positions=pos, layers=lay,
+            return self._native().attention_images(mm_prompt, imgs, positions=pos, layers=lay,
                                                    full_rows=full_rows, relevance=relevance,
                                                    marker=self.image_marker)
         ids = self.token_ids(prompt)
@@ -513,13 +595,14 @@ class Engine:
                 self._head_mean_cache[key] = ablation.head_means(self, prompts)
         return self._head_mean_cache[key]
 
-    def head_output_sums(self, prompt, images=None) -> tuple[np.ndarray, int]:
-        """Σ over every position of `prompt` (with `images`) of each head's output (before the
+    def head_output_sums(self, prompt, images=None, videos=(), fps: float | None = None,
+                         max_frames: int | None = None) -> tuple[np.ndarray, int]:
+        """Σ over every position of `prompt` (with `images` / `videos`) of each head's output (before the
         output projection): ([n_layer, head_dim * n_head] float64 in ggml order, n positions)."""
         native = self._native()
-        if images:
-            sums, n = native.head_output_sums_images(self._mm_prompt(prompt), self.load_images(images),
-                                                     marker=self.image_marker)
+        mm_prompt, media = self._media(prompt, images, videos, fps, max_frames)
+        if media:
+            sums, n = native.head_output_sums_images(mm_prompt, media, marker=self.image_marker)
         else:
             sums, n = native.head_output_sums(self.token_ids(prompt))
         return np.asarray(sums, dtype=np.float64), int(n)
@@ -568,7 +651,8 @@ class Engine:
     def generate_ids(self, prompt: str | Sequence[int], max_tokens: int = 64, temperature: float = 0.0,
                      top_k: int = 0, top_p: float = 1.0, min_p: float = 0.0, repeat_penalty: float = 1.0,
                      repeat_last_n: int = 64, seed: int = 0, stop_at_eog: bool = True,
-                     on_token=None, images: Sequence = ()) -> list[int]:
+                     on_token=None, images: Sequence = (), videos: Sequence = (), fps: float | None = None,
+                     max_frames: int | None = None) -> list[int]:
         """Generated token ids (greedy when temperature == 0). ``on_token(id) -> bool`` may stop early."""
         if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 0:
             raise ValueError(f"max_tokens must be an int >= 0, got {max_tokens!r}")
@@ -584,9 +668,9 @@ class Engine:
         options = _core.GenerateOptions(max_tokens=max_tokens, temperature=float(temperature), top_k=int(top_k),
                                         top_p=float(top_p), min_p=float(min_p), repeat_penalty=float(repeat_penalty),
                                         repeat_last_n=int(repeat_last_n), seed=seed, stop_at_eog=bool(stop_at_eog))
-        imgs = self.load_images(images)
+        mm_prompt, imgs = self._media(prompt, images, videos, fps, max_frames)
         if imgs:
-            return self._native().generate_images(self._mm_prompt(prompt), imgs, options=options, on_token=on_token,
+            return self._native().generate_images(mm_prompt, imgs, options=options, on_token=on_token,
                                                   marker=self.image_marker)
         return self._native().generate(self.token_ids(prompt), options=options, on_token=on_token)
 
@@ -625,21 +709,26 @@ class Engine:
     def generate(self, prompt: str | Sequence[int], images: Sequence = (), max_tokens: int = 64,
                  temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0, min_p: float = 0.0,
                  repeat_penalty: float = 1.0, seed: int = 0, stop: str | Sequence[str] = (),
-                 stream: bool = False):
+                 stream: bool = False, videos: Sequence = (), fps: float | None = None,
+                 max_frames: int | None = None):
         """Generate text after `prompt` (greedy when temperature == 0).
 
         Stops at the model's end-of-generation tokens, after `max_tokens`, at the end of the
         context, or where a `stop` string appears (the stop string is not returned). With
-        ``stream=True`` returns an iterator of text pieces instead of a str.
+        ``stream=True`` returns an iterator of text pieces instead of a str. `videos` (paths,
+        (T, H, W, 3) uint8 arrays or lists of frames) go at :attr:`video_marker` (without markers:
+        after the images, before the text), sampled at `fps` frames per second, at most
+        `max_frames` each (see :mod:`corehead.videos`).
         """
         if not isinstance(stop, (str, Sequence)):
             raise TypeError(f"stop must be a str or a sequence of strs, got {type(stop).__name__}")
         stops = [stop] if isinstance(stop, str) else list(stop)
         if any(not isinstance(s, str) or not s for s in stops):
             raise ValueError("stop must be a non-empty str or a sequence of non-empty strs")
-        imgs = self.load_images(images)  # decoded and checked here, before any generation starts
+        # Decoded and checked here, before any generation starts.
+        mm_prompt, imgs = self._media(prompt, images, videos, fps, max_frames)
         if imgs:
-            self._mm_prompt(prompt)
+            prompt = mm_prompt
         kwargs = dict(max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
                       repeat_penalty=repeat_penalty, seed=seed, images=imgs)
         if stream:
@@ -689,22 +778,26 @@ class Engine:
         if held:
             yield held
 
-    def chat(self, messages: Sequence[dict], images: Sequence = (), add_generation_prompt: bool = True, **kwargs):
+    def chat(self, messages: Sequence[dict], images: Sequence = (), add_generation_prompt: bool = True,
+             videos: Sequence = (), fps: float | None = None, max_frames: int | None = None, **kwargs):
         """Render `messages` with the model's chat template (tokenizer.chat_template, jinja2 as in
         transformers) and generate the assistant's reply; kwargs as for :meth:`generate`.
 
-        Images go where a message's content holds :attr:`image_marker`; without any marker they
-        go at the start of the last user message."""
+        Images go where a message's content holds :attr:`image_marker` (videos: :attr:`video_marker`);
+        without any marker they go at the start of the last user message, images first."""
         imgs = self.load_images(images)
-        if imgs and not any(isinstance(m, dict) and isinstance(m.get("content"), str) and self.image_marker in
-                            m["content"] for m in messages):
+        vids = self.load_videos(videos, fps=fps, max_frames=max_frames)
+        markers = (self.image_marker, self.video_marker)
+        if (imgs or vids) and not any(isinstance(m, dict) and isinstance(m.get("content"), str) and
+                                      any(k in m["content"] for k in markers) for m in messages):
             messages = [dict(m) for m in messages]
             users = [i for i, m in enumerate(messages) if m.get("role") == "user" and isinstance(m.get("content"), str)]
             if not users:
-                raise ValueError("images need a user message to go in")
+                raise ValueError("images and videos need a user message to go in")
             last = messages[users[-1]]
-            last["content"] = self.image_marker * len(imgs) + last["content"]
-        return self.generate(self.apply_chat_template(messages, add_generation_prompt), images=imgs, **kwargs)
+            last["content"] = self.image_marker * len(imgs) + self.video_marker * len(vids) + last["content"]
+        return self.generate(self.apply_chat_template(messages, add_generation_prompt), images=imgs, videos=vids,
+                             **kwargs)
 
     def apply_chat_template(self, messages: Sequence[dict], add_generation_prompt: bool = True) -> str:
         from corehead import chat

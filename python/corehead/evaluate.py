@@ -101,7 +101,7 @@ class _Item:
 
 
 def _prepare(eng: Engine, probes, metric: str) -> list[_Item]:
-    from corehead.images import load_images
+    from corehead.probes import probe_media
 
     if isinstance(probes, Probe):
         probes = [probes]
@@ -122,7 +122,7 @@ def _prepare(eng: Engine, probes, metric: str) -> list[_Item]:
             choices = [c if c[:1].isspace() else lead + c for c in p.choices]
             if normalize_answer(p.answer) not in {normalize_answer(c) for c in choices}:
                 raise ValueError(f"probe {i}: the answer {p.answer!r} is not among its choices {p.choices!r}")
-        images = load_images([p.image]) if p.image is not None else []
+        images = probe_media(eng, p)
         items.append(_Item(probe_prompt(eng, p), images, p.answer, choices))
     return items
 

@@ -350,7 +350,9 @@ def information_flow(eng: Engine, probe, presets: Iterable[str] | None = None, w
     if not probe.answer:
         raise ValueError("information_flow needs a probe with an answer")
     prompt = probe_prompt(eng, probe)
-    images = eng.load_images([probe.image]) if probe.image is not None else []
+    from corehead.probes import probe_media
+
+    images = probe_media(eng, probe)
     row, tok = first_answer_token(eng, prompt, probe.answer, images)
     lay = prompt_layout(eng, prompt, images, probe.question if probe.question else None)
 

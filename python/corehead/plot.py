@@ -27,7 +27,7 @@ def attention_overlay(eng: Engine, probe: Probe, layer: int, head: int, path: st
     from corehead.ram import probe_prompt
 
     if probe.image is None:
-        raise ValueError("attention_overlay needs a probe with an image")
+        raise ValueError("attention_overlay needs a probe with an image (video probes are not supported yet)")
     (img,) = load_images([probe.image])
     prompt = probe_prompt(eng, probe)
     n_prompt = len(eng.multimodal_tokens(prompt, [img]))

@@ -2,7 +2,9 @@
 
 JSONL, one probe per line: ``{"image": "img/0.png", "question": "...", "answer": "...",
 "bbox": [x0, y0, x1, y1]}`` (image paths are relative to the file; ``bbox`` may also be a list
-of boxes; optional ``choices``). A probe may instead carry a target text span
+of boxes; optional ``choices``). ``"video": "clip.mp4"`` (optional ``"fps"``, ``"max_frames"``)
+instead of ``"image"`` makes a video probe, whose ``bbox`` (frame pixels) marks the same region
+in every frame. A probe may instead carry a target text span
 (``"span": [start, end]`` character offsets into the question) for text-only retrieval heads.
 """
 
@@ -23,6 +25,10 @@ class Probe:
     """One question about one image (or about a text span).
 
     image: a path, a PIL image or an HxWx3 uint8 array (None for a text-only probe).
+    video: instead of an image, a video (a path, a (T, H, W, 3) uint8 array or a list of frames),
+        sampled at `fps` frames per second, at most `max_frames` (see :mod:`corehead.videos`); its
+        bbox / mask, in frame pixels, marks the same region in every frame (per-frame boxes are not
+        supported yet).
     bbox: one box [x0, y0, x1, y1] or a list of boxes, in original-image pixels.
     mask: an HxW boolean array instead of boxes.
     span: (start, end) character offsets of the target text inside `question`.
@@ -38,8 +44,13 @@ class Probe:
     span: tuple[int, int] | None = None
     prompt: str | None = None
     meta: dict = field(default_factory=dict)
+    video: Any = None
+    fps: float | None = None
+    max_frames: int | None = None
 
     def __post_init__(self) -> None:
+        if self.image is not None and self.video is not None:
+            raise ValueError("a Probe takes an image or a video, not both")
         if not isinstance(self.question, str):
             raise TypeError("Probe.question must be a str")
         if self.answer is not None and not isinstance(self.answer, str):
@@ -80,18 +91,40 @@ def load_probes(path: str | os.PathLike) -> list[Probe]:
                 raise ValueError(f"{path}:{lineno}: not valid JSON ({e})") from None
             if not isinstance(d, dict) or "question" not in d:
                 raise ValueError(f"{path}:{lineno}: each line must be an object with at least 'question'")
-            image = d.get("image")
+            image, video = d.get("image"), d.get("video")
             if isinstance(image, str):
                 image = str((path.parent / image).resolve())
+            if isinstance(video, str):
+                video = str((path.parent / video).resolve())
             try:
                 probes.append(Probe(image=image, question=d["question"], answer=d.get("answer"), bbox=d.get("bbox"),
                                     choices=d.get("choices"), span=tuple(d["span"]) if "span" in d else None,
-                                    prompt=d.get("prompt"), meta={"line": lineno}))
+                                    prompt=d.get("prompt"), meta={"line": lineno}, video=video, fps=d.get("fps"),
+                                    max_frames=d.get("max_frames")))
             except (TypeError, ValueError) as e:
                 raise ValueError(f"{path}:{lineno}: {e}") from None
     if not probes:
         raise ValueError(f"{path}: no probes")
     return probes
+
+
+def probe_media(eng, probe: Probe) -> list:
+    """The probe's image or video, loaded once, as the media list the Engine calls take with
+    image markers (a video becomes a native clip): [] for a text probe."""
+    if probe.video is not None:
+        return eng.load_videos([probe.video], fps=probe.fps, max_frames=probe.max_frames)
+    if probe.image is not None:
+        from corehead.images import load_images
+
+        return load_images([probe.image])
+    return []
+
+
+def media_size(item) -> tuple[int, int]:
+    """(height, width) of an image array or of a video's frames."""
+    if isinstance(item, np.ndarray):
+        return int(item.shape[0]), int(item.shape[1])
+    return int(item.height), int(item.width)
 
 
 def clip_boxes(boxes: np.ndarray, width: int, height: int, what: str = "bbox") -> np.ndarray:

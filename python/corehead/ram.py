@@ -314,7 +314,7 @@ def sparsemm_visual_score(view: ProbeAttention) -> np.ndarray:
 def retrieval_copy_score(view: ProbeAttention) -> np.ndarray:
     """[n_layer, n_head]: mean over Q of [top-1 key in R and its token is the one predicted]."""
     target = (view.relevance > 0) & (view.visual > 0)
-    if view.probe.image is not None:
+    if view.probe.image is not None or view.probe.video is not None:
         target &= False  # image tokens are never copies of text tokens
     top = view.rows.argmax(-1)  # [L, H, |Q|]
     copied = target[top] & (view.ids[top] == view.targets[None, None, :]) & (view.targets >= 0)[None, None, :]
@@ -329,10 +329,13 @@ def normalize_answer(text: str) -> str:
 
 def probe_prompt(eng: Engine, probe: Probe) -> str:
     """The prompt for a probe: `probe.prompt` verbatim, else the model's chat template with the
-    image marker before the question, else a plain 'USER: ... ASSISTANT:' layout."""
+    image marker before the question, else a plain 'USER: ... ASSISTANT:' layout. A video probe's
+    video goes at the image marker too (the scoring calls pass its clip among the images); a
+    verbatim prompt may mark it with the video marker."""
     if probe.prompt is not None:
-        return probe.prompt
-    content = (eng.image_marker if probe.image is not None else "") + probe.question
+        return probe.prompt.replace(eng.video_marker, eng.image_marker) if probe.video is not None else probe.prompt
+    has_media = probe.image is not None or probe.video is not None
+    content = (eng.image_marker if has_media else "") + probe.question
     try:
         return eng.apply_chat_template([{"role": "user", "content": content}])
     except ValueError:
@@ -345,11 +348,11 @@ def score_probe(eng: Engine, probe: Probe, query: str = "answer", check_answer: 
     given (see the module docstring), from one tapped pass."""
     if query not in ("answer", "last"):
         raise ValueError(f"query must be 'answer' or 'last', got {query!r}")
-    from corehead.images import load_images
+    from corehead.probes import probe_media
 
     prompt = probe_prompt(eng, probe)
-    # Decode the image once; every call below takes the array.
-    images = load_images([probe.image]) if probe.image is not None else []
+    # Decode the image (or the video) once; every call below takes the array (the native clip).
+    images = probe_media(eng, probe)
     full_prompt = prompt
     if query == "answer":
         if not probe.answer:
@@ -414,15 +417,17 @@ def relevance_vectors(eng: Engine, probe: Probe, prompt: str, images: list, n_to
     r = np.zeros(n_tokens)
     visual = np.zeros(n_tokens)
     if images:
-        from corehead.images import load_images
+        from corehead.probes import media_size
 
-        (img,) = load_images(images)
+        (img,) = eng.load_images(images)  # an image array, or a video's native clip
         pos = np.asarray(visual_positions if visual_positions is not None
                          else eng.visual_token_positions(prompt, images))
+        # A video's tokens: every temporal patch covers the whole frame, so the bbox marks the
+        # same region in each.
         boxes = np.asarray(eng.visual_token_boxes(img))
         if len(pos) != len(boxes):
             raise RuntimeError(f"{len(pos)} visual positions but {len(boxes)} token boxes")
-        h, w = img.shape[:2]
+        h, w = media_size(img)
         if probe.mask is not None:
             m = np.asarray(probe.mask, dtype=bool)
             if m.shape != (h, w):

@@ -105,6 +105,9 @@ using TokenCallback = std::function<bool(int32_t)>;
 struct MultimodalTokens {
     std::vector<int32_t> ids;
     std::vector<int32_t> visual_positions;  // indices into ids, in context order
+    // M-RoPE models (Qwen-VL): the (t, h, w) RoPE positions of every token, section-major
+    // (3 * ids.size()); empty for the others (position = index).
+    std::vector<int32_t> rope_positions;
 };
 
 // One encoder input after preprocessing (a tile, a global view or the resized image).

@@ -1,9 +1,11 @@
 #include "runtime/multimodal.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "corehead/error.h"
+#include "image/image.h"
 #include "runtime/text_context.h"
 #include "vision/vision_context.h"
 #include "vision/vision_model.h"
@@ -55,9 +57,43 @@ PreparedImage MultimodalRunner::prepare(const Image& img) const {
     // resized and normalized again for each call.
     const ViewKey key = image_key(img);
     if (last_prepared_ && last_prepared_->first == key) return last_prepared_->second;
-    PreparedImage p = vision_.family->prepare(img, vision_.hp);
+    PreparedImage p = img.is_video() ? prepare_video(img) : vision_.family->prepare(img, vision_.hp);
     last_prepared_.emplace(key, p);
     return p;
+}
+
+PreparedImage MultimodalRunner::prepare_video(const Image& video) const {
+    if (video.width <= 0 || video.height <= 0 || video.width > kMaxImagePixels || video.height > kMaxImagePixels ||
+        video.width * video.height > kMaxImagePixels) {
+        throw InputError("the video's frames are " + std::to_string(video.width) + "x" + std::to_string(video.height) +
+                         " pixels: each must be non-empty and at most " + std::to_string(kMaxImagePixels / 1'000'000) +
+                         " megapixels");
+    }
+    const size_t frame_bytes = static_cast<size_t>(video.width * video.height * 3);
+    if (video.n_frames <= 0 || video.rgb.size() / frame_bytes != static_cast<size_t>(video.n_frames) ||
+        video.rgb.size() % frame_bytes) {
+        throw InputError("the video buffer holds " + std::to_string(video.rgb.size()) + " bytes, expected n_frames (" +
+                         std::to_string(video.n_frames) + ") * width * height * 3");
+    }
+    if (video.timestamps.size() != static_cast<size_t>(video.n_frames)) {
+        throw InputError("the video has " + std::to_string(video.n_frames) + " frames but " +
+                         std::to_string(video.timestamps.size()) + " timestamps: give one per frame");
+    }
+    for (size_t i = 0; i < video.timestamps.size(); ++i) {
+        if (!std::isfinite(video.timestamps[i]) || video.timestamps[i] < 0 ||
+            (i > 0 && video.timestamps[i] < video.timestamps[i - 1])) {
+            throw InputError("the video's timestamps must be finite, >= 0 and non-decreasing");
+        }
+    }
+    if (!std::isfinite(video.fps) || video.fps <= 0) throw InputError("the video's fps must be a positive number");
+    std::vector<ImageU8> frames(static_cast<size_t>(video.n_frames));
+    for (size_t i = 0; i < frames.size(); ++i) {
+        frames[i].width = video.width;
+        frames[i].height = video.height;
+        frames[i].rgb.assign(video.rgb.begin() + static_cast<std::ptrdiff_t>(i * frame_bytes),
+                             video.rgb.begin() + static_cast<std::ptrdiff_t>((i + 1) * frame_bytes));
+    }
+    return vision_.family->prepare_video(frames, video.timestamps, video.fps, vision_.hp);
 }
 
 void MultimodalRunner::ViewKey::mix(uint64_t x) {
@@ -72,6 +108,14 @@ MultimodalRunner::ViewKey MultimodalRunner::image_key(const Image& img) {
     auto mix = [&k](uint64_t x) { k.mix(x); };
     mix(static_cast<uint64_t>(img.width));
     mix(static_cast<uint64_t>(img.height));
+    mix(static_cast<uint64_t>(img.n_frames));
+    uint64_t bits;
+    std::memcpy(&bits, &img.fps, 8);
+    mix(bits);
+    for (double t : img.timestamps) {
+        std::memcpy(&bits, &t, 8);
+        mix(bits);
+    }
     const size_t n = img.rgb.size(), words = n / 8;
     for (size_t i = 0; i < words; ++i) {
         uint64_t w;
@@ -133,7 +177,9 @@ MultimodalPrompt MultimodalRunner::assemble(const std::string& prompt_in, const 
             s.view = piece.view;
             s.first = piece.first;
             p.spans.push_back(s);
-            p.ids.insert(p.ids.end(), s.n, image_token_id_);
+            int32_t placeholder = image_token_id_;
+            if (!images[i].placeholder.empty()) placeholder = std::max<int32_t>(0, tok_->find(images[i].placeholder));
+            p.ids.insert(p.ids.end(), s.n, placeholder);
         }
         text += parts[i + 1];
     }
@@ -163,6 +209,9 @@ MultimodalRunner::ViewKey MultimodalRunner::view_key(const VisionView& v) {
     for (int64_t x : {v.width, v.height, v.grid_w, v.grid_h}) mix(static_cast<uint64_t>(x));
     const uint32_t* bits = reinterpret_cast<const uint32_t*>(v.pixels.data());
     for (size_t i = 0; i < v.pixels.size(); ++i) mix(bits[i]);
+    mix(static_cast<uint64_t>(v.pixels_next.size()));  // a video's second frame of the temporal patch
+    const uint32_t* next = reinterpret_cast<const uint32_t*>(v.pixels_next.data());
+    for (size_t i = 0; i < v.pixels_next.size(); ++i) mix(next[i]);
     return k;
 }
 
@@ -210,10 +259,44 @@ void MultimodalRunner::clear_cache() {
     cache_bytes_ = 0;
 }
 
+void MultimodalRunner::check_video_fits(const MultimodalPrompt& p, const std::vector<PreparedImage>& images,
+                                        int64_t n_past, int64_t n_ctx) {
+    const int64_t n = static_cast<int64_t>(p.ids.size());
+    if (n_past + n <= n_ctx) return;
+    // The last video of the prompt gives up frames: its tokens (from its first visual token to
+    // its last, the timestamps and markers in between included) per temporal patch of 2 frames.
+    for (size_t i = images.size(); i-- > 0;) {
+        if (images[i].n_frames <= 0) continue;
+        int64_t first = -1, last = -1;
+        for (const VisualSpan& s : p.spans) {
+            if (s.image != static_cast<int>(i)) continue;
+            if (first < 0) first = s.start;
+            last = s.start + s.n;
+        }
+        // One view per temporal patch (Qwen-VL: 2 frames) or per frame (InternVL).
+        const int64_t n_views = static_cast<int64_t>(images[i].views.size());
+        const int64_t per_view = (images[i].n_frames + n_views - 1) / n_views;
+        const int64_t video_tokens = last - first + 2;  // with its start / end markers
+        const double tokens_per_view = static_cast<double>(video_tokens) / static_cast<double>(n_views);
+        const int64_t room = n_ctx - n_past - (n - video_tokens);
+        const int64_t fit = room > 0 ? per_view * static_cast<int64_t>(static_cast<double>(room) / tokens_per_view) : 0;
+        throw ContextOverflow("the prompt needs " + std::to_string(n_past + n) + " tokens but the context holds " +
+                              std::to_string(n_ctx) + ": its video of " + std::to_string(images[i].n_frames) +
+                              " frames takes " + std::to_string(video_tokens) + " (about " +
+                              std::to_string(static_cast<int64_t>(tokens_per_view + 0.5)) + " per " +
+                              (per_view == 1 ? "frame" : std::to_string(per_view) + " frames") + "), so " +
+                              (fit >= per_view ? "about " + std::to_string(fit) + " of its frames fit"
+                                               : "none of its frames fit") +
+                              ": pass max_frames=" + std::to_string(std::max<int64_t>(fit, 1)) +
+                              " (or a lower fps), or a larger n_ctx");
+    }
+}
+
 std::vector<float> MultimodalRunner::prefill(TextContext& ctx, const MultimodalPrompt& p,
                                              const std::vector<PreparedImage>& images, PrefillOptions o) {
     const int64_t n = static_cast<int64_t>(p.ids.size());
     o.positions = &p.positions;
+    check_video_fits(p, images, ctx.n_past(), ctx.n_ctx());
     Prefill run(ctx, o, n);  // checks that the prompt fits before any image is encoded
     // Encode every image first (one vision pass per view).
     std::vector<std::vector<float>> per_image(images.size());

@@ -43,6 +43,7 @@ public:
                      int64_t text_deepstack = 0);
     ~MultimodalRunner();
 
+    // An image, or a video (img.is_video(): its frames through the family's video processor).
     PreparedImage prepare(const Image& img) const;
     // Throws InputError when the number of markers and images differ (no marker: the images go
     // first, in order).
@@ -83,6 +84,11 @@ private:
     struct ViewKeyHash {
         size_t operator()(const ViewKey& k) const { return static_cast<size_t>(k.a ^ (k.b * 0x9e3779b97f4a7c15ull)); }
     };
+    PreparedImage prepare_video(const Image& video) const;
+    // Throws ContextOverflow saying how many frames of the prompt's last video fit, when the
+    // prompt (with a video) does not.
+    static void check_video_fits(const MultimodalPrompt& p, const std::vector<PreparedImage>& images, int64_t n_past,
+                                 int64_t n_ctx);  // checks the clip, then the family's prepare_video
     static ViewKey view_key(const VisionView& v);
     static ViewKey image_key(const Image& img);
     std::vector<float> encode_view(const VisionView& v);

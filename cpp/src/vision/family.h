@@ -21,6 +21,13 @@ struct VisionView {
     std::vector<float> pixels;       // [3][height][width], rescaled and normalized
     int64_t grid_w = 0, grid_h = 0;  // the view's visual tokens, row-major
     std::array<double, 4> box{};     // the part of the original image it covers: x0, y0, x1, y1
+    // Video (Qwen-VL): the second frame of the view's temporal patch, like `pixels` (empty: a
+    // still image, whose one frame fills both halves of the temporal patch).
+    std::vector<float> pixels_next;
+    // M-RoPE of a video's temporal patches: the view's temporal offset from the start of its
+    // position block, and whether it shares the previous view's block (one video, one block).
+    int64_t t_pos = 0;
+    bool same_block = false;
 };
 
 // What replaces one image marker in the prompt: literal text (tokenized with the prompt) or
@@ -34,7 +41,10 @@ struct LayoutPiece {
 };
 
 struct PreparedImage {
-    int64_t width = 0, height = 0;  // original image
+    int64_t width = 0, height = 0;  // original image (a video: one frame)
+    int64_t n_frames = 0;           // a video: the frames it was made from; 0 = a still image
+    // The placeholder token at its visual positions (empty: the family's image_token()).
+    std::string placeholder;
     std::vector<VisionView> views;
     std::vector<LayoutPiece> layout;
     int64_t n_tokens() const {
@@ -69,6 +79,10 @@ public:
     // Resize / crop / tile / normalize an RGB image the way the family's HF processor does, and
     // lay out its tokens for the prompt. Throws InputError for images the family cannot take.
     virtual PreparedImage prepare(const ImageU8& img, const VisionHParams& hp) const = 0;
+    // A video clip (frames of one size, see corehead::Image) prepared as the family's HF video
+    // processor does; the default refuses: the family's processor takes no videos.
+    virtual PreparedImage prepare_video(const std::vector<ImageU8>& frames, const std::vector<double>& timestamps,
+                                        double fps, const VisionHParams& hp) const;
     // The encoder + projector for g.view; returns [n_out, grid_w * grid_h].
     virtual ggml_tensor* build(VisionGraph& g) const = 0;
     // The text of the placeholder token HF puts at visual positions (e.g. "<image>").
@@ -104,6 +118,14 @@ void smart_resize(int64_t height, int64_t width, int64_t factor, int64_t min_pix
 // The Qwen-VL image layout (Qwen2-VL, Qwen2.5-VL, Qwen3-VL): one view smart-resized (bicubic) to
 // multiples of patch * merge, between <|vision_start|> and <|vision_end|>.
 PreparedImage qwen_prepare(const ImageU8& img, const VisionHParams& hp);
+// The Qwen-VL video layouts (transformers' Qwen2VLVideoProcessor / Qwen3VLVideoProcessor and
+// their processors): frames padded to an even count with the last one, smart-resized together,
+// two consecutive frames per temporal patch (one view each). `time_interval` > 0: Qwen2-VL /
+// Qwen2.5-VL, one <|vision_start|> ... <|vision_end|> block whose patches sit `time_interval`
+// M-RoPE steps apart (Qwen2.5-VL: tokens_per_second * 2 / fps; Qwen2-VL: 1); 0: Qwen3-VL, one
+// block per temporal patch after the text "<t seconds>" (the mean timestamp of its two frames).
+PreparedImage qwen_prepare_video(const std::vector<ImageU8>& frames, const std::vector<double>& timestamps,
+                                 const VisionHParams& hp, float time_interval, bool qwen3);
 // 2-D RoPE positions of a gw x gh patch grid for ggml's 4-section rope: (row, column, row, column).
 std::vector<int32_t> rope_2d_positions(int64_t gw, int64_t gh);
 

@@ -31,9 +31,10 @@ ggml_tensor* VisionGraph::pixels() {
     return input_f32(view.pixels, view.width, view.height, 3);
 }
 
-ggml_tensor* VisionGraph::patch_embed(ggml_tensor* kernel) {
+ggml_tensor* VisionGraph::patch_embed(ggml_tensor* kernel) { return patch_embed(kernel, pixels()); }
+
+ggml_tensor* VisionGraph::patch_embed(ggml_tensor* kernel, ggml_tensor* img) {
     const int P = static_cast<int>(hp.patch_size);
-    ggml_tensor* img = pixels();
     // im2col in f32: rows of 3*P*P pixel values, one per patch, in the kernel's element order.
     ggml_tensor* cols = ggml_im2col(ctx, kernel, img, P, P, 0, 0, 1, 1, true, GGML_TYPE_F32);
     cols = ggml_reshape_2d(ctx, cols, cols->ne[0], cols->ne[1] * cols->ne[2]);
@@ -45,6 +46,11 @@ ggml_tensor* VisionGraph::embed_patches() {
     ggml_tensor* x = patch_embed(w("v.patch_embd.weight"));
     if (ggml_tensor* b = opt("v.patch_embd.bias")) x = ggml_add(ctx, x, b);
     return x;
+}
+
+ggml_tensor* VisionGraph::temporal_patch_embed() {
+    ggml_tensor* second = view.pixels_next.empty() ? pixels() : input_f32(view.pixels_next, view.width, view.height, 3);
+    return ggml_add(ctx, embed_patches(), patch_embed(w("v.patch_embd.weight.1"), second));
 }
 
 ggml_tensor* VisionGraph::siglip_tower() {

@@ -48,9 +48,15 @@ public:
     // Patch embedding (convolution with stride = patch) for `kernel` ([P, P, 3, E]): [E, n_patches],
     // patches row-major.
     ggml_tensor* patch_embed(ggml_tensor* kernel);
+    ggml_tensor* patch_embed(ggml_tensor* kernel, ggml_tensor* img);  // of img [width, height, 3]
 
     // patch_embed with v.patch_embd.weight, plus its bias when present: [E, n_patches].
     ggml_tensor* embed_patches();
+    // Qwen-VL's Conv3D over a temporal patch of two frames, which llama.cpp's converter splits
+    // into v.patch_embd.weight (the first frame's kernel) and v.patch_embd.weight.1 (the second's):
+    // kernel 0 on the view's frame + kernel 1 on its next frame (a still image: the same frame
+    // for both), plus the bias when present: [E, n_patches].
+    ggml_tensor* temporal_patch_embed();
     // A SigLIP tower (Idefics3, Gemma 3): patches + learned positions, the ViT blocks with tanh
     // GELU, the final LayerNorm: [E, n_patches].
     ggml_tensor* siglip_tower();

@@ -28,6 +28,10 @@ struct VisionHParams {
     std::vector<int64_t> full_attn_layers;  // qwen2.5vl layers with full attention
     std::vector<int64_t> feature_layers;    // llava: which layers feed the projector
     int64_t min_pixels = 0, max_pixels = 0; // qwen dynamic resolution
+    // qwen videos: the pixel bounds of a frame (Qwen3-VL: of all frames together) and
+    // Qwen2.5-VL's tokens_per_second (M-RoPE temporal steps per second of video).
+    int64_t video_min_pixels = 0, video_max_pixels = 0;
+    double tokens_per_second = 0.0;
     int64_t preproc_image_size = 0;         // idefics3 tile target side
     // qwen3vl DeepStack: the ViT blocks whose outputs also go, merged, to the text model; the
     // projector output per visual token is then n_out * (1 + deepstack_layers.size()).

@@ -4,6 +4,9 @@
 // tile size, split into tiles row-major, plus the whole image squashed to one tile as the
 // global view (last).
 #include <cmath>
+#include <cstdio>
+#include <string>
+#include <vector>
 
 #include "corehead/error.h"
 #include "ggml.h"
@@ -16,6 +19,43 @@ namespace corehead {
 namespace {
 
 constexpr int64_t kMaxImageSize = 4096;  // transformers' MAX_IMAGE_SIZE for Idefics3
+
+// num2words(n) in English, as SmolVLM's processor spells the frame count: "twenty-one",
+// "one hundred and five", "one thousand, two hundred and thirty-four", "two million and one".
+std::string english_number(int64_t n) {
+    static const char* small[] = {"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+                                  "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
+                                  "eighteen", "nineteen"};
+    static const char* tens[] = {"", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"};
+    auto below_100 = [&](int64_t r) {
+        return r < 20 ? std::string(small[r]) : std::string(tens[r / 10]) + (r % 10 ? std::string("-") + small[r % 10] : "");
+    };
+    auto below_1000 = [&](int64_t r) {
+        std::string out = r >= 100 ? std::string(small[r / 100]) + " hundred" : "";
+        if (r % 100) out += (r >= 100 ? " and " : "") + below_100(r % 100);
+        return out;
+    };
+    if (n < 1000) return n == 0 ? "zero" : below_1000(n);
+    static const char* scales[] = {"", " thousand", " million", " billion", " trillion"};
+    std::vector<int64_t> groups;  // least significant first
+    for (int64_t m = n; m > 0; m /= 1000) groups.push_back(m % 1000);
+    std::string out;
+    for (size_t i = groups.size(); i-- > 0;) {
+        if (groups[i] == 0) continue;
+        if (!out.empty()) out += (i == 0 && groups[0] < 100) ? " and " : ", ";
+        out += below_1000(groups[i]) + scales[i];
+    }
+    return out;
+}
+
+// str(datetime.timedelta(seconds=s)): "0:00:02", "1:02:05", "1 day, 1:00:00".
+std::string timedelta_text(int64_t s) {
+    char hms[32];
+    std::snprintf(hms, sizeof hms, "%lld:%02lld:%02lld", static_cast<long long>(s % 86400 / 3600),
+                  static_cast<long long>(s % 3600 / 60), static_cast<long long>(s % 60));
+    const int64_t days = s / 86400;
+    return days ? std::to_string(days) + (days == 1 ? " day, " : " days, ") + hms : std::string(hms);
+}
 
 class Idefics3Family final : public VisionFamily {
 public:
@@ -99,6 +139,42 @@ public:
         }
         p.layout.push_back({"", static_cast<int>(p.views.size() - 1)});
         p.layout.push_back({"<fake_token_around_image>", -1});
+        return p;
+    }
+
+    // SmolVLM's video path (SmolVLMVideoProcessor + SmolVLMProcessor.replace_video_token): every
+    // frame squashed to one tile (the global view's layout, no tiling) after an intro naming the
+    // frame count in words and the duration, each frame after "\nFrame from MM:SS:", "\n\n" at
+    // the end. The duration is int(n_frames / fps) (the source's length for a sampled file).
+    PreparedImage prepare_video(const std::vector<ImageU8>& frames, const std::vector<double>& timestamps, double fps,
+                                const VisionHParams& hp) const override {
+        if (frames.empty()) throw InputError("the video has no frames");
+        const int64_t T = hp.image_size, g = hp.patches_per_side() / hp.scale_factor;
+        PreparedImage p;
+        p.width = frames[0].width;
+        p.height = frames[0].height;
+        p.n_frames = static_cast<int64_t>(frames.size());
+        const double seconds = static_cast<double>(frames.size()) / fps;
+        const std::array<double, 4> box{0.0, 0.0, static_cast<double>(p.width), static_cast<double>(p.height)};
+        std::string text = "You are provided the following series of " + english_number(p.n_frames) + " frames from a " +
+                           timedelta_text(static_cast<int64_t>(seconds)) + " [H:MM:SS] video.\n";
+        for (size_t i = 0; i < frames.size(); ++i) {
+            check_image(frames[i]);
+            if (frames[i].width != p.width || frames[i].height != p.height) {
+                throw InputError("the frames of a video must all have one size");
+            }
+            const ImageU8 tile = frames[i].width == T && frames[i].height == T ? frames[i]
+                                                                              : resize(frames[i], T, T, Resample::Lanczos);
+            p.views.push_back(make_view(tile, hp, box, g, g));
+            const int64_t t = static_cast<int64_t>(timestamps[i]);
+            char stamp[48];
+            std::snprintf(stamp, sizeof stamp, "\nFrame from %02lld:%02lld:", static_cast<long long>(t / 60),
+                          static_cast<long long>(t % 60));
+            p.layout.push_back({text + stamp + "<fake_token_around_image><global-img>", -1});
+            p.layout.push_back({"", static_cast<int>(i)});
+            text = "<fake_token_around_image>";
+        }
+        p.layout.push_back({text + "\n\n", -1});
         return p;
     }
 

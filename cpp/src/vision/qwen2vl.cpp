@@ -64,6 +64,12 @@ public:
         if (hp.min_pixels <= 0) hp.min_pixels = 56 * 56;
         if (hp.max_pixels <= 0) hp.max_pixels = 28 * 28 * 1280;
         if (hp.min_pixels > hp.max_pixels) f.fail("clip.vision.image_min_pixels exceeds image_max_pixels");
+        // Videos: the released Qwen2-VL / Qwen2.5-VL checkpoints have no video processor config of
+        // their own, so their video processor takes the image bounds; tokens_per_second is 2 in
+        // every released Qwen2.5-VL config (llama.cpp's converter does not store it).
+        hp.video_min_pixels = hp.min_pixels;
+        hp.video_max_pixels = hp.max_pixels;
+        hp.tokens_per_second = 2.0;
     }
 
     std::vector<TensorSpec> tensor_specs(const GgufFile&, const VisionHParams& hp) const override {
@@ -77,14 +83,22 @@ public:
     }
 
     PreparedImage prepare(const ImageU8& img, const VisionHParams& hp) const override { return qwen_prepare(img, hp); }
+    PreparedImage prepare_video(const std::vector<ImageU8>& frames, const std::vector<double>& timestamps, double fps,
+                                const VisionHParams& hp) const override {
+        // Qwen2-VL: temporal patches one M-RoPE step apart; Qwen2.5-VL: tokens_per_second *
+        // second_per_grid_t (= 2 / fps) steps, in float32 as torch computes it.
+        float interval = 1.0f;
+        if (v25_) {
+            if (!(fps > 0.0)) throw InputError("Qwen2.5-VL needs the video's frame rate (fps > 0)");
+            interval = static_cast<float>(hp.tokens_per_second) * static_cast<float>(2.0 / fps);
+        }
+        return qwen_prepare_video(frames, timestamps, hp, interval, false);
+    }
 
     ggml_tensor* build(VisionGraph& g) const override {
-        ggml_context* ctx = g.ctx;
         const VisionHParams& hp = g.hp;
         const int64_t gw = g.grid_w, gh = g.grid_h, N = g.n_patches, m = hp.spatial_merge;
-        // Conv3D over two identical frames = the sum of its two temporal kernels.
-        // Two temporal kernels over the same frame (an image is a 2-frame still): their sum.
-        ggml_tensor* x = ggml_add(ctx, g.embed_patches(), g.patch_embed(g.w("v.patch_embd.weight.1")));
+        ggml_tensor* x = g.temporal_patch_embed();
 
         ggml_tensor* rope_pos = g.input_i32(rope_2d_positions(gw, gh));  // 2-D RoPE (row, column)
 

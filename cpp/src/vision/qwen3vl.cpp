@@ -56,6 +56,10 @@ public:
         if (hp.min_pixels <= 0) hp.min_pixels = kMinPixels;
         if (hp.max_pixels <= 0) hp.max_pixels = kMaxPixels;
         if (hp.min_pixels > hp.max_pixels) f.fail("clip.vision.image_min_pixels exceeds image_max_pixels");
+        // The released Qwen3-VL video_preprocessor_config: size {shortest_edge 4096, longest_edge
+        // 25165824}, bounds on all frames together (llama.cpp's converter does not store them).
+        hp.video_min_pixels = 4096;
+        hp.video_max_pixels = 25165824;
     }
 
     std::vector<TensorSpec> tensor_specs(const GgufFile&, const VisionHParams& hp) const override {
@@ -79,13 +83,16 @@ public:
     }
 
     PreparedImage prepare(const ImageU8& img, const VisionHParams& hp) const override { return qwen_prepare(img, hp); }
+    PreparedImage prepare_video(const std::vector<ImageU8>& frames, const std::vector<double>& timestamps, double,
+                                const VisionHParams& hp) const override {
+        return qwen_prepare_video(frames, timestamps, hp, 0.0f, true);  // timestamps in the text, not in M-RoPE
+    }
 
     ggml_tensor* build(VisionGraph& g) const override {
         ggml_context* ctx = g.ctx;
         const VisionHParams& hp = g.hp;
         const int64_t gw = g.grid_w, gh = g.grid_h, m = hp.spatial_merge;
-        // An image is a 2-frame still: the Conv3D is the sum of its two temporal kernels (+ bias).
-        ggml_tensor* x = ggml_add(ctx, g.embed_patches(), g.patch_embed(g.w("v.patch_embd.weight.1")));
+        ggml_tensor* x = g.temporal_patch_embed();
         x = ggml_add(ctx, x, position_embeddings(g));
 
         ggml_tensor* rope_pos = g.input_i32(rope_2d_positions(gw, gh));

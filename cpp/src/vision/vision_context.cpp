@@ -21,7 +21,8 @@ VisionContext::~VisionContext() = default;
 
 std::vector<float> VisionContext::encode(const VisionView& view) {
     if (view.width <= 0 || view.height <= 0 || view.width % hp_.patch_size || view.height % hp_.patch_size ||
-        static_cast<int64_t>(view.pixels.size()) != 3 * view.width * view.height) {
+        static_cast<int64_t>(view.pixels.size()) != 3 * view.width * view.height ||
+        (!view.pixels_next.empty() && view.pixels_next.size() != view.pixels.size())) {
         throw Error("internal error: malformed vision view");
     }
     GraphRunner::Graph graph = runner_->new_graph();
