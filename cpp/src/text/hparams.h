@@ -64,7 +64,37 @@ struct TextHParams {
     float attn_temperature_scale = 0.0f;
     int64_t attn_temperature_length = 0;
 
+    // Hybrid decoders (qwen35): recurrent_layers[l] marks a Gated DeltaNet (linear attention)
+    // layer, which has no attention heads and no KV cache; its state is a short causal
+    // convolution window (ssm_d_conv - 1 inputs of the conv channels) and one
+    // [ssm_d_state, ssm_d_state] matrix per value head (runtime/recurrent_state.h). Empty: none.
+    std::vector<bool> recurrent_layers;
+    int64_t ssm_d_conv = 0;    // convolution kernel length
+    int64_t ssm_d_state = 0;   // key (= value) head size of the delta rule
+    int64_t ssm_n_group = 0;   // key heads
+    int64_t ssm_dt_rank = 0;   // value heads
+    int64_t ssm_d_inner = 0;   // value heads * value head size
+    int64_t n_nextn = 0;       // multi-token-prediction blocks after the n_layer decoder layers (not run)
+
     int64_t n_embd_q() const { return n_head * head_dim_k; }
+    bool is_recurrent(int64_t layer) const {
+        return layer >= 0 && layer < (int64_t)recurrent_layers.size() && recurrent_layers[layer];
+    }
+    bool has_recurrent() const {
+        for (bool r : recurrent_layers) {
+            if (r) return true;
+        }
+        return false;
+    }
+    // The layers with attention heads (every layer unless the model is hybrid).
+    std::vector<int32_t> attention_layers() const {
+        std::vector<int32_t> out;
+        for (int64_t l = 0; l < n_layer; ++l) {
+            if (!is_recurrent(l)) out.push_back(static_cast<int32_t>(l));
+        }
+        return out;
+    }
+    int64_t ssm_conv_channels() const { return ssm_d_inner + 2 * ssm_n_group * ssm_d_state; }
     int64_t n_embd_k_gqa() const { return n_head_kv * head_dim_k; }
     int64_t n_embd_v_gqa() const { return n_head_kv * head_dim_v; }
     bool is_swa(int64_t layer) const { return n_swa > 0 && layer < (int64_t)swa_layers.size() && swa_layers[layer]; }
