@@ -37,10 +37,9 @@ void TextContext::reset() {
 }
 
 size_t TextContext::kv_bytes() const {
-    const size_t state = rs_ ? rs_->nbytes() : 0;
-    if (kv_) return kv_->nbytes() + state;
+    if (kv_) return kv_->nbytes();  // the recurrent state is TextInfo::recurrent_state_bytes
     const KVStats s = kv_stats();
-    return s.full_allocated + s.compact_allocated + state;
+    return s.full_allocated + s.compact_allocated;
 }
 
 void TextContext::set_sparse(const SparseConfig* cfg) {

@@ -95,6 +95,11 @@ struct TextHParams {
         return out;
     }
     int64_t ssm_conv_channels() const { return ssm_d_inner + 2 * ssm_n_group * ssm_d_state; }
+    // f32 conv window + delta-rule memory of every recurrent layer (runtime/recurrent_state.h).
+    int64_t recurrent_state_bytes() const {
+        const int64_t per_layer = (ssm_d_conv - 1) * ssm_conv_channels() + ssm_d_state * ssm_d_state * ssm_dt_rank;
+        return 4 * per_layer * (n_layer - static_cast<int64_t>(attention_layers().size()));
+    }
     int64_t n_embd_k_gqa() const { return n_head_kv * head_dim_k; }
     int64_t n_embd_v_gqa() const { return n_head_kv * head_dim_v; }
     bool is_swa(int64_t layer) const { return n_swa > 0 && layer < (int64_t)swa_layers.size() && swa_layers[layer]; }
