@@ -140,3 +140,96 @@ def test_info_names_the_attention_layers(eng):
     # The KV cache holds the 2 attention layers only.
     kv = eng._native().kv_bytes
     assert kv == 2 * 2 * eng._native().n_ctx * 2 * 64 * 4  # layers x K,V x n_ctx x kv heads x head_dim x f32
+
+
+# --- heads: the attention layers' only ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mm():
+    with Engine(MODEL, mmproj=MMPROJ, n_threads=2) as e:
+        yield e, meta("qwen35")["prompt"], str(D / "image.png")
+
+
+@pytest.fixture(scope="module")
+def heads_ref():
+    return np.load(D / "heads_ref.npz")
+
+
+def test_attention_taps_are_the_attention_layers_rows(eng, mm, ref):
+    """Taps default to the attention layers (rows of the result in their order, as transformers'
+    `attentions`); naming one selects it."""
+    for p in TEXT_PROMPTS:
+        ids = ref[p + "prompt_ids"]
+        got = eng.attention(ids, positions=range(len(ids)))
+        assert got.shape == ref[p + "attn_all"].shape  # [2 attention layers, 4 heads, n, n]
+        assert maxabs(got, ref[p + "attn_all"]) <= 1e-4, p
+    e, prompt, img = mm
+    n = len(ref["prompt_ids"])
+    got = e.attention(prompt, images=[img], positions=range(n))
+    assert maxabs(got, ref["attn_all"]) <= 1e-4
+    last = e.attention(prompt, images=[img], layers=[7])
+    assert last.shape == (1, 4, 1, n) and maxabs(last[0, :, 0], ref["attn_last"][1]) <= 1e-4
+
+
+@pytest.mark.parametrize("which", ["zeroA", "zeroB"])
+def test_zero_ablation_matches_transformers(mm, heads_ref, which):
+    """Zeroing a head zeroes its gated output (attention · sigmoid(gate)), what enters o_proj."""
+    e, prompt, img = mm
+    heads = [tuple(h) for h in heads_ref[which + "_heads"].tolist()]
+    assert all(layer in (3, 7) for layer, _ in heads)
+    with e.ablated(heads):
+        got = e.logits(prompt, images=[img], all_positions=True)
+    want = heads_ref[which + "_logits_all"]
+    assert maxabs(got, want) <= 2e-3, maxabs(got, want)
+    assert maxabs(e.logits(prompt, images=[img], all_positions=True), want) > 0.5  # the ablation matters
+
+
+def test_default_knockout_matches_transformers(mm, ref, heads_ref):
+    e, prompt, img = mm
+    n = len(ref["prompt_ids"])
+    heads = [tuple(h) for h in heads_ref["after_heads"].tolist()]
+    with e.ablated(heads, method="knockout"):
+        attn = e.attention(prompt, images=[img], positions=range(n))
+        logits = e.logits(prompt, images=[img], all_positions=True)
+    vis = ref["visual_positions"]
+    end = int(vis.max()) + 1
+    row = {3: 0, 7: 1}
+    for layer, h in heads:
+        assert np.abs(attn[row[layer], h][end:][:, vis]).max() == 0.0
+    assert maxabs(attn, heads_ref["after_attn_all"]) <= 1e-4
+    assert maxabs(logits, heads_ref["after_logits_all"]) <= 2e-3
+
+
+def test_core_sparse_keeps_the_recurrent_state_whole(mm, ref):
+    """CoRe-sparse on the attention layers: transformers with the non-CoRe heads' edges from the
+    queries after the image to its keys cut (sparse_ref.npz, tools/refs/qwen35.py); the DeltaNet
+    layers are untouched (nothing of theirs is dropped)."""
+    e, prompt, img = mm
+    sp = np.load(D / "sparse_ref.npz")
+    core = [(layer, int(kv) * 2) for layer, kv in zip((3, 7), sp["core_kv"].tolist())]  # 2 query heads per KV head
+    with e.sparse(core, sink=int(sp["sink"].item())):
+        got = e.logits(prompt, images=[img], all_positions=True)
+        st = e.kv_stats()
+    assert maxabs(got, sp["logits_all"]) <= 2e-3
+    assert maxabs(got, ref["logits_all"]) > 1.0  # the cut edges matter
+    assert st["groups"]["full"]["kv_heads"] == 2 and st["groups"]["compact"]["kv_heads"] == 2  # attention layers only
+
+
+def test_heads_of_deltanet_layers_are_refused_by_name(eng, mm):
+    e, prompt, img = mm
+    msg = "layer 0 is a Gated DeltaNet .* heads are in layers 3, 7"
+    with pytest.raises(ValueError, match=msg):
+        eng.attention("hello", layers=[0])
+    with pytest.raises(ValueError, match=msg):
+        with eng.ablated([(0, 1)]):
+            eng.logits("hello")
+    with pytest.raises(ValueError, match=msg):
+        with e.ablated([(0, 1)], method="knockout"):
+            e.logits(prompt, images=[img])
+    with pytest.raises(ValueError, match=msg):
+        with e.sparse([(0, 0)]):
+            pass
+    with pytest.raises(ValueError, match="out of range"):
+        eng.attention("hello", layers=[8])
+    assert np.isfinite(eng.logits("hello")).all()  # the engine stays usable

@@ -74,7 +74,7 @@ KVStats TextContext::kv_stats() const {
     const auto n_attn = static_cast<int64_t>(hp_.attention_layers().size());  // hybrid: no K/V in recurrent layers
     s.full_bytes = static_cast<size_t>(n_attn * hp_.n_head_kv * n_past_) * row;
     s.full_allocated = kv_->nbytes();
-    s.core_kv_heads.assign(hp_.n_layer, hp_.n_head_kv);
+    for (int64_t l = 0; l < hp_.n_layer; ++l) s.core_kv_heads.push_back(hp_.is_recurrent(l) ? 0 : hp_.n_head_kv);
     s.other_kv_heads.assign(hp_.n_layer, 0);
     return s;
 }
