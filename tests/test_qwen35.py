@@ -16,11 +16,14 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
+import gguf
 import numpy as np
 import pytest
+from gguf.scripts.gguf_new_metadata import copy_with_new_metadata
 
 from corehead import Engine, ModelError
 from tests.families import DATA, meta
+from tests.test_qwen3vl import with_uint32
 
 D = DATA / "qwen35"
 MODEL, MMPROJ = D / "model-f32.gguf", D / "mmproj-f32.gguf"
@@ -233,3 +236,110 @@ def test_heads_of_deltanet_layers_are_refused_by_name(eng, mm):
     with pytest.raises(ValueError, match="out of range"):
         eng.attention("hello", layers=[8])
     assert np.isfinite(eng.logits("hello")).all()  # the engine stays usable
+
+
+def test_head_ranking_rows_are_the_attention_layers(mm, ref, tmp_path):
+    """RAM at the last prompt position over the left half of the image: [2 attention layers, 4
+    heads] rows named by `layers`, equal to the relevance-weighted transformers attention row."""
+    from corehead import Probe
+    from corehead.ram import HeadRanking, relevance_vectors
+
+    e, prompt, img = mm
+    probe = Probe(image=img, question="What is this?", prompt=prompt, bbox=[0, 0, 80, 100])
+    ranking = e.rank_heads([probe], query="last", progress=False)
+    assert ranking.ram.shape == (2, 4) and ranking.layers == [3, 7] and ranking.layer_ids == [3, 7]
+    n = len(ref["prompt_ids"])
+    r, _ = relevance_vectors(e, probe, prompt, e.load_images([img]), n)
+    assert r.sum() > 0 and set(np.nonzero(r)[0]) <= set(ref["visual_positions"].tolist())
+    want = np.einsum("lhk,k->lh", ref["attn_last"].astype(np.float64), r)
+    assert maxabs(ranking.ram, want) <= 1e-4
+    top = ranking.top(0.25)
+    assert len(top) == 2 and all(layer in (3, 7) for layer, _ in top)
+    with e.ablated(top):  # a ranking's heads feed the interventions and the sparse cache as they are
+        assert np.isfinite(e.logits(prompt, images=[img])).all()
+    with e.sparse(ranking, core_fraction=0.25):
+        assert e.kv_stats()["mode"] == "sparse"
+    ranking.save(tmp_path / "r.json")
+    back = HeadRanking.load(tmp_path / "r.json")
+    assert back.layers == [3, 7] and back.order() == ranking.order()
+    back.check_model(e.info)
+    assert "    3 " in ranking.table(3) or "    7 " in ranking.table(3)
+
+
+# --- files that do not fit ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model,mmproj", [("qwen35", "qwen2vl"), ("qwen35", "qwen3vl"), ("qwen3vl", "qwen35"),
+                                          ("qwen2vl", "qwen35")])
+def test_mismatched_mmproj_names_both_files(model, mmproj):
+    """The Qwen3.5 mmproj is Qwen3-VL's merger without DeepStack: a Qwen3-VL mmproj (2 DeepStack
+    slices) does not fit a Qwen3.5 model, nor the other way round."""
+    m, p = DATA / model / "model-f32.gguf", DATA / mmproj / "mmproj-f32.gguf"
+    with pytest.raises(ModelError, match="different model") as err:
+        Engine(m, mmproj=p, n_threads=2)
+    assert str(p) in str(err.value) and str(m) in str(err.value)
+
+
+def renamed_tensor(src: Path, dst: Path, old: str, new: str) -> Path:
+    """A copy of `src` whose tensor `old` is named `new` (same length: the file stays valid)."""
+    assert len(old) == len(new)
+    data = src.read_bytes()
+    key = struct.pack("<Q", len(old)) + old.encode()
+    assert data.count(key) == 1, old
+    dst.write_bytes(data.replace(key, struct.pack("<Q", len(new)) + new.encode()))
+    return dst
+
+
+def without_tensor(src: Path, dst: Path, name: str) -> Path:
+    """A copy of the GGUF `src` without tensor `name` (gguf-py's gguf_new_metadata copy)."""
+    r = gguf.GGUFReader(str(src))
+    r.tensors = [t for t in r.tensors if t.name != name]
+    w = gguf.GGUFWriter(str(dst), r.fields["general.architecture"].contents())
+    copy_with_new_metadata(r, w, {}, [])
+    return dst
+
+
+@pytest.mark.parametrize("name", ["blk.0.ssm_a", "blk.4.ssm_conv1d.weight", "blk.6.attn_qkv.weight",
+                                  "blk.2.ssm_norm.weight", "blk.3.attn_q.weight"])
+def test_missing_tensors_name_the_file_and_the_tensor(tmp_path, name):
+    bad = without_tensor(MODEL, tmp_path / "bad.gguf", name)
+    with pytest.raises(ModelError, match=f"bad.gguf: missing tensor '{name}'"):
+        Engine(bad, n_threads=2)
+
+
+def test_a_deltanet_tensor_in_an_attention_layer_is_refused(tmp_path):
+    """Layer 3 is an attention layer (attention.recurrent_layers): a DeltaNet tensor there means
+    the file and its layer pattern disagree."""
+    bad = renamed_tensor(MODEL, tmp_path / "bad.gguf", "blk.0.attn_gate.weight", "blk.3.attn_gate.weight")
+    with pytest.raises(ModelError, match="bad.gguf: unexpected tensor 'blk.3.attn_gate.weight'"):
+        Engine(bad, n_threads=2)
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("qwen35.ssm.time_step_rank", 3, "not a multiple"),
+    ("qwen35.ssm.inner_size", 48, "inner_size"),
+    ("qwen35.ssm.conv_kernel", 0, "conv_kernel"),
+    ("qwen35.ssm.state_size", 8, "attn_qkv|ssm_norm|state"),
+])
+def test_bad_deltanet_metadata_is_refused(tmp_path, key, value, match):
+    bad = with_uint32(MODEL, tmp_path / "meta.gguf", key, value)
+    with pytest.raises(ModelError, match=match) as err:
+        Engine(bad, n_threads=2)
+    assert "meta.gguf" in str(err.value)
+
+
+def test_a_model_without_attention_layers_is_refused(tmp_path):
+    """attention.recurrent_layers all true: no layer has heads (a bool array: flip the two false bytes)."""
+    data = bytearray(MODEL.read_bytes())
+    name = b"qwen35.attention.recurrent_layers"
+    at = data.find(struct.pack("<Q", len(name)) + name) + 8 + len(name)
+    typ, item, count = struct.unpack_from("<IIQ", data, at)
+    assert (typ, item, count) == (9, 7, 8)  # array of 8 bools
+    flags = at + 16
+    assert list(data[flags:flags + 8]) == [1, 1, 1, 0, 1, 1, 1, 0]
+    data[flags:flags + 8] = bytes([1] * 8)
+    bad = tmp_path / "all_recurrent.gguf"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="no attention layer") as err:
+        Engine(bad, n_threads=2)
+    assert "all_recurrent.gguf" in str(err.value)

@@ -80,7 +80,8 @@ def make(data, work, log) -> tuple[dict, dict]:
             for la, w0 in saved.items():
                 attn[order[la]].o_proj.weight.copy_(w0)
         assert maxdiff(run(model, inputs)[0], base) == 0.0
-        log(f"[{FAMILY}] {key} {heads}: |d vs base| {maxdiff(lg, base):.3g}, hook vs zeroed weights {maxdiff(lg, lg2):.3g}")
+        log(f"[{FAMILY}] {key} {heads}: |d vs base| {maxdiff(lg, base):.3g}, "
+            f"hook vs zeroed weights {maxdiff(lg, lg2):.3g}")
         assert maxdiff(lg, lg2) < 1e-5 and maxdiff(lg, base) > 1e-4
         heads_ref[key + "_heads"] = np.array(heads, np.int32)
         heads_ref[key + "_logits_all"] = lg
