@@ -145,6 +145,37 @@ def test_info_names_the_attention_layers(eng):
     assert kv == 2 * 2 * eng._native().n_ctx * 2 * 64 * 4  # layers x K,V x n_ctx x kv heads x head_dim x f32
 
 
+# --- multimodal -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n_batch", [512, 16])
+def test_multimodal_logits_at_every_position_match_transformers(ref, n_batch):
+    """Every row of the image prompt, also when its 77 image tokens are split over 16-row batches
+    (a DeltaNet state and an M-RoPE position per row): the token layout and the 3-D positions are
+    transformers' (a wrong position of any token after the image would show in its row)."""
+    with Engine(MODEL, mmproj=MMPROJ, n_threads=2, n_batch=n_batch) as e:
+        prompt, img = meta("qwen35")["prompt"], D / "image.png"
+        ids, vis = e.prepare(prompt, [img])
+        np.testing.assert_array_equal(ids, ref["prompt_ids"])
+        np.testing.assert_array_equal(vis, ref["visual_positions"])
+        got = e.logits(prompt, images=[img], all_positions=True)
+    want = ref["logits_all"]
+    assert maxabs(got, want) <= 1e-3 * np.abs(want).max()
+
+
+def test_recorded_positions_are_qwen2vl_style():
+    """The reference's M-RoPE ids (transformers' get_rope_index): the image at its start position
+    in t, rows in h, columns in w; the text after it continues at start + max(h, w) / 2."""
+    r = np.load(D / "ref.npz")
+    pos, vis = r["mrope_position_ids"], r["visual_positions"]
+    _, gh, gw = r["image_grid_thw"]
+    start, k = vis[0], np.arange(len(vis))
+    np.testing.assert_array_equal(pos[0, vis], np.full(len(vis), start))
+    np.testing.assert_array_equal(pos[1, vis], start + k // (gw // 2))
+    np.testing.assert_array_equal(pos[2, vis], start + k % (gw // 2))
+    assert pos[0, vis[-1] + 1] == start + max(gh, gw) // 2
+
+
 # --- heads: the attention layers' only ------------------------------------------------------------
 
 
