@@ -219,6 +219,23 @@ def test_zero_ablation_matches_transformers(mm, heads_ref, which):
     assert maxabs(e.logits(prompt, images=[img], all_positions=True), want) > 0.5  # the ablation matters
 
 
+def test_mean_ablation_matches_transformers(mm, ref, heads_ref):
+    """The head's mean output over the two text prompts (every position), then that vector in
+    place of its output: the mean equals transformers' captured o_proj input mean, and so do the
+    logits. Head means of the DeltaNet layers are zeros (no heads)."""
+    from corehead.ablation import head_means
+
+    e, prompt, img = mm
+    refs = [ref["text_prompt_ids"].tolist(), ref["p1_prompt_ids"].tolist()]
+    means = head_means(e, refs)
+    assert means.shape == (8, 4, 64) and not means[[0, 1, 2, 4, 5, 6]].any()
+    (layer, h), = heads_ref["mean_heads"].tolist()
+    assert maxabs(means[layer, h], heads_ref["mean_vector"]) <= 1e-4
+    with e.ablated([(layer, h)], method="mean", reference=refs):
+        got = e.logits(prompt, images=[img], all_positions=True)
+    assert maxabs(got, heads_ref["mean_logits_all"]) <= 2e-3
+
+
 def test_default_knockout_matches_transformers(mm, ref, heads_ref):
     e, prompt, img = mm
     n = len(ref["prompt_ids"])

@@ -10,6 +10,8 @@ ref.npz), then on the multimodal prompt:
 - zero ablation (`zeroA`, `zeroB`): head h's slice of the o_proj input, which in Qwen3.5 is the
   gated attention output (attention · sigmoid(gate)), set to 0 by a forward pre-hook; the same
   result with the o_proj weight columns zeroed is checked here;
+- mean ablation (`mean`): head (3, 1)'s o_proj input replaced by its mean over every position of
+  ref.npz's two text prompts;
 - knockout as the literature defines it (`after`): for the heads, -inf on the visual keys of
   every query at or after the image's end (tools.refs.ablation.Knockout with an edge mask);
 - CoRe-sparse (sparse_ref.npz, the keys of tools/refs/sparse.py): CoRe KV head (i + 1) % n_kv in
@@ -30,8 +32,10 @@ from tools.fixtures import common as C
 from tools.refs.ablation import (
     REBUILD_TOL,
     Knockout,
+    capture_hooks,
     in_work_dir,
     maxdiff,
+    mean_hooks,
     rebuild,
     run,
     save_refs,
@@ -85,6 +89,24 @@ def make(data, work, log) -> tuple[dict, dict]:
         assert maxdiff(lg, lg2) < 1e-5 and maxdiff(lg, base) > 1e-4
         heads_ref[key + "_heads"] = np.array(heads, np.int32)
         heads_ref[key + "_logits_all"] = lg
+
+    # mean ablation: head (3, 1)'s o_proj input replaced by its mean over every position of the
+    # two text prompts of ref.npz (text_, p1_), at every position of the multimodal prompt
+    mhead = (layers[0], 1)
+    store: dict = {}
+    with capture_hooks(model, [(order[mhead[0]], mhead[1])], store):
+        for p in ("text_", "p1_"):
+            ids = torch.tensor([ref[p + "prompt_ids"].tolist()])
+            run(model, {"input_ids": ids, "attention_mask": torch.ones_like(ids)})
+    rows = torch.cat([x for x in store[(order[mhead[0]], mhead[1])]], dim=0)  # [n_positions, hd]
+    mean = rows.double().mean(0).float()
+    with mean_hooks(model, [(order[mhead[0]], mhead[1])], [mean]):
+        lg, _ = run(model, inputs)
+    log(f"[{FAMILY}] mean {mhead} over {rows.shape[0]} positions: |d vs base| {maxdiff(lg, base):.3g}")
+    assert maxdiff(lg, base) > 1e-4
+    heads_ref["mean_heads"] = np.array([mhead], np.int32)
+    heads_ref["mean_vector"] = mean.numpy().astype(np.float32)
+    heads_ref["mean_logits_all"] = lg
 
     # knockout: the visual keys for the queries after the image
     kheads = [(layers[0], 1), (last, 0)]
