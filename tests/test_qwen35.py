@@ -391,3 +391,48 @@ def test_a_model_without_attention_layers_is_refused(tmp_path):
     with pytest.raises(ModelError, match="no attention layer") as err:
         Engine(bad, n_threads=2)
     assert "all_recurrent.gguf" in str(err.value)
+
+
+# --- Qwen3.5-MoE (qwen35moe): the same hybrid with routed experts + a gated shared expert ------------
+
+MOE = DATA / "qwen35moe"
+
+
+def rel(got, want) -> float:
+    return maxabs(got, want) / float(np.abs(want).max())
+
+
+def test_moe_text_logits_prefill_and_greedy_match_transformers():
+    """8 experts (2 routed per token, renormalized) and a shared expert scaled by
+    sigmoid(gate · h) in every layer; greedy 16 tokens equal. (Logits up to ~38; max |Δ| 5.4e-4.)"""
+    r, m = np.load(MOE / "ref.npz"), meta("qwen35moe")
+    with Engine(MOE / "model-f32.gguf", n_threads=2) as e:
+        info = e.info
+        assert info["arch"] == "qwen35moe" and list(info["attention_layers"]) == [3, 7]
+        assert (info["n_expert"], info["n_expert_used"]) == (m["moe"]["num_experts"], m["moe"]["num_experts_per_tok"])
+        for p in TEXT_PROMPTS:
+            got = e.logits(r[p + "prompt_ids"], all_positions=True)
+            assert rel(got, r[p + "logits_all"]) <= 1e-3, p
+            want = r[p + "greedy_ids"].tolist()
+            assert e.generate_ids(r[p + "prompt_ids"], max_tokens=len(want), stop_at_eog=False) == want
+        one = e.logits(r["p1_prompt_ids"], all_positions=True)
+    with Engine(MOE / "model-f32.gguf", n_threads=2, n_batch=5) as chunked:
+        assert rel(chunked.logits(r["p1_prompt_ids"], all_positions=True), one) <= 2e-5
+
+
+def test_moe_heads_match_transformers():
+    """Zero ablation, knockout and CoRe-sparse on the MoE model's attention layers (tools/refs/qwen35.py):
+    within 7e-5 of the logits' scale measured."""
+    r, h, sp = (np.load(MOE / f) for f in ("ref.npz", "heads_ref.npz", "sparse_ref.npz"))
+    prompt, img = meta("qwen35moe")["prompt"], str(MOE / "image.png")
+    with Engine(MOE / "model-f32.gguf", mmproj=MOE / "mmproj-f32.gguf", n_threads=2) as e:
+        for key in ("zeroA", "zeroB"):
+            with e.ablated([tuple(x) for x in h[key + "_heads"].tolist()]):
+                assert rel(e.logits(prompt, images=[img], all_positions=True), h[key + "_logits_all"]) <= 1e-3, key
+        with e.ablated([tuple(x) for x in h["after_heads"].tolist()], method="knockout"):
+            assert rel(e.logits(prompt, images=[img], all_positions=True), h["after_logits_all"]) <= 1e-3
+            assert maxabs(e.attention(prompt, images=[img], positions=range(len(r["prompt_ids"]))),
+                          h["after_attn_all"]) <= 1e-4
+        core = [(layer, int(kv) * 2) for layer, kv in zip((3, 7), sp["core_kv"].tolist())]
+        with e.sparse(core, sink=int(sp["sink"].item())):
+            assert rel(e.logits(prompt, images=[img], all_positions=True), sp["logits_all"]) <= 1e-3

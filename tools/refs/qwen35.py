@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Transformers references for the heads of the hybrid Qwen3.5 fixture: tests/data/qwen35/heads_ref.npz
-and sparse_ref.npz.
+"""Transformers references for the heads of the hybrid Qwen3.5 fixtures (qwen35, qwen35moe):
+tests/data/<family>/heads_ref.npz and sparse_ref.npz.
 
 A Qwen3.5 head is a head of one of its full-attention layers (3 and 7 in the fixture); the Gated
 DeltaNet layers have none. Heads are named by their model layer, (3, h) or (7, h). The HF model is
@@ -19,15 +19,17 @@ ref.npz), then on the multimodal prompt:
   queries after each visual run to that run's keys; `core_kv` has one entry per attention layer,
   `knocked` holds model layers.
 
-    nice -n 10 python -m tools.refs.qwen35
+    nice -n 10 python -m tools.refs.qwen35 [qwen35 qwen35moe]
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 import numpy as np
 
+from tools.fixtures import check_families
 from tools.fixtures import common as C
 from tools.refs.ablation import (
     REBUILD_TOL,
@@ -44,19 +46,19 @@ from tools.refs.ablation import (
     zero_hooks,
 )
 
-FAMILY = "qwen35"
+FAMILIES = ("qwen35", "qwen35moe")
 SINK = 4
 
 
-def make(data, work, log) -> tuple[dict, dict]:
+def make(family: str, data, work, log) -> tuple[dict, dict]:
     import torch
 
-    ref = np.load(data / FAMILY / "ref.npz")
-    model, inputs, _, _ = rebuild(FAMILY, work)
+    ref = np.load(data / family / "ref.npz")
+    model, inputs, _, _ = rebuild(family, work)
     assert np.array_equal(inputs["input_ids"][0].numpy(), ref["prompt_ids"])
     base, att = run(model, inputs, attentions=True)
     d = max(maxdiff(base, ref["logits_all"]), maxdiff(att, ref["attn_all"]))
-    log(f"[{FAMILY}] rebuild vs ref.npz: {d:.3g}")
+    log(f"[{family}] rebuild vs ref.npz: {d:.3g}")
     assert d <= REBUILD_TOL, d
     layers = text_attn_layers(model)  # model layer of each attention module
     order = {layer: i for i, layer in enumerate(layers)}
@@ -84,7 +86,7 @@ def make(data, work, log) -> tuple[dict, dict]:
             for la, w0 in saved.items():
                 attn[order[la]].o_proj.weight.copy_(w0)
         assert maxdiff(run(model, inputs)[0], base) == 0.0
-        log(f"[{FAMILY}] {key} {heads}: |d vs base| {maxdiff(lg, base):.3g}, "
+        log(f"[{family}] {key} {heads}: |d vs base| {maxdiff(lg, base):.3g}, "
             f"hook vs zeroed weights {maxdiff(lg, lg2):.3g}")
         assert maxdiff(lg, lg2) < 1e-5 and maxdiff(lg, base) > 1e-4
         heads_ref[key + "_heads"] = np.array(heads, np.int32)
@@ -102,7 +104,7 @@ def make(data, work, log) -> tuple[dict, dict]:
     mean = rows.double().mean(0).float()
     with mean_hooks(model, [(order[mhead[0]], mhead[1])], [mean]):
         lg, _ = run(model, inputs)
-    log(f"[{FAMILY}] mean {mhead} over {rows.shape[0]} positions: |d vs base| {maxdiff(lg, base):.3g}")
+    log(f"[{family}] mean {mhead} over {rows.shape[0]} positions: |d vs base| {maxdiff(lg, base):.3g}")
     assert maxdiff(lg, base) > 1e-4
     heads_ref["mean_heads"] = np.array([mhead], np.int32)
     heads_ref["mean_vector"] = mean.numpy().astype(np.float32)
@@ -117,7 +119,7 @@ def make(data, work, log) -> tuple[dict, dict]:
     assert not ko.empty
     for la, h in kheads:
         assert float(katt[order[la], h][end:][:, vis].max()) == 0.0
-    log(f"[{FAMILY}] knockout after the image {kheads}: |d logits| {maxdiff(lg, base):.3g}")
+    log(f"[{family}] knockout after the image {kheads}: |d logits| {maxdiff(lg, base):.3g}")
     assert maxdiff(lg, base) > 1e-5
     heads_ref["after_heads"] = np.array(kheads, np.int32)
     heads_ref["after_logits_all"] = lg
@@ -134,7 +136,7 @@ def make(data, work, log) -> tuple[dict, dict]:
     with Knockout(model, [(order[la], h) for la, h in knocked], vis[keep], query_from=query_from[keep]) as ko:
         sl, _ = run(model, inputs)
     assert not ko.empty
-    log(f"[{FAMILY}] sparse: {len(knocked)} query heads blocked: |d logits vs dense| {maxdiff(sl, base):.3g}")
+    log(f"[{family}] sparse: {len(knocked)} query heads blocked: |d logits vs dense| {maxdiff(sl, base):.3g}")
     assert maxdiff(sl, base) > 1e-3
     sparse_ref = {"core_kv": np.array(core_kv, np.int32), "sink": np.int32(SINK),
                   "query_from": query_from.astype(np.int32), "knocked": np.array(knocked, np.int32),
@@ -143,11 +145,15 @@ def make(data, work, log) -> tuple[dict, dict]:
 
 
 def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("families", nargs="*", help=f"subset of {list(FAMILIES)}")
+    args = ap.parse_args()
     C.deterministic_torch()
     data = C.REPO / "tests" / "data"
-    heads_ref, sparse_ref = in_work_dir(FAMILY, "heads", lambda work: make(data, work, lambda s: print(s, flush=True)))
-    save_refs(FAMILY, data / FAMILY / "heads_ref.npz", heads_ref)
-    save_refs(FAMILY, data / FAMILY / "sparse_ref.npz", sparse_ref)
+    for fam in check_families(ap, args.families, FAMILIES):
+        heads_ref, sparse_ref = in_work_dir(fam, "heads", lambda work, f=fam: make(f, data, work, print))
+        save_refs(fam, data / fam / "heads_ref.npz", heads_ref)
+        save_refs(fam, data / fam / "sparse_ref.npz", sparse_ref)
     return 0
 
 

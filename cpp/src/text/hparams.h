@@ -58,6 +58,7 @@ struct TextHParams {
     // Mixture of experts (qwen3vlmoe): n_expert FFNs of width n_ff_exp per layer, n_expert_used
     // routed per token with softmax weights renormalized over the chosen ones.
     int64_t n_expert = 0, n_expert_used = 0, n_ff_exp = 0;
+    int64_t n_ff_shexp = 0;  // the shared expert's width (qwen35moe)
 
     // Attention temperature (Llama 4, Ministral 3): queries are multiplied after RoPE by
     // 1 + attn_temperature_scale * log(1 + floor(pos / attn_temperature_length)); 0 = off.

@@ -23,7 +23,7 @@ int64_t ssm_key(const GgufFile& f, const std::string& key, int64_t max) {
     return v;
 }
 
-class Qwen35Family final : public TextFamily {
+class Qwen35Family : public TextFamily {
 public:
     const char* arch() const override { return "qwen35"; }
     RopePositions positions() const override { return RopePositions::mrope; }
@@ -91,9 +91,7 @@ public:
                 t.add_layer(l, "attn_q_norm.weight", {hd}, &LayerWeights::q_norm);
                 t.add_layer(l, "attn_k_norm.weight", {hd}, &LayerWeights::k_norm);
             }
-            t.add_layer(l, "ffn_gate.weight", {E, hp.n_ff}, &LayerWeights::ffn_gate);
-            t.add_layer(l, "ffn_up.weight", {E, hp.n_ff}, &LayerWeights::ffn_up);
-            t.add_layer(l, "ffn_down.weight", {hp.n_ff, E}, &LayerWeights::ffn_down);
+            ffn_tensors(hp, t, l);
         }
         // The multi-token-prediction blocks (not run): allowed, not loaded into a slot.
         static const char* const kMtp[] = {
@@ -136,9 +134,58 @@ public:
                 x = g.output_rows(x);
             }
             x = ggml_add(ctx, x, a);
-            x = ggml_add(ctx, x, g.ffn_swiglu(g.rms_norm(x, L.ffn_norm), L));
+            x = ggml_add(ctx, x, ffn(g, g.rms_norm(x, L.ffn_norm), L));
         }
         return g.logits(x);
+    }
+
+protected:
+    virtual void ffn_tensors(const TextHParams& hp, TextTensorTable& t, int64_t l) const {
+        t.add_layer(l, "ffn_gate.weight", {hp.n_embd, hp.n_ff}, &LayerWeights::ffn_gate);
+        t.add_layer(l, "ffn_up.weight", {hp.n_embd, hp.n_ff}, &LayerWeights::ffn_up);
+        t.add_layer(l, "ffn_down.weight", {hp.n_ff, hp.n_embd}, &LayerWeights::ffn_down);
+    }
+    virtual ggml_tensor* ffn(DecoderGraph& g, ggml_tensor* h, const LayerWeights& L) const { return g.ffn_swiglu(h, L); }
+};
+
+// Qwen3.5-MoE: every FFN is routed experts (softmax, top n_expert_used renormalized, as
+// Qwen3-VL-MoE) plus a shared expert scaled by sigmoid(ffn_gate_inp_shexp · h).
+class Qwen35MoeFamily final : public Qwen35Family {
+public:
+    const char* arch() const override { return "qwen35moe"; }
+    void read_hparams(const GgufFile& f, TextHParams& hp) const override {
+        Qwen35Family::read_hparams(f, hp);
+        const std::string a = hp.arch + ".";
+        hp.n_expert = ssm_key(f, a + "expert_count", 4096);
+        hp.n_expert_used = ssm_key(f, a + "expert_used_count", 4096);
+        if (hp.n_expert_used > hp.n_expert) {
+            f.fail("'" + a + "expert_used_count' = " + std::to_string(hp.n_expert_used) + " exceeds '" + a +
+                   "expert_count' = " + std::to_string(hp.n_expert));
+        }
+        hp.n_ff_exp = ssm_key(f, a + "expert_feed_forward_length", 1 << 20);
+        hp.n_ff_shexp = f.has(a + "expert_shared_feed_forward_length")
+                            ? ssm_key(f, a + "expert_shared_feed_forward_length", 1 << 20)
+                            : hp.n_ff;
+    }
+
+protected:
+    void ffn_tensors(const TextHParams& hp, TextTensorTable& t, int64_t l) const override {
+        const int64_t E = hp.n_embd, X = hp.n_expert, F = hp.n_ff_exp, S = hp.n_ff_shexp;
+        t.add_layer(l, "ffn_gate_inp.weight", {E, X}, &LayerWeights::ffn_gate_inp);
+        t.add_layer(l, "ffn_gate_exps.weight", {E, F, X}, &LayerWeights::ffn_gate_exps);
+        t.add_layer(l, "ffn_up_exps.weight", {E, F, X}, &LayerWeights::ffn_up_exps);
+        t.add_layer(l, "ffn_down_exps.weight", {F, E, X}, &LayerWeights::ffn_down_exps);
+        t.add_layer(l, "ffn_gate_inp_shexp.weight", {E}, &LayerWeights::ffn_gate_inp_shexp);
+        t.add_layer(l, "ffn_gate_shexp.weight", {E, S}, &LayerWeights::ffn_gate_shexp);
+        t.add_layer(l, "ffn_up_shexp.weight", {E, S}, &LayerWeights::ffn_up_shexp);
+        t.add_layer(l, "ffn_down_shexp.weight", {S, E}, &LayerWeights::ffn_down_shexp);
+    }
+    ggml_tensor* ffn(DecoderGraph& g, ggml_tensor* h, const LayerWeights& L) const override {
+        ggml_context* ctx = g.ctx;
+        ggml_tensor* shared = ggml_mul_mat(ctx, L.ffn_down_shexp, ggml_swiglu_split(ctx, ggml_mul_mat(ctx, L.ffn_gate_shexp, h),
+                                                                                 ggml_mul_mat(ctx, L.ffn_up_shexp, h)));
+        ggml_tensor* gate = ggml_sigmoid(ctx, ggml_mul_mat(ctx, L.ffn_gate_inp_shexp, h));  // [1, n]
+        return ggml_add(ctx, g.ffn_moe(h, L), ggml_mul(ctx, shared, gate));
     }
 };
 
@@ -146,6 +193,11 @@ public:
 
 const TextFamily& qwen35_family() {
     static const Qwen35Family f;
+    return f;
+}
+
+const TextFamily& qwen35moe_family() {
+    static const Qwen35MoeFamily f;
     return f;
 }
 

@@ -12,7 +12,8 @@
     X(qwen3vlmoe)                 \
     X(gemma3)                     \
     X(mistral3)                   \
-    X(qwen35)
+    X(qwen35)                     \
+    X(qwen35moe)
 
 namespace corehead {
 

@@ -22,6 +22,9 @@ struct LayerWeights {
     ggml_tensor *ffn_post_norm = nullptr;
     // MoE: the router [n_embd, n_expert] and the experts stacked [.., .., n_expert].
     ggml_tensor *ffn_gate_inp = nullptr, *ffn_gate_exps = nullptr, *ffn_up_exps = nullptr, *ffn_down_exps = nullptr;
+    // A shared expert beside the routed ones (qwen35moe): a SwiGLU FFN scaled by sigmoid(ffn_gate_inp_shexp · x).
+    ggml_tensor *ffn_gate_inp_shexp = nullptr, *ffn_gate_shexp = nullptr, *ffn_up_shexp = nullptr;
+    ggml_tensor *ffn_down_shexp = nullptr;
     // Gated DeltaNet (qwen35 linear-attention layers): the joint q/k/v projection (attn_qkv), the
     // output gate z (attn_gate), the depthwise causal conv kernel, the decay (ssm_a = -exp(A_log),
     // ssm_dt = dt_bias, ssm_alpha), the write strength (ssm_beta), the gated RMSNorm and out_proj.
