@@ -252,6 +252,19 @@ def test_default_knockout_matches_transformers(mm, ref, heads_ref):
     assert maxabs(logits, heads_ref["after_logits_all"]) <= 2e-3
 
 
+def test_knockout_presets_in_layer_windows_knock_the_attention_layers(mm, ref, heads_ref):
+    """Image->Last over a window of layers knocks every head of the window's attention layers
+    (transformers: one attention layer at a time); a window of DeltaNet layers only changes nothing."""
+    e, prompt, img = mm
+    kw = dict(prompt=prompt, images=[img], question="What is this?")
+    for row, window in ((0, range(2, 5)), (1, range(5, 8))):  # layer 3; layer 7
+        with e.knockout("Image->Last", layers=window, **kw):
+            got = e.logits(prompt, images=[img])
+        assert maxabs(got, heads_ref["image_last_logits_last"][row]) <= 1e-3
+    with e.knockout("Image->Last", layers=range(0, 3), **kw):
+        assert maxabs(e.logits(prompt, images=[img]), ref["logits_last"]) <= 1e-3
+
+
 def test_core_sparse_keeps_the_recurrent_state_whole(mm, ref):
     """CoRe-sparse on the attention layers: transformers with the non-CoRe heads' edges from the
     queries after the image to its keys cut (sparse_ref.npz, tools/refs/qwen35.py); the DeltaNet

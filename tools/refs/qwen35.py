@@ -14,6 +14,8 @@ ref.npz), then on the multimodal prompt:
   ref.npz's two text prompts;
 - knockout as the literature defines it (`after`): for the heads, -inf on the visual keys of
   every query at or after the image's end (tools.refs.ablation.Knockout with an edge mask);
+- the edge-knockout preset Image->Last (`image_last_logits_last`, one row per attention layer):
+  every head of that layer, the last query blocked from the visual keys;
 - CoRe-sparse (sparse_ref.npz, the keys of tools/refs/sparse.py): CoRe KV head (i + 1) % n_kv in
   the i-th attention layer, sink 4: every query head of the other KV heads blocked from the
   queries after each visual run to that run's keys; `core_kv` has one entry per attention layer,
@@ -124,6 +126,19 @@ def make(family: str, data, work, log) -> tuple[dict, dict]:
     heads_ref["after_heads"] = np.array(kheads, np.int32)
     heads_ref["after_logits_all"] = lg
     heads_ref["after_attn_all"] = katt
+
+    # edge knockout preset Image->Last (Zhang et al.): the last query blocked from the visual keys,
+    # for every head of one attention layer at a time (a window of layers knocks its attention layers)
+    block = np.zeros((n, n), bool)
+    block[n - 1, vis] = True
+    flow = []
+    for la in layers:
+        with Knockout(model, [(order[la], h) for h in range(n_head)], [], block=block) as ko:
+            lg, _ = run(model, inputs)
+        assert not ko.empty
+        flow.append(lg[-1])
+        log(f"[{family}] Image->Last in layer {la}: |d last logits| {maxdiff(lg[-1], base[-1]):.3g}")
+    heads_ref["image_last_logits_last"] = np.stack(flow).astype(np.float32)
 
     # CoRe-sparse
     group = n_head // n_kv
