@@ -17,7 +17,7 @@ namespace corehead {
 
 namespace {
 
-int64_t ssm_key(const GgufFile& f, const std::string& key, int64_t max) {
+int64_t positive_key(const GgufFile& f, const std::string& key, int64_t max) {
     const int64_t v = f.get_int(key);
     if (v <= 0 || v > max) f.fail("'" + key + "' = " + std::to_string(v) + " is out of range (1.." + std::to_string(max) + ")");
     return v;
@@ -37,11 +37,11 @@ public:
         hp.n_nextn = nextn;
         hp.n_layer -= nextn;
         read_rope_sections(f, hp);
-        hp.ssm_d_conv = ssm_key(f, a + "ssm.conv_kernel", 64);
-        hp.ssm_d_state = ssm_key(f, a + "ssm.state_size", 4096);
-        hp.ssm_n_group = ssm_key(f, a + "ssm.group_count", 4096);
-        hp.ssm_dt_rank = ssm_key(f, a + "ssm.time_step_rank", 4096);
-        hp.ssm_d_inner = ssm_key(f, a + "ssm.inner_size", 1 << 20);
+        hp.ssm_d_conv = positive_key(f, a + "ssm.conv_kernel", 64);
+        hp.ssm_d_state = positive_key(f, a + "ssm.state_size", 4096);
+        hp.ssm_n_group = positive_key(f, a + "ssm.group_count", 4096);
+        hp.ssm_dt_rank = positive_key(f, a + "ssm.time_step_rank", 4096);
+        hp.ssm_d_inner = positive_key(f, a + "ssm.inner_size", 1 << 20);
         if (hp.ssm_d_conv < 2) f.fail("'" + a + "ssm.conv_kernel' must be at least 2");
         if (hp.ssm_dt_rank % hp.ssm_n_group != 0) {
             f.fail("'" + a + "ssm.time_step_rank' (value heads, " + std::to_string(hp.ssm_dt_rank) +
@@ -156,15 +156,15 @@ public:
     void read_hparams(const GgufFile& f, TextHParams& hp) const override {
         Qwen35Family::read_hparams(f, hp);
         const std::string a = hp.arch + ".";
-        hp.n_expert = ssm_key(f, a + "expert_count", 4096);
-        hp.n_expert_used = ssm_key(f, a + "expert_used_count", 4096);
+        hp.n_expert = positive_key(f, a + "expert_count", 4096);
+        hp.n_expert_used = positive_key(f, a + "expert_used_count", 4096);
         if (hp.n_expert_used > hp.n_expert) {
             f.fail("'" + a + "expert_used_count' = " + std::to_string(hp.n_expert_used) + " exceeds '" + a +
                    "expert_count' = " + std::to_string(hp.n_expert));
         }
-        hp.n_ff_exp = ssm_key(f, a + "expert_feed_forward_length", 1 << 20);
+        hp.n_ff_exp = positive_key(f, a + "expert_feed_forward_length", 1 << 20);
         hp.n_ff_shexp = f.has(a + "expert_shared_feed_forward_length")
-                            ? ssm_key(f, a + "expert_shared_feed_forward_length", 1 << 20)
+                            ? positive_key(f, a + "expert_shared_feed_forward_length", 1 << 20)
                             : hp.n_ff;
     }
 
