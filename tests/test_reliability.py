@@ -511,7 +511,7 @@ def test_memory_estimate_matches_the_loaded_engine(family, dtype, kv_type):
     assert abs(est["weights"] - weights) <= 0.01 * weights, (est["weights"], weights)
     # KV: exact (the dense cache's two tensors per layer).
     assert est["kv"] == kv
-    assert est["total"] == est["weights"] + est["kv"] + est["compute"] and est["compute"] > 0
+    assert est["total"] == est["weights"] + est["kv"] + est["recurrent_state"] + est["compute"] and est["compute"] > 0
     assert est["kv_element_bytes"] == (4 if kv_type == "f32" or dtype == "f32" else 2)
 
 

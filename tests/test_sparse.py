@@ -56,14 +56,20 @@ def prompts(eng: Engine, prompt: str, img: str) -> list[tuple[str, list[str]]]:
             (prompt.replace(m, m * 4), [img] * 4)]
 
 
+def head_layers(info: dict) -> list[int]:
+    """The layers with heads: every layer, or a hybrid model's (qwen35) attention layers."""
+    return list(info["attention_layers"])
+
+
 def head_sets(info: dict) -> list[list[tuple[int, int]]]:
-    """Query heads: one KV head CoRe in layer 0 only; a different KV head in each layer."""
+    """Query heads: one KV head CoRe in the first layer only; a different KV head in each layer."""
     g = info["n_head"] // info["n_head_kv"]
-    return [[(0, 0)], [(layer, ((layer + 1) % info["n_head_kv"]) * g) for layer in range(info["n_layer"])]]
+    layers = head_layers(info)
+    return [[(layers[0], 0)], [(layer, ((i + 1) % info["n_head_kv"]) * g) for i, layer in enumerate(layers)]]
 
 
 def all_heads(info: dict) -> list[tuple[int, int]]:
-    return [(layer, h) for layer in range(info["n_layer"]) for h in range(info["n_head"])]
+    return [(layer, h) for layer in head_layers(info) for h in range(info["n_head"])]
 
 
 def decode_steps(eng: Engine, tokens=(7, 9, 11)) -> list[np.ndarray]:
@@ -99,8 +105,8 @@ def test_sparse_matches_transformers_with_the_edges_blocked(fx):
     fam, eng, prompt, img = fx
     ref = np.load(DATA / fam / "sparse_ref.npz")
     group = eng.info["n_head"] // eng.info["n_head_kv"]
-    core = [(layer, int(kv) * group) for layer, kv in enumerate(ref["core_kv"])]
-    assert {(layer, h) for layer in range(eng.info["n_layer"]) for h in range(eng.info["n_head"])
+    core = [(layer, int(kv) * group) for layer, kv in zip(head_layers(eng.info), ref["core_kv"])]
+    assert {(layer, h) for layer in head_layers(eng.info) for h in range(eng.info["n_head"])
             if (layer, h // group) not in {(c[0], c[1] // group) for c in core}} == set(map(tuple, ref["knocked"]))
     with eng.sparse(core, sink=int(ref["sink"].item())):
         got = eng.logits(prompt, images=[img], all_positions=True)
@@ -114,7 +120,7 @@ def test_masked_reference_and_ablated_nest_in_both_orders(fx):
     """Intervention blocks replace the current interventions and give them back on leaving, in
     whichever order `masked_reference` and `ablated` are nested."""
     fam, eng, prompt, img = fx
-    heads, zeroed = head_sets(eng.info)[1], [(0, 1)]
+    heads, zeroed = head_sets(eng.info)[1], [(head_layers(eng.info)[0], 1)]
 
     def run():
         return eng.logits(prompt, images=[img], all_positions=True)
@@ -224,13 +230,13 @@ def test_kv_stats_equal_the_formula(fx):
                 assert g["full"]["tokens"] == n
                 assert g["compact"]["tokens"] == n - len(vis) + int((np.asarray(vis) < sink).sum())
                 assert g["full"]["kv_heads"] == len(kv)
-                assert g["full"]["kv_heads"] + g["compact"]["kv_heads"] == info["n_layer"] * info["n_head_kv"]
+                assert g["full"]["kv_heads"] + g["compact"]["kv_heads"] == len(head_layers(info)) * info["n_head_kv"]
                 checked.append((st["bytes"], want))
     eng.logits(prompt, images=[img])
     dense = eng.kv_stats()
     assert dense["mode"] == "dense"
     n = len(eng.multimodal_tokens(prompt, [img]))
-    assert dense["bytes"] == n * info["n_layer"] * info["n_head_kv"] * info["head_dim"] * 2 * bpv
+    assert dense["bytes"] == n * len(head_layers(info)) * info["n_head_kv"] * info["head_dim"] * 2 * bpv
     RESULTS.setdefault("kv_stats", {})[fam] = checked
 
 
@@ -262,6 +268,7 @@ def test_sparse_memory_is_allocated_for_what_it_holds(fx):
 def test_bad_input(fx, tmp_path):
     fam, eng, prompt, img = fx
     info = eng.info
+    first = head_layers(info)[0]  # (first, h): a head of the first layer with heads
     with pytest.raises(ValueError, match="empty"):
         with eng.sparse([]):
             pass
@@ -269,23 +276,23 @@ def test_bad_input(fx, tmp_path):
         with eng.sparse([(info["n_layer"], 0)]):
             pass
     with pytest.raises(ValueError, match="larger than image"):
-        with eng.sparse([(0, 0)], visual_budget=10_000):
+        with eng.sparse([(first, 0)], visual_budget=10_000):
             eng.logits(prompt, images=[img])
     with pytest.raises(ValueError):
-        with eng.sparse([(0, 0)], visual_budget=-1):
+        with eng.sparse([(first, 0)], visual_budget=-1):
             pass
     with pytest.raises(TypeError):
-        with eng.sparse([(0, 0)], sink=1.5):
+        with eng.sparse([(first, 0)], sink=1.5):
             pass
     with pytest.raises(ValueError, match="visual_keep"):
-        with eng.sparse([(0, 0)], visual_budget=1, visual_keep="middle"):
+        with eng.sparse([(first, 0)], visual_budget=1, visual_keep="middle"):
             pass
     with pytest.raises(ValueError, match="visual_keep must be 'snapkv', 'first' or 'last'"):  # the native check
-        with eng.kv_mode([(0, 0)], visual_budget=1, visual_keep="middle"):
+        with eng.kv_mode([(first, 0)], visual_budget=1, visual_keep="middle"):
             pass
     # head files made for another model
     other = dict(info, n_layer=info["n_layer"] + 1, name="another-model")
-    sparse.save_heads(tmp_path / "other.json", [(0, 0)], other)
+    sparse.save_heads(tmp_path / "other.json", [(first, 0)], other)
     with pytest.raises(ValueError, match="another model"):
         with eng.sparse(tmp_path / "other.json"):
             pass
@@ -297,23 +304,23 @@ def test_bad_input(fx, tmp_path):
     with pytest.raises(ValueError, match="model with"):
         Engine(info["path"], mmproj=info["vision"]["path"], core_heads=tmp_path / "ranking.json")
     with pytest.raises(ValueError, match="another model"):
-        with eng.sparse(HeadSet([(0, 0)], n_head=info["n_head"] * 2, n_head_kv=info["n_head_kv"])):
+        with eng.sparse(HeadSet([(first, 0)], n_head=info["n_head"] * 2, n_head_kv=info["n_head_kv"])):
             pass
     (tmp_path / "junk.json").write_text("{not json")
     with pytest.raises(ValueError, match="head file"):
         with eng.sparse(tmp_path / "junk.json"):
             pass
     # taps and knockouts need the dense cache; the engine stays usable
-    with eng.sparse([(0, 0)]):
+    with eng.sparse([(first, 0)]):
         with pytest.raises(ValueError, match="dense KV cache"):
             eng.attention(prompt, images=[img])
         with pytest.raises(ValueError, match="dense KV cache"):
-            with eng.ablated([(0, 1)], method="knockout"):
+            with eng.ablated([(first, 1)], method="knockout"):
                 pass
         eng.logits(prompt, images=[img])
     assert eng.kv_stats()["mode"] == "dense"
     # a head file saved for this model round-trips
-    sparse.save_heads(tmp_path / "mine.json", [(0, 0)], info)
+    sparse.save_heads(tmp_path / "mine.json", [(first, 0)], info)
     with eng.sparse(tmp_path / "mine.json"):
         assert eng.kv_stats()["groups"]["full"]["kv_heads"] == 1
 

@@ -143,7 +143,8 @@ struct Engine::Impl {
                             bool full_rows, const std::vector<float>& relevance, int64_t n_regions,
                             const std::function<void(const PrefillOptions&)>& prefill_with) {
         if (sparse) throw_needs_dense_cache("attention taps");
-        TapCollector taps(n, positions, layers, full_rows, relevance, n_regions, text.hp.n_layer, text.hp.n_head);
+        TapCollector taps(n, positions, layers, full_rows, relevance, n_regions, text.hp.n_layer, text.hp.n_head,
+                          text.hp.recurrent_layers);
         PrefillOptions o = options(false);
         o.taps = &taps.request();
         o.on_taps = [&taps](size_t first, const TapResult& r) { taps.add(first, r); };

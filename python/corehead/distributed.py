@@ -313,7 +313,7 @@ class WorkerPool:
                    chunk_size: int | None = None, on_error: str = "report", callback: Callable | None = None):
         """:meth:`Engine.rank_heads` over the workers; returns a :class:`corehead.HeadRanking` with
         ``.failures``. callback(done, total) runs in the driver after each chunk."""
-        from corehead.ram import HeadRanking, model_identity
+        from corehead.ram import HeadRanking, head_layers, model_identity
 
         if query not in ("answer", "last"):
             raise ValueError(f"query must be 'answer' or 'last', got {query!r}")
@@ -338,7 +338,7 @@ class WorkerPool:
                                                                                       key=lambda f: f.index)]
         result = HeadRanking(ram=acc.ram / acc.n, visual_mass=acc.vm / acc.n, chance=float(acc.chance / acc.n),
                              n_probes=acc.n, n_head_kv=self.info["n_head_kv"], model=model_identity(self.info),
-                             params=params)
+                             params=params, layers=head_layers(self.info))
         return self._finish(result, failures, on_error)
 
     def _answers(self, pairs, metric, max_tokens, head_sets, method, means, chunk_size, progress, desc, callback):

@@ -173,10 +173,11 @@ def choice_logprobs(eng: Engine, prompt: str, choices: Sequence[str], images: Se
         logits = eng.logits(prompt if imgs else base.tolist(), images=imgs).astype(np.float64)
         lp = logits - _logsumexp(logits)
         return np.array([lp[full[k]] for k, full in conts])
-    if eng._native().sparse_options is not None or any(k < 1 for k, _ in conts) or (
-            imgs and any(k < _image_end(eng, prompt, imgs) for k, _ in conts)):
-        # The CoRe-sparse cache cannot roll back, and a choice whose tokens start inside the
-        # prompt's images needs them re-run: one forward pass per choice.
+    if eng._native().sparse_options is not None or eng.info.get("recurrent_state_bytes", 0) or any(
+            k < 1 for k, _ in conts) or (imgs and any(k < _image_end(eng, prompt, imgs) for k, _ in conts)):
+        # The CoRe-sparse cache and a hybrid model's recurrent state (qwen35) cannot roll back,
+        # and a choice whose tokens start inside the prompt's images needs them re-run: one
+        # forward pass per choice.
         return _choice_logprobs_rerun(eng, prompt, choices, imgs, conts)
     # One prefill of the prompt (and its images), keeping only the rows that predict each
     # choice's first token; then all choices' later tokens in one forward pass, each choice a

@@ -230,13 +230,16 @@ def _layers(layers, n_layer: int) -> list[int]:
 
 
 def knocked_heads(eng: Engine, heads=None, layers=None) -> list[tuple[int, int]]:
-    """(layer, head) pairs: `heads` (within `layers` when both are given), or every head of `layers`."""
+    """(layer, head) pairs: `heads` (within `layers` when both are given), or every head of `layers`
+    (of those that have heads: a hybrid model's Gated DeltaNet layers have none, so a window of
+    layers knocks the heads of its attention layers)."""
     from corehead.ablation import head_list
 
     info = eng.info
     lay = _layers(layers, info["n_layer"])
     if heads is None:
-        return [(layer, h) for layer in lay for h in range(info["n_head"])]
+        with_heads = set(info.get("attention_layers") or range(info["n_layer"]))
+        return [(layer, h) for layer in lay if layer in with_heads for h in range(info["n_head"])]
     keep = set(lay)
     return [(layer, h) for layer, h in head_list(heads, info["n_layer"], info["n_head"]) if layer in keep]
 

@@ -6,8 +6,10 @@
 - ``weights``: the tensor data of the model (and mmproj) files. The engine keeps weights in their
   stored (quantized) type, so this is the tensor-data region of each file; it matches
   ``Engine.info['weight_bytes']`` to within 1% (buffer alignment).
-- ``kv``: the dense KV cache, ``n_layer * n_ctx * n_head_kv * (head_dim_k + head_dim_v)`` elements
-  of ``kv_type``; equal to what the engine allocates.
+- ``kv``: the dense KV cache, ``n_attention_layers * n_ctx * n_head_kv * (head_dim_k + head_dim_v)``
+  elements of ``kv_type`` (every layer, except a hybrid model's recurrent ones); equal to what the
+  engine allocates.
+- ``recurrent_state``: a hybrid model's (qwen35) Gated DeltaNet state, f32, whatever ``n_ctx``.
 - ``compute``: an approximation of the scheduler's compute buffers: the larger of one prefill
   batch (activations of ``n_batch`` tokens, the attention mask, logits of every row) and, with
   an mmproj, one vision-encoder pass over the largest view its preprocessing makes (its
@@ -18,7 +20,7 @@
 Every number comes from the native GGUF reader (``inspect_model`` / ``inspect_mmproj`` for the
 hyper-parameters, ``gguf_summary`` for the tensor-data region, ``largest_vision_input`` for the
 encoder's input): the files are parsed in one place.
-- ``total``: the sum of the three. Process overhead (the Python interpreter, ggml's thread
+- ``total``: the sum of those. Process overhead (the Python interpreter, ggml's thread
   pool, the tokenizer tables, tens of MB) comes on top.
 """
 
@@ -68,7 +70,8 @@ def memory_estimate(model: str | os.PathLike, mmproj: str | os.PathLike | None =
     elem = _elem_size(kv_type, t.file_type)
     text_weights = _core.gguf_summary(model_path).data_size  # the tensor-data region, as the engine loads it
     head_dim = t.head_dim
-    kv = t.n_layer * n_ctx * t.n_head_kv * 2 * head_dim * elem
+    kv = len(t.attention_layers) * n_ctx * t.n_head_kv * 2 * head_dim * elem
+    state = t.recurrent_state_bytes
 
     # One prefill batch: the residual stream and its norms, q/k/v/o, the FFN (gate, up and their
     # product), all f32; the attention mask (flash attention materializes no score matrix); the
@@ -96,7 +99,8 @@ def memory_estimate(model: str | os.PathLike, mmproj: str | os.PathLike | None =
         "weights": weights,
         "kv": kv,
         "compute": compute,
-        "total": weights + kv + compute,
+        "recurrent_state": state,
+        "total": weights + kv + state + compute,
         "text_weights": text_weights,
         "vision_weights": vision_weights,
         "n_ctx": n_ctx,

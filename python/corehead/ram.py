@@ -82,7 +82,9 @@ class HeadSet(list):
 
 @dataclass
 class HeadRanking:
-    """Head scores per (layer, head), averaged over probes. Arrays are ``[n_layer, n_head]``.
+    """Head scores per (layer, head), averaged over probes. Arrays are ``[n_layer, n_head]``: one
+    row per layer with attention heads, ``layers`` naming the model layer of each row (None: row
+    i is layer i; a hybrid model such as Qwen3.5 has rows for its attention layers only).
 
     ``score`` names the score that orders the heads (``order``, ``top``, ``bottom``, ``kv_scores``):
     "ram" (default), "visual", "retrieval" or a custom score's name in ``extra``. ``per_probe``
@@ -101,8 +103,14 @@ class HeadRanking:
     score: str = "ram"
     extra: dict = field(default_factory=dict)
     per_probe: dict = field(default_factory=dict)
+    layers: list[int] | None = None
 
     def __post_init__(self) -> None:
+        if self.layers is not None:
+            self.layers = [int(x) for x in self.layers]
+            if len(self.layers) != self.ram.shape[0] or sorted(set(self.layers)) != self.layers:
+                raise ValueError(f"layers must name the {self.ram.shape[0]} rows' layers in ascending order, "
+                                 f"got {self.layers}")
         if self.score not in self.scores():
             raise ValueError(f"score {self.score!r} is not in this ranking (it has {', '.join(self.scores())})")
 
@@ -136,7 +144,17 @@ class HeadRanking:
 
     @property
     def n_layer(self) -> int:
+        """Rows: the layers with heads."""
         return self.ram.shape[0]
+
+    @property
+    def layer_ids(self) -> list[int]:
+        """The model layer of each row."""
+        return list(range(self.n_layer)) if self.layers is None else list(self.layers)
+
+    def row_of(self, layer: int) -> int:
+        """The row of model layer `layer`."""
+        return self.layer_ids.index(layer)
 
     @property
     def n_head(self) -> int:
@@ -146,7 +164,8 @@ class HeadRanking:
         """All query heads, best score first (ties broken by layer, then head)."""
         flat = self.values.ravel()
         idx = np.lexsort((np.arange(flat.size), -flat))
-        return [(int(i) // self.n_head, int(i) % self.n_head) for i in idx]
+        ids = self.layer_ids
+        return [(ids[int(i) // self.n_head], int(i) % self.n_head) for i in idx]
 
     def top(self, fraction: float = 0.05) -> HeadSet:
         """The top `fraction` of query heads by the score (rounded up, at least one)."""
@@ -174,6 +193,7 @@ class HeadRanking:
                 "retrieval": None if self.retrieval is None else self.retrieval.tolist(),
                 "extra": {k: v.tolist() for k, v in self.extra.items()}, "score": self.score,
                 "per_probe": {k: np.asarray(v).tolist() for k, v in self.per_probe.items()},
+                "layers": self.layers,
                 "top_5pct": [list(h) for h in self.top(0.05)]}
 
     def save(self, path: str | Path) -> None:
@@ -207,13 +227,15 @@ class HeadRanking:
             return cls(ram=ram, visual_mass=vm, chance=float(d["chance"]), n_probes=n_probes,
                        n_head_kv=int(d["n_head_kv"]), model=d.get("model", {}), params=d.get("params", {}),
                        visual=grid(d.get("visual"), "visual"), retrieval=grid(d.get("retrieval"), "retrieval"),
-                       score=str(d.get("score", "ram")), extra=extra, per_probe=per_probe)
+                       score=str(d.get("score", "ram")), extra=extra, per_probe=per_probe, layers=d.get("layers"))
         except ValueError as e:
             raise ValueError(f"{path}: {e}") from None
 
     def check_model(self, info: dict) -> None:
         """Raise when this ranking was made for another model (head counts or identity differ)."""
-        if (info["n_layer"], info["n_head"]) != self.ram.shape or info["n_head_kv"] != self.n_head_kv:
+        want_layers = list(info.get("attention_layers") or range(info["n_layer"]))
+        if (len(want_layers), info["n_head"]) != self.ram.shape or info["n_head_kv"] != self.n_head_kv or (
+                self.layer_ids != want_layers):
             raise ValueError(f"this head ranking is for a model with {self.ram.shape[0]} layers x {self.ram.shape[1]} "
                              f"heads ({self.n_head_kv} KV heads), not {info['n_layer']} x {info['n_head']} "
                              f"({info['n_head_kv']} KV heads)")
@@ -226,10 +248,10 @@ class HeadRanking:
         import pandas as pd
 
         others = {k: v for k, v in self.scores().items() if k != "ram"}
-        rows = [{"layer": layer, "head": h, "ram": self.ram[layer, h], "visual_mass": self.visual_mass[layer, h],
-                 "focus": self.focus[layer, h], "lift": self.lift[layer, h],
-                 **{k: v[layer, h] for k, v in others.items()}}
-                for layer in range(self.n_layer) for h in range(self.n_head)]
+        rows = [{"layer": layer, "head": h, "ram": self.ram[r, h], "visual_mass": self.visual_mass[r, h],
+                 "focus": self.focus[r, h], "lift": self.lift[r, h],
+                 **{k: v[r, h] for k, v in others.items()}}
+                for r, layer in enumerate(self.layer_ids) for h in range(self.n_head)]
         return pd.DataFrame(rows).sort_values(self.score, ascending=False, ignore_index=True)
 
     def table(self, k: int = 10) -> str:
@@ -238,9 +260,10 @@ class HeadRanking:
         lines = [f" rank  layer  head     RAM     VM   focus   lift{head}",
                  " ----  -----  ----  ------  -----  ------  -----" + "  ---------" * len(others)]
         for i, (layer, h) in enumerate(self.order()[:k], 1):
-            rest = "".join(f"  {v[layer, h]:9.4f}" for v in others.values())
-            lines.append(f" {i:4d}  {layer:5d}  {h:4d}  {self.ram[layer, h]:6.3f}  {self.visual_mass[layer, h]:5.3f}  "
-                         f"{self.focus[layer, h]:6.3f}  {self.lift[layer, h]:5.2f}{rest}")
+            r = self.row_of(layer)
+            rest = "".join(f"  {v[r, h]:9.4f}" for v in others.values())
+            lines.append(f" {i:4d}  {layer:5d}  {h:4d}  {self.ram[r, h]:6.3f}  {self.visual_mass[r, h]:5.3f}  "
+                         f"{self.focus[r, h]:6.3f}  {self.lift[r, h]:5.2f}{rest}")
         return "\n".join(lines)
 
     def plot(self, path: str | Path, fraction: float = 0.05, title: str | None = None) -> None:
@@ -253,11 +276,12 @@ class HeadRanking:
         fig, ax = plt.subplots(figsize=(max(4, 0.45 * self.n_head + 2), max(3, 0.35 * self.n_layer + 1.5)))
         im = ax.imshow(self.values, cmap="viridis", aspect="auto", origin="lower")
         for layer, h in self.top(fraction):
-            ax.add_patch(plt.Rectangle((h - 0.5, layer - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
+            r = self.row_of(layer)
+            ax.add_patch(plt.Rectangle((h - 0.5, r - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
         ax.set_xlabel("head")
         ax.set_ylabel("layer")
         ax.set_xticks(range(self.n_head))
-        ax.set_yticks(range(self.n_layer))
+        ax.set_yticks(range(self.n_layer), [str(x) for x in self.layer_ids])
         name = {"ram": "Retrieval Attention Mass", "visual": "visual-head score (SparseMM)",
                 "retrieval": "retrieval (copy) score"}.get(self.score, self.score)
         ax.set_title(title or f"{name} ({self.n_probes} probes; red = top {fraction:.0%})")
@@ -487,6 +511,12 @@ def reduce_scores(scores: Sequence[ProbeScore],
     return ram, vm, chance, len(used)
 
 
+def head_layers(info: dict) -> list[int] | None:
+    """The model layers of a ranking's rows: None (every layer) unless the model is hybrid."""
+    layers = list(info.get("attention_layers") or range(info["n_layer"]))
+    return None if layers == list(range(info["n_layer"])) else layers
+
+
 def model_identity(info: dict) -> dict:
     return {k: info.get(k) for k in ("arch", "name", "n_layer", "n_head", "n_head_kv", "n_embd", "file_type")}
 
@@ -508,7 +538,7 @@ def ranking_from_scores(scores: Sequence[ProbeScore], info: dict, params: dict, 
                        model=model_identity(info), params=params, visual=means.get("visual"),
                        retrieval=means.get("retrieval"),
                        extra={k: v for k, v in means.items() if k not in BUILTIN_SCORES}, score=score,
-                       per_probe=per_probe)
+                       per_probe=per_probe, layers=head_layers(info))
 
 
 def rank_heads(eng: Engine, probes: Sequence[Probe], query: str = "answer", only_correct: bool = False,

@@ -214,7 +214,8 @@ def masked_reference(eng: Engine, heads, prompt: str, images, sink: int = 4, cor
     info = eng.info
     kv = set(core_kv_heads(heads, info, core_fraction))
     group = info["n_head"] // info["n_head_kv"]
-    knocked = [(layer, h, "knockout", []) for layer in range(info["n_layer"]) for h in range(info["n_head"])
+    layers = info.get("attention_layers") or range(info["n_layer"])  # a hybrid model's recurrent layers have no heads
+    knocked = [(layer, h, "knockout", []) for layer in layers for h in range(info["n_head"])
                if (layer, h // group) not in kv]
     if visual_budget and keep not in ("first", "last"):
         raise ValueError("a masked reference with a visual_budget needs keep='first' or 'last'")
@@ -246,10 +247,12 @@ def masked_reference(eng: Engine, heads, prompt: str, images, sink: int = 4, cor
 def expected_kv_bytes(info: dict, kv_heads: Iterable[tuple[int, int]], n_tokens: int, visual_positions,
                       sink: int = 4, visual_budget: int = 0, n_images: int = 0, bytes_per_value: int = 2) -> int:
     """The formula: per layer, text tokens × all KV heads + visual tokens × CoRe KV heads + (visual
-    sinks + visual_budget × images) × other KV heads; × head_dim × 2 (K and V) × bytes."""
-    core = np.zeros(info["n_layer"], np.int64)
+    sinks + visual_budget × images) × other KV heads; × head_dim × 2 (K and V) × bytes. Layers
+    without attention (a hybrid model's recurrent ones) hold no K/V."""
+    layers = list(info.get("attention_layers") or range(info["n_layer"]))
+    core = np.zeros(len(layers), np.int64)
     for layer, _ in kv_heads:
-        core[layer] += 1
+        core[layers.index(layer)] += 1
     vis = np.asarray(visual_positions, np.int64)
     n_visual = len(vis)
     n_sink = int((vis < sink).sum())

@@ -100,8 +100,18 @@ def rebuild(family: str, work: Path, want_tokenizer: list | None = None):
 # ---------------------------------------------------------------------------------------------
 
 
+def text_attn_layers(model) -> list[int]:
+    """The decoder layers that have self-attention: every layer, except a hybrid model's linear
+    attention ones (Qwen3.5: layer_types "linear_attention")."""
+    types = getattr(model.config.get_text_config(), "layer_types", None)
+    n = int(model.config.get_text_config().num_hidden_layers)
+    return [i for i in range(n) if not types or types[i] != "linear_attention"]
+
+
 def text_attn_modules(model) -> list:
-    """The decoder's self-attention modules (language model only), in layer order."""
+    """The decoder's self-attention modules (language model only), in layer order (a hybrid
+    model's: its attention layers, text_attn_layers; index i of this list is layer
+    text_attn_layers(model)[i], as in transformers' `attentions` output)."""
     import re
 
     found = {}
@@ -111,8 +121,8 @@ def text_attn_modules(model) -> list:
         m = re.search(r"layers\.(\d+)\.self_attn$", name)
         if m and hasattr(mod, "o_proj"):
             found[int(m.group(1))] = mod
-    assert found and sorted(found) == list(range(len(found))), sorted(found)
-    return [found[i] for i in range(len(found))]
+    assert found and sorted(found) == text_attn_layers(model), sorted(found)
+    return [found[i] for i in sorted(found)]
 
 
 def head_dim_of(model) -> int:

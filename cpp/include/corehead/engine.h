@@ -23,6 +23,12 @@ struct TextInfo {
     int64_t head_dim = 0;
     int64_t n_deepstack = 0;                  // layers that add DeepStack visual features (qwen3vl)
     int64_t n_expert = 0, n_expert_used = 0;  // mixture of experts (qwen3vlmoe): experts per layer, routed per token
+    // The layers with attention heads, ascending: every layer, except in a hybrid model (qwen35)
+    // whose other layers are recurrent (Gated DeltaNet) and have no heads.
+    std::vector<int32_t> attention_layers;
+    // Bytes of the recurrent layers' state per sequence (conv window + delta-rule memory, f32);
+    // allocated next to the KV cache, whatever n_ctx. 0 without recurrent layers.
+    int64_t recurrent_state_bytes = 0;
     int64_t n_tensors = 0;
     int64_t n_params = 0;
     uint64_t file_size = 0;

@@ -335,7 +335,14 @@ corehead_status corehead_attention(corehead_engine* engine, const corehead_promp
         // The shape, from the prompt length alone: a size query costs no forward pass.
         const int64_t n = prompt_tokens(e, p);
         corehead_attention_shape s;
-        s.n_layer = static_cast<int32_t>(corehead::tap_layers(lay, e.text_info().n_layer).size());
+        // A hybrid model (qwen35) taps its attention layers only.
+        const corehead::TextInfo& ti = e.text_info();
+        std::vector<bool> recurrent;
+        if (!ti.attention_layers.empty()) {
+            recurrent.assign(ti.n_layer, true);
+            for (int32_t l : ti.attention_layers) recurrent[l] = false;
+        }
+        s.n_layer = static_cast<int32_t>(corehead::tap_layers(lay, ti.n_layer, recurrent).size());
         s.n_head = static_cast<int32_t>(e.text_info().n_head);
         s.n_pos = static_cast<int32_t>(corehead::tap_positions(n, pos).size());
         s.n_kv = n;

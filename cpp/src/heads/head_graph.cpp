@@ -127,6 +127,10 @@ void HeadGraph::read_outputs() const {
             acc.resize(tmp.size(), 0.0);
             for (size_t i = 0; i < tmp.size(); ++i) acc[i] += tmp[i];  // [hd, n_head]: head-major slices
         }
+        // Layers without heads (a hybrid model's recurrent ones) sum to zeros of the same width.
+        for (auto& acc : hs.sums) {
+            if (acc.empty()) acc.assign(static_cast<size_t>(g_.hp.n_head * g_.hp.head_dim_v), 0.0);
+        }
         hs.n_tokens += g_.n_tokens;
     }
     if (!b.tap_result) return;

@@ -19,7 +19,7 @@ HeadInterventions compile_interventions(const std::vector<HeadIntervention>& lis
     iv.all_queries = queries == "all";
     std::vector<std::vector<int>> seen(hp.n_layer, std::vector<int>(hp.n_head, 0));
     for (const HeadIntervention& h : list) {
-        check_layer(h.layer, hp.n_layer);
+        check_head_layer(h.layer, hp.n_layer, hp.recurrent_layers);
         check_index("head", h.head, hp.n_head);
         if (seen[h.layer][h.head]++) {
             throw InputError("head (" + std::to_string(h.layer) + ", " + std::to_string(h.head) + ") is listed twice");

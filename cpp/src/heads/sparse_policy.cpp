@@ -17,7 +17,7 @@ SparseConfig make_sparse_config(const SparseOptions& o, const TextHParams& hp) {
     SparseConfig c;
     c.core.assign(hp.n_layer, std::vector<uint8_t>(hp.n_head_kv, 0));
     for (const auto& [l, h] : o.core_kv_heads) {
-        check_layer(l, hp.n_layer);
+        check_head_layer(l, hp.n_layer, hp.recurrent_layers);
         check_index("KV head", h, hp.n_head_kv);
         if (c.core[l][h]) throw InputError("KV head (" + std::to_string(l) + ", " + std::to_string(h) + ") is listed twice");
         c.core[l][h] = 1;

@@ -36,27 +36,28 @@ std::vector<int32_t> tap_positions(int64_t n, const std::vector<int32_t>& positi
     return pos;
 }
 
-std::vector<int32_t> tap_layers(const std::vector<int32_t>& layers, int64_t n_layer) {
+std::vector<int32_t> tap_layers(const std::vector<int32_t>& layers, int64_t n_layer, const std::vector<bool>& recurrent) {
     std::vector<bool> selected(n_layer, layers.empty());
     for (int32_t l : layers) {
-        check_layer(l, n_layer);
+        check_head_layer(l, n_layer, recurrent);
         selected[l] = true;
     }
     std::vector<int32_t> out;
     for (int64_t l = 0; l < n_layer; ++l) {
-        if (selected[l]) out.push_back(static_cast<int32_t>(l));
+        const bool heads = l >= static_cast<int64_t>(recurrent.size()) || !recurrent[l];
+        if (selected[l] && heads) out.push_back(static_cast<int32_t>(l));
     }
     return out;
 }
 
 TapCollector::TapCollector(int64_t n, const std::vector<int32_t>& positions, const std::vector<int32_t>& layers,
                            bool full_rows, const std::vector<float>& relevance, int64_t n_regions, int64_t n_layer,
-                           int64_t n_head) {
+                           int64_t n_head, const std::vector<bool>& recurrent) {
     const std::vector<int32_t> pos = tap_positions(n, positions);
     req_.rows = pos;
     req_.full_rows = full_rows;
-    out_.layers = tap_layers(layers, n_layer);
-    if (!layers.empty()) {
+    out_.layers = tap_layers(layers, n_layer, recurrent);
+    if (!layers.empty() || !recurrent.empty()) {
         req_.layers.assign(n_layer, false);
         for (int32_t l : out_.layers) req_.layers[l] = true;
     }

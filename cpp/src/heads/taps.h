@@ -46,14 +46,17 @@ ChunkTaps chunk_taps(const TapRequest& req, int64_t base, int64_t len);
 // for a position outside the prompt.
 std::vector<int32_t> tap_positions(int64_t n, const std::vector<int32_t>& positions);
 // The layers a tap request returns, ascending (empty = all). Throws InputError for a bad layer.
-std::vector<int32_t> tap_layers(const std::vector<int32_t>& layers, int64_t n_layer);
+// `recurrent` (hybrid models): layers without heads, left out of "every layer" and refused by name.
+std::vector<int32_t> tap_layers(const std::vector<int32_t>& layers, int64_t n_layer,
+                                const std::vector<bool>& recurrent = {});
 
 // A user's tap request for a prompt of n tokens (validated here: positions, negative counting
 // from the end; layers; the relevance matrix), and the result collected batch by batch.
 class TapCollector {
 public:
     TapCollector(int64_t n, const std::vector<int32_t>& positions, const std::vector<int32_t>& layers, bool full_rows,
-                 const std::vector<float>& relevance, int64_t n_regions, int64_t n_layer, int64_t n_head);
+                 const std::vector<float>& relevance, int64_t n_regions, int64_t n_layer, int64_t n_head,
+                 const std::vector<bool>& recurrent = {});
     const TapRequest& request() const { return req_; }
     // Scatters one batch's taps ([n_kv_batch | n_regions, n_tap, n_head] per layer) into the result;
     // `first` is the index in request().rows of the batch's first tapped row.

@@ -58,11 +58,20 @@ void BackendTensors::release() {
 
 size_t BackendTensors::nbytes() const { return buffer_ ? ggml_backend_buffer_get_size(buffer_) : 0; }
 
+void BackendTensors::clear() {
+    if (buffer_) ggml_backend_buffer_clear(buffer_, 0);
+}
+
 KVCache::KVCache(int64_t n_layer, int64_t n_ctx, int64_t n_head_kv, int64_t head_dim_k, int64_t head_dim_v, ggml_type type,
-                 ggml_backend_t backend)
+                 ggml_backend_t backend, const std::vector<bool>& skip)
     : n_ctx_(n_ctx), type_(type) {
     tensors_ = BackendTensors(backend, static_cast<size_t>(2 * n_layer), [&](ggml_context* ctx) {
         for (int64_t l = 0; l < n_layer; ++l) {
+            if (l < static_cast<int64_t>(skip.size()) && skip[l]) {
+                k_.push_back(nullptr);
+                v_.push_back(nullptr);
+                continue;
+            }
             k_.push_back(ggml_new_tensor_3d(ctx, type, head_dim_k, n_ctx, n_head_kv));
             v_.push_back(ggml_new_tensor_3d(ctx, type, head_dim_v, n_ctx, n_head_kv));
         }

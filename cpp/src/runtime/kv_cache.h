@@ -36,6 +36,8 @@ public:
 
     size_t nbytes() const;
     bool empty() const { return buffer_ == nullptr; }
+    // Zeroes the buffer.
+    void clear();
 
 private:
     void release();
@@ -46,8 +48,9 @@ private:
 // The dense cache: every KV head of every layer holds every token.
 class KVCache {
 public:
+    // `skip[l]` (optional, hybrid models): layer l has no attention, hence no K/V (k(l) is nullptr).
     KVCache(int64_t n_layer, int64_t n_ctx, int64_t n_head_kv, int64_t head_dim_k, int64_t head_dim_v, ggml_type type,
-            ggml_backend_t backend);
+            ggml_backend_t backend, const std::vector<bool>& skip = {});
 
     int64_t n_ctx() const { return n_ctx_; }
     size_t nbytes() const { return tensors_.nbytes(); }

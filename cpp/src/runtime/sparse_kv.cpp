@@ -44,6 +44,7 @@ SparseKVCache::SparseKVCache(const TextHParams& hp, SparseConfig cfg, int64_t n_
     const int64_t g = hp.n_head / hp.n_head_kv;
     layers_.resize(hp.n_layer);
     for (int64_t l = 0; l < hp.n_layer; ++l) {
+        if (hp.is_recurrent(l)) continue;  // a Gated DeltaNet layer: no K/V in either part
         Layer& L = layers_[l];
         for (int64_t h = 0; h < hp.n_head_kv; ++h) (cfg_.core[l][h] ? L.core : L.other).push_back(static_cast<int32_t>(h));
         for (int32_t h : L.core) {

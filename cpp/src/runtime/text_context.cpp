@@ -8,6 +8,7 @@
 #include "runtime/graph_runner.h"
 #include "runtime/kv_cache.h"
 #include "runtime/prefill.h"
+#include "runtime/recurrent_state.h"
 #include "text/family.h"
 
 namespace corehead {
@@ -19,6 +20,7 @@ constexpr size_t kGraphSize = 8192;
 TextContext::TextContext(const TextFamily& family, const TextHParams& hp, const TextWeights& w, const Backends& b,
                          int64_t n_ctx, ggml_type kv_type, const SparseConfig* sparse)
     : family_(family), hp_(hp), w_(w), n_ctx_(n_ctx), kv_type_(kv_type), backends_(b) {
+    if (hp.has_recurrent()) rs_ = std::make_unique<RecurrentState>(hp, b.main);
     set_sparse(sparse);
     runner_ = std::make_unique<GraphRunner>(b, kGraphSize);
 }
@@ -27,8 +29,15 @@ TextContext::~TextContext() = default;
 
 int64_t TextContext::n_ctx() const { return n_ctx_; }
 
+void TextContext::reset() {
+    n_past_ = 0;
+    pos_offset_ = 0;
+    fresh_ = true;
+    if (rs_) rs_->clear();  // a new sequence starts from the zero state
+}
+
 size_t TextContext::kv_bytes() const {
-    if (kv_) return kv_->nbytes();
+    if (kv_) return kv_->nbytes();  // the recurrent state is TextInfo::recurrent_state_bytes
     const KVStats s = kv_stats();
     return s.full_allocated + s.compact_allocated;
 }
@@ -39,7 +48,7 @@ void TextContext::set_sparse(const SparseConfig* cfg) {
     skv_.reset();
     auto dense = [this] {
         kv_ = std::make_unique<KVCache>(hp_.n_layer, n_ctx_, hp_.n_head_kv, hp_.head_dim_k, hp_.head_dim_v, kv_type_,
-                                        backends_.main);
+                                        backends_.main, hp_.recurrent_layers);
     };
     if (!cfg) return dense();
     try {
@@ -62,9 +71,10 @@ KVStats TextContext::kv_stats() const {
     const size_t row = ggml_row_size(kv_->type(), hp_.head_dim_k) + ggml_row_size(kv_->type(), hp_.head_dim_v);
     KVStats s;
     s.n_tokens = n_past_;
-    s.full_bytes = static_cast<size_t>(hp_.n_layer * hp_.n_head_kv * n_past_) * row;
+    const auto n_attn = static_cast<int64_t>(hp_.attention_layers().size());  // hybrid: no K/V in recurrent layers
+    s.full_bytes = static_cast<size_t>(n_attn * hp_.n_head_kv * n_past_) * row;
     s.full_allocated = kv_->nbytes();
-    s.core_kv_heads.assign(hp_.n_layer, hp_.n_head_kv);
+    for (int64_t l = 0; l < hp_.n_layer; ++l) s.core_kv_heads.push_back(hp_.is_recurrent(l) ? 0 : hp_.n_head_kv);
     s.other_kv_heads.assign(hp_.n_layer, 0);
     return s;
 }
@@ -72,6 +82,11 @@ KVStats TextContext::kv_stats() const {
 void TextContext::truncate(int64_t n) {
     if (n < 0 || n > n_past_) throw InputError("truncate position out of range");
     if (skv_ && n != n_past_) throw InputError("the CoRe-sparse cache cannot be truncated (dropped tokens are gone)");
+    if (rs_ && n != n_past_) {
+        throw InputError("cannot truncate to position " + std::to_string(n) + " of " + std::to_string(n_past_) +
+                         ": this " + hp_.arch + " model's Gated DeltaNet layers keep a recurrent state that cannot be "
+                         "rewound; run the prompt up to position " + std::to_string(n) + " again instead");
+    }
     n_past_ = n;
 }
 
@@ -123,7 +138,7 @@ std::vector<float> TextContext::decode(DecoderBatch& batch) {
     fresh_ = false;
 
     GraphRunner::Graph graph = runner_->new_graph();
-    DecoderGraph g(graph.ctx.get(), graph.gf, hp_, w_, kv_.get(), skv_.get(), batch);
+    DecoderGraph g(graph.ctx.get(), graph.gf, hp_, w_, kv_.get(), skv_.get(), batch, rs_.get());
     ggml_tensor* logits = family_.build(g);
     ggml_set_output(logits);
     ggml_build_forward_expand(graph.gf, logits);

@@ -13,6 +13,7 @@ namespace corehead {
 
 class GraphRunner;
 class KVCache;
+class RecurrentState;
 class SparseKVCache;
 class TextFamily;
 struct Backends;
@@ -30,15 +31,13 @@ public:
 
     int64_t n_past() const { return n_past_; }
     int64_t n_ctx() const;
-    void reset() {
-        n_past_ = 0;
-        pos_offset_ = 0;
-        fresh_ = true;
-    }
+    void reset();
     // Default RoPE position of cache index i is i + offset (after an M-RoPE image the text
     // continues at a position other than its cache index).
     void set_pos_offset(int64_t offset) { pos_offset_ = offset; }
-    // Forget everything after position n (for re-using a shared prefix).
+    // Forget everything after position n (for re-using a shared prefix). A hybrid model's
+    // recurrent state cannot be rewound: truncating one to n < n_past throws InputError (run the
+    // prompt again instead).
     void truncate(int64_t n);
     size_t kv_bytes() const;
 
@@ -60,6 +59,7 @@ private:
     const TextWeights& w_;
     std::unique_ptr<KVCache> kv_;
     std::unique_ptr<SparseKVCache> skv_;
+    std::unique_ptr<RecurrentState> rs_;  // hybrid models' recurrent layers (nullptr otherwise)
     int64_t n_ctx_;
     ggml_type kv_type_;
     const Backends& backends_;

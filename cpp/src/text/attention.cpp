@@ -35,10 +35,13 @@ ggml_tensor* DecoderGraph::attention_temperature(ggml_tensor* q) {
     return ggml_mul(ctx, q, inp_attn_temp_);
 }
 
-ggml_tensor* DecoderGraph::attention(int64_t layer, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v, float scale) {
+ggml_tensor* DecoderGraph::attention(int64_t layer, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v, float scale,
+                                     ggml_tensor* gate) {
     q = attention_temperature(q);
     ggml_tensor* out = skv ? sparse_attention(layer, q, k, v, scale) : dense_attention(layer, q, k, v, scale);
-    return heads_->on_output(layer, ggml_reshape_2d(ctx, out, hp.head_dim_v * hp.n_head, n_tokens));
+    out = ggml_reshape_2d(ctx, out, hp.head_dim_v * hp.n_head, n_tokens);
+    if (gate) out = ggml_mul(ctx, out, ggml_sigmoid(ctx, gate));
+    return heads_->on_output(layer, out);
 }
 
 ggml_tensor* DecoderGraph::dense_attention(int64_t layer, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v, float scale) {

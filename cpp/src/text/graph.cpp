@@ -10,8 +10,8 @@
 namespace corehead {
 
 DecoderGraph::DecoderGraph(ggml_context* c, ggml_cgraph* g, const TextHParams& h, const TextWeights& wt, const KVCache* k,
-                           const SparseKVCache* sk, const DecoderBatch& b)
-    : ctx(c), gf(g), hp(h), w(wt), kv(k), skv(sk), batch(b), n_tokens(b.n_tokens), n_kv(b.n_past + b.n_tokens),
+                           const SparseKVCache* sk, const DecoderBatch& b, const RecurrentState* r)
+    : ctx(c), gf(g), hp(h), w(wt), kv(k), skv(sk), rs(r), batch(b), n_tokens(b.n_tokens), n_kv(b.n_past + b.n_tokens),
       heads_(std::make_unique<HeadGraph>(*this)) {}
 
 DecoderGraph::~DecoderGraph() = default;

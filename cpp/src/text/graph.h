@@ -21,6 +21,7 @@ namespace corehead {
 class KVCache;
 class SparseKVCache;
 class HeadGraph;
+class RecurrentState;
 
 // One forward step: tokens (or input embeddings) appended at cache index n_past.
 struct DecoderBatch {
@@ -53,8 +54,9 @@ struct DecoderBatch {
 class DecoderGraph {
 public:
     // Exactly one of `kv` (dense) and `skv` (CoRe-sparse, docs/architecture.md §6) is set.
+    // `rs`: the recurrent layers' state (hybrid models; nullptr otherwise).
     DecoderGraph(ggml_context* ctx, ggml_cgraph* gf, const TextHParams& hp, const TextWeights& w, const KVCache* kv,
-                 const SparseKVCache* skv, const DecoderBatch& batch);
+                 const SparseKVCache* skv, const DecoderBatch& batch, const RecurrentState* rs = nullptr);
     ~DecoderGraph();
 
     ggml_context* const ctx;
@@ -63,6 +65,7 @@ public:
     const TextWeights& w;
     const KVCache* const kv;
     const SparseKVCache* const skv;
+    const RecurrentState* const rs;
     const DecoderBatch& batch;
     const int64_t n_tokens;
     const int64_t n_kv;  // keys visible after this batch
@@ -81,8 +84,14 @@ public:
     // Stores k/v in the cache and attends over all visible keys. q: [hd, n_head, n_tokens] after
     // RoPE (the attention temperature, when the model has one, is applied here, so the dense and
     // CoRe-sparse paths and the taps all see it), k/v: [hd, n_head_kv, n_tokens]. Returns
-    // [n_head*hd_v, n_tokens] (before the output projection).
-    ggml_tensor* attention(int64_t layer, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v, float scale);
+    // [n_head*hd_v, n_tokens] (before the output projection). `gate` (gated attention, qwen35):
+    // [n_head*hd_v, n_tokens] logits; the output is multiplied by sigmoid(gate) before the head
+    // interventions and head sums see it (what enters the output projection is a head's output).
+    ggml_tensor* attention(int64_t layer, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v, float scale,
+                           ggml_tensor* gate = nullptr);
+    // A Gated DeltaNet layer (text/delta_net.cpp) on the normed input h [n_embd, n_tokens]: reads
+    // and advances the layer's state in `rs`; returns [n_embd, n_tokens] (after ssm_out).
+    ggml_tensor* delta_net(int64_t layer, ggml_tensor* h);
     ggml_tensor* ffn_swiglu(ggml_tensor* x, const LayerWeights& L);
     // Mixture of experts with SwiGLU experts: softmax router, top n_expert_used, weights renormalized.
     ggml_tensor* ffn_moe(ggml_tensor* x, const LayerWeights& L);

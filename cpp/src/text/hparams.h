@@ -58,13 +58,49 @@ struct TextHParams {
     // Mixture of experts (qwen3vlmoe): n_expert FFNs of width n_ff_exp per layer, n_expert_used
     // routed per token with softmax weights renormalized over the chosen ones.
     int64_t n_expert = 0, n_expert_used = 0, n_ff_exp = 0;
+    int64_t n_ff_shexp = 0;  // the shared expert's width (qwen35moe)
 
     // Attention temperature (Llama 4, Ministral 3): queries are multiplied after RoPE by
     // 1 + attn_temperature_scale * log(1 + floor(pos / attn_temperature_length)); 0 = off.
     float attn_temperature_scale = 0.0f;
     int64_t attn_temperature_length = 0;
 
+    // Hybrid decoders (qwen35): recurrent_layers[l] marks a Gated DeltaNet (linear attention)
+    // layer, which has no attention heads and no KV cache; its state is a short causal
+    // convolution window (ssm_d_conv - 1 inputs of the conv channels) and one
+    // [ssm_d_state, ssm_d_state] matrix per value head (runtime/recurrent_state.h). Empty: none.
+    std::vector<bool> recurrent_layers;
+    int64_t ssm_d_conv = 0;    // convolution kernel length
+    int64_t ssm_d_state = 0;   // key (= value) head size of the delta rule
+    int64_t ssm_n_group = 0;   // key heads
+    int64_t ssm_dt_rank = 0;   // value heads
+    int64_t ssm_d_inner = 0;   // value heads * value head size
+    int64_t n_nextn = 0;       // multi-token-prediction blocks after the n_layer decoder layers (not run)
+
     int64_t n_embd_q() const { return n_head * head_dim_k; }
+    bool is_recurrent(int64_t layer) const {
+        return layer >= 0 && layer < (int64_t)recurrent_layers.size() && recurrent_layers[layer];
+    }
+    bool has_recurrent() const {
+        for (bool r : recurrent_layers) {
+            if (r) return true;
+        }
+        return false;
+    }
+    // The layers with attention heads (every layer unless the model is hybrid).
+    std::vector<int32_t> attention_layers() const {
+        std::vector<int32_t> out;
+        for (int64_t l = 0; l < n_layer; ++l) {
+            if (!is_recurrent(l)) out.push_back(static_cast<int32_t>(l));
+        }
+        return out;
+    }
+    int64_t ssm_conv_channels() const { return ssm_d_inner + 2 * ssm_n_group * ssm_d_state; }
+    // f32 conv window + delta-rule memory of every recurrent layer (runtime/recurrent_state.h).
+    int64_t recurrent_state_bytes() const {
+        const int64_t per_layer = (ssm_d_conv - 1) * ssm_conv_channels() + ssm_d_state * ssm_d_state * ssm_dt_rank;
+        return 4 * per_layer * (n_layer - static_cast<int64_t>(attention_layers().size()));
+    }
     int64_t n_embd_k_gqa() const { return n_head_kv * head_dim_k; }
     int64_t n_embd_v_gqa() const { return n_head_kv * head_dim_v; }
     bool is_swa(int64_t layer) const { return n_swa > 0 && layer < (int64_t)swa_layers.size() && swa_layers[layer]; }

@@ -11,7 +11,9 @@
     X(qwen3vl)                    \
     X(qwen3vlmoe)                 \
     X(gemma3)                     \
-    X(mistral3)
+    X(mistral3)                   \
+    X(qwen35)                     \
+    X(qwen35moe)
 
 namespace corehead {
 

@@ -59,6 +59,8 @@ TextInfo text_info(const TextModelFile& m) {
     i.n_ctx_train = m.hp.n_ctx_train;
     i.head_dim = m.hp.head_dim_k;
     i.n_deepstack = m.hp.n_deepstack;
+    i.attention_layers = m.hp.attention_layers();
+    i.recurrent_state_bytes = m.hp.recurrent_state_bytes();
     i.n_expert = m.hp.n_expert;
     i.n_expert_used = m.hp.n_expert_used;
     i.vocab_only = m.vocab_only;

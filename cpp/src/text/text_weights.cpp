@@ -16,6 +16,13 @@ void TextTensorTable::add_layers(const std::string& suffix, const std::vector<in
     }
 }
 
+void TextTensorTable::add_layer(int64_t layer, const std::string& suffix, const std::vector<int64_t>& shape,
+                                ggml_tensor* LayerWeights::*slot, bool required) {
+    entries_.push_back({{"blk." + std::to_string(layer) + "." + suffix, shape, required}, layer, nullptr, slot});
+}
+
+void TextTensorTable::allow(const std::string& name) { entries_.push_back({{name, {}, false}, -1, nullptr, nullptr}); }
+
 std::vector<TensorSpec> TextTensorTable::specs() const {
     std::vector<TensorSpec> out;
     out.reserve(entries_.size());
@@ -27,6 +34,7 @@ TextWeights TextTensorTable::resolve(const Weights& w) const {
     TextWeights t;
     t.layers.resize(n_layer_);
     for (const Entry& e : entries_) {
+        if (!e.global && !e.per_layer) continue;  // allowed, unused
         ggml_tensor* x = e.spec.required ? w.get(e.spec.name) : w.find(e.spec.name);
         if (e.layer < 0) {
             t.*e.global = x;

@@ -22,6 +22,14 @@ struct LayerWeights {
     ggml_tensor *ffn_post_norm = nullptr;
     // MoE: the router [n_embd, n_expert] and the experts stacked [.., .., n_expert].
     ggml_tensor *ffn_gate_inp = nullptr, *ffn_gate_exps = nullptr, *ffn_up_exps = nullptr, *ffn_down_exps = nullptr;
+    // A shared expert beside the routed ones (qwen35moe): a SwiGLU FFN scaled by sigmoid(ffn_gate_inp_shexp · x).
+    ggml_tensor *ffn_gate_inp_shexp = nullptr, *ffn_gate_shexp = nullptr, *ffn_up_shexp = nullptr;
+    ggml_tensor *ffn_down_shexp = nullptr;
+    // Gated DeltaNet (qwen35 linear-attention layers): the joint q/k/v projection (attn_qkv), the
+    // output gate z (attn_gate), the depthwise causal conv kernel, the decay (ssm_a = -exp(A_log),
+    // ssm_dt = dt_bias, ssm_alpha), the write strength (ssm_beta), the gated RMSNorm and out_proj.
+    ggml_tensor *wqkv = nullptr, *wqkv_gate = nullptr, *ssm_conv1d = nullptr, *ssm_dt = nullptr, *ssm_a = nullptr;
+    ggml_tensor *ssm_beta = nullptr, *ssm_alpha = nullptr, *ssm_norm = nullptr, *ssm_out = nullptr;
 };
 
 struct TextWeights {
@@ -38,6 +46,14 @@ public:
     // "blk.<i>.<suffix>" of every layer i, with the same shape.
     void add_layers(const std::string& suffix, const std::vector<int64_t>& shape, ggml_tensor* LayerWeights::*slot,
                     bool required = true);
+
+    // "blk.<layer>.<suffix>" of one layer (hybrid models: the layers' kinds hold different tensors).
+    void add_layer(int64_t layer, const std::string& suffix, const std::vector<int64_t>& shape,
+                   ggml_tensor* LayerWeights::*slot, bool required = true);
+
+    // A tensor the file may hold that the forward pass does not use (any shape; e.g. qwen35's
+    // multi-token-prediction block).
+    void allow(const std::string& name);
 
     std::vector<TensorSpec> specs() const;
     // The loaded tensors by slot; a model without output.weight uses its token embedding (tied).

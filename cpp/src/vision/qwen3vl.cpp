@@ -33,7 +33,8 @@ public:
         // Images take the same 3-D positions as Qwen2-VL (transformers' Qwen3-VL get_rope_index).
         return mrope_prompt_positions(n, spans, images);
     }
-    std::vector<std::string> text_archs() const override { return {"qwen3vl", "qwen3vlmoe"}; }
+    // Qwen3.5 (qwen35, qwen35moe) uses the same ViT and merger without DeepStack blocks.
+    std::vector<std::string> text_archs() const override { return {"qwen3vl", "qwen3vlmoe", "qwen35", "qwen35moe"}; }
     std::vector<std::string> layout_tokens() const override { return {"<|vision_start|>", "<|vision_end|>"}; }
 
     void read_hparams(const GgufFile& f, VisionHParams& hp) const override {
