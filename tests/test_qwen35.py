@@ -113,6 +113,10 @@ def test_truncate_cannot_rewind_the_recurrent_state(eng, ref):
         eng.truncate(len(ids) - 3)
     # Nothing moved: the sequence continues where it was.
     assert eng.n_past == len(ids)
+    # Branches of one prefix in one pass would run through one recurrent state: refused, untouched.
+    with pytest.raises(ValueError, match="recurrent"):
+        eng.append_branches([(len(ids), ids[:3]), (len(ids) - 2, ids[:2])])
+    assert eng.n_past == len(ids)
 
 
 def test_choice_scoring_reruns_instead_of_rewinding(eng, ref):

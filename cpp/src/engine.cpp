@@ -238,6 +238,11 @@ std::vector<float> Engine::append_branches(const std::vector<std::pair<int64_t, 
     Impl& I = *impl_;
     const int64_t n_past = I.ctx->n_past();
     if (branches.empty()) throw InputError("append_branches needs at least one branch");
+    if (I.ctx->has_recurrent_state()) {
+        // Branches share one pass; a recurrent layer would run them one after another into one state.
+        throw InputError("append_branches needs a model whose every layer is attention: this model's recurrent "
+                         "layers keep one state per sequence; run each continuation after its prompt instead");
+    }
     for (const auto& [prefix, tokens] : branches) {
         if (tokens.empty()) throw InputError("a branch has no tokens");
         if (prefix < 1 || prefix > n_past) {

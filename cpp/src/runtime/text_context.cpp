@@ -98,6 +98,7 @@ std::vector<float> TextContext::decode(DecoderBatch& batch) {
     const bool branched = !batch.branch_first.empty();
     if (branched) {
         if (skv_) throw_needs_dense_cache("branch batches");
+        if (rs_) throw InputError("internal: branch batches on a model with recurrent layers");
         if (static_cast<int64_t>(batch.branch_first.size()) != batch.n_tokens ||
             static_cast<int64_t>(batch.branch_prefix.size()) != batch.n_tokens) {
             throw InputError("internal: branch rows do not match the batch");

@@ -30,6 +30,7 @@ public:
     std::vector<float> decode(DecoderBatch& batch);
 
     int64_t n_past() const { return n_past_; }
+    bool has_recurrent_state() const { return rs_ != nullptr; }
     int64_t n_ctx() const;
     void reset();
     // Default RoPE position of cache index i is i + offset (after an M-RoPE image the text
