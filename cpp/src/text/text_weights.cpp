@@ -16,6 +16,11 @@ void TextTensorTable::add_layers(const std::string& suffix, const std::vector<in
     }
 }
 
+void TextTensorTable::add_layer(int64_t layer, const std::string& suffix, std::vector<int64_t> shape,
+                                ggml_tensor* LayerWeights::*slot, bool required) {
+    entries_.push_back({{"blk." + std::to_string(layer) + "." + suffix, std::move(shape), required}, layer, nullptr, slot});
+}
+
 std::vector<TensorSpec> TextTensorTable::specs() const {
     std::vector<TensorSpec> out;
     out.reserve(entries_.size());

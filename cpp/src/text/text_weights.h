@@ -22,10 +22,16 @@ struct LayerWeights {
     ggml_tensor *ffn_post_norm = nullptr;
     // MoE: the router [n_embd, n_expert] and the experts stacked [.., .., n_expert].
     ggml_tensor *ffn_gate_inp = nullptr, *ffn_gate_exps = nullptr, *ffn_up_exps = nullptr, *ffn_down_exps = nullptr;
+    // Per-layer embeddings (gemma4): gate [n_embd, n_ple], projection [n_ple, n_embd], its norm;
+    // and the scalar the layer's output is multiplied by.
+    ggml_tensor *ple_gate = nullptr, *ple_proj = nullptr, *ple_post_norm = nullptr, *out_scale = nullptr;
 };
 
 struct TextWeights {
     ggml_tensor *tok_embd = nullptr, *output_norm = nullptr, *output = nullptr, *rope_freqs = nullptr;
+    // Per-layer embeddings (gemma4): token table [n_layer * n_ple, n_vocab], the projection of the
+    // input embedding [n_embd, n_layer * n_ple] and its norm [n_ple].
+    ggml_tensor *ple_tok_embd = nullptr, *ple_model_proj = nullptr, *ple_proj_norm = nullptr;
     std::vector<LayerWeights> layers;
 };
 
@@ -38,6 +44,9 @@ public:
     // "blk.<i>.<suffix>" of every layer i, with the same shape.
     void add_layers(const std::string& suffix, const std::vector<int64_t>& shape, ggml_tensor* LayerWeights::*slot,
                     bool required = true);
+    // "blk.<layer>.<suffix>" of one layer (tables whose shapes or tensors differ per layer).
+    void add_layer(int64_t layer, const std::string& suffix, std::vector<int64_t> shape,
+                   ggml_tensor* LayerWeights::*slot, bool required = true);
 
     std::vector<TensorSpec> specs() const;
     // The loaded tensors by slot; a model without output.weight uses its token embedding (tied).
