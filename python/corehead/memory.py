@@ -7,7 +7,8 @@
   stored (quantized) type, so this is the tensor-data region of each file; it matches
   ``Engine.info['weight_bytes']`` to within 1% (buffer alignment).
 - ``kv``: the dense KV cache, ``n_layer * n_ctx * n_head_kv * (head_dim_k + head_dim_v)`` elements
-  of ``kv_type``; equal to what the engine allocates.
+  of ``kv_type`` (summed per layer with each layer's head size, over the layers that hold K/V:
+  under KV sharing, Gemma 4, the others read an earlier layer's); equal to what the engine allocates.
 - ``compute``: an approximation of the scheduler's compute buffers: the larger of one prefill
   batch (activations of ``n_batch`` tokens, the attention mask, logits of every row) and, with
   an mmproj, one vision-encoder pass over the largest view its preprocessing makes (its
@@ -68,7 +69,11 @@ def memory_estimate(model: str | os.PathLike, mmproj: str | os.PathLike | None =
     elem = _elem_size(kv_type, t.file_type)
     text_weights = _core.gguf_summary(model_path).data_size  # the tensor-data region, as the engine loads it
     head_dim = t.head_dim
-    kv = t.n_layer * n_ctx * t.n_head_kv * 2 * head_dim * elem
+    # Every layer holding a KV cache (not those that read another layer's: KV sharing), each with
+    # its own head size.
+    dims = t.layer_head_dims or [head_dim] * t.n_layer
+    sources = t.kv_source_layers or list(range(t.n_layer))
+    kv = n_ctx * t.n_head_kv * 2 * elem * sum(d for layer, d in enumerate(dims) if sources[layer] == layer)
 
     # One prefill batch: the residual stream and its norms, q/k/v/o, the FFN (gate, up and their
     # product), all f32; the attention mask (flash attention materializes no score matrix); the

@@ -61,6 +61,10 @@ TextInfo text_info(const TextModelFile& m) {
     i.n_vocab = m.hp.n_vocab;
     i.n_ctx_train = m.hp.n_ctx_train;
     i.head_dim = m.hp.head_dim_k;
+    for (int64_t l = 0; l < m.hp.n_layer; ++l) {
+        i.layer_head_dims.push_back(m.hp.head_v(l));
+        i.kv_source_layers.push_back(m.hp.kv_layer(l));
+    }
     i.n_deepstack = m.hp.n_deepstack;
     i.n_expert = m.hp.n_expert;
     i.n_expert_used = m.hp.n_expert_used;
