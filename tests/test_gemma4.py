@@ -212,3 +212,69 @@ def test_kv_weights_in_a_sharing_layer_are_refused(tmp_path):
     with pytest.raises(ModelError) as e:
         Engine(bad, n_threads=1)
     assert "shared-with-k.gguf" in str(e.value) and "blk.4.attn_k.weight" in str(e.value)
+
+
+# -- gemma4vl: the same text model with the gemma4v projector (tests/data/gemma4vl) ------------
+# The generic multimodal tests (test_vision, test_sparse, ...) cover pixel values, embeddings
+# (max |d| 2e-6), logits (9e-4 over 277 positions, |logit| <= 10) and the CoRe-sparse semantics
+# against transformers; these pin what is Gemma 4's own.
+
+VL = DATA / "gemma4vl"
+VL_META = json.loads((VL / "meta.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def vl():
+    with Engine(VL / "model-f32.gguf", mmproj=VL / "mmproj-f32.gguf", n_threads=2) as e:
+        yield e, np.load(VL / "ref.npz")
+
+
+def test_image_layout_is_the_processors(vl):
+    """Gemma4Processor: <|image> + one <|image|> per soft token + <image|>; 96x64 -> 480x312 px ->
+    60x39 patches of 8 -> 20x13 pooled tokens."""
+    eng, ref = vl
+    img = VL / "image.png"
+    ids = eng.multimodal_tokens(VL_META["prompt"], [img])
+    np.testing.assert_array_equal(ids, ref["prompt_ids"])
+    vis = eng.visual_token_positions(VL_META["prompt"], [img])
+    assert len(vis) == 260 == VL_META["n_image_tokens"]
+    assert ids[vis[0] - 1] == VL_META["boi_token_id"] and ids[vis[-1] + 1] == VL_META["eoi_token_id"]
+    assert set(ids[vis].tolist()) == {VL_META["image_token_id"]}
+    assert eng.preprocess_image(img)[0].shape == (3, 312, 480)
+
+
+def test_multimodal_logits_and_embeddings_equal_transformers(vl):
+    eng, ref = vl
+    img = VL / "image.png"
+    assert np.abs(eng.encode_image(img) - ref["image_embeds"]).max() <= 1e-4
+    assert np.abs(eng.logits(VL_META["prompt"], images=[img]) - ref["logits_last"]).max() <= 2e-3
+
+
+def test_multimodal_last_query_taps_equal_transformers_in_every_layer(vl):
+    eng, ref = vl
+    got = eng.attention(VL_META["prompt"], images=[VL / "image.png"])
+    assert np.abs(got[:, :, 0] - ref["attn_last"]).max() <= ATOL
+
+
+def test_multimodal_ram_ranking_equals_numpy_from_transformers(vl):
+    eng, ref = vl
+    img = VL / "image.png"
+    q = "What is this?"
+    probe = Probe(image=str(img), question=q, bbox=[10, 5, 60, 40], prompt=VL_META["prompt"])
+    ranking = eng.rank_heads([probe], query="last", progress=False)
+    n = len(ref["prompt_ids"])
+    r, vis = relevance_vectors(eng, probe, VL_META["prompt"], [img], n)
+    assert r.sum() > 0 and vis.sum() == 260
+    np.testing.assert_allclose(ranking.ram, ref["attn_last"] @ r, atol=ATOL)
+
+
+def test_core_sparse_with_an_image_counts_each_shared_kv_set_once(vl):
+    eng, ref = vl
+    img = VL / "image.png"
+    n = len(ref["prompt_ids"])
+    with eng.sparse([(4, 0)], sink=4):  # query head 0 of sharing layer 4 -> KV head 0 of layer 3
+        eng.logits(VL_META["prompt"], images=[img])
+        st = eng.kv_stats()
+    assert st["per_layer"]["core_kv_heads"] == [0, 0, 0, 1, 0, 0]
+    assert st["per_layer"]["other_kv_heads"] == [2, 2, 2, 1, 0, 0]
+    assert st["groups"]["compact"]["tokens"] == n - 260  # every visual token is past the sinks
