@@ -174,19 +174,30 @@ def test_mismatched_mmproj_is_a_model_error_naming_the_files():
     assert "mmproj-f32.gguf" in str(e.value) and "gemma4" in str(e.value)
 
 
-def copy_without(src: Path, dst: Path, drop: str) -> Path:
-    """`src` rewritten by gguf-py with every key and every tensor but `drop`."""
+def rewrite(src: Path, dst: Path, drop: str = "", keys: dict | None = None, add: dict | None = None) -> Path:
+    """`src` rewritten by gguf-py with every tensor but `drop` (and the f32 tensors `add`) and its
+    keys, `keys` replacing or adding some (a list value is written as a UINT32 array)."""
     r = gguf.GGUFReader(src)
     w = gguf.GGUFWriter(dst, arch=r.fields["general.architecture"].contents())
+    new = dict(keys or {})
     for key, f in r.fields.items():
         if key.startswith("GGUF.") or key == "general.architecture":
             continue
+        if key in new:
+            continue
         sub = f.types[1] if f.types[0] == gguf.GGUFValueType.ARRAY else None
         w.add_key_value(key, f.contents(), f.types[0], sub_type=sub)
+    for key, value in new.items():
+        if isinstance(value, list):
+            w.add_key_value(key, value, gguf.GGUFValueType.ARRAY, sub_type=gguf.GGUFValueType.UINT32)
+        else:
+            w.add_key_value(key, value, gguf.GGUFValueType.UINT32)
     for t in r.tensors:
         if t.name != drop:
             shape = list(reversed(t.shape.tolist()))
             w.add_tensor(t.name, np.asarray(t.data), raw_shape=shape, raw_dtype=t.tensor_type)
+    for name, value in (add or {}).items():
+        w.add_tensor(name, np.asarray(value, np.float32))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -196,7 +207,7 @@ def copy_without(src: Path, dst: Path, drop: str) -> Path:
 
 @pytest.mark.parametrize("drop", ["blk.3.attn_k.weight", "per_layer_token_embd.weight", "rope_freqs.weight"])
 def test_missing_tensor_is_a_model_error_naming_file_and_tensor(tmp_path, drop):
-    bad = copy_without(D / "model-f32.gguf", tmp_path / "incomplete.gguf", drop)
+    bad = rewrite(D / "model-f32.gguf", tmp_path / "incomplete.gguf", drop=drop)
     with pytest.raises(ModelError) as e:
         Engine(bad, n_threads=1)
     assert "incomplete.gguf" in str(e.value) and f"missing tensor '{drop}'" in str(e.value)
@@ -278,3 +289,30 @@ def test_core_sparse_with_an_image_counts_each_shared_kv_set_once(vl):
     assert st["per_layer"]["core_kv_heads"] == [0, 0, 0, 1, 0, 0]
     assert st["per_layer"]["other_kv_heads"] == [2, 2, 2, 1, 0, 0]
     assert st["groups"]["compact"]["tokens"] == n - 260  # every visual token is past the sinks
+
+
+def test_per_layer_ffn_widths_and_kv_head_counts(tmp_path, ref):
+    """use_double_wide_mlp files write feed_forward_length per layer: read as such (here all 128:
+    the same model), a width that disagrees with a layer's tensors is refused; per-layer KV head
+    counts (the 31B) are refused with a message that says so."""
+    ok = rewrite(D / "model-f32.gguf", tmp_path / "ff.gguf", keys={"gemma4.feed_forward_length": [128] * 6})
+    with Engine(ok, n_threads=2) as e:
+        assert np.abs(e.logits(ref["prompt_ids"], all_positions=True) - ref["logits_all"]).max() <= ATOL
+    wide = rewrite(D / "model-f32.gguf", tmp_path / "wide.gguf",
+                   keys={"gemma4.feed_forward_length": [128, 128, 128, 128, 256, 256]})
+    with pytest.raises(ModelError, match="blk.4.ffn_gate.weight"):
+        Engine(wide, n_threads=1)
+    kv = rewrite(D / "model-f32.gguf", tmp_path / "kv.gguf", keys={"gemma4.attention.head_count_kv": [2, 1] * 3})
+    with pytest.raises(ModelError, match="one count per layer"):
+        Engine(kv, n_threads=1)
+
+
+def test_an_mmproj_with_the_audio_encoder_loads(tmp_path, vl):
+    """The released E2B / E4B mmproj files also hold the audio encoder (a.*, mm.a.*): accepted and
+    not used, so the image path is unchanged."""
+    eng, ref = vl
+    rng = np.random.default_rng(0)
+    audio = {"a.blk.0.attn_q.weight": rng.normal(size=(8, 8)), "mm.a.input_projection.weight": rng.normal(size=(64, 8))}
+    mm = rewrite(VL / "mmproj-f32.gguf", tmp_path / "mmproj-av.gguf", add=audio)
+    with Engine(VL / "model-f32.gguf", mmproj=mm, n_threads=2) as e:
+        np.testing.assert_array_equal(e.encode_image(VL / "image.png"), eng.encode_image(VL / "image.png"))

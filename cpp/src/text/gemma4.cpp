@@ -100,7 +100,12 @@ public:
             t.add_layer(l, "attn_v.weight", {E, hv * hp.n_head_kv}, &LayerWeights::wv, /*required=*/false);
         }
         t.add_layers("post_attention_norm.weight", {E}, &LayerWeights::attn_post_norm);
-        add_ffn_tensors(hp, t);
+        t.add_layers("ffn_norm.weight", {E}, &LayerWeights::ffn_norm);
+        for (int64_t l = 0; l < hp.n_layer; ++l) {  // use_double_wide_mlp: 2x wide in the sharing layers
+            t.add_layer(l, "ffn_gate.weight", {E, hp.ff(l)}, &LayerWeights::ffn_gate);
+            t.add_layer(l, "ffn_up.weight", {E, hp.ff(l)}, &LayerWeights::ffn_up);
+            t.add_layer(l, "ffn_down.weight", {hp.ff(l), E}, &LayerWeights::ffn_down);
+        }
         t.add_layers("post_ffw_norm.weight", {E}, &LayerWeights::ffn_post_norm);
         t.add_layers("layer_output_scale.weight", {1}, &LayerWeights::out_scale, /*required=*/false);
         if (P > 0) {

@@ -32,7 +32,8 @@ struct TextHParams {
     int64_t n_embd = 0;
     int64_t n_head = 0;
     int64_t n_head_kv = 0;
-    int64_t n_ff = 0;
+    int64_t n_ff = 0;         // the widest FFN when the width differs per layer (layer_n_ff)
+    std::vector<int64_t> layer_n_ff;  // per-layer FFN widths (gemma4 double-wide MLP); empty = n_ff everywhere
     int64_t n_vocab = 0;
     int64_t n_ctx_train = 0;
     int64_t head_dim_k = 0;   // per-head key/query size
@@ -83,6 +84,9 @@ struct TextHParams {
     int64_t n_embd_k_gqa() const { return n_head_kv * head_dim_k; }
     int64_t n_embd_v_gqa() const { return n_head_kv * head_dim_v; }
     bool is_swa(int64_t layer) const { return n_swa > 0 && layer < (int64_t)swa_layers.size() && swa_layers[layer]; }
+    int64_t ff(int64_t layer) const {
+        return layer < static_cast<int64_t>(layer_n_ff.size()) ? layer_n_ff[layer] : n_ff;
+    }
     int64_t head_k(int64_t layer) const { return is_swa(layer) && head_dim_k_swa > 0 ? head_dim_k_swa : head_dim_k; }
     int64_t head_v(int64_t layer) const { return is_swa(layer) && head_dim_v_swa > 0 ? head_dim_v_swa : head_dim_v; }
     int64_t rot(int64_t layer) const { return is_swa(layer) && n_rot_swa > 0 ? n_rot_swa : n_rot; }

@@ -84,6 +84,11 @@ public:
             {"v.std_bias", {E}, false},
             {"v.std_scale", {E}, false},
         };
+        // The released mmproj files (E2B, E4B) also hold the audio encoder (a.*, mm.a.*): not
+        // used here, accepted as they are.
+        for (const std::string& name : f.tensor_names()) {
+            if (name.rfind("a.", 0) == 0 || name.rfind("mm.a.", 0) == 0) s.push_back({name, {}, false});
+        }
         for (int64_t il = 0; il < hp.n_layer; ++il) {
             const std::string b = "v.blk." + std::to_string(il) + ".";
             for (const char* n : {"ln1", "ln2", "attn_post_norm", "ffn_post_norm"}) s.push_back({b + n + ".weight", {E}});
