@@ -385,7 +385,9 @@ def test_converter_written_model_and_mmproj_pairs_load(family):
         assert info["n_layer"] == reader_value(mr, f"{arch}.block_count")
         assert info["n_embd"] == reader_value(mr, f"{arch}.embedding_length")
         v = info["vision"]
-        assert v["projector"] == reader_value(vr, "clip.projector_type")
+        # newer converters (gemma4v) write the per-modality key clip.vision.projector_type
+        key = "clip.projector_type" if "clip.projector_type" in vr.fields else "clip.vision.projector_type"
+        assert v["projector"] == reader_value(vr, key)
         assert v["n_layer"] == reader_value(vr, "clip.vision.block_count")
         assert v["image_size"] == reader_value(vr, "clip.vision.image_size")
         assert v["n_out"] == info["n_embd"]

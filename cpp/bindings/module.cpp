@@ -213,10 +213,14 @@ void bind_records(nb::module_& m) {
                      "/ .pre, n_tokens = tokens in the tokenizer, n_deepstack = layers that add DeepStack visual "
                      "features (qwen3vl), n_expert / n_expert_used = experts per layer / routed per token (MoE; 0 = "
                      "dense), attention_layers = the layers with attention heads (all but a hybrid model's "
-                     "Gated DeltaNet layers, qwen35), recurrent_state_bytes = those layers' state per sequence.")
+                     "Gated DeltaNet layers, qwen35), recurrent_state_bytes = those layers' state per sequence, "
+                     "layer_head_dims = each layer's head size (head_dim: the global layers'), "
+                     "kv_source_layers = the layer whose K/V each layer attends over (KV sharing, gemma4: a layer "
+                     "reading another's holds no KV cache).")
         .fields(FIELD(TextInfo, path), FIELD(TextInfo, arch), FIELD(TextInfo, name), FIELD(TextInfo, file_type))
         .fields(FIELD(TextInfo, n_layer), FIELD(TextInfo, n_head), FIELD(TextInfo, n_head_kv), FIELD(TextInfo, n_embd),
                 FIELD(TextInfo, n_ff), FIELD(TextInfo, head_dim), FIELD(TextInfo, n_vocab), FIELD(TextInfo, n_ctx_train))
+        .fields(FIELD(TextInfo, layer_head_dims), FIELD(TextInfo, kv_source_layers))
         .fields(FIELD(TextInfo, n_deepstack), FIELD(TextInfo, n_expert), FIELD(TextInfo, n_expert_used),
                 FIELD(TextInfo, attention_layers), FIELD(TextInfo, recurrent_state_bytes))
         .fields(FIELD(TextInfo, n_tensors), FIELD(TextInfo, n_params), FIELD(TextInfo, file_size))

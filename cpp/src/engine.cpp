@@ -309,8 +309,19 @@ AttentionTaps Engine::attention(const std::vector<int32_t>& tokens, const std::v
                        });
 }
 
+namespace {
+// Head sums (and the head means made from them) are [n_layer, n_head * head_dim] arrays.
+void check_uniform_head_size(const TextHParams& hp) {
+    if (hp.uniform_head_v()) return;
+    throw InputError("head output sums / head means need one head size in every layer, but this " + hp.arch +
+                     " model's layers have heads of " + std::to_string(hp.head_v(0)) + " and " +
+                     std::to_string(hp.head_dim_v) + " values; use zero ablation or knockout instead of mean ablation");
+}
+}  // namespace
+
 std::vector<std::vector<double>> Engine::head_output_sums(const std::vector<int32_t>& tokens, int64_t& n_positions) {
     Impl& I = *impl_;
+    check_uniform_head_size(I.text.hp);
     HeadOutputSums sums;
     PrefillOptions o = I.options(false);
     o.head_sums = &sums;
@@ -355,6 +366,7 @@ AttentionTaps Engine::attention(const std::string& prompt, const std::vector<Ima
 std::vector<std::vector<double>> Engine::head_output_sums(const std::string& prompt, const std::vector<Image>& images,
                                                           const std::string& marker, int64_t& n_positions) {
     Impl& I = *impl_;
+    check_uniform_head_size(I.text.hp);
     HeadOutputSums sums;
     PrefillOptions o = I.options(false);
     o.head_sums = &sums;

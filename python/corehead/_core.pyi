@@ -17,7 +17,7 @@ class ContextOverflowError(ValueError):
 
 class TextInfo:
     """
-    Facts about a language-model GGUF (inspect_model, Engine.text_info): arch = general.architecture, file_type e.g. 'Q4_K_M', n_head / n_head_kv = query / KV heads per layer, n_params = elements of all tensors, vocab_only = a tokenizer-only file, tokenizer / tokenizer_pre = tokenizer.ggml.model / .pre, n_tokens = tokens in the tokenizer, n_deepstack = layers that add DeepStack visual features (qwen3vl), n_expert / n_expert_used = experts per layer / routed per token (MoE; 0 = dense), attention_layers = the layers with attention heads (all but a hybrid model's Gated DeltaNet layers, qwen35), recurrent_state_bytes = those layers' state per sequence.
+    Facts about a language-model GGUF (inspect_model, Engine.text_info): arch = general.architecture, file_type e.g. 'Q4_K_M', n_head / n_head_kv = query / KV heads per layer, n_params = elements of all tensors, vocab_only = a tokenizer-only file, tokenizer / tokenizer_pre = tokenizer.ggml.model / .pre, n_tokens = tokens in the tokenizer, n_deepstack = layers that add DeepStack visual features (qwen3vl), n_expert / n_expert_used = experts per layer / routed per token (MoE; 0 = dense), attention_layers = the layers with attention heads (all but a hybrid model's Gated DeltaNet layers, qwen35), recurrent_state_bytes = those layers' state per sequence, layer_head_dims = each layer's head size (head_dim: the global layers'), kv_source_layers = the layer whose K/V each layer attends over (KV sharing, gemma4: a layer reading another's holds no KV cache).
     """
 
     @property
@@ -55,6 +55,12 @@ class TextInfo:
 
     @property
     def n_ctx_train(self) -> int: ...
+
+    @property
+    def layer_head_dims(self) -> list[int]: ...
+
+    @property
+    def kv_source_layers(self) -> list[int]: ...
 
     @property
     def n_deepstack(self) -> int: ...

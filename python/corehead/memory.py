@@ -6,9 +6,10 @@
 - ``weights``: the tensor data of the model (and mmproj) files. The engine keeps weights in their
   stored (quantized) type, so this is the tensor-data region of each file; it matches
   ``Engine.info['weight_bytes']`` to within 1% (buffer alignment).
-- ``kv``: the dense KV cache, ``n_attention_layers * n_ctx * n_head_kv * (head_dim_k + head_dim_v)``
-  elements of ``kv_type`` (every layer, except a hybrid model's recurrent ones); equal to what the
-  engine allocates.
+- ``kv``: the dense KV cache, ``n_ctx * n_head_kv * (head_dim_k + head_dim_v)`` elements of
+  ``kv_type`` per layer that holds K/V, with that layer's head size: not a hybrid model's recurrent
+  layers (qwen35), nor the layers that read an earlier layer's K/V (KV sharing, Gemma 4); equal
+  to what the engine allocates.
 - ``recurrent_state``: a hybrid model's (qwen35) Gated DeltaNet state, f32, whatever ``n_ctx``.
 - ``compute``: an approximation of the scheduler's compute buffers: the larger of one prefill
   batch (activations of ``n_batch`` tokens, the attention mask, logits of every row) and, with
@@ -70,7 +71,13 @@ def memory_estimate(model: str | os.PathLike, mmproj: str | os.PathLike | None =
     elem = _elem_size(kv_type, t.file_type)
     text_weights = _core.gguf_summary(model_path).data_size  # the tensor-data region, as the engine loads it
     head_dim = t.head_dim
-    kv = len(t.attention_layers) * n_ctx * t.n_head_kv * 2 * head_dim * elem
+    # Every layer holding a KV cache (not those that read another layer's: KV sharing, nor a hybrid
+    # model's recurrent layers), each with its own head size.
+    dims = t.layer_head_dims or [head_dim] * t.n_layer
+    sources = t.kv_source_layers or list(range(t.n_layer))
+    attention = set(t.attention_layers or range(t.n_layer))
+    kv = n_ctx * t.n_head_kv * 2 * elem * sum(d for layer, d in enumerate(dims)
+                                               if sources[layer] == layer and layer in attention)
     state = t.recurrent_state_bytes
 
     # One prefill batch: the residual stream and its norms, q/k/v/o, the FFN (gate, up and their

@@ -132,14 +132,37 @@ def _query_heads(heads, info: dict, fraction: float = 0.05) -> list[tuple[int, i
     return pairs
 
 
+def kv_source_layers(info: dict) -> list[int]:
+    """For each layer, the layer whose K/V it attends over: itself, or under KV sharing (Gemma 4)
+    an earlier layer's, whose KV cache it reads instead of holding one."""
+    src = info.get("kv_source_layers")
+    return [int(s) for s in src] if src else list(range(info["n_layer"]))
+
+
+def kv_layers(info: dict) -> list[int]:
+    """The layers that hold a KV cache: every layer, except those that read another layer's K/V
+    (KV sharing, Gemma 4) and a hybrid model's recurrent layers (no attention, qwen35)."""
+    attention = set(info.get("attention_layers") or range(info["n_layer"]))
+    return [layer for layer, s in enumerate(kv_source_layers(info)) if s == layer and layer in attention]
+
+
+def layer_head_dims(info: dict) -> list[int]:
+    """Each layer's head size (Gemma 4: its global layers' heads are larger)."""
+    dims = info.get("layer_head_dims")
+    return [int(d) for d in dims] if dims else [int(info["head_dim"])] * info["n_layer"]
+
+
 def core_kv_heads(heads, info: dict, fraction: float = 0.05) -> list[tuple[int, int]]:
     """The (layer, KV head) pairs of the CoRe heads `heads` — a head file (HeadRanking JSON from
     ``corehead rank``: its top `fraction`; or a HeadSet JSON), a HeadRanking (top `fraction`), a
-    HeadSet or (layer, query head) pairs — checked against the model described by `info`."""
+    HeadSet or (layer, query head) pairs — checked against the model described by `info`. Under KV
+    sharing a pair names the layer that holds the K/V (one visual KV set per shared KV head: a CoRe
+    head of a sharing layer keeps that set for every layer reading it)."""
     if not 0 < fraction <= 1:
         raise ValueError(f"core_fraction must be in (0, 1], got {fraction}")
     group = info["n_head"] // info["n_head_kv"]
-    return sorted({(layer, h // group) for layer, h in _query_heads(heads, info, fraction)})
+    src = kv_source_layers(info)
+    return sorted({(src[layer], h // group) for layer, h in _query_heads(heads, info, fraction)})
 
 
 @contextmanager
@@ -214,9 +237,10 @@ def masked_reference(eng: Engine, heads, prompt: str, images, sink: int = 4, cor
     info = eng.info
     kv = set(core_kv_heads(heads, info, core_fraction))
     group = info["n_head"] // info["n_head_kv"]
+    src = kv_source_layers(info)
     layers = info.get("attention_layers") or range(info["n_layer"])  # a hybrid model's recurrent layers have no heads
     knocked = [(layer, h, "knockout", []) for layer in layers for h in range(info["n_head"])
-               if (layer, h // group) not in kv]
+               if (src[layer], h // group) not in kv]
     if visual_budget and keep not in ("first", "last"):
         raise ValueError("a masked reference with a visual_budget needs keep='first' or 'last'")
     imgs = eng.load_images(images)
@@ -246,17 +270,25 @@ def masked_reference(eng: Engine, heads, prompt: str, images, sink: int = 4, cor
 
 def expected_kv_bytes(info: dict, kv_heads: Iterable[tuple[int, int]], n_tokens: int, visual_positions,
                       sink: int = 4, visual_budget: int = 0, n_images: int = 0, bytes_per_value: int = 2) -> int:
-    """The formula: per layer, text tokens × all KV heads + visual tokens × CoRe KV heads + (visual
-    sinks + visual_budget × images) × other KV heads; × head_dim × 2 (K and V) × bytes. Layers
-    without attention (a hybrid model's recurrent ones) hold no K/V."""
-    layers = list(info.get("attention_layers") or range(info["n_layer"]))
-    core = np.zeros(len(layers), np.int64)
+    """The formula: per layer that holds a KV cache, text tokens × all KV heads + visual tokens ×
+    CoRe KV heads + (visual sinks + visual_budget × images) × other KV heads; × its head size × 2
+    (K and V) × bytes. `kv_heads` as core_kv_heads gives them (layers holding the K/V). Layers that
+    read another's K/V (Gemma 4) or have no attention (a hybrid model's recurrent ones) hold none."""
+    core = np.zeros(info["n_layer"], np.int64)
     for layer, _ in kv_heads:
-        core[layers.index(layer)] += 1
+        core[layer] += 1
+    own = np.zeros(info["n_layer"], np.int64)
+    own[kv_layers(info)] = 1
     vis = np.asarray(visual_positions, np.int64)
     n_visual = len(vis)
     n_sink = int((vis < sink).sum())
     n_text = n_tokens - n_visual
     other = info["n_head_kv"] - core
-    per_layer = n_text * info["n_head_kv"] + n_visual * core + (n_sink + visual_budget * n_images) * other
-    return int(per_layer.sum()) * info["head_dim"] * 2 * bytes_per_value
+    per_layer = (n_text * info["n_head_kv"] + n_visual * core + (n_sink + visual_budget * n_images) * other) * own
+    return int((per_layer * np.asarray(layer_head_dims(info), np.int64)).sum()) * 2 * bytes_per_value
+
+
+def dense_kv_bytes(info: dict, n_tokens: int, bytes_per_value: int = 2) -> int:
+    """K and V of `n_tokens` tokens in the dense cache: every KV head of every layer holding one."""
+    dims = layer_head_dims(info)
+    return n_tokens * info["n_head_kv"] * sum(dims[layer] for layer in kv_layers(info)) * 2 * bytes_per_value

@@ -29,6 +29,8 @@ from tools.fixtures import text as T
 
 MULTIMODAL = set(VISION_FAMILIES)
 MEAN_FAMILIES = {"llama", "llava"}
+# Text families whose ablation_ref.npz also holds a span knockout: [first, end) of the blocked keys.
+SPAN_KNOCKOUT = {"gemma4": (3, 9)}
 N_ANSWER = 3
 REBUILD_TOL = 1e-5
 
@@ -125,7 +127,13 @@ def text_attn_modules(model) -> list:
     return [found[i] for i in sorted(found)]
 
 
-def head_dim_of(model) -> int:
+def head_dim_of(model, layer: int | None = None) -> int:
+    """The head size of the text layers, or of `layer` (Gemma 4: 2x on its global layers; the
+    attention module's own `head_dim`)."""
+    if layer is not None:
+        hd = getattr(text_attn_modules(model)[layer], "head_dim", None)
+        if hd:
+            return int(hd)
     tc = model.config.get_text_config()
     return int(getattr(tc, "head_dim", None) or tc.hidden_size // tc.num_attention_heads)
 
@@ -156,11 +164,11 @@ def _by_layer(heads) -> dict:
 def zero_hooks(model, heads) -> Hooks:
     """Zero head h's slice [h*hd, (h+1)*hd) of the o_proj input (forward pre-hook)."""
     attn = text_attn_modules(model)
-    hd = head_dim_of(model)
     hooks = Hooks()
     for layer, hs in _by_layer(heads).items():
+        hd = head_dim_of(model, layer)
 
-        def pre(mod, args, hs=hs):
+        def pre(mod, args, hs=hs, hd=hd):
             x = args[0].clone()
             for h in hs:
                 x[..., h * hd : (h + 1) * hd] = 0
@@ -173,11 +181,11 @@ def zero_hooks(model, heads) -> Hooks:
 def mean_hooks(model, heads, means) -> Hooks:
     """Replace head h's o_proj input slice by a fixed vector at every position."""
     attn = text_attn_modules(model)
-    hd = head_dim_of(model)
     hooks = Hooks()
     for (layer, h), vec in zip(heads, means):
+        hd = head_dim_of(model, int(layer))
 
-        def pre(mod, args, h=int(h), vec=vec):
+        def pre(mod, args, h=int(h), vec=vec, hd=hd):
             x = args[0].clone()
             x[..., h * hd : (h + 1) * hd] = vec.to(x.dtype)
             return (x,) + tuple(args[1:])
@@ -189,11 +197,11 @@ def mean_hooks(model, heads, means) -> Hooks:
 def capture_hooks(model, heads, store: dict) -> Hooks:
     """Record the o_proj input slice of each (layer, head): store[(l, h)] = [T, hd] (batch 0)."""
     attn = text_attn_modules(model)
-    hd = head_dim_of(model)
     hooks = Hooks()
     for layer, h in heads:
+        hd = head_dim_of(model, int(layer))
 
-        def pre(mod, args, key=(int(layer), int(h))):
+        def pre(mod, args, key=(int(layer), int(h)), hd=hd):
             store.setdefault(key, []).append(args[0][0, :, key[1] * hd : (key[1] + 1) * hd].detach().clone())
 
         hooks.add(attn[int(layer)].o_proj.register_forward_pre_hook(pre))
@@ -336,7 +344,6 @@ def make_refs(family: str, data: Path, work: Path, log) -> dict:
     model, inputs, extra, out = rebuild(family, work, toks)
     n_layer = len(text_attn_modules(model))
     last = n_layer - 1
-    hd = head_dim_of(model)
     n_tok = int(ref["prompt_ids"].shape[0])
 
     # --- the rebuild must be the fixture's model ---
@@ -376,6 +383,7 @@ def make_refs(family: str, data: Path, work: Path, log) -> dict:
             for layer, h in heads:
                 w = attn[layer].o_proj.weight
                 saved.setdefault(layer, w.detach().clone())
+                hd = head_dim_of(model, layer)
                 w[:, h * hd : (h + 1) * hd] = 0
         lg2, _ = run(model, inputs)
         with torch.no_grad():
@@ -431,6 +439,29 @@ def make_refs(family: str, data: Path, work: Path, log) -> dict:
         r["knock_attn_all"] = att
         r["knock_empty_rows"] = empty
 
+    # --- 2b. span knockout (text families with KV sharing) ---
+    # The default knockout's edges with a span of text standing in for the image: the span's keys
+    # blocked for every query at or after its end, on heads of an owning and of a sharing layer.
+    if family in SPAN_KNOCKOUT:
+        span = np.arange(*SPAN_KNOCKOUT[family], dtype=np.int64)
+        kheads = [(0, 1), (3, 2), (4, 0), (last, 3)]
+        with Knockout(model, kheads, span, query_from=int(span[-1]) + 1) as ko:
+            lg, att = run(model, inputs, attentions=True)
+        assert not ko.empty and np.isfinite(lg).all()
+        for layer, h in kheads:
+            assert float(att[layer, h][span[-1] + 1 :, span].max()) == 0.0, (layer, h)
+            assert maxdiff(att[layer, h].sum(-1), np.ones(n_tok)) < 1e-5
+            # rows before the span's end see it as before (layer 0: the input is unchanged)
+            if layer == 0:
+                assert maxdiff(att[0, h][: span[-1] + 1], ref["attn_all"][0, h][: span[-1] + 1]) < 1e-6
+        eff = maxdiff(lg, base_logits)
+        log(f"[{family}] span knockout {kheads} keys {span.tolist()}: |Δ logits vs base| {eff:.3g}")
+        assert eff > 1e-4
+        r["span_knock_heads"] = np.array(kheads, dtype=np.int32)
+        r["span_knock_keys"] = span.astype(np.int32)
+        r["span_knock_logits_all"] = lg
+        r["span_knock_attn_all"] = att
+
     # --- 3. answer-query RAM references (teacher forcing) ---
     # Multimodal answers reach corehead as Probe.answer text, so they must survive a text round trip;
     # the text families' tests feed the ids directly.
@@ -478,6 +509,7 @@ def make_refs(family: str, data: Path, work: Path, log) -> dict:
         attn = text_attn_modules(model)
         with zero_hooks(model, mheads) as hz:
             for (layer, h), vec in zip(mheads, means):
+                hd = head_dim_of(model, layer)
                 off = attn[layer].o_proj.weight[:, h * hd : (h + 1) * hd].detach() @ vec
                 hz.add(attn[layer].o_proj.register_forward_hook(lambda m, a, o, off=off: o + off))
             lg2, _ = run(model, inputs)

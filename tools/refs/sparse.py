@@ -11,7 +11,8 @@ image), on the model rebuilt from the fixture recipe (tools.refs.ablation.rebuil
 against the committed ref.npz first), so tests/test_sparse.py has a reference that shares no
 code with corehead's masks.
 
-CoRe set: in layer l the KV head (l + 1) % n_head_kv (a different one per layer), sink = 4.
+CoRe set: in layer l the KV head (l + 1) % n_head_kv (a different one per layer), sink = 4; under
+KV sharing (gemma4vl) a KV head listed by any layer reading it is CoRe for all of them.
 Keys: core_kv [L] (the CoRe KV head per layer), sink, query_from [n_visual] (first blocked query
 of each visual key), knocked [n, 2] (query heads
 blocked), logits_all [T, V].
@@ -43,6 +44,18 @@ from tools.refs.ablation import (
 SINK = 4
 
 
+def kv_source_layers(model, n_layer: int) -> list[int]:
+    """transformers' KV sharing (Gemma4TextConfig.kv_sharing_modes): from layer n_layer -
+    num_kv_shared_layers on, each layer reuses the K/V of the last earlier unshared layer of its
+    type; every layer of other families is its own source."""
+    cfg = model.config.get_text_config()
+    n_shared = int(getattr(cfg, "num_kv_shared_layers", 0) or 0)
+    types = list(getattr(cfg, "layer_types", None) or [None] * n_layer)
+    first = n_layer - n_shared
+    return [layer if layer < first else max(j for j in range(first) if types[j] == types[layer])
+            for layer in range(n_layer)]
+
+
 def make(family: str, data: Path, work: Path) -> dict:
     ref = np.load(data / family / "ref.npz")
     model, inputs, _, _ = rebuild(family, work)
@@ -53,7 +66,11 @@ def make(family: str, data: Path, work: Path) -> dict:
     n_layer, n_head, n_kv = len(text_attn_modules(model)), cfg.num_attention_heads, cfg.num_key_value_heads
     group = n_head // n_kv
     core_kv = [(layer + 1) % n_kv for layer in range(n_layer)]
-    knocked = [(layer, h) for layer in range(n_layer) for h in range(n_head) if h // group != core_kv[layer]]
+    # KV sharing (Gemma 4): a layer attends over the K/V of the layer `src` names; a KV head is CoRe
+    # for every layer reading it when any of them lists it (one visual KV set per shared KV head).
+    src = kv_source_layers(model, n_layer)
+    core = {(src[layer], core_kv[layer]) for layer in range(n_layer)}
+    knocked = [(layer, h) for layer in range(n_layer) for h in range(n_head) if (src[layer], h // group) not in core]
     vis = ref["visual_positions"].astype(np.int64)
     # Each run of consecutive visual tokens (a tile, a view) is one chunk: its keys are blocked for
     # the queries after the run.

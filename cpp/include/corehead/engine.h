@@ -20,7 +20,10 @@ struct TextInfo {
     std::string name;         // general.name
     std::string file_type;    // e.g. "Q4_K_M", "F16"
     int64_t n_layer = 0, n_head = 0, n_head_kv = 0, n_embd = 0, n_ff = 0, n_vocab = 0, n_ctx_train = 0;
-    int64_t head_dim = 0;
+    int64_t head_dim = 0;     // of the global layers (gemma4's local layers: layer_head_dims)
+    // Per layer: the head size, and the layer whose K/V it attends over (itself, or an earlier
+    // layer's under KV sharing, gemma4: such a layer holds no KV cache of its own).
+    std::vector<int64_t> layer_head_dims, kv_source_layers;
     int64_t n_deepstack = 0;                  // layers that add DeepStack visual features (qwen3vl)
     int64_t n_expert = 0, n_expert_used = 0;  // mixture of experts (qwen3vlmoe): experts per layer, routed per token
     // The layers with attention heads, ascending: every layer, except in a hybrid model (qwen35)

@@ -265,6 +265,11 @@ std::string GgufFile::get_str(const std::string& key) const {
     return *v;
 }
 
+bool GgufFile::is_array(const std::string& key) const {
+    const int64_t id = key_id(key);
+    return id >= 0 && gguf_get_kv_type(gguf_, id) == GGUF_TYPE_ARRAY;
+}
+
 std::optional<int64_t> GgufFile::find_int(const std::string& key) const {
     const int64_t id = key_id(key);
     if (id < 0) return std::nullopt;

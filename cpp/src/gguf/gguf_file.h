@@ -34,6 +34,7 @@ public:
     std::string architecture() const;
 
     bool has(const std::string& key) const;
+    bool is_array(const std::string& key) const;  // false when absent
     std::string get_str(const std::string& key) const;
     std::optional<std::string> find_str(const std::string& key) const;
     // Any integer type (converters differ) as int64; throws when missing or out of range.

@@ -99,7 +99,7 @@ ggml_tensor* HeadGraph::on_output(int64_t layer, ggml_tensor* out) {
     const bool gate = iv && iv->gates(layer);
     if (!gate && !b.head_sums) return out;
     ggml_context* ctx = g_.ctx;
-    const int64_t hd = g_.hp.head_dim_v, n_head = g_.hp.n_head, n_tokens = g_.n_tokens;
+    const int64_t hd = g_.hp.head_v(layer), n_head = g_.hp.n_head, n_tokens = g_.n_tokens;
     ggml_tensor* o3 = ggml_reshape_3d(ctx, out, hd, n_head, n_tokens);
     if (b.head_sums) {
         // Σ over tokens of each head's output: [hd, n_head, n_tok] -> [n_tok, hd, n_head] -> sum rows.

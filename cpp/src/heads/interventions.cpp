@@ -27,8 +27,9 @@ HeadInterventions compile_interventions(const std::vector<HeadIntervention>& lis
         if (h.kind != "zero" && h.kind != "mean" && h.kind != "knockout") {
             throw InputError("unknown intervention '" + h.kind + "' (use 'zero', 'mean' or 'knockout')");
         }
-        if (h.kind == "mean" && static_cast<int64_t>(h.mean.size()) != hp.head_dim_v) {
-            throw InputError("a mean intervention needs head_dim = " + std::to_string(hp.head_dim_v) + " values");
+        if (h.kind == "mean" && static_cast<int64_t>(h.mean.size()) != hp.head_v(h.layer)) {
+            throw InputError("a mean intervention on layer " + std::to_string(h.layer) + " needs head_dim = " +
+                             std::to_string(hp.head_v(h.layer)) + " values");
         }
         if (iv.layers.empty()) iv.layers.resize(hp.n_layer);
         HeadInterventions::Layer& L = iv.layers[h.layer];
@@ -40,8 +41,8 @@ HeadInterventions compile_interventions(const std::vector<HeadIntervention>& lis
         if (L.gate.empty()) L.gate.assign(hp.n_head, 1.0f);
         L.gate[h.head] = 0.0f;
         if (h.kind == "mean") {
-            if (L.bias.empty()) L.bias.assign(hp.n_head * hp.head_dim_v, 0.0f);
-            std::copy(h.mean.begin(), h.mean.end(), L.bias.begin() + h.head * hp.head_dim_v);
+            if (L.bias.empty()) L.bias.assign(hp.n_head * hp.head_v(h.layer), 0.0f);
+            std::copy(h.mean.begin(), h.mean.end(), L.bias.begin() + h.head * hp.head_v(h.layer));
         }
     }
     for (int32_t k : keys) {

@@ -62,18 +62,22 @@ void BackendTensors::clear() {
     if (buffer_) ggml_backend_buffer_clear(buffer_, 0);
 }
 
-KVCache::KVCache(int64_t n_layer, int64_t n_ctx, int64_t n_head_kv, int64_t head_dim_k, int64_t head_dim_v, ggml_type type,
-                 ggml_backend_t backend, const std::vector<bool>& skip)
+KVCache::KVCache(const TextHParams& hp, int64_t n_ctx, ggml_type type, ggml_backend_t backend)
     : n_ctx_(n_ctx), type_(type) {
-    tensors_ = BackendTensors(backend, static_cast<size_t>(2 * n_layer), [&](ggml_context* ctx) {
-        for (int64_t l = 0; l < n_layer; ++l) {
-            if (l < static_cast<int64_t>(skip.size()) && skip[l]) {
+    tensors_ = BackendTensors(backend, static_cast<size_t>(2 * hp.n_layer), [&](ggml_context* ctx) {
+        for (int64_t l = 0; l < hp.n_layer; ++l) {
+            if (hp.is_recurrent(l)) {  // hybrid models (qwen35): no attention, hence no K/V
                 k_.push_back(nullptr);
                 v_.push_back(nullptr);
                 continue;
             }
-            k_.push_back(ggml_new_tensor_3d(ctx, type, head_dim_k, n_ctx, n_head_kv));
-            v_.push_back(ggml_new_tensor_3d(ctx, type, head_dim_v, n_ctx, n_head_kv));
+            if (!hp.owns_kv(l)) {  // shared: the source layer (an earlier one) already has its tensors
+                k_.push_back(k_[hp.kv_layer(l)]);
+                v_.push_back(v_[hp.kv_layer(l)]);
+                continue;
+            }
+            k_.push_back(ggml_new_tensor_3d(ctx, type, hp.head_k(l), n_ctx, hp.n_head_kv));
+            v_.push_back(ggml_new_tensor_3d(ctx, type, hp.head_v(l), n_ctx, hp.n_head_kv));
         }
     }, "the KV cache (" + std::to_string(n_ctx) + " tokens)");
 }

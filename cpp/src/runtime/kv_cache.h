@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "ggml.h"
+#include "text/hparams.h"
 
 struct ggml_backend_buffer;
 typedef struct ggml_backend* ggml_backend_t;
@@ -45,12 +46,13 @@ private:
     ggml_backend_buffer* buffer_ = nullptr;
 };
 
-// The dense cache: every KV head of every layer holds every token.
+// The dense cache: every KV head of every layer holds every token. Each layer's tensors have its
+// own head sizes (hp.head_k / head_v); a layer that shares another layer's K/V (hp.kv_source,
+// gemma4) gets no tensors of its own: k(layer) / v(layer) are its source layer's.
 class KVCache {
 public:
-    // `skip[l]` (optional, hybrid models): layer l has no attention, hence no K/V (k(l) is nullptr).
-    KVCache(int64_t n_layer, int64_t n_ctx, int64_t n_head_kv, int64_t head_dim_k, int64_t head_dim_v, ggml_type type,
-            ggml_backend_t backend, const std::vector<bool>& skip = {});
+    // Recurrent layers of hybrid models (hp.is_recurrent, qwen35) have no K/V: k(l) is nullptr.
+    KVCache(const TextHParams& hp, int64_t n_ctx, ggml_type type, ggml_backend_t backend);
 
     int64_t n_ctx() const { return n_ctx_; }
     size_t nbytes() const { return tensors_.nbytes(); }

@@ -42,9 +42,19 @@ SparseKVCache::SparseKVCache(const TextHParams& hp, SparseConfig cfg, int64_t n_
                              ggml_backend_t backend)
     : hp_(hp), cfg_(std::move(cfg)), n_ctx_(n_ctx), type_(type), backend_(backend) {
     const int64_t g = hp.n_head / hp.n_head_kv;
+    // KV sharing: one KV set per shared KV head. A KV head that is CoRe in any layer reading it
+    // is CoRe in its source layer; the reading layers hold no parts (layer() gives the source's).
+    for (int64_t l = 0; l < hp.n_layer; ++l) {
+        if (hp.owns_kv(l)) continue;
+        for (int64_t h = 0; h < hp.n_head_kv; ++h) cfg_.core[hp.kv_layer(l)][h] |= cfg_.core[l][h];
+    }
+    for (int64_t l = 0; l < hp.n_layer; ++l) {
+        if (!hp.owns_kv(l)) cfg_.core[l] = cfg_.core[hp.kv_layer(l)];
+    }
     layers_.resize(hp.n_layer);
     for (int64_t l = 0; l < hp.n_layer; ++l) {
         if (hp.is_recurrent(l)) continue;  // a Gated DeltaNet layer: no K/V in either part
+        if (!hp.owns_kv(l)) continue;
         Layer& L = layers_[l];
         for (int64_t h = 0; h < hp.n_head_kv; ++h) (cfg_.core[l][h] ? L.core : L.other).push_back(static_cast<int32_t>(h));
         for (int32_t h : L.core) {
@@ -66,17 +76,18 @@ BackendTensors SparseKVCache::allocate_part(bool core, int64_t slots, const std:
     for (const Layer& L : layers_) n += (core ? L.core : L.other).empty() ? 0 : 1;
     if (n == 0) return {};
     return BackendTensors(backend_, 2 * n, [&](ggml_context* ctx) {
-        for (Layer& L : layers_) {
+        for (int64_t l = 0; l < static_cast<int64_t>(layers_.size()); ++l) {
+            Layer& L = layers_[l];
             const int64_t heads = static_cast<int64_t>((core ? L.core : L.other).size());
             if (heads == 0) continue;
-            (core ? L.kf : L.kc) = ggml_new_tensor_3d(ctx, type_, hp_.head_dim_k, slots, heads);
-            (core ? L.vf : L.vc) = ggml_new_tensor_3d(ctx, type_, hp_.head_dim_v, slots, heads);
+            (core ? L.kf : L.kc) = ggml_new_tensor_3d(ctx, type_, hp_.head_k(l), slots, heads);
+            (core ? L.vf : L.vc) = ggml_new_tensor_3d(ctx, type_, hp_.head_v(l), slots, heads);
         }
     }, what + " (" + std::to_string(slots) + " tokens)");
 }
 
-size_t SparseKVCache::row_bytes(int64_t) const {
-    return ggml_row_size(type_, hp_.head_dim_k) + ggml_row_size(type_, hp_.head_dim_v);
+size_t SparseKVCache::row_bytes(int64_t l) const {
+    return ggml_row_size(type_, hp_.head_k(l)) + ggml_row_size(type_, hp_.head_v(l));
 }
 
 void SparseKVCache::allocate_compact(int64_t capacity) {
@@ -171,11 +182,12 @@ bool SparseKVCache::wants_scores(int64_t p0, int64_t n) const {
 }
 
 int32_t SparseKVCache::slot_pos(int64_t l, int64_t h, int64_t j) const {
+    if (l >= 0) l = hp_.kv_layer(l);
     return l >= 0 && selected_ && !head_pos_[l].empty() ? head_pos_[l][h][j] : pos_[j];
 }
 
 bool SparseKVCache::per_head_positions(int64_t l) const {
-    return selected_ && hp_.is_swa(l) && !layers_[l].other.empty();
+    return selected_ && hp_.is_swa(l) && !layers_[hp_.kv_layer(l)].other.empty();
 }
 
 void SparseKVCache::compact(const std::vector<std::vector<std::vector<int32_t>>>& src, int64_t n_new) {

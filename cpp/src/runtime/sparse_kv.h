@@ -54,7 +54,8 @@ public:
     SparseKVCache& operator=(const SparseKVCache&) = delete;
 
     const SparseConfig& config() const { return cfg_; }
-    const Layer& layer(int64_t l) const { return layers_[l]; }
+    // Layer l's groups and parts: those of the layer whose K/V it reads (hp.kv_layer(l)).
+    const Layer& layer(int64_t l) const { return layers_[hp_.kv_layer(l)]; }
     // False when every KV head is CoRe (nothing is ever dropped: the cache acts as a dense one).
     bool has_other_heads() const {
         for (const Layer& L : layers_) {

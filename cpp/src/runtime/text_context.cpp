@@ -47,8 +47,7 @@ void TextContext::set_sparse(const SparseConfig* cfg) {
     kv_.reset();
     skv_.reset();
     auto dense = [this] {
-        kv_ = std::make_unique<KVCache>(hp_.n_layer, n_ctx_, hp_.n_head_kv, hp_.head_dim_k, hp_.head_dim_v, kv_type_,
-                                        backends_.main, hp_.recurrent_layers);
+        kv_ = std::make_unique<KVCache>(hp_, n_ctx_, kv_type_, backends_.main);
     };
     if (!cfg) return dense();
     try {
@@ -68,14 +67,19 @@ void TextContext::set_plan(const SparsePlan& plan) {
 
 KVStats TextContext::kv_stats() const {
     if (!kv_) return skv_->stats(n_past_);
-    const size_t row = ggml_row_size(kv_->type(), hp_.head_dim_k) + ggml_row_size(kv_->type(), hp_.head_dim_v);
+    // A layer that reads another layer's K/V (KV sharing) holds none: it counts 0 KV heads, so
+    // every KV set is counted once, at the layer that writes it.
     KVStats s;
     s.n_tokens = n_past_;
-    const auto n_attn = static_cast<int64_t>(hp_.attention_layers().size());  // hybrid: no K/V in recurrent layers
-    s.full_bytes = static_cast<size_t>(n_attn * hp_.n_head_kv * n_past_) * row;
+    for (int64_t l = 0; l < hp_.n_layer; ++l) {
+        // Hybrid models' recurrent layers and gemma4's KV-sharing layers hold no K/V of their own.
+        const int64_t heads = hp_.owns_kv(l) && !hp_.is_recurrent(l) ? hp_.n_head_kv : 0;
+        const size_t row = ggml_row_size(kv_->type(), hp_.head_k(l)) + ggml_row_size(kv_->type(), hp_.head_v(l));
+        s.full_bytes += static_cast<size_t>(heads * n_past_) * row;
+        s.core_kv_heads.push_back(heads);
+        s.other_kv_heads.push_back(0);
+    }
     s.full_allocated = kv_->nbytes();
-    for (int64_t l = 0; l < hp_.n_layer; ++l) s.core_kv_heads.push_back(hp_.is_recurrent(l) ? 0 : hp_.n_head_kv);
-    s.other_kv_heads.assign(hp_.n_layer, 0);
     return s;
 }
 

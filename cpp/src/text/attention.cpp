@@ -39,14 +39,16 @@ ggml_tensor* DecoderGraph::attention(int64_t layer, ggml_tensor* q, ggml_tensor*
                                      ggml_tensor* gate) {
     q = attention_temperature(q);
     ggml_tensor* out = skv ? sparse_attention(layer, q, k, v, scale) : dense_attention(layer, q, k, v, scale);
-    out = ggml_reshape_2d(ctx, out, hp.head_dim_v * hp.n_head, n_tokens);
+    out = ggml_reshape_2d(ctx, out, hp.head_v(layer) * hp.n_head, n_tokens);
     if (gate) out = ggml_mul(ctx, out, ggml_sigmoid(ctx, gate));
     return heads_->on_output(layer, out);
 }
 
 ggml_tensor* DecoderGraph::dense_attention(int64_t layer, ggml_tensor* q, ggml_tensor* k, ggml_tensor* v, float scale) {
-    ggml_build_forward_expand(gf, kv_store(ctx, kv->k(layer), k, batch.n_past));
-    ggml_build_forward_expand(gf, kv_store(ctx, kv->v(layer), v, batch.n_past));
+    if (k) {  // a layer that shares another layer's K/V (k == nullptr) only reads them
+        ggml_build_forward_expand(gf, kv_store(ctx, kv->k(layer), k, batch.n_past));
+        ggml_build_forward_expand(gf, kv_store(ctx, kv->v(layer), v, batch.n_past));
+    }
     ggml_tensor* K = kv_view(ctx, kv->k(layer), n_kv);
     ggml_tensor* V = kv_view(ctx, kv->v(layer), n_kv);
     heads_->tap(layer, q, K, scale);
@@ -81,8 +83,10 @@ ggml_tensor* DecoderGraph::sparse_attention(int64_t il, ggml_tensor* q, ggml_ten
     // One group of KV heads (with their query heads) over its own cache part from slot `first`.
     auto group = [&](const std::vector<int32_t>& kv_heads, const std::vector<int32_t>& q_heads, ggml_tensor* kc,
                      ggml_tensor* vc, int64_t first, ggml_tensor* m, bool scores) {
-        ggml_build_forward_expand(gf, kv_store(ctx, kc, mixed ? gather(k, kv_heads) : k, first));
-        ggml_build_forward_expand(gf, kv_store(ctx, vc, mixed ? gather(v, kv_heads) : v, first));
+        if (k) {  // KV sharing: the source layer wrote this batch's K/V
+            ggml_build_forward_expand(gf, kv_store(ctx, kc, mixed ? gather(k, kv_heads) : k, first));
+            ggml_build_forward_expand(gf, kv_store(ctx, vc, mixed ? gather(v, kv_heads) : v, first));
+        }
         ggml_tensor* K = kv_view(ctx, kc, first + n_tokens);
         ggml_tensor* V = kv_view(ctx, vc, first + n_tokens);
         ggml_tensor* Q = ggml_permute(ctx, mixed ? gather(q, q_heads) : q, 0, 2, 1, 3);  // [hd, n_tokens, n_q]
@@ -97,7 +101,9 @@ ggml_tensor* DecoderGraph::sparse_attention(int64_t il, ggml_tensor* q, ggml_ten
         outs[0] = group(L.core, L.q_core, L.kf, L.vf, batch.n_past, m, false);
     }
     if (!L.other.empty()) {
-        outs[1] = group(L.other, L.q_other, L.kc, L.vc, skv->n_compact(), compact_mask(il, swa), batch.sparse_scores);
+        // SnapKV scores come from the layer that owns the K/V (a shared KV head keeps one token set).
+        outs[1] = group(L.other, L.q_other, L.kc, L.vc, skv->n_compact(), compact_mask(il, swa),
+                        batch.sparse_scores && k);
     }
     ggml_tensor* out = outs[0] ? outs[0] : outs[1];
     if (mixed) out = gather(ggml_concat(ctx, outs[0], outs[1], 1), L.q_inv);  // back to the original head order

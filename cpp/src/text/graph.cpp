@@ -40,6 +40,11 @@ ggml_tensor* DecoderGraph::linear(ggml_tensor* x, ggml_tensor* weight, ggml_tens
 }
 
 ggml_tensor* DecoderGraph::rope(ggml_tensor* x, int mode, float freq_base, const RopeScaling& s) {
+    return rope(x, mode, freq_base, s, hp.n_rot, w.rope_freqs);
+}
+
+ggml_tensor* DecoderGraph::rope(ggml_tensor* x, int mode, float freq_base, const RopeScaling& s, int64_t n_rot,
+                                ggml_tensor* freq_factors) {
     const bool multi = mode == GGML_ROPE_TYPE_MROPE || mode == GGML_ROPE_TYPE_IMROPE;
     if (!inp_pos_ && mode == GGML_ROPE_TYPE_IMROPE) {
         // Interleaved M-RoPE gives the rotary pairs past 3 * section to the fourth position
@@ -55,10 +60,10 @@ ggml_tensor* DecoderGraph::rope(ggml_tensor* x, int mode, float freq_base, const
     const int n_ctx_orig = static_cast<int>(s.n_ctx_orig > 0 ? s.n_ctx_orig : hp.n_ctx_train);
     if (multi) {
         int sections[4] = {hp.rope_sections[0], hp.rope_sections[1], hp.rope_sections[2], hp.rope_sections[3]};
-        return ggml_rope_multi(ctx, x, inp_pos_, nullptr, static_cast<int>(hp.n_rot), sections, mode, n_ctx_orig,
+        return ggml_rope_multi(ctx, x, inp_pos_, nullptr, static_cast<int>(n_rot), sections, mode, n_ctx_orig,
                                freq_base, s.freq_scale, s.ext_factor, s.attn_factor, s.beta_fast, s.beta_slow);
     }
-    return ggml_rope_ext(ctx, x, inp_pos_, w.rope_freqs, static_cast<int>(hp.n_rot), mode, n_ctx_orig, freq_base,
+    return ggml_rope_ext(ctx, x, inp_pos_, freq_factors, static_cast<int>(n_rot), mode, n_ctx_orig, freq_base,
                          s.freq_scale, s.ext_factor, s.attn_factor, s.beta_fast, s.beta_slow);
 }
 
@@ -124,7 +129,12 @@ ggml_tensor* DecoderGraph::output_rows(ggml_tensor* x) {
 
 ggml_tensor* DecoderGraph::logits(ggml_tensor* x) {
     x = rms_norm(output_rows(x), w.output_norm);  // a no-op select when the last layer did it
-    return ggml_mul_mat(ctx, w.output, x);
+    ggml_tensor* logits = ggml_mul_mat(ctx, w.output, x);
+    if (hp.final_logit_softcap > 0.0f) {
+        const float cap = hp.final_logit_softcap;
+        logits = ggml_scale(ctx, ggml_tanh(ctx, ggml_scale(ctx, logits, 1.0f / cap)), cap);
+    }
+    return logits;
 }
 
 ggml_tensor* DecoderGraph::add_input(std::unique_ptr<GraphInput> in) {

@@ -81,6 +81,10 @@ public:
     // GGML_ROPE_TYPE_IMROPE (interleaved sections, qwen3vl). `scaling`: linear or YaRN (usually
     // hp.rope_scaling; RopeScaling{} for unscaled layers).
     ggml_tensor* rope(ggml_tensor* x, int mode, float freq_base, const RopeScaling& scaling);
+    // The same with the layer's own rotary dimensions and frequency factors (gemma4: its local
+    // layers rotate every pair, its global ones the first pairs only, by factors ~1e30 on the rest).
+    ggml_tensor* rope(ggml_tensor* x, int mode, float freq_base, const RopeScaling& scaling, int64_t n_rot,
+                      ggml_tensor* freq_factors);
     // Stores k/v in the cache and attends over all visible keys. q: [hd, n_head, n_tokens] after
     // RoPE (the attention temperature, when the model has one, is applied here, so the dense and
     // CoRe-sparse paths and the taps all see it), k/v: [hd, n_head_kv, n_tokens]. Returns
@@ -105,7 +109,8 @@ public:
     // follows (output projection, FFN) is then computed only for the rows whose logits are
     // returned, as llama.cpp does with its inp_out_ids.
     ggml_tensor* output_rows(ggml_tensor* x);
-    // Final norm + LM head on the output rows only: [n_vocab, n_out].
+    // Final norm + LM head on the output rows only: [n_vocab, n_out] (softcapped by
+    // hp.final_logit_softcap when set).
     ggml_tensor* logits(ggml_tensor* x);
 
     // --- graph inputs, masks and attention, for the attention paths and heads/ ---

@@ -1,5 +1,6 @@
 #include "text/hparams.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "ggml.h"
@@ -75,8 +76,26 @@ void read_common_text_hparams(const GgufFile& f, TextHParams& hp) {
 
     hp.n_layer = req("block_count", 4096);
     hp.n_embd = req("embedding_length", 1 << 20);
-    hp.n_ff = req("feed_forward_length", 1 << 22);
+    if (f.is_array(a + "feed_forward_length")) {
+        const auto per_layer = f.find_int_array(a + "feed_forward_length");
+        // One width per layer (gemma4's use_double_wide_mlp: the KV-sharing layers' FFNs are 2x).
+        if (static_cast<int64_t>(per_layer->size()) != hp.n_layer) {
+            f.fail(a + "feed_forward_length holds " + std::to_string(per_layer->size()) + " widths for " +
+                   std::to_string(hp.n_layer) + " layers");
+        }
+        for (int64_t v : *per_layer) {
+            if (v <= 0 || v > (1 << 22)) f.fail("metadata '" + a + "feed_forward_length' has an out-of-range width");
+            hp.n_ff = std::max(hp.n_ff, v);
+        }
+        hp.layer_n_ff = *per_layer;
+    } else {
+        hp.n_ff = req("feed_forward_length", 1 << 22);
+    }
     hp.n_head = req("attention.head_count", 4096);
+    if (f.is_array(a + "attention.head_count_kv")) {
+        f.fail(a + "attention.head_count_kv holds one count per layer (e.g. Gemma 4 31B: fewer KV heads on its "
+               "global layers); corehead supports one KV head count for all layers so far");
+    }
     hp.n_head_kv = f.has(a + "attention.head_count_kv") ? req("attention.head_count_kv", 4096) : hp.n_head;
     if (hp.n_head % hp.n_head_kv != 0) {
         f.fail("attention.head_count (" + std::to_string(hp.n_head) + ") is not a multiple of attention.head_count_kv (" +

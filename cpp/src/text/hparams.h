@@ -32,7 +32,8 @@ struct TextHParams {
     int64_t n_embd = 0;
     int64_t n_head = 0;
     int64_t n_head_kv = 0;
-    int64_t n_ff = 0;
+    int64_t n_ff = 0;         // the widest FFN when the width differs per layer (layer_n_ff)
+    std::vector<int64_t> layer_n_ff;  // per-layer FFN widths (gemma4 double-wide MLP); empty = n_ff everywhere
     int64_t n_vocab = 0;
     int64_t n_ctx_train = 0;
     int64_t head_dim_k = 0;   // per-head key/query size
@@ -76,6 +77,20 @@ struct TextHParams {
     int64_t ssm_dt_rank = 0;   // value heads
     int64_t ssm_d_inner = 0;   // value heads * value head size
     int64_t n_nextn = 0;       // multi-token-prediction blocks after the n_layer decoder layers (not run)
+    // Head sizes of the sliding-window layers where they differ from the global ones (gemma4:
+    // 256 local, 512 global); 0 = the same as head_dim_k / head_dim_v / n_rot.
+    int64_t head_dim_k_swa = 0, head_dim_v_swa = 0, n_rot_swa = 0;
+
+    // KV sharing (gemma4): layer i attends over the K/V of layer kv_source[i] (itself when
+    // kv_source[i] == i, or when kv_source is empty); a sharing layer has no K/V of its own and
+    // writes no cache.
+    std::vector<int64_t> kv_source;
+
+    // Per-layer embeddings (gemma4 PLE): n_embd_per_layer values per layer and token; 0 = none.
+    int64_t n_embd_per_layer = 0;
+    int64_t pad_token_id = 0;  // the PLE token row of visual positions (tokenizer.ggml.padding_token_id)
+    // tanh softcapping of the logits (gemma4: cap * tanh(logit / cap)); 0 = off.
+    float final_logit_softcap = 0.0f;
 
     int64_t n_embd_q() const { return n_head * head_dim_k; }
     bool is_recurrent(int64_t layer) const {
@@ -104,6 +119,23 @@ struct TextHParams {
     int64_t n_embd_k_gqa() const { return n_head_kv * head_dim_k; }
     int64_t n_embd_v_gqa() const { return n_head_kv * head_dim_v; }
     bool is_swa(int64_t layer) const { return n_swa > 0 && layer < (int64_t)swa_layers.size() && swa_layers[layer]; }
+    int64_t ff(int64_t layer) const {
+        return layer < static_cast<int64_t>(layer_n_ff.size()) ? layer_n_ff[layer] : n_ff;
+    }
+    int64_t head_k(int64_t layer) const { return is_swa(layer) && head_dim_k_swa > 0 ? head_dim_k_swa : head_dim_k; }
+    int64_t head_v(int64_t layer) const { return is_swa(layer) && head_dim_v_swa > 0 ? head_dim_v_swa : head_dim_v; }
+    int64_t rot(int64_t layer) const { return is_swa(layer) && n_rot_swa > 0 ? n_rot_swa : n_rot; }
+    // Whether every layer has the same value head size (head means and head sums need it).
+    bool uniform_head_v() const {
+        for (int64_t l = 0; l < n_layer; ++l) {
+            if (head_v(l) != head_dim_v) return false;
+        }
+        return true;
+    }
+    int64_t kv_layer(int64_t layer) const {
+        return layer < static_cast<int64_t>(kv_source.size()) ? kv_source[layer] : layer;
+    }
+    bool owns_kv(int64_t layer) const { return kv_layer(layer) == layer; }
 };
 
 // Reads the keys every supported text architecture shares and checks their ranges.

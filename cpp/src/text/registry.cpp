@@ -11,6 +11,7 @@
     X(qwen3vl)                    \
     X(qwen3vlmoe)                 \
     X(gemma3)                     \
+    X(gemma4)                     \
     X(mistral3)                   \
     X(qwen35)                     \
     X(qwen35moe)

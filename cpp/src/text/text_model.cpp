@@ -19,8 +19,9 @@ void check_tokenizer_metadata(const GgufFile& f, int64_t n_vocab, std::string& m
     model = f.find_str("tokenizer.ggml.model").value_or("");
     pre = f.find_str("tokenizer.ggml.pre").value_or("");
     if (model.empty() || model == "none") return;
-    if (model != "llama" && model != "gpt2") {
-        f.fail("tokenizer type '" + model + "' is not supported yet (supported: llama (SentencePiece), gpt2 (byte-level BPE))");
+    if (model != "llama" && model != "gpt2" && model != "gemma4") {
+        f.fail("tokenizer type '" + model + "' is not supported yet (supported: llama (SentencePiece), gpt2 (byte-level BPE), "
+               "gemma4 (SentencePiece-style BPE))");
     }
     if (!f.has("tokenizer.ggml.tokens")) f.fail("missing metadata key 'tokenizer.ggml.tokens'");
     n_tokens = static_cast<int64_t>(f.find_str_array("tokenizer.ggml.tokens")->size());
@@ -36,7 +37,9 @@ void check_tokenizer_metadata(const GgufFile& f, int64_t n_vocab, std::string& m
         }
     }
     if (model == "llama" && !f.has("tokenizer.ggml.scores")) f.fail("SentencePiece tokenizer without 'tokenizer.ggml.scores'");
-    if (model == "gpt2" && !f.has("tokenizer.ggml.merges")) f.fail("BPE tokenizer without 'tokenizer.ggml.merges'");
+    if ((model == "gpt2" || model == "gemma4") && !f.has("tokenizer.ggml.merges")) {
+        f.fail("BPE tokenizer without 'tokenizer.ggml.merges'");
+    }
     for (const char* key : {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id", "tokenizer.ggml.unknown_token_id",
                             "tokenizer.ggml.padding_token_id", "tokenizer.ggml.eot_token_id"}) {
         if (auto id = f.find_int(key); id && (*id < -1 || *id >= n_tokens)) {
@@ -58,6 +61,10 @@ TextInfo text_info(const TextModelFile& m) {
     i.n_vocab = m.hp.n_vocab;
     i.n_ctx_train = m.hp.n_ctx_train;
     i.head_dim = m.hp.head_dim_k;
+    for (int64_t l = 0; l < m.hp.n_layer; ++l) {
+        i.layer_head_dims.push_back(m.hp.head_v(l));
+        i.kv_source_layers.push_back(m.hp.kv_layer(l));
+    }
     i.n_deepstack = m.hp.n_deepstack;
     i.attention_layers = m.hp.attention_layers();
     i.recurrent_state_bytes = m.hp.recurrent_state_bytes();

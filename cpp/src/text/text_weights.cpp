@@ -16,9 +16,9 @@ void TextTensorTable::add_layers(const std::string& suffix, const std::vector<in
     }
 }
 
-void TextTensorTable::add_layer(int64_t layer, const std::string& suffix, const std::vector<int64_t>& shape,
+void TextTensorTable::add_layer(int64_t layer, const std::string& suffix, std::vector<int64_t> shape,
                                 ggml_tensor* LayerWeights::*slot, bool required) {
-    entries_.push_back({{"blk." + std::to_string(layer) + "." + suffix, shape, required}, layer, nullptr, slot});
+    entries_.push_back({{"blk." + std::to_string(layer) + "." + suffix, std::move(shape), required}, layer, nullptr, slot});
 }
 
 void TextTensorTable::allow(const std::string& name) { entries_.push_back({{name, {}, false}, -1, nullptr, nullptr}); }

@@ -30,10 +30,16 @@ struct LayerWeights {
     // ssm_dt = dt_bias, ssm_alpha), the write strength (ssm_beta), the gated RMSNorm and out_proj.
     ggml_tensor *wqkv = nullptr, *wqkv_gate = nullptr, *ssm_conv1d = nullptr, *ssm_dt = nullptr, *ssm_a = nullptr;
     ggml_tensor *ssm_beta = nullptr, *ssm_alpha = nullptr, *ssm_norm = nullptr, *ssm_out = nullptr;
+    // Per-layer embeddings (gemma4): gate [n_embd, n_ple], projection [n_ple, n_embd], its norm;
+    // and the scalar the layer's output is multiplied by.
+    ggml_tensor *ple_gate = nullptr, *ple_proj = nullptr, *ple_post_norm = nullptr, *out_scale = nullptr;
 };
 
 struct TextWeights {
     ggml_tensor *tok_embd = nullptr, *output_norm = nullptr, *output = nullptr, *rope_freqs = nullptr;
+    // Per-layer embeddings (gemma4): token table [n_layer * n_ple, n_vocab], the projection of the
+    // input embedding [n_embd, n_layer * n_ple] and its norm [n_ple].
+    ggml_tensor *ple_tok_embd = nullptr, *ple_model_proj = nullptr, *ple_proj_norm = nullptr;
     std::vector<LayerWeights> layers;
 };
 
@@ -46,9 +52,9 @@ public:
     // "blk.<i>.<suffix>" of every layer i, with the same shape.
     void add_layers(const std::string& suffix, const std::vector<int64_t>& shape, ggml_tensor* LayerWeights::*slot,
                     bool required = true);
-
-    // "blk.<layer>.<suffix>" of one layer (hybrid models: the layers' kinds hold different tensors).
-    void add_layer(int64_t layer, const std::string& suffix, const std::vector<int64_t>& shape,
+    // "blk.<layer>.<suffix>" of one layer (tables whose shapes or tensors differ per layer: gemma4's
+    // head sizes, hybrid models' layer kinds).
+    void add_layer(int64_t layer, const std::string& suffix, std::vector<int64_t> shape,
                    ggml_tensor* LayerWeights::*slot, bool required = true);
 
     // A tensor the file may hold that the forward pass does not use (any shape; e.g. qwen35's

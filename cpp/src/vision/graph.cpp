@@ -31,10 +31,9 @@ ggml_tensor* VisionGraph::pixels() {
     return input_f32(view.pixels, view.width, view.height, 3);
 }
 
-ggml_tensor* VisionGraph::patch_embed(ggml_tensor* kernel) { return patch_embed(kernel, pixels()); }
-
 ggml_tensor* VisionGraph::patch_embed(ggml_tensor* kernel, ggml_tensor* img) {
     const int P = static_cast<int>(hp.patch_size);
+    if (!img) img = pixels();
     // im2col in f32: rows of 3*P*P pixel values, one per patch, in the kernel's element order.
     ggml_tensor* cols = ggml_im2col(ctx, kernel, img, P, P, 0, 0, 1, 1, true, GGML_TYPE_F32);
     cols = ggml_reshape_2d(ctx, cols, cols->ne[0], cols->ne[1] * cols->ne[2]);

@@ -45,10 +45,9 @@ public:
 
     // The view's pixels as [width, height, 3].
     ggml_tensor* pixels();
-    // Patch embedding (convolution with stride = patch) for `kernel` ([P, P, 3, E]): [E, n_patches],
-    // patches row-major.
-    ggml_tensor* patch_embed(ggml_tensor* kernel);
-    ggml_tensor* patch_embed(ggml_tensor* kernel, ggml_tensor* img);  // of img [width, height, 3]
+    // Patch embedding (convolution with stride = patch) for `kernel` ([P, P, 3, E]) of `img`
+    // ([width, height, 3]; default pixels()): [E, n_patches], patches row-major.
+    ggml_tensor* patch_embed(ggml_tensor* kernel, ggml_tensor* img = nullptr);
 
     // patch_embed with v.patch_embd.weight, plus its bias when present: [E, n_patches].
     ggml_tensor* embed_patches();

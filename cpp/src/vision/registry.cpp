@@ -10,6 +10,7 @@
     X(qwen25vl_merger)              \
     X(qwen3vl_merger)               \
     X(gemma3_vision)                \
+    X(gemma4_vision)                \
     X(pixtral)                      \
     X(internvl)
 
