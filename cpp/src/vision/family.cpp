@@ -254,4 +254,19 @@ VisionView make_view(const ImageU8& img, const VisionHParams& hp, std::array<dou
     return v;
 }
 
+void add_frame_views(PreparedImage& p, const std::vector<ImageU8>& frames, int64_t tile, Resample filter,
+                     const VisionHParams& hp, int64_t grid) {
+    if (frames.empty()) throw InputError("the video has no frames");
+    p.width = frames[0].width;
+    p.height = frames[0].height;
+    p.n_frames = static_cast<int64_t>(frames.size());
+    const std::array<double, 4> box{0.0, 0.0, static_cast<double>(p.width), static_cast<double>(p.height)};
+    for (const ImageU8& f : frames) {
+        check_image(f);
+        if (f.width != p.width || f.height != p.height) throw InputError("the frames of a video must all have one size");
+        p.views.push_back(make_view(f.width == tile && f.height == tile ? f : resize(f, tile, tile, filter), hp, box,
+                                    grid, grid));
+    }
+}
+
 }  // namespace corehead

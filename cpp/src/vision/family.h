@@ -147,4 +147,10 @@ void add_vit_block_specs(std::vector<TensorSpec>& s, const VisionHParams& hp, bo
 // mean/std, whose grid_w x grid_h tokens cover `box` of the original image.
 VisionView make_view(const ImageU8& img, const VisionHParams& hp, std::array<double, 4> box, int64_t grid_w, int64_t grid_h);
 
+// A video whose every frame becomes one view of `tile` x `tile` pixels (SmolVLM, InternVL): the
+// frames checked (one size for all), resized with `filter`, one view each, covering the whole
+// frame; sets p's size and frame count. The families add their frame text to p.layout.
+void add_frame_views(PreparedImage& p, const std::vector<ImageU8>& frames, int64_t tile, Resample filter,
+                     const VisionHParams& hp, int64_t grid);
+
 }  // namespace corehead

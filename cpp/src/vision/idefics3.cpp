@@ -148,24 +148,12 @@ public:
     // the end. The duration is int(n_frames / fps) (the source's length for a sampled file).
     PreparedImage prepare_video(const std::vector<ImageU8>& frames, const std::vector<double>& timestamps, double fps,
                                 const VisionHParams& hp) const override {
-        if (frames.empty()) throw InputError("the video has no frames");
-        const int64_t T = hp.image_size, g = hp.patches_per_side() / hp.scale_factor;
         PreparedImage p;
-        p.width = frames[0].width;
-        p.height = frames[0].height;
-        p.n_frames = static_cast<int64_t>(frames.size());
+        add_frame_views(p, frames, hp.image_size, Resample::Lanczos, hp, hp.patches_per_side() / hp.scale_factor);
         const double seconds = static_cast<double>(frames.size()) / fps;
-        const std::array<double, 4> box{0.0, 0.0, static_cast<double>(p.width), static_cast<double>(p.height)};
         std::string text = "You are provided the following series of " + english_number(p.n_frames) + " frames from a " +
                            timedelta_text(static_cast<int64_t>(seconds)) + " [H:MM:SS] video.\n";
         for (size_t i = 0; i < frames.size(); ++i) {
-            check_image(frames[i]);
-            if (frames[i].width != p.width || frames[i].height != p.height) {
-                throw InputError("the frames of a video must all have one size");
-            }
-            const ImageU8 tile = frames[i].width == T && frames[i].height == T ? frames[i]
-                                                                              : resize(frames[i], T, T, Resample::Lanczos);
-            p.views.push_back(make_view(tile, hp, box, g, g));
             const int64_t t = static_cast<int64_t>(timestamps[i]);
             char stamp[48];
             std::snprintf(stamp, sizeof stamp, "\nFrame from %02lld:%02lld:", static_cast<long long>(t / 60),

@@ -145,21 +145,9 @@ public:
     // "Frame1: <img>...</img>\nFrame2: <img>...</img>", with the image placeholder.
     PreparedImage prepare_video(const std::vector<ImageU8>& frames, const std::vector<double>&, double,
                                 const VisionHParams& hp) const override {
-        if (frames.empty()) throw InputError("the video has no frames");
-        const int64_t T = hp.image_size, g = hp.patches_per_side() / hp.scale_factor;
         PreparedImage p;
-        p.width = frames[0].width;
-        p.height = frames[0].height;
-        p.n_frames = static_cast<int64_t>(frames.size());
-        const std::array<double, 4> box{0.0, 0.0, static_cast<double>(p.width), static_cast<double>(p.height)};
+        add_frame_views(p, frames, hp.image_size, Resample::Bicubic, hp, hp.patches_per_side() / hp.scale_factor);
         for (size_t i = 0; i < frames.size(); ++i) {
-            check_image(frames[i]);
-            if (frames[i].width != p.width || frames[i].height != p.height) {
-                throw InputError("the frames of a video must all have one size");
-            }
-            const ImageU8 tile = frames[i].width == T && frames[i].height == T ? frames[i]
-                                                                              : resize(frames[i], T, T, Resample::Bicubic);
-            p.views.push_back(make_view(tile, hp, box, g, g));
             p.layout.push_back({std::string(i ? "\n" : "") + "Frame" + std::to_string(i + 1) + ": <img>", -1});
             p.layout.push_back({"", static_cast<int>(i)});
             p.layout.push_back({"</img>", -1});
