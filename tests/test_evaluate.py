@@ -98,7 +98,7 @@ def test_choice_logprobs_from_one_prefill_equal_a_forward_per_choice():
     assert np.abs(got - got_ab).max() > 1e-3
 
 
-@pytest.mark.parametrize("family", ["llava", "qwen2vl", "gemma3vl"])
+@pytest.mark.parametrize("family", ["llava", "qwen2vl", "gemma3vl", "qwen3vl", "gemma4vl"])
 def test_choice_logprobs_with_images_and_knockout_equal_a_forward_per_choice(family):
     from tests.families import meta, vision_engine
 
@@ -117,7 +117,7 @@ def test_choice_logprobs_with_images_and_knockout_equal_a_forward_per_choice(fam
     assert np.abs(got - got_ko).max() > 1e-4
 
 
-@pytest.mark.parametrize("family", ["llama", "gemma3"])  # gemma3: a 16-token sliding window
+@pytest.mark.parametrize("family", ["llama", "gemma3", "gemma4"])  # sliding windows of 16 and 8; gemma4 shares K/V
 def test_append_branches_equal_transformers_continuations(family):
     """Continuations of one cached prefix in one forward pass: each branch sees only its prefix
     and itself, at its own positions (RoPE, sliding window), so true continuations give
