@@ -89,6 +89,18 @@ def _cached(name: str, quant: str) -> tuple[Path, Path] | None:
     return (model, mmproj) if model.exists() and mmproj.exists() else None
 
 
+def _hf_checkpoint(name: str, write) -> Path:
+    """The HF checkpoint of bench model `name`: written by ``write(work, hf)`` unless an earlier
+    build, perhaps interrupted later, got that far (its ``saved.ok`` marker)."""
+    work = CACHE / f"vision-work-{name}"
+    hf = work / "hf"
+    if not (hf / "saved.ok").exists():
+        print(f"building random-weight {name} (f16)...", file=sys.stderr)
+        write(work, hf)
+        (hf / "saved.ok").touch()
+    return hf
+
+
 def smolvlm_256m(edge: int = 1024, quant: str = "Q4_K_M") -> tuple[Path, Path]:
     """Random weights with SmolVLM-256M's shapes; `edge` = the processor's longest edge (what the
     mmproj's clip.vision.preproc_image_size says; other edges are a copy with that key changed)."""
@@ -187,17 +199,16 @@ def qwen3vl_shapes(moe: bool = False, quant: str = "Q4_K_M") -> tuple[Path, Path
     name = "qwen3vl-30b-a3b-4layers-shapes" if moe else "qwen3vl-2b-shapes"
     if found := _cached(name, quant):
         return found
-    work = CACHE / f"vision-work-{name}"
-    if not (work / "hf" / "saved.ok").exists():
-        print(f"building random-weight {name} (f16)...", file=sys.stderr)
+
+    def write(work: Path, hf: Path) -> None:
         model, tok, ip = _build_qwen3vl(work, moe)
-        mm.save_hf(model, None, tok, work / "hf")
+        mm.save_hf(model, None, tok, hf)
         del model
         if moe:
-            released_expert_layout(work / "hf")
-        ip.save_pretrained(str(work / "hf"))
-        (work / "hf" / "saved.ok").touch()
-    return _finish(work / "hf", name, quant, pre="qwen2")
+            released_expert_layout(hf)
+        ip.save_pretrained(str(hf))
+
+    return _finish(_hf_checkpoint(name, write), name, quant, pre="qwen2")
 
 
 def _half_model(cls, cfg):
@@ -223,15 +234,13 @@ def internvl35_2b(quant: str = "Q4_K_M") -> tuple[Path, Path]:
     name = "internvl35-2b-shapes"
     if found := _cached(name, quant):
         return found
-    work = CACHE / f"vision-work-{name}"
-    hf = work / "hf"
-    if not (hf / "saved.ok").exists():
+
+    def write(work: Path, hf: Path) -> None:
         from transformers import InternVLConfig, InternVLForConditionalGeneration, InternVLVisionConfig, Qwen3Config
         from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import GotOcr2ImageProcessorPil
 
         from tools.fixtures import internvl as fx
 
-        print(f"building random-weight {name} (f16)...", file=sys.stderr)
         tok = C.qwen2_bpe_tokenizer(work / "tok", fx.SPECIALS)
         ids = {t: tok.convert_tokens_to_ids(t) for t in fx.SPECIALS}
         tcfg = Qwen3Config(vocab_size=151936, hidden_size=2048, intermediate_size=6144, num_hidden_layers=28,
@@ -252,8 +261,8 @@ def internvl35_2b(quant: str = "Q4_K_M") -> tuple[Path, Path]:
                                  max_patches=12, image_mean=fx.IMAGENET_MEAN,
                                  image_std=fx.IMAGENET_STD).save_pretrained(str(hf))
         fx.converter_layout(hf, "Qwen3ForCausalLM", max_tiles=12)
-        (hf / "saved.ok").touch()
-    return _finish(hf, name, quant, pre="qwen2")
+
+    return _finish(_hf_checkpoint(name, write), name, quant, pre="qwen2")
 
 
 def pixtral_12b_vision(quant: str = "Q4_K_M") -> tuple[Path, Path]:
@@ -265,15 +274,13 @@ def pixtral_12b_vision(quant: str = "Q4_K_M") -> tuple[Path, Path]:
     name = "pixtral-12b-vision-smalltext-shapes"
     if found := _cached(name, quant):
         return found
-    work = CACHE / f"vision-work-{name}"
-    hf = work / "hf"
-    if not (hf / "saved.ok").exists():
+
+    def write(work: Path, hf: Path) -> None:
         from transformers import LlavaConfig, LlavaForConditionalGeneration, MistralConfig, PixtralVisionConfig
         from transformers.models.pixtral.image_processing_pil_pixtral import PixtralImageProcessorPil
 
         from tools.fixtures import mistral3 as fx
 
-        print(f"building random-weight {name} (f16)...", file=sys.stderr)
         sp = C.train_spm(work / "sp", fx.SPECIALS)
         tok, _ = C.spm_tokenizer_dir(work / "tok", sp, fx.SPECIALS)
         vcfg = PixtralVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
@@ -292,7 +299,8 @@ def pixtral_12b_vision(quant: str = "Q4_K_M") -> tuple[Path, Path]:
         del model
         PixtralImageProcessorPil(size={"longest_edge": 1024}, patch_size={"height": 16, "width": 16},
                                  image_mean=fx.CLIP_MEAN, image_std=fx.CLIP_STD, resample=3).save_pretrained(str(hf))
-        (hf / "saved.ok").touch()
+
+    hf = _hf_checkpoint(name, write)
     model, mmproj = CACHE / f"vision-{name}-{quant}.gguf", CACHE / f"vision-mmproj-{name}-f16.gguf"
     from tools.fixtures import mistral3 as fx
 
@@ -302,7 +310,7 @@ def pixtral_12b_vision(quant: str = "Q4_K_M") -> tuple[Path, Path]:
     C.run_converter(hf, f16, "f16", name=name)
     quantize_with_llama_cpp(f16, model, quant)
     f16.unlink()
-    shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(hf.parent, ignore_errors=True)  # the work folder
     return model, mmproj
 
 
