@@ -11,7 +11,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <filesystem>
 #include <map>
 #include <string>
 #include <vector>
@@ -143,18 +142,7 @@ void exercise_mmproj(const std::string& path) {
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
-    namespace fs = std::filesystem;
-    const char* env = std::getenv("COREHEAD_FUZZ_DATA");
-    const fs::path root = env ? env : COREHEAD_FIXTURES;
-    for (const auto& dir : fs::directory_iterator(root)) {
-        const fs::path mmproj = dir.path() / "mmproj-f16.gguf", model = dir.path() / "model-f16.gguf";
-        if (!fs::exists(mmproj) || !fs::exists(model)) continue;
-        g_models[corehead::inspect_mmproj(mmproj.string()).projector] = model.string();
-    }
-    if (g_models.empty()) {
-        std::fprintf(stderr, "no fixture model + mmproj pairs under %s (set COREHEAD_FUZZ_DATA)\n", root.c_str());
-        std::abort();
-    }
+    g_models = fuzz::fixture_models();
     return 0;
 }
 

@@ -6,7 +6,11 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <map>
 #include <string>
+
+#include "corehead/engine.h"  // inspect_mmproj
 
 namespace fuzz {
 
@@ -42,5 +46,25 @@ private:
             std::abort();                                                                  \
         }                                                                                  \
     } while (0)
+
+// The fixture language model of each projector type (tests/data/<family>/{model,mmproj}-f16.gguf,
+// or the folders under $COREHEAD_FUZZ_DATA), so that an mmproj input is loaded beside the model
+// it belongs to. Aborts when there is none: the target would fuzz nothing.
+inline std::map<std::string, std::string> fixture_models() {
+    namespace fs = std::filesystem;
+    const char* env = std::getenv("COREHEAD_FUZZ_DATA");
+    const fs::path root = env ? env : COREHEAD_FIXTURES;
+    std::map<std::string, std::string> models;
+    for (const auto& dir : fs::directory_iterator(root)) {
+        const fs::path mmproj = dir.path() / "mmproj-f16.gguf", model = dir.path() / "model-f16.gguf";
+        if (!fs::exists(mmproj) || !fs::exists(model)) continue;
+        models[corehead::inspect_mmproj(mmproj.string()).projector] = model.string();
+    }
+    if (models.empty()) {
+        std::fprintf(stderr, "no fixture model + mmproj pairs under %s (set COREHEAD_FUZZ_DATA)\n", root.c_str());
+        std::abort();
+    }
+    return models;
+}
 
 }  // namespace fuzz
