@@ -51,6 +51,7 @@ if os.environ.get("TORCHVISION_DIR"):
 
 import numpy as np  # noqa: E402
 
+from tools.fixtures import check_families  # noqa: E402
 from tools.fixtures import common as C  # noqa: E402
 from tools.refs.ablation import in_work_dir, maxdiff, rebuild, run, save_refs  # noqa: E402
 
@@ -215,9 +216,7 @@ def main() -> int:
     args = ap.parse_args()
     _torchvision_functional_only()
     C.deterministic_torch()
-    for f in args.families or FAMILIES:
-        if f not in FAMILIES:
-            ap.error(f"unknown family {f!r}; video references exist for {list(FAMILIES)}")
+    for f in check_families(ap, args.families, FAMILIES):
         r = in_work_dir(f, "video", lambda work, f=f: make(f, args.data, work))
         if not args.dry_run:
             save_refs(f, args.data / f / "video_ref.npz", r)
