@@ -144,3 +144,57 @@ def test_rank_heads_bad_input():
             rank_heads(eng, [Probe(question="abc", prompt="abc", answer="d")], progress=False)
         with pytest.raises(TypeError, match="probe 0"):
             rank_heads(eng, ["not a probe"], progress=False)
+
+
+def test_prompt_progress_reports_every_pass_and_can_abort():
+    """The progress callback sees each vision pass and each n_batch forward pass of a prompt (counts
+    recomputed from the token layout), an exception in it abandons the call and leaves the engine
+    usable, and rank_heads shows a per-probe prefill bar for prompts of several passes."""
+    import math
+
+    from corehead import toy
+    from corehead.progress import prompt_progress
+
+    n_batch = 8
+    item = toy.probes(1)[0]
+    prompt = toy.prompt_text(item["question"], "<__media__>") + " the answer is"
+    with Engine.toy(n_threads=2, n_batch=n_batch) as eng:
+        n = len(eng.multimodal_tokens(prompt, [item["image"]]))
+        calls: list[tuple[str, int, int]] = []
+        eng._native().set_progress(lambda phase, done, total: calls.append((phase, done, total)))
+        try:
+            before = eng.logits(prompt, images=[item["image"]])
+        finally:
+            eng._native().set_progress(None)
+        assert calls[0] == ("encode", 1, 1)
+        prefill = [c for c in calls if c[0] == "prefill"]
+        assert [c[1] for c in prefill] == [min(n, (i + 1) * n_batch) for i in range(math.ceil(n / n_batch))]
+        assert all(c[2] == n for c in prefill)
+
+        def stop(phase: str, done: int, total: int) -> None:
+            if phase == "prefill" and done >= 2 * n_batch:
+                raise KeyboardInterrupt
+
+        eng._native().set_progress(stop)
+        with pytest.raises(KeyboardInterrupt):
+            eng.logits(prompt, images=[item["image"]])
+        eng._native().set_progress(None)
+        np.testing.assert_array_equal(eng.logits(prompt, images=[item["image"]]), before)
+
+        with prompt_progress(eng, "probe 0"):
+            eng.logits(prompt, images=[item["image"]])
+        calls.clear()
+        eng.logits(prompt, images=[item["image"]])  # the context manager removed its callback
+        assert calls == []
+
+
+def test_rank_heads_shows_prefill_progress(capsys):
+    from corehead import toy
+
+    with Engine.toy(n_threads=2, n_batch=8) as eng:
+        rank_heads(eng, toy.as_probes(toy.probes(2)), progress=True)
+    err = capsys.readouterr().err
+    assert "probe 0 prefill" in err and "probe 1 prefill" in err
+    with Engine.toy(n_threads=2) as eng:  # one forward pass per probe: no inner bar
+        rank_heads(eng, toy.as_probes(toy.probes(2)), progress=True)
+    assert "prefill" not in capsys.readouterr().err

@@ -516,6 +516,25 @@ void bind_engine(nb::module_& m) {
         .def("set_image_cache_limit", &Engine::set_image_cache_limit, "bytes"_a,
              "Limits the image-embedding cache (0 disables it).")
         .def("clear_image_cache", &Engine::clear_image_cache, "Empties the image-embedding cache.")
+        .def("set_progress", [](Engine& e, nb::object callback) {
+            if (callback.is_none()) {
+                e.set_progress_callback({});
+                return;
+            }
+            // Shared so that copying the callback into each prefill's options (without the GIL)
+            // never touches a Python reference count; the last owner releases it under the GIL.
+            std::shared_ptr<nb::object> fn(new nb::object(std::move(callback)), [](nb::object* o) {
+                nb::gil_scoped_acquire gil;
+                delete o;
+            });
+            e.set_progress_callback([fn](const char* phase, int64_t done, int64_t total) {
+                nb::gil_scoped_acquire gil;
+                (*fn)(phase, done, total);  // a Python exception propagates as nb::python_error
+            });
+        }, nb::sig("def set_progress(self, callback: collections.abc.Callable[[str, int, int], None] | None) -> None"),
+           "callback"_a.none(),
+           "callback(phase, done, total) after each vision pass ('encode', images) and prefill forward pass "
+           "('prefill', input positions) of a prompt; None removes it.")
         .def("image_cache_stats", &Engine::image_cache_stats, "The image-embedding cache's counters.")
         .def_prop_ro("tokenizer", [](const Engine& e) {
             const corehead::Tokenizer* t = e.tokenizer();

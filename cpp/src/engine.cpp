@@ -64,6 +64,7 @@ struct Engine::Impl {
     std::vector<int32_t> eog;
     std::optional<Tokenizer> tokenizer;
     std::function<void()> interrupt_check;
+    ProgressCallback progress;
     HeadInterventions interventions;
     std::optional<SparseOptions> sparse;  // CoRe-sparse mode (docs/architecture.md §6)
 
@@ -72,6 +73,7 @@ struct Engine::Impl {
         o.n_batch = n_batch;
         o.all_positions = all_positions;
         o.interrupt = interrupt_check;
+        o.progress = progress;
         return o;
     }
     std::vector<float> feed(const std::vector<int32_t>& tokens, const PrefillOptions& o) {
@@ -440,6 +442,7 @@ KVStats Engine::kv_stats() const { return impl_->ctx->kv_stats(); }
 // --- accessors ----------------------------------------------------------------------------
 
 void Engine::set_interrupt_check(std::function<void()> check) { impl_->interrupt_check = std::move(check); }
+void Engine::set_progress_callback(ProgressCallback progress) { impl_->progress = std::move(progress); }
 const Tokenizer* Engine::tokenizer() const { return impl_->tokenizer ? &*impl_->tokenizer : nullptr; }
 const std::vector<int32_t>& Engine::eog_tokens() const { return impl_->eog; }
 int64_t Engine::n_past() const { return impl_->ctx->n_past(); }

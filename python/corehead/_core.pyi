@@ -707,6 +707,11 @@ class Engine:
     def clear_image_cache(self) -> None:
         """Empties the image-embedding cache."""
 
+    def set_progress(self, callback: Callable[[str, int, int], None] | None) -> None:
+        """
+        callback(phase, done, total) after each vision pass ('encode', images) and prefill forward pass ('prefill', input positions) of a prompt; None removes it.
+        """
+
     def image_cache_stats(self) -> ImageCacheStats:
         """The image-embedding cache's counters."""
 

@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from corehead.probes import Probe, box_relevance, clip_boxes, mask_relevance
+from corehead.progress import prompt_progress
 
 if TYPE_CHECKING:
     from corehead.engine import Engine
@@ -565,7 +566,8 @@ def rank_heads(eng: Engine, probes: Sequence[Probe], query: str = "answer", only
         if not isinstance(probe, Probe):
             raise TypeError(f"probe {i} is a {type(probe).__name__}, not a corehead.Probe")
         try:
-            scores.append(score_probe(eng, probe, query=query, check_answer=only_correct, custom=custom))
+            with prompt_progress(eng, f"probe {i}", enabled=progress):
+                scores.append(score_probe(eng, probe, query=query, check_answer=only_correct, custom=custom))
         except (ValueError, TypeError, RuntimeError) as e:
             raise type(e)(f"probe {i}: {e}") from e
     params = {"query": query, "only_correct": only_correct, "score": score}

@@ -262,6 +262,10 @@ public:
     // throw to abandon the work (the Python binding raises KeyboardInterrupt on Ctrl-C).
     // The engine stays usable afterwards.
     void set_interrupt_check(std::function<void()> check);
+    // Called after each vision pass ("encode", images done, images) and each prefill forward
+    // pass ("prefill", input positions done, positions) of a prompt; empty = none. It may throw
+    // like the interrupt check. For progress bars over long prompts.
+    void set_progress_callback(std::function<void(const char* phase, int64_t done, int64_t total)> progress);
 
     // A string metadata value of the model file (e.g. "tokenizer.chat_template"); nullopt when absent.
     std::optional<std::string> metadata_string(const std::string& key) const;

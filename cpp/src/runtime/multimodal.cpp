@@ -303,6 +303,7 @@ std::vector<float> MultimodalRunner::prefill(TextContext& ctx, const MultimodalP
     for (size_t i = 0; i < images.size(); ++i) {
         if (o.interrupt) o.interrupt();
         per_image[i] = encode(images[i]);
+        if (o.progress) o.progress("encode", static_cast<int64_t>(i + 1), static_cast<int64_t>(images.size()));
     }
     const bool bidir = vision_.family->bidirectional_image();
     const int64_t width = n_embd_ * (1 + n_deepstack_);  // per visual token: main, then DeepStack slices

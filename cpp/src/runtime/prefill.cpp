@@ -86,6 +86,7 @@ void Prefill::run(DecoderBatch& b, int64_t at) {
     }
     std::vector<float> l = ctx_.decode(b);
     if (b.tap_result && o_.on_taps) o_.on_taps(chunk.first, chunk_result);
+    if (o_.progress) o_.progress("prefill", at + b.n_tokens, n_);
     if (!o_.rows.empty()) {
         if (kept) out_.insert(out_.end(), l.begin(), l.end());
     } else if (o_.all_positions) {

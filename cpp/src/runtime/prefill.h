@@ -14,6 +14,8 @@ namespace corehead {
 
 class TextContext;
 
+using ProgressCallback = std::function<void(const char* phase, int64_t done, int64_t total)>;
+
 // Throws ContextOverflow (the one message for an input longer than the context).
 void check_context_fits(int64_t n_needed, int64_t n_ctx);
 
@@ -29,6 +31,9 @@ struct PrefillOptions {
     std::function<void(size_t, const TapResult&)> on_taps;
     HeadOutputSums* head_sums = nullptr;  // per-head output sums over every position
     std::function<void()> interrupt;      // runs before each forward pass; may throw
+    // Reports work done so far: ("encode", images encoded, images) and ("prefill", input
+    // positions fed, positions), after each vision pass / forward pass; may throw like interrupt.
+    ProgressCallback progress;
     // M-RoPE positions of the whole input (4 * n, section-major); empty: the context's default.
     const std::vector<int32_t>* positions = nullptr;
 };
