@@ -27,7 +27,17 @@ def smollm2_path() -> Path:
 
 
 def quantize_with_llama_cpp(src: Path, dst: Path, quant: str) -> None:
-    import llama_cpp
+    try:
+        import llama_cpp
+    except ImportError:  # a tools venv (torch, transformers) without llama-cpp-python: the native tool
+        import subprocess
+
+        from tools.peers.native_peer import bin_dir
+
+        print(f"quantizing {src.name} -> {quant} with llama-quantize...", file=sys.stderr)
+        subprocess.run([str(bin_dir() / "llama-quantize"), str(src), str(dst), quant, str(os.cpu_count() or 2)],
+                       check=True, stdout=subprocess.DEVNULL)
+        return
 
     ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{quant}")
     params = llama_cpp.llama_model_quantize_default_params()

@@ -473,7 +473,24 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--timeout", type=float, default=3600, help="seconds for the transformers side of one model")
     ap.add_argument("--out", type=Path, default=REPO / "bench-out")
     ap.add_argument("--update-md", action="store_true", help="write the table into BENCHMARKS.md (## rank)")
+    ap.add_argument("--long", metavar="LENGTHS", help="long contexts instead (e.g. 2048,8192,16384): one video probe "
+                    "per length on smolvlm-256m,qwen2vl-2b (tools/bench/rank_long.py)")
+    ap.add_argument("--hf-force", action="store_true", help="--long: attempt transformers even where its attention "
+                    "maps exceed the machine's memory")
     args = ap.parse_args(argv)
+    if args.long:
+        from tools.bench import rank_long
+
+        if args.models == ap.get_default("models"):
+            args.models = ",".join(BIG)
+        result = rank_long.run(args)
+        table = rank_long.markdown(result)
+        write_result("rank-long", result, table, args.out)
+        if args.update_md:
+            where = f"`python -m tools.bench rank {' '.join(a for a in argv if a != '--update-md')}` on " \
+                f"{platform.machine()}, {os.cpu_count()} CPUs. See tools/bench/rank_long.py for what is measured.\n\n"
+            update_benchmarks_md("rank --long", where, table)
+        return
     result = run(args)
     table = markdown(result)
     write_result("rank", result, table, args.out)
