@@ -51,3 +51,13 @@ def toy_engine(request):
 
     with Engine.toy(n_threads=getattr(request.module, "TOY_THREADS", 2)) as eng:
         yield eng
+
+
+def pytest_report_header(config):
+    """The backend every Engine(backend="auto") of the suite gets: COREHEAD_BACKEND, when set
+    (tools/gpu_check.sh runs the suite so on a GPU), else a compiled-in GPU, else the CPU."""
+    from corehead import _core
+
+    env = os.environ.get("COREHEAD_BACKEND")
+    return f"corehead backends compiled in: {', '.join(_core.compiled_backends())}; " \
+           f"COREHEAD_BACKEND={env or '(unset: auto)'}"

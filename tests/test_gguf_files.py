@@ -199,6 +199,33 @@ def test_backend_not_compiled_is_clear(llama_model):
         Engine(llama_model, backend="cuda")
 
 
+def test_corehead_backend_variable_replaces_auto_only(llama_model, monkeypatch):
+    # How the suite runs on a GPU machine (tools/gpu_check.sh): COREHEAD_BACKEND stands in for
+    # backend="auto"; an explicit backend wins; a bad value names the variable.
+    monkeypatch.setenv("COREHEAD_BACKEND", "cpu")
+    with Engine(llama_model) as eng:
+        assert eng.info["backend"] == "cpu"
+    monkeypatch.setenv("COREHEAD_BACKEND", "tpu")
+    with pytest.raises(ValueError, match="'tpu' from COREHEAD_BACKEND"):
+        Engine(llama_model)
+    with Engine(llama_model, backend="cpu") as eng:
+        assert eng.info["backend"] == "cpu"
+
+
+def test_info_says_which_backend_ran_each_part(toy_engine):
+    toy_engine.logits(toy_engine.image_marker + " What color?", images=[np.zeros((32, 32, 3), np.uint8)])
+    info = toy_engine.info
+    assert set(info["placement"]) == {"text", "vision"}
+    main = {"cpu": "CPU", "cuda": "CUDA0", "metal": "MTL0"}[info["backend"]]
+    for part in ("text", "vision"):
+        nodes, fallback = info["placement"][part], info["cpu_fallback_ops"][part]
+        if info["backend"] == "cpu":  # every node of the last graph ran on the CPU, none fell back
+            assert list(nodes) == ["CPU"] and nodes["CPU"] > 10 and fallback == []
+        else:  # a GPU ran most of it; CPU nodes exactly when some op fell back, and those are named
+            assert set(nodes) <= {main, "CPU"} and nodes[main] > sum(nodes.values()) / 2
+            assert (nodes.get("CPU", 0) > 0) == bool(fallback) and fallback == sorted(fallback)
+
+
 def test_wrong_magic(tmp_path, llama_model):
     bad = copy_with(llama_model, tmp_path / "magic.gguf", lambda d: b"GGML" + d[4:])
     with pytest.raises(ModelError, match=r"magic\.gguf.*not a GGUF file"):

@@ -7,6 +7,7 @@
 // the GIL. python/corehead/_core.pyi is generated from this file by nanobind's stubgen.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
+#include <nanobind/stl/map.h>
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
@@ -409,6 +410,10 @@ void bind_engine(nb::module_& m) {
             return v ? std::optional<corehead::VisionInfo>(*v) : std::nullopt;
         }, "Facts about the mmproj file, None without one.")
         .def_prop_ro("backend", &Engine::backend_name, "The backend in use ('cpu', 'cuda', 'metal').")
+        .def_prop_ro("placement", &Engine::placement_nodes,
+                     "Per part ('text', 'vision'): graph nodes each ggml backend ran in the last graph.")
+        .def_prop_ro("cpu_fallback_ops", &Engine::cpu_fallback_ops,
+                     "Per part: the ggml ops that ran on the CPU because the GPU backend lacks them.")
         .def_prop_ro("n_threads", &Engine::n_threads, "CPU threads.")
         .def_prop_ro("n_ctx", &Engine::n_ctx, "Context window in tokens.")
         .def_prop_ro("weight_bytes", &Engine::weight_bytes, "Text + vision weights held in backend memory.")

@@ -450,6 +450,18 @@ size_t Engine::kv_bytes() const { return impl_->ctx->kv_bytes(); }
 const TextInfo& Engine::text_info() const { return impl_->text_info; }
 const VisionInfo* Engine::vision_info() const { return impl_->vision_info ? &*impl_->vision_info : nullptr; }
 const std::string& Engine::backend_name() const { return impl_->backends->name; }
+
+std::map<std::string, std::map<std::string, int64_t>> Engine::placement_nodes() const {
+    std::lock_guard<std::mutex> lock(impl_->backends->placement_mutex);
+    return impl_->backends->placement.nodes;
+}
+
+std::map<std::string, std::vector<std::string>> Engine::cpu_fallback_ops() const {
+    std::lock_guard<std::mutex> lock(impl_->backends->placement_mutex);
+    std::map<std::string, std::vector<std::string>> out;
+    for (const auto& [part, ops] : impl_->backends->placement.cpu_ops) out[part] = {ops.begin(), ops.end()};
+    return out;
+}
 int Engine::n_threads() const { return impl_->backends->n_threads; }
 int64_t Engine::n_ctx() const { return impl_->n_ctx; }
 size_t Engine::weight_bytes() const {

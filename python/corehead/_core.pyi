@@ -607,6 +607,18 @@ class Engine:
         """The backend in use ('cpu', 'cuda', 'metal')."""
 
     @property
+    def placement(self) -> dict[str, dict[str, int]]:
+        """
+        Per part ('text', 'vision'): graph nodes each ggml backend ran in the last graph.
+        """
+
+    @property
+    def cpu_fallback_ops(self) -> dict[str, list[str]]:
+        """
+        Per part: the ggml ops that ran on the CPU because the GPU backend lacks them.
+        """
+
+    @property
     def n_threads(self) -> int:
         """CPU threads."""
 

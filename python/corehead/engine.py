@@ -158,6 +158,9 @@ class Engine:
         vision = core.vision_info
         info["vision"] = vision.to_dict() if vision is not None else None
         info.update(backend=core.backend, n_threads=core.n_threads, n_ctx=core.n_ctx, weight_bytes=core.weight_bytes)
+        # Which ggml backend ran which part (nodes of the last graph per part) and the ops that fell
+        # back to the CPU on a GPU backend; filled once a part has run.
+        info.update(placement=core.placement, cpu_fallback_ops=core.cpu_fallback_ops)
         return info
 
     # -- tokens ------------------------------------------------------------------------------

@@ -36,7 +36,10 @@ def build_dir() -> Path:
 
 
 def bin_dir(targets=TARGETS) -> Path:
-    """The folder holding the built tools; builds what is missing (incremental)."""
+    """The folder holding the built tools; builds what is missing (incremental).
+    COREHEAD_LLAMA_CPP_BIN names a folder of tools built elsewhere (tools/gpu_check.sh: the CUDA build)."""
+    if os.environ.get("COREHEAD_LLAMA_CPP_BIN"):
+        return Path(os.environ["COREHEAD_LLAMA_CPP_BIN"])
     build = build_dir()
     out = build / "bin"
     if all((out / t).exists() for t in targets):
@@ -62,12 +65,15 @@ def run_tool(args: list[str], timeout: float = 1800.0) -> subprocess.CompletedPr
     return proc
 
 
-def llama_bench(model: Path, threads: int, n_prompt: int = 512, n_gen: int = 128, reps: int = 5) -> dict:
+def llama_bench(model: Path, threads: int, n_prompt: int = 512, n_gen: int = 128, reps: int = 5,
+                extra: list[str] | None = None) -> dict:
     """llama-bench's pp{n_prompt} and tg{n_gen} tokens/s (its own warm-up, mean of `reps` runs;
-    tg decodes from an empty cache), flash attention on, batch 512, extra buffer types off."""
+    tg decodes from an empty cache), flash attention on, batch 512, extra buffer types off
+    (`extra`: more arguments, e.g. -ngl 99 on a GPU)."""
     exe = bin_dir() / "llama-bench"
     proc = run_tool([str(exe), "-m", str(model), "-t", str(threads), "-p", str(n_prompt), "-n", str(n_gen),
-                     "-r", str(reps), "-fa", "1", "-b", "512", "-ub", "512", "--repack", "0", "-o", "json"])
+                     "-r", str(reps), "-fa", "1", "-b", "512", "-ub", "512", "--repack", "0", "-o", "json",
+                     *(extra or [])])
     rows = json.loads(proc.stdout)
     out = {}
     for r in rows:
@@ -149,7 +155,7 @@ def mtmd_cli(model: Path, mmproj: Path, images: list[Path], prompt: str, threads
 
 
 def mtmd_cli_on_arrays(model: Path, mmproj: Path, images: list, question: str, threads: int, n_gen: int,
-                       n_ctx: int) -> dict:
+                       n_ctx: int, extra: list[str] | None = None) -> dict:
     """mtmd_cli on RGB8 arrays (each distinct array written once as a PNG), the question in the
     chatml template (the random-weight bench models carry none, so llama-mtmd-cli needs one named;
     its prompt then differs from corehead's by a few text tokens)."""
@@ -164,7 +170,7 @@ def mtmd_cli_on_arrays(model: Path, mmproj: Path, images: list, question: str, t
                 files[id(img)] = Path(tmp) / f"image{len(files)}.png"
                 Image.fromarray(img).save(files[id(img)])
         return mtmd_cli(model, mmproj, [files[id(img)] for img in images], question, threads, n_gen, n_ctx=n_ctx,
-                        extra=["--chat-template", "chatml"])
+                        extra=["--chat-template", "chatml", *(extra or [])])
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -161,6 +162,10 @@ public:
     const TextInfo& text_info() const;
     const VisionInfo* vision_info() const;  // nullptr without an mmproj
     const std::string& backend_name() const;
+    // Where the last graphs of each part ("text", "vision") ran: nodes per ggml backend, and
+    // the ops placed on the CPU because the GPU backend lacks them (empty on CPU-only runs).
+    std::map<std::string, std::map<std::string, int64_t>> placement_nodes() const;
+    std::map<std::string, std::vector<std::string>> cpu_fallback_ops() const;
     int n_threads() const;
     int64_t n_ctx() const;
     size_t weight_bytes() const;            // text + vision weights held in backend memory

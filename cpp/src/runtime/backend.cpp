@@ -1,6 +1,7 @@
 #include "runtime/backend.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <thread>
@@ -93,11 +94,15 @@ std::vector<std::string> compiled_backends() {
     return out;
 }
 
-std::unique_ptr<Backends> create_backends(const std::string& kind_in, int n_threads) {
+std::unique_ptr<Backends> create_backends(const std::string& kind_requested, int n_threads) {
     install_ggml_log();
+    std::string kind_in = kind_requested;
+    const char* env = std::getenv("COREHEAD_BACKEND");
+    if (lower(kind_in) == "auto" && env && *env) kind_in = env;  // e.g. the suite on a GPU machine
     const std::string kind = lower(kind_in);
     if (kind != "auto" && kind != "cpu" && kind != "cuda" && kind != "metal") {
-        throw InputError("backend must be one of 'auto', 'cpu', 'cuda', 'metal' (got '" + kind_in + "')");
+        throw InputError("backend must be one of 'auto', 'cpu', 'cuda', 'metal' (got '" + kind_in + "'" +
+                         (kind_in != kind_requested ? std::string(" from COREHEAD_BACKEND)") : std::string(")")));
     }
     if (n_threads < 0 || n_threads > 1024) throw InputError("n_threads must be between 1 and 1024 (or None for automatic)");
     auto b = std::make_unique<Backends>();

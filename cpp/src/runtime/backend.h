@@ -1,6 +1,10 @@
 // ggml backend selection: CPU always; CUDA / Metal when compiled in.
 #pragma once
+#include <cstdint>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -9,6 +13,14 @@ struct ggml_threadpool;
 typedef struct ggml_backend* ggml_backend_t;
 
 namespace corehead {
+
+// Where the graphs ran: ggml's scheduler puts every node on the main backend when it supports
+// the op there, else on the CPU. Per part of the model ("text", "vision"): how many nodes of the
+// last graph each backend ran, and the ops that ran on the CPU although a GPU is the main backend.
+struct Placement {
+    std::map<std::string, std::map<std::string, int64_t>> nodes;  // part -> backend name -> nodes
+    std::map<std::string, std::set<std::string>> cpu_ops;         // part -> ggml op names
+};
 
 struct Backends {
     ggml_backend_t main = nullptr;  // weights live and graphs run here
@@ -19,10 +31,14 @@ struct Backends {
     void (*threadpool_free)(ggml_threadpool*) = nullptr;  // the CPU module's (a proc address)
     std::string name;               // "cpu", "cuda", "metal"
     int n_threads = 1;
+    // Filled by the GraphRunners after each graph is placed (Engine::placement()).
+    mutable std::mutex placement_mutex;
+    mutable Placement placement;
     ~Backends();
 };
 
-// kind: "auto" (a GPU when one is compiled in and present, else CPU), "cpu", "cuda", "metal".
+// kind: "auto" (a GPU when one is compiled in and present, else CPU; the environment variable
+// COREHEAD_BACKEND, when set, replaces "auto": how the test suite runs on a GPU), "cpu", "cuda", "metal".
 // n_threads <= 0 picks the number of physical cores (at most 8). Throws InputError.
 std::unique_ptr<Backends> create_backends(const std::string& kind, int n_threads);
 

@@ -1,12 +1,17 @@
 #include "runtime/graph_runner.h"
 
+#include <map>
+#include <set>
+#include <utility>
+
 #include "corehead/error.h"
 #include "ggml-backend.h"
 #include "runtime/backend.h"
 
 namespace corehead {
 
-GraphRunner::GraphRunner(const Backends& b, size_t graph_size) : graph_size_(graph_size) {
+GraphRunner::GraphRunner(const Backends& b, size_t graph_size, std::string part)
+    : backends_(b), part_(std::move(part)), graph_size_(graph_size) {
     ggml_backend_t list[2] = {b.main, b.cpu};
     const int n = b.main == b.cpu ? 1 : 2;
     sched_ = ggml_backend_sched_new(list, nullptr, n, graph_size, false, true);
@@ -33,11 +38,30 @@ void GraphRunner::compute(ggml_cgraph* gf, const std::function<void()>& set_inpu
     if (new_plan && !ggml_backend_sched_reserve(sched_, gf)) throw Error("could not allocate compute buffers for " + what);
     ggml_backend_sched_reset(sched_);
     if (!ggml_backend_sched_alloc_graph(sched_, gf)) throw Error("could not allocate compute buffers for " + what);
+    if (new_plan || ggml_graph_n_nodes(gf) != placed_nodes_) record_placement(gf);
     set_inputs();
     const ggml_status st = ggml_backend_sched_graph_compute(sched_, gf);
     if (st != GGML_STATUS_SUCCESS) {
         throw Error(st == GGML_STATUS_ABORTED ? "computation interrupted" : "ggml graph computation failed (" + what + ")");
     }
+}
+
+void GraphRunner::record_placement(ggml_cgraph* gf) {
+    // O(nodes), only for a graph of another size than the last one recorded (not every decode step): which backend the scheduler gave each node.
+    std::map<std::string, int64_t> nodes;
+    std::set<std::string> cpu_ops;
+    const bool gpu = backends_.main != backends_.cpu;
+    for (int i = 0; i < ggml_graph_n_nodes(gf); ++i) {
+        ggml_tensor* node = ggml_graph_node(gf, i);
+        ggml_backend_t be = ggml_backend_sched_get_tensor_backend(sched_, node);
+        if (!be) continue;  // views the scheduler did not need to place
+        ++nodes[ggml_backend_name(be)];
+        if (gpu && be == backends_.cpu) cpu_ops.insert(ggml_op_desc(node));
+    }
+    std::lock_guard<std::mutex> lock(backends_.placement_mutex);
+    backends_.placement.nodes[part_] = std::move(nodes);
+    backends_.placement.cpu_ops[part_].insert(cpu_ops.begin(), cpu_ops.end());
+    placed_nodes_ = ggml_graph_n_nodes(gf);
 }
 
 std::vector<float> read_f32(const ggml_tensor* t) {

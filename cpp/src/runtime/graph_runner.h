@@ -19,7 +19,8 @@ struct Backends;
 
 class GraphRunner {
 public:
-    GraphRunner(const Backends& backends, size_t graph_size);
+    // part: what the graphs compute ("text", "vision"), the key of Backends::placement.
+    GraphRunner(const Backends& backends, size_t graph_size, std::string part);
     ~GraphRunner();
     GraphRunner(const GraphRunner&) = delete;
     GraphRunner& operator=(const GraphRunner&) = delete;
@@ -42,8 +43,13 @@ public:
                  bool new_plan = false);
 
 private:
+    void record_placement(ggml_cgraph* gf);
+
+    const Backends& backends_;
+    std::string part_;
     size_t graph_size_;
     ggml_backend_sched* sched_ = nullptr;
+    int placed_nodes_ = -1;  // nodes of the graph record_placement saw last
     std::vector<uint8_t> mem_;
 };
 

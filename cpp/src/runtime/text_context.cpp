@@ -22,7 +22,7 @@ TextContext::TextContext(const TextFamily& family, const TextHParams& hp, const 
     : family_(family), hp_(hp), w_(w), n_ctx_(n_ctx), kv_type_(kv_type), backends_(b) {
     if (hp.has_recurrent()) rs_ = std::make_unique<RecurrentState>(hp, b.main);
     set_sparse(sparse);
-    runner_ = std::make_unique<GraphRunner>(b, kGraphSize);
+    runner_ = std::make_unique<GraphRunner>(b, kGraphSize, "text");
 }
 
 TextContext::~TextContext() = default;

@@ -15,7 +15,7 @@ constexpr size_t kGraphSize = 16384;
 }
 
 VisionContext::VisionContext(const VisionFamily& family, const VisionHParams& hp, const Weights& w, const Backends& b)
-    : family_(family), hp_(hp), w_(w), runner_(std::make_unique<GraphRunner>(b, kGraphSize)) {}
+    : family_(family), hp_(hp), w_(w), runner_(std::make_unique<GraphRunner>(b, kGraphSize, "vision")) {}
 
 VisionContext::~VisionContext() = default;
 
