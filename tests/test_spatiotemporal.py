@@ -312,6 +312,10 @@ def test_frames_and_spans_outside_the_clip(qwen, tmp_path):
         qwen.rank_heads([corehead.Probe(bbox={2: [0, 0, 10, 10]}, max_frames=2, **video)], progress=False)
     qwen.rank_heads([corehead.Probe(bbox=[{"t0": 1.0, "t1": 1.0, "bbox": [0, 0, 10, 10]}], max_frames=2, **video)],
                     progress=False)
+    # Timestamps of 1/3 s steps written out in JSON precision still name their frame.
+    third = corehead.Probe(video=np.zeros((3, 8, 8, 3), np.uint8), question="q",
+                           bbox=[{"t0": 0.333333, "t1": 0.333333, "bbox": [0, 0, 4, 4]}])
+    assert [len(b) for b in third.frame_boxes(3, [0.0, 1 / 3, 2 / 3])] == [0, 1, 0]
     # From a file: the line is named.
     from tests.test_video import write_mp4
 

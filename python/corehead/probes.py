@@ -26,6 +26,9 @@ from typing import Any
 
 import numpy as np
 
+#: Seconds by which a time span's ends may miss a frame's timestamp and still cover it.
+SPAN_SLACK = 1e-6
+
 
 @dataclass
 class Probe:
@@ -40,7 +43,7 @@ class Probe:
         ``{frame: box or [boxes]}`` keyed by sampled-frame index (0 .. n_frames - 1 of the clip
         the model sees, after fps / max_frames sampling), or a list of ``{"frame": k, "bbox": ...}``
         and ``{"t0": s, "t1": s, "bbox": ...}`` items, a time span covering the sampled frames whose
-        timestamps t satisfy t0 <= t <= t1 (seconds). Boxes given for one frame several times add
+        timestamps t satisfy t0 <= t <= t1 (seconds, to 1 µs). Boxes given for one frame several times add
         up to their union. :meth:`frame_boxes` resolves them against a clip.
     mask: an HxW boolean array instead of boxes.
     span: (start, end) character offsets of the target text inside `question`.
@@ -116,7 +119,8 @@ class Probe:
                                      "sampled frames, after fps / max_frames)")
                 out[target.frame].append(target.boxes)
                 continue
-            inside = np.flatnonzero((ts >= target.t0) & (ts <= target.t1))
+            # 1 µs of slack: a timestamp such as 1/3 s written out in JSON as 0.333333 still counts.
+            inside = np.flatnonzero((ts >= target.t0 - SPAN_SLACK) & (ts <= target.t1 + SPAN_SLACK))
             if len(inside) == 0:
                 where = ("outside the video" if target.t1 < ts[0] or target.t0 > ts[-1]
                          else "between sampled frames")
