@@ -518,6 +518,12 @@ void bind_engine(nb::module_& m) {
             return owned<float, nb::ndim<2>>(std::move(out), {out.size() / 4, 4});
         }, "image"_a, "float32 [n_visual, 4]: the (x0, y0, x1, y1) pixels of the image (a Video: of its frames) each "
                       "visual token covers.")
+        .def("visual_token_frames", [](const Engine& e, const Media& image) {
+            const auto img = to_images({image})[0];
+            auto out = nogil([&] { return e.visual_token_frames(img); });
+            return owned<int32_t, nb::ndim<2>>(std::move(out), {out.size() / 2, 2});
+        }, "image"_a, "int32 [n_visual, 2]: the first and last sampled frame each visual token of a Video shows, in "
+                      "the order of visual_token_boxes ((-1, -1) for an image's tokens).")
         .def("set_image_cache_limit", &Engine::set_image_cache_limit, "bytes"_a,
              "Limits the image-embedding cache (0 disables it).")
         .def("clear_image_cache", &Engine::clear_image_cache, "Empties the image-embedding cache.")

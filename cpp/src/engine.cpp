@@ -400,6 +400,10 @@ std::vector<float> Engine::visual_token_boxes(const Image& image) const {
     return MultimodalRunner::token_boxes(impl_->vision_runner().prepare(image));
 }
 
+std::vector<int32_t> Engine::visual_token_frames(const Image& image) const {
+    return MultimodalRunner::token_frames(impl_->vision_runner().prepare(image));
+}
+
 void Engine::set_image_cache_limit(size_t bytes) { impl_->vision_runner().set_cache_limit(bytes); }
 
 Engine::ImageCacheStats Engine::image_cache_stats() const {

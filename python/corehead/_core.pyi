@@ -713,6 +713,11 @@ class Engine:
         float32 [n_visual, 4]: the (x0, y0, x1, y1) pixels of the image (a Video: of its frames) each visual token covers.
         """
 
+    def visual_token_frames(self, image: Annotated[NDArray[numpy.uint8], dict(shape=(None, None, None), order='C', device='cpu', writable=False)] | Video) -> Annotated[NDArray[numpy.int32], dict(shape=(None, None))]:
+        """
+        int32 [n_visual, 2]: the first and last sampled frame each visual token of a Video shows, in the order of visual_token_boxes ((-1, -1) for an image's tokens).
+        """
+
     def set_image_cache_limit(self, bytes: int) -> None:
         """Limits the image-embedding cache (0 disables it)."""
 

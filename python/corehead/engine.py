@@ -320,6 +320,30 @@ class Engine:
         (img,) = self.load_images([image])
         return self._native().visual_token_boxes(img)
 
+    def visual_token_frames(self, video, fps: float | None = None, max_frames: int | None = None) -> np.ndarray:
+        """For every visual token of `video` (a path, a (T, H, W, 3) uint8 array, a list of frames
+        or a clip from :meth:`load_videos`; sampled at `fps`, at most `max_frames`), in the order of
+        :meth:`visual_token_boxes` of the clip, the first and last sampled frame it shows: int32
+        ``[n_visual, 2]``. Qwen-VL's tokens cover a temporal patch of two frames (2g, 2g + 1; an odd
+        clip's last patch shows its last frame twice: (T - 1, T - 1)); SmolVLM and InternVL give
+        every frame its own tokens (f0 == f1). Frame k is the clip's k-th sampled frame, taken at
+        ``clip.timestamps[k]`` seconds (:meth:`visual_token_times`)."""
+        return self._native().visual_token_frames(self._one_clip(video, fps, max_frames))
+
+    def visual_token_times(self, video, fps: float | None = None, max_frames: int | None = None) -> np.ndarray:
+        """float64 ``[n_visual, 2]``: the timestamps (seconds) of the first and last frame each visual
+        token of `video` shows (:meth:`visual_token_frames` through the clip's timestamps)."""
+        clip = self._one_clip(video, fps, max_frames)
+        frames = self._native().visual_token_frames(clip)
+        return np.asarray(clip.timestamps, dtype=np.float64)[frames]
+
+    def _one_clip(self, video, fps: float | None, max_frames: int | None) -> _core.Video:
+        clips = self.load_videos(video, fps=fps, max_frames=max_frames)
+        if len(clips) != 1:
+            raise ValueError(f"give one video (a path, a (T, H, W, 3) uint8 array, a list of frames or a clip), "
+                             f"got {len(clips)}")
+        return clips[0]
+
     def encode_image(self, image) -> np.ndarray:
         """The projector output for `image` (what replaces its visual tokens): ``[n_visual, n_embd]``; for
         DeepStack models (Qwen3-VL) ``[n_visual, n_embd * (1 + n_deepstack)]``, the main embedding first, then

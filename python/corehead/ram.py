@@ -6,6 +6,11 @@ Definitions, exactly as computed here:
   rectangle); the target region is the probe's box(es) (union) or mask, in original-image pixels;
   token rectangles come from :meth:`Engine.visual_token_boxes`. For a text probe, r_j = 1 on the
   tokens overlapping the target character span, else 0 ("visual" tokens are then all prompt tokens).
+- a video probe with per-frame boxes (spatio-temporal target, :class:`corehead.Probe`): a token
+  showing sampled frames f0 .. f1 (:meth:`Engine.visual_token_frames`; Qwen-VL's temporal patch:
+  two frames) has r_j = mean over its two frame slots (f0, f1) of area(token ∩ boxes of that
+  frame) / area(token), i.e. the fraction of the token's space-time volume (rectangle x frames)
+  inside the target; a frame without boxes contributes 0.
 - query set Q: with ``query="answer"`` the answer is teacher-forced after the prompt and Q holds the
   positions that predict the answer tokens; with ``query="last"`` Q = {last prompt position}.
 - per probe, for layer l and head h: RAM = mean_{t∈Q} Σ_j r_j · A[l,h][t,j] and visual mass
@@ -453,7 +458,10 @@ def relevance_vectors(eng: Engine, probe: Probe, prompt: str, images: list, n_to
         if len(pos) != len(boxes):
             raise RuntimeError(f"{len(pos)} visual positions but {len(boxes)} token boxes")
         h, w = media_size(img)
-        if probe.mask is not None:
+        if probe.video is not None and probe.per_frame:
+            rel = frame_relevance(boxes, np.asarray(eng.visual_token_frames(img)),
+                                  probe.frame_boxes(img.n_frames, img.timestamps), w, h)
+        elif probe.mask is not None:
             m = np.asarray(probe.mask, dtype=bool)
             if m.shape != (h, w):
                 raise ValueError(f"the probe's mask is {m.shape}, the image {(h, w)}")
@@ -479,6 +487,26 @@ def relevance_vectors(eng: Engine, probe: Probe, prompt: str, images: list, n_to
         if a < e and b > s:
             r[j] = 1.0
     return r, visual
+
+
+def frame_relevance(token_boxes: np.ndarray, token_frames: np.ndarray, frame_boxes: Sequence[np.ndarray],
+                    width: int, height: int) -> np.ndarray:
+    """r_j of a video's tokens for per-frame target boxes (`frame_boxes[k]`: frame k's boxes,
+    frame pixels): the mean over token j's two frame slots (token_frames[j] = (f0, f1); f0 == f1
+    for one-frame tokens) of box_relevance against that frame's boxes. A mean rather than a union
+    keeps r_j the fraction of the token's space-time volume inside the target: a temporal patch
+    whose object is in one of its two frames is half relevant, not fully."""
+    r = np.zeros(len(token_boxes))
+    for k, targets in enumerate(frame_boxes):
+        if len(targets) == 0:
+            continue
+        targets = clip_boxes(np.asarray(targets, dtype=np.float64), width, height, f"bbox of frame {k}")
+        # Only the tokens showing frame k, each slot counted once.
+        slots = (token_frames[:, 0] == k).astype(np.float64) + (token_frames[:, 1] == k)
+        on = np.flatnonzero(slots)
+        if len(on):
+            r[on] += slots[on] / 2 * box_relevance(token_boxes[on], targets)
+    return r
 
 
 def _token_char_spans(eng: Engine, text: str) -> list[tuple[int, int]]:
@@ -569,6 +597,7 @@ def rank_heads(eng: Engine, probes: Sequence[Probe], query: str = "answer", only
             with prompt_progress(eng, f"probe {i}", enabled=progress):
                 scores.append(score_probe(eng, probe, query=query, check_answer=only_correct, custom=custom))
         except (ValueError, TypeError, RuntimeError) as e:
-            raise type(e)(f"probe {i}: {e}") from e
+            line = probe.meta.get("line") if isinstance(probe.meta, dict) else None
+            raise type(e)(f"probe {i}{f' (line {line})' if line else ''}: {e}") from e
     params = {"query": query, "only_correct": only_correct, "score": score}
     return ranking_from_scores(scores, eng.info, params, only_correct, score)

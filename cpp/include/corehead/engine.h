@@ -229,6 +229,10 @@ public:
     // For every visual token of `image`, in context order, the rectangle of the original image it
     // covers: row-major [n_visual, 4] (x0, y0, x1, y1) in pixels.
     std::vector<float> visual_token_boxes(const Image& image) const;
+    // For every visual token of a video, in the order of visual_token_boxes, the first and last
+    // of its sampled frames it shows: row-major [n_visual, 2] (Qwen's temporal patches: two
+    // frames; one frame per view elsewhere); (-1, -1) for a still image's tokens.
+    std::vector<int32_t> visual_token_frames(const Image& image) const;
 
     // Runs `tokens` from an empty context with attention taps on `positions` (negative values count
     // from the end) and `layers` (empty = all). full_rows: return P rows; relevance (row-major

@@ -417,6 +417,23 @@ std::vector<float> MultimodalRunner::token_boxes(const PreparedImage& img) {
     return out;
 }
 
+std::vector<int32_t> MultimodalRunner::token_frames(const PreparedImage& img) {
+    std::vector<int32_t> out;
+    out.reserve(static_cast<size_t>(2 * img.n_tokens()));
+    // The same walk as token_boxes: views in layout order, each piece's run of tokens.
+    for (const LayoutPiece& piece : img.layout) {
+        if (piece.view < 0) continue;
+        const VisionView& v = img.views[piece.view];
+        const int64_t n_view = v.grid_w * v.grid_h;
+        const int64_t end = piece.count < 0 ? n_view : piece.first + piece.count;
+        for (int64_t k = piece.first; k < end; ++k) {
+            out.push_back(static_cast<int32_t>(v.frame0));
+            out.push_back(static_cast<int32_t>(v.frame1));
+        }
+    }
+    return out;
+}
+
 std::vector<int32_t> MultimodalRunner::visual_positions(const MultimodalPrompt& p) {
     std::vector<int32_t> out;
     for (const VisualSpan& sp : p.spans) {

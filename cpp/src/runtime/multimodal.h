@@ -72,6 +72,9 @@ public:
 
     // [n_visual, 4] boxes (x0, y0, x1, y1) in original-image pixels, in context order.
     static std::vector<float> token_boxes(const PreparedImage& img);
+    // [n_visual, 2] (first, last) sampled frame of a video's tokens, in the order of token_boxes;
+    // (-1, -1) for a still image's.
+    static std::vector<int32_t> token_frames(const PreparedImage& img);
 
 private:
     // Two independent 64-bit hashes (FNV-1a and a multiply-xorshift mix): a false hit needs

@@ -131,6 +131,8 @@ PreparedImage qwen_prepare_video(const std::vector<ImageU8>& frames_in, const st
     for (size_t g = 0; 2 * g < frames.size(); ++g) {
         VisionView v = make_view(frame(2 * g), hp, box, w / factor, h / factor);
         v.pixels_next = normalize_chw(frame(2 * g + 1), hp.image_mean, hp.image_std);
+        v.frame0 = static_cast<int64_t>(2 * g);
+        v.frame1 = std::min<int64_t>(static_cast<int64_t>(2 * g + 1), T - 1);
         const int view = static_cast<int>(p.views.size());
         if (qwen3) {
             // processing_qwen3_vl: f"<{t:.1f} seconds>" with t the mean timestamp of the patch.
@@ -266,6 +268,7 @@ void add_frame_views(PreparedImage& p, const std::vector<ImageU8>& frames, int64
         if (f.width != p.width || f.height != p.height) throw InputError("the frames of a video must all have one size");
         p.views.push_back(make_view(f.width == tile && f.height == tile ? f : resize(f, tile, tile, filter), hp, box,
                                     grid, grid));
+        p.views.back().frame0 = p.views.back().frame1 = static_cast<int64_t>(p.views.size() - 1);
     }
 }
 

@@ -28,6 +28,9 @@ struct VisionView {
     // position block, and whether it shares the previous view's block (one video, one block).
     int64_t t_pos = 0;
     bool same_block = false;
+    // A video view: the first and last sampled frame it shows (Qwen's temporal patch: 2g and
+    // 2g + 1, the padding frame of an odd clip being the last frame again); -1 for a still image.
+    int64_t frame0 = -1, frame1 = -1;
 };
 
 // What replaces one image marker in the prompt: literal text (tokenized with the prompt) or
