@@ -215,6 +215,7 @@ void bind_records(nb::module_& m) {
                      "features (qwen3vl), n_expert / n_expert_used = experts per layer / routed per token (MoE; 0 = "
                      "dense), attention_layers = the layers with attention heads (all but a hybrid model's "
                      "Gated DeltaNet layers, qwen35), recurrent_state_bytes = those layers' state per sequence, "
+                     "deltanet_value_heads = value heads per Gated DeltaNet layer (0 without any), "
                      "layer_head_dims = each layer's head size (head_dim: the global layers'), "
                      "kv_source_layers = the layer whose K/V each layer attends over (KV sharing, gemma4: a layer "
                      "reading another's holds no KV cache).")
@@ -223,7 +224,8 @@ void bind_records(nb::module_& m) {
                 FIELD(TextInfo, n_ff), FIELD(TextInfo, head_dim), FIELD(TextInfo, n_vocab), FIELD(TextInfo, n_ctx_train))
         .fields(FIELD(TextInfo, layer_head_dims), FIELD(TextInfo, kv_source_layers))
         .fields(FIELD(TextInfo, n_deepstack), FIELD(TextInfo, n_expert), FIELD(TextInfo, n_expert_used),
-                FIELD(TextInfo, attention_layers), FIELD(TextInfo, recurrent_state_bytes))
+                FIELD(TextInfo, attention_layers), FIELD(TextInfo, recurrent_state_bytes),
+                FIELD(TextInfo, deltanet_value_heads))
         .fields(FIELD(TextInfo, n_tensors), FIELD(TextInfo, n_params), FIELD(TextInfo, file_size))
         .fields(FIELD(TextInfo, vocab_only), FIELD(TextInfo, tokenizer), FIELD(TextInfo, tokenizer_pre),
                 FIELD(TextInfo, n_tokens))
@@ -564,6 +566,9 @@ void bind_engine(nb::module_& m) {
            "knockout_from"_a = std::vector<int32_t>{}, "knockout_until"_a = std::vector<int32_t>{},
            "knockout_queries"_a = "after",
            "Replaces the head interventions, (layer, head, 'zero' | 'mean' | 'knockout', mean), of every later call.")
+        .def("set_deltanet_ablation", &Engine::set_deltanet_ablation, "value_heads"_a,
+             "Replaces the zeroed Gated DeltaNet value heads, (layer, value head) in transformers' numbering, of "
+             "every later call (hybrid models; [] = none). Independent of set_head_interventions.")
         .def("head_output_sums", [](Engine& e, const std::vector<int32_t>& tokens) {
             int64_t n = 0;
             auto sums = nogil([&] { return e.head_output_sums(tokens, n); });

@@ -66,6 +66,11 @@ struct Engine::Impl {
     std::function<void()> interrupt_check;
     ProgressCallback progress;
     HeadInterventions interventions;
+    std::vector<std::vector<float>> deltanet_gates;  // set_deltanet_ablation, kept across set_head_interventions
+    void install_interventions() {
+        set_value_gates(interventions, deltanet_gates);
+        ctx->set_interventions(interventions.layers.empty() ? nullptr : &interventions);
+    }
     std::optional<SparseOptions> sparse;  // CoRe-sparse mode (docs/architecture.md §6)
 
     PrefillOptions options(bool all_positions) const {
@@ -423,7 +428,13 @@ void Engine::set_head_interventions(const std::vector<HeadIntervention>& list, c
         compile_interventions(list, keys, keys_from, keys_until, knockout_queries, I.text.hp, I.ctx->n_ctx());
     if (I.sparse && iv.any_knockout()) throw_needs_dense_cache("knockout interventions");
     I.interventions = std::move(iv);
-    I.ctx->set_interventions(I.interventions.layers.empty() ? nullptr : &I.interventions);
+    I.install_interventions();
+}
+
+void Engine::set_deltanet_ablation(const std::vector<std::pair<int32_t, int32_t>>& value_heads) {
+    Impl& I = *impl_;
+    I.deltanet_gates = compile_deltanet_ablation(value_heads, I.text.hp);
+    I.install_interventions();
 }
 
 void Engine::set_sparse(const std::optional<SparseOptions>& o) {

@@ -17,7 +17,7 @@ class ContextOverflowError(ValueError):
 
 class TextInfo:
     """
-    Facts about a language-model GGUF (inspect_model, Engine.text_info): arch = general.architecture, file_type e.g. 'Q4_K_M', n_head / n_head_kv = query / KV heads per layer, n_params = elements of all tensors, vocab_only = a tokenizer-only file, tokenizer / tokenizer_pre = tokenizer.ggml.model / .pre, n_tokens = tokens in the tokenizer, n_deepstack = layers that add DeepStack visual features (qwen3vl), n_expert / n_expert_used = experts per layer / routed per token (MoE; 0 = dense), attention_layers = the layers with attention heads (all but a hybrid model's Gated DeltaNet layers, qwen35), recurrent_state_bytes = those layers' state per sequence, layer_head_dims = each layer's head size (head_dim: the global layers'), kv_source_layers = the layer whose K/V each layer attends over (KV sharing, gemma4: a layer reading another's holds no KV cache).
+    Facts about a language-model GGUF (inspect_model, Engine.text_info): arch = general.architecture, file_type e.g. 'Q4_K_M', n_head / n_head_kv = query / KV heads per layer, n_params = elements of all tensors, vocab_only = a tokenizer-only file, tokenizer / tokenizer_pre = tokenizer.ggml.model / .pre, n_tokens = tokens in the tokenizer, n_deepstack = layers that add DeepStack visual features (qwen3vl), n_expert / n_expert_used = experts per layer / routed per token (MoE; 0 = dense), attention_layers = the layers with attention heads (all but a hybrid model's Gated DeltaNet layers, qwen35), recurrent_state_bytes = those layers' state per sequence, deltanet_value_heads = value heads per Gated DeltaNet layer (0 without any), layer_head_dims = each layer's head size (head_dim: the global layers'), kv_source_layers = the layer whose K/V each layer attends over (KV sharing, gemma4: a layer reading another's holds no KV cache).
     """
 
     @property
@@ -76,6 +76,9 @@ class TextInfo:
 
     @property
     def recurrent_state_bytes(self) -> int: ...
+
+    @property
+    def deltanet_value_heads(self) -> int: ...
 
     @property
     def n_tensors(self) -> int: ...
@@ -739,6 +742,11 @@ class Engine:
     def set_head_interventions(self, interventions: Sequence[tuple[int, int, str, Sequence[float]]], *, knockout_keys: Sequence[int] = [], knockout_from: Sequence[int] = [], knockout_until: Sequence[int] = [], knockout_queries: str = 'after') -> None:
         """
         Replaces the head interventions, (layer, head, 'zero' | 'mean' | 'knockout', mean), of every later call.
+        """
+
+    def set_deltanet_ablation(self, value_heads: Sequence[tuple[int, int]]) -> None:
+        """
+        Replaces the zeroed Gated DeltaNet value heads, (layer, value head) in transformers' numbering, of every later call (hybrid models; [] = none). Independent of set_head_interventions.
         """
 
     def head_output_sums(self, tokens: Sequence[int]) -> tuple[Annotated[NDArray[numpy.float64], dict(shape=(None, None))], int]:

@@ -15,6 +15,10 @@
   prompts pass ``knockout_keys`` (context positions). Chosen (query, key) edges:
   :mod:`corehead.knockout`.
 
+Gated DeltaNet value heads (the recurrent layers of a hybrid model, Qwen3.5) are not heads: their
+zero-ablation is a separate intervention, :func:`ablated_deltanet` (``eng.ablated_deltanet``), that
+composes with the head interventions above (docs/qwen35.md).
+
 Interventions compose with taps and generation. Leaving the block restores the previous state,
 and with no interventions the outputs are bit-identical to the unablated engine.
 """
@@ -134,3 +138,33 @@ def ablated(eng: Engine, heads, method: str = "zero", reference: Sequence | None
     items = [(layer, h, method, means[layer, h].tolist() if means is not None else []) for layer, h in pairs]
     with eng.interventions(items, knockout_keys, queries=queries):
         yield eng
+
+
+def deltanet_value_heads(value_heads) -> list[tuple[int, int]]:
+    """(layer, value head) pairs of ints from any iterable of pairs; ranges are checked by the engine."""
+    if isinstance(value_heads, (str, bytes)) or not isinstance(value_heads, Iterable):
+        raise TypeError(f"value_heads must be (layer, value head) pairs, got {value_heads!r}")
+    out = []
+    for item in value_heads:
+        try:
+            layer, head = item
+        except (TypeError, ValueError):
+            raise TypeError(f"value_heads must be (layer, value head) pairs, got {item!r}") from None
+        if isinstance(layer, bool) or isinstance(head, bool) or not isinstance(layer, (int, np.integer)) \
+                or not isinstance(head, (int, np.integer)):
+            raise TypeError(f"value_heads must be (layer, value head) pairs of ints, got {item!r}")
+        out.append((int(layer), int(head)))
+    return out
+
+
+@contextmanager
+def ablated_deltanet(eng: Engine, value_heads):
+    """Zero-ablation of Gated DeltaNet value heads for every call inside the block (see
+    Engine.ablated_deltanet); the previous set comes back on leaving."""
+    pairs = deltanet_value_heads(value_heads)
+    previous = eng.active_deltanet_ablation
+    eng._set_deltanet_ablation(pairs)  # validated by the engine: ValueError naming the valid pairs
+    try:
+        yield eng
+    finally:
+        eng._set_deltanet_ablation(previous)

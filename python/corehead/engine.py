@@ -45,6 +45,10 @@ class Engine:
         visual_keep: how those visual_budget tokens are picked: "snapkv" (the attention of the
             last prompt rows), "first" or "last" (positional baselines).
 
+    Interventions: :meth:`ablated` (zero / mean / knockout of attention heads), :meth:`knockout`
+    (attention edges), :meth:`sparse` (CoRe-sparse cache) and, on hybrid models (Qwen3.5),
+    :meth:`ablated_deltanet` (zeroing Gated DeltaNet value heads, which are not attention heads).
+
     Weights stay in their stored (quantized) type. Use as a context manager or call
     :meth:`close` to free memory right away; garbage collection frees it too.
     """
@@ -96,6 +100,7 @@ class Engine:
                               kv_type=kv_type, n_batch=n_batch, sparse=sparse_options)
         self._interventions: tuple[list, list, list, list] = ([], [], [], [])
         self._knockout_queries = "after"
+        self._deltanet_ablation: list[tuple[int, int]] = []  # ablated_deltanet
         self._head_mean_cache: dict = {}  # head_means(..., cached=True)
         # One call at a time per Engine (see _Serialized); typed as the native engine it forwards to.
         self._core: _core.Engine | None = cast(_core.Engine, _Serialized(native))
@@ -573,6 +578,33 @@ class Engine:
         return ablation.ablated(self, heads, method=method, reference=reference, knockout_keys=knockout_keys,
                                 means=means, queries=queries)
 
+    def ablated_deltanet(self, value_heads):
+        """Context manager zeroing Gated DeltaNet value heads (hybrid models: qwen35, qwen35moe) for
+        every call inside the block; the previous set comes back on leaving (blocks nest).
+
+        `value_heads`: (layer, value head) pairs; `layer` one of the recurrent layers (the layers
+        not in ``info["attention_layers"]``), the value head numbered as transformers numbers it
+        (0 .. ``info["deltanet_value_heads"]`` - 1; value head v reads key head
+        v // (value heads / key heads)). What is zeroed is that head's output after the gated
+        RMSNorm, ``RMSNorm(o_v) · norm.weight · silu(z_v)``: its slice [v*d, (v+1)*d) of the input of
+        the layer's output projection (transformers' ``out_proj``, GGUF ``ssm_out``). The layer's
+        conv window and delta-rule state are computed as usual, so decoding after an ablated
+        prefill continues the same ablated model. Composes with :meth:`ablated` (attention heads);
+        ``[]`` inside a block clears it. An attention layer, a value head out of range or a model
+        without DeltaNet layers raises ValueError saying which pairs are valid (docs/qwen35.md)."""
+        from corehead import ablation
+
+        return ablation.ablated_deltanet(self, value_heads)
+
+    @property
+    def active_deltanet_ablation(self) -> list[tuple[int, int]]:
+        """The (layer, value head) pairs :meth:`ablated_deltanet` zeroes now ([] = none)."""
+        return list(self._deltanet_ablation)
+
+    def _set_deltanet_ablation(self, pairs: list[tuple[int, int]]) -> None:
+        self._native().set_deltanet_ablation(pairs)
+        self._deltanet_ablation = list(pairs)
+
     def knockout(self, edges, heads=None, layers=None, prompt=None, images=(), question: str | None = None):
         """Context manager blocking attention edges (query positions -> key positions) for `heads`
         (None: every head of `layers`; layers None: every layer); see :mod:`corehead.knockout`."""
@@ -618,7 +650,7 @@ class Engine:
             return ablation.head_means(self, prompts)
         key = ablation.reference_key(prompts)
         if key not in self._head_mean_cache:
-            with self.interventions([]):  # means of the unablated model
+            with self.interventions([]), self.ablated_deltanet([]):  # means of the unablated model
                 self._head_mean_cache[key] = ablation.head_means(self, prompts)
         return self._head_mean_cache[key]
 

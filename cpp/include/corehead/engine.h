@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "corehead/error.h"
@@ -33,6 +34,8 @@ struct TextInfo {
     // Bytes of the recurrent layers' state per sequence (conv window + delta-rule memory, f32);
     // allocated next to the KV cache, whatever n_ctx. 0 without recurrent layers.
     int64_t recurrent_state_bytes = 0;
+    // Value heads per Gated DeltaNet layer (the layers not in attention_layers; 0 without any).
+    int64_t deltanet_value_heads = 0;
     int64_t n_tensors = 0;
     int64_t n_params = 0;
     uint64_t file_size = 0;
@@ -260,6 +263,13 @@ public:
                                 const std::vector<int32_t>& knockout_from = {},
                                 const std::vector<int32_t>& knockout_until = {},
                                 const std::string& knockout_queries = "after");
+    // Zero-ablation of Gated DeltaNet value heads (hybrid models, qwen35; docs/qwen35.md): for each
+    // (layer, value head), a recurrent layer and a value head numbered as transformers numbers them
+    // (its slice [v*d, (v+1)*d) of out_proj's input), the gated RMSNorm output of that head is
+    // multiplied by 0 before the layer's output projection, in every following call. The layer's
+    // recurrent state is computed as usual. Replaces the previous set (empty = none: bit-identical
+    // outputs); independent of set_head_interventions. Invalid pairs raise InputError.
+    void set_deltanet_ablation(const std::vector<std::pair<int32_t, int32_t>>& value_heads);
     // Per-head output sums over every position of `tokens` (run from an empty context, current
     // interventions applied): [n_layer][n_head * head_dim] and the position count.
     std::vector<std::vector<double>> head_output_sums(const std::vector<int32_t>& tokens, int64_t& n_positions);

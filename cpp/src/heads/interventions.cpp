@@ -64,6 +64,65 @@ HeadInterventions compile_interventions(const std::vector<HeadIntervention>& lis
     return iv;
 }
 
+namespace {
+
+std::string deltanet_layer_list(const TextHParams& hp) {
+    std::string s;
+    for (int64_t l = 0; l < hp.n_layer; ++l) {
+        if (hp.is_recurrent(l)) s += (s.empty() ? "" : ", ") + std::to_string(l);
+    }
+    return s;
+}
+
+}  // namespace
+
+std::vector<std::vector<float>> compile_deltanet_ablation(const std::vector<std::pair<int32_t, int32_t>>& value_heads,
+                                                          const TextHParams& hp) {
+    std::vector<std::vector<float>> gates;
+    if (value_heads.empty()) return gates;
+    if (!hp.has_recurrent()) {
+        throw InputError("this model ('" + hp.arch + "') has no Gated DeltaNet layers: DeltaNet value-head ablation "
+                         "needs a hybrid model (qwen35, qwen35moe); ablate attention heads with Engine.ablated");
+    }
+    const int64_t n_v = hp.ssm_dt_rank, n_k = hp.ssm_n_group, per_k = n_v / n_k;
+    const std::string valid = "this model's Gated DeltaNet layers are " + deltanet_layer_list(hp) +
+                              ", each with value heads 0.." + std::to_string(n_v - 1);
+    gates.resize(hp.n_layer);
+    for (const auto& [layer, head] : value_heads) {
+        const std::string pair = "(" + std::to_string(layer) + ", " + std::to_string(head) + ")";
+        if (layer < 0 || layer >= hp.n_layer) {
+            throw InputError("DeltaNet value head " + pair + ": layer " + std::to_string(layer) + " is out of range; " + valid);
+        }
+        if (!hp.is_recurrent(layer)) {
+            throw InputError("DeltaNet value head " + pair + ": layer " + std::to_string(layer) +
+                             " is a full-attention layer (ablate its heads with Engine.ablated); " + valid);
+        }
+        if (head < 0 || head >= n_v) {
+            throw InputError("DeltaNet value head " + pair + ": value head " + std::to_string(head) + " is out of range; " + valid);
+        }
+        std::vector<float>& g = gates[layer];
+        if (g.empty()) g.assign(n_v, 1.0f);
+        const int64_t file_head = (head % per_k) * n_k + head / per_k;  // transformers' grouped order -> tiled
+        if (g[file_head] == 0.0f) throw InputError("DeltaNet value head " + pair + " is listed twice");
+        g[file_head] = 0.0f;
+    }
+    return gates;
+}
+
+void set_value_gates(HeadInterventions& iv, const std::vector<std::vector<float>>& gates) {
+    for (HeadInterventions::Layer& L : iv.layers) L.value_gate.clear();
+    for (size_t l = 0; l < gates.size(); ++l) {
+        if (gates[l].empty()) continue;
+        if (iv.layers.size() < gates.size()) iv.layers.resize(gates.size());
+        iv.layers[l].value_gate = gates[l];
+    }
+    // Nothing left in force: back to "no interventions at all".
+    const bool none = std::all_of(iv.layers.begin(), iv.layers.end(), [](const HeadInterventions::Layer& L) {
+        return L.gate.empty() && L.bias.empty() && L.knockout.empty() && L.value_gate.empty();
+    });
+    if (none) iv.layers.clear();
+}
+
 void activate_knockout(HeadInterventions& iv, const std::vector<std::vector<int32_t>>& images) {
     iv.knockout_keys.clear();
     iv.knockout_from.clear();

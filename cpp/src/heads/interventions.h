@@ -11,6 +11,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "corehead/engine.h"
@@ -23,6 +24,10 @@ struct HeadInterventions {
         std::vector<float> gate;      // [n_head] multiplier of each head's output (empty = all 1)
         std::vector<float> bias;      // [n_head * head_dim] added after the gate (empty = none)
         std::vector<uint8_t> knockout;  // [n_head] 1 = may not attend to knockout_keys (empty = none)
+        // Gated DeltaNet layers only: [value heads] multiplier of each value head's gated RMSNorm
+        // output, in the file's (tiled) value-head order (empty = none). Set by the DeltaNet
+        // ablation, not by compile_interventions (Engine keeps the two apart).
+        std::vector<float> value_gate;
     };
     std::vector<Layer> layers;  // empty = no interventions at all
     // What was asked for: explicit keys (cache indices, ascending; a key may repeat, once per query
@@ -39,6 +44,7 @@ struct HeadInterventions {
 
     bool gates(int64_t l) const { return l < (int64_t)layers.size() && !layers[l].gate.empty(); }
     bool knocks(int64_t l) const { return l < (int64_t)layers.size() && !layers[l].knockout.empty(); }
+    bool value_gates(int64_t l) const { return l < (int64_t)layers.size() && !layers[l].value_gate.empty(); }
     bool any_knockout() const {
         for (const Layer& L : layers) {
             if (!L.knockout.empty()) return true;
@@ -61,6 +67,16 @@ struct HeadOutputSums {
 HeadInterventions compile_interventions(const std::vector<HeadIntervention>& list, const std::vector<int32_t>& keys,
                                         const std::vector<int32_t>& keys_from, const std::vector<int32_t>& keys_until,
                                         const std::string& queries, const TextHParams& hp, int64_t n_ctx);
+
+// Zero-ablation of Gated DeltaNet value heads: (layer, value head) pairs, the value head numbered
+// as transformers does (value head v reads key head v / (value heads / key heads)), validated
+// (recurrent layers of a hybrid model, heads in range, each listed once) and compiled to
+// [n_layer] gates (empty for untouched layers) in the file's order: the converter tiles the value
+// heads (file head r * key heads + k is transformers' head k * (value heads / key heads) + r).
+std::vector<std::vector<float>> compile_deltanet_ablation(const std::vector<std::pair<int32_t, int32_t>>& value_heads,
+                                                          const TextHParams& hp);
+// Installs `gates` (from compile_deltanet_ablation) as iv's value gates, replacing any there.
+void set_value_gates(HeadInterventions& iv, const std::vector<std::vector<float>>& gates);
 
 // At the start of every prompt (and for the tokens generated after it): the knockout edges of
 // this context. Explicit ranges always apply as given. Otherwise a multimodal prompt (`images`:

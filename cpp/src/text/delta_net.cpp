@@ -6,6 +6,7 @@
 //   decay   = exp(g), g = ssm_a · softplus(ssm_alpha · h + ssm_dt)   (ssm_a = -exp(A_log))
 //   per value head: S <- decay · S;  S <- S + k ⊗ beta (v - Sᵀk);  out = Sᵀ q / sqrt(d)
 //   y       = ssm_out · (RMSNorm(out) · ssm_norm · silu(attn_gate · h))
+//             (value-head ablation: a per-head 0/1 gate on the bracket, heads/interventions.h)
 //
 // The conv window and S are the layer's state (runtime/recurrent_state.h): the batch's inputs are
 // appended to the stored window before the convolution and the window's tail is written back;
@@ -66,6 +67,12 @@ ggml_tensor* DecoderGraph::delta_net(int64_t layer, ggml_tensor* h) {
     // Gated RMSNorm over each value head (weight as stored: no +1), then the output projection.
     ggml_tensor* y = ggml_mul(ctx, ggml_mul(ctx, ggml_rms_norm(ctx, out, hp.rms_eps), L.ssm_norm),
                               ggml_silu(ctx, ggml_reshape_3d(ctx, z, S, Hv, T)));
+    // DeltaNet value-head ablation: a 0/1 gate per value head on what enters ssm_out (transformers'
+    // out_proj input); the state above is untouched. Absent: the graph is the unablated one.
+    if (batch.interventions && batch.interventions->value_gates(layer)) {
+        y = ggml_mul(ctx, y, input(ggml_new_tensor_3d(ctx, GGML_TYPE_F32, 1, Hv, 1),
+                                   batch.interventions->layers[layer].value_gate.data()));
+    }
     return linear(ggml_reshape_2d(ctx, y, S * Hv, T), L.ssm_out);
 }
 

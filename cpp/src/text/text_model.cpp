@@ -68,6 +68,7 @@ TextInfo text_info(const TextModelFile& m) {
     i.n_deepstack = m.hp.n_deepstack;
     i.attention_layers = m.hp.attention_layers();
     i.recurrent_state_bytes = m.hp.recurrent_state_bytes();
+    i.deltanet_value_heads = m.hp.has_recurrent() ? m.hp.ssm_dt_rank : 0;
     i.n_expert = m.hp.n_expert;
     i.n_expert_used = m.hp.n_expert_used;
     i.vocab_only = m.vocab_only;
