@@ -4,7 +4,8 @@
 # speed against llama.cpp's CUDA tools built from the same ggml; a log and a JSON summary go to OUT.
 #
 #   tools/gpu_check.sh OUT [--arch 90] [-j N] [--prebuilt DIR] [--llama-cpp DIR] [--compile-only]
-#                          [--tests "tests/test_x.py ..."] [--test-timeout S] [--no-tests] [--no-bench]
+#                          [--tests "tests/test_x.py ..."] [--test-timeout S] [--xdist N] [--no-tests] [--no-bench]
+#                          [--backend cuda] [--wheels DIR] [--export-prebuilt DIR]
 #
 # Made for a GPU machine that reaches no package registry and receives a copy of the working tree
 # plus a few carried folders: everything comes from the tree, the machine's own python3 (with
@@ -20,7 +21,7 @@
 #
 # --compile-only: no GPU needed (nvcc only): configure the CUDA build, compile two CUDA files of
 # ggml-cuda and all of corehead against a prebuilt or CPU ggml, then stop (what CI-less hosts can
-# check).  Steps, their times and exit codes: OUT/steps.jsonl; everything printed: OUT/gpu_check.log.
+# check). PARITY_TIMEOUT / BENCH_TIMEOUT (s) cap those steps.  Steps, their times and exit codes: OUT/steps.jsonl; everything printed: OUT/gpu_check.log.
 set -uo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -53,6 +54,7 @@ while [[ $# -gt 0 ]]; do
     --tests) TESTS="$2"; shift 2 ;;
     --test-timeout) TEST_TIMEOUT="$2"; shift 2 ;;
     --xdist) XDIST="$2"; shift 2 ;;
+    --backend) BACKEND="$2"; shift 2 ;;
     --no-tests) RUN_TESTS=0; shift ;;
     --no-bench) RUN_BENCH=0; shift ;;
     --export-prebuilt) EXPORT_PREBUILT="$2"; shift 2 ;;
@@ -163,8 +165,10 @@ fi
 if [[ -n "$EXPORT_PREBUILT" ]]; then  # for a later run with --prebuilt: the prefix and the tools
   mkdir -p "$EXPORT_PREBUILT/bin"
   cp -a "$PREFIX" "$EXPORT_PREBUILT/prefix"
-  cp -a "$BIN"/llama-bench "$BIN"/llama-mtmd-cli "$BIN"/llama-quantize "$BIN"/libllama.so* "$BIN"/libmtmd.so* \
-    "$EXPORT_PREBUILT/bin/"  # ggml itself: prefix/lib
+  cp -a "$BIN"/llama-bench "$BIN"/llama-mtmd-cli "$BIN"/llama-quantize "$EXPORT_PREBUILT/bin/"
+  for f in "$BIN"/lib*.so*; do  # llama.cpp's own libraries; ggml's are in prefix/lib
+    case "$(basename "$f")" in libggml*) ;; *) cp -a "$f" "$EXPORT_PREBUILT/bin/" ;; esac
+  done
   say "prebuilt build exported to $EXPORT_PREBUILT"
 fi
 [[ $COMPILE_ONLY -eq 1 && -z "$PREBUILT" ]] && { say "compile-only: CUDA configure + sample compile done"; exit 0; }
@@ -200,11 +204,11 @@ if [[ $RUN_TESTS -eq 1 ]]; then
   # shellcheck disable=SC2086
   COREHEAD_BACKEND=$BACKEND step tests "$TEST_TIMEOUT" "$PY" -m pytest $TESTS -q -rfEs -p no:cacheprovider \
     "${par[@]}" --junitxml="$OUT/junit.xml" -o junit_family=xunit1
-  COREHEAD_BACKEND=$BACKEND step parity 180 "$PY" -m tools.gpu.parity --backend "$BACKEND" --also-cpu \
+  COREHEAD_BACKEND=$BACKEND step parity "${PARITY_TIMEOUT:-180}" "$PY" -m tools.gpu.parity --backend "$BACKEND" --also-cpu \
     --out "$OUT/parity.json"
 fi
 if [[ $RUN_BENCH -eq 1 ]]; then
-  COREHEAD_BACKEND=$BACKEND step bench 300 "$PY" -m tools.gpu.bench --out "$OUT/bench.json"
+  COREHEAD_BACKEND=$BACKEND step bench "${BENCH_TIMEOUT:-300}" "$PY" -m tools.gpu.bench --out "$OUT/bench.json"
 fi
 
 # --- summary -----------------------------------------------------------------------------------------

@@ -53,19 +53,25 @@ def synthetic_vocab(path: Path, n_vocab: int) -> Path:
     return path
 
 
-def build_models(work: Path, quantize: Path) -> tuple[Path, Path]:
+# --smoke: the same pipeline on small shapes, to try the script on a CPU.
+SMOKE_TEXT = dict(TEXT_SHAPE, n_layer=2, n_embd=256, n_head=4, n_head_kv=2, n_ff=512)
+SMOKE_VIT = dict(VIT, n_layer=2, n_embd=128, n_head=4, n_ff=256)
+
+
+def build_models(work: Path, quantize: Path, text: dict, vit: dict) -> tuple[Path, Path]:
     from tools.fixtures.synthetic_gguf import write_mmproj, write_text_model
 
-    q4 = work / "llama1b-Q4_K_M.gguf"
-    mmproj = work / "mmproj-vitl336-f16.gguf"
+    tag = f"{text['n_layer']}x{text['n_embd']}"
+    q4 = work / f"llama-{tag}-Q4_K_M.gguf"
+    mmproj = work / f"mmproj-vit-{vit['n_layer']}x{vit['n_embd']}-f16.gguf"
     if not q4.exists():
-        f16 = work / "llama1b-f16.gguf"
+        f16 = work / f"llama-{tag}-f16.gguf"
         vocab = synthetic_vocab(work / "vocab.gguf", N_VOCAB)
-        write_text_model(f16, dtype=np.float16, vocab_file=vocab, std=0.02, **TEXT_SHAPE)
+        write_text_model(f16, dtype=np.float16, vocab_file=vocab, std=0.02, **text)
         subprocess.run([str(quantize), str(f16), str(q4), "Q4_K_M"], check=True, capture_output=True)
         f16.unlink()
     if not mmproj.exists():
-        write_mmproj(mmproj, dtype=np.float16, n_out=TEXT_SHAPE["n_embd"], **VIT)
+        write_mmproj(mmproj, dtype=np.float16, n_out=text["n_embd"], **vit)
     return q4, mmproj
 
 
@@ -131,14 +137,14 @@ def _worker(spec: dict) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def bench_sparse(model: Path, mmproj: Path, threads: int, n_images: int) -> dict:
+def bench_sparse(model: Path, mmproj: Path, threads: int, n_images: int, text: dict) -> dict:
     from tools.bench.sparse import core_kv_choice
 
     n_ctx = n_images * 577 + 256
     base = {"model": str(model), "mmproj": str(mmproj), "threads": threads, "n_ctx": n_ctx, "n_images": n_images,
             "side": 336, "n_gen": 64, "mode": "corehead"}
     dense = _worker(base)
-    kv = core_kv_choice(TEXT_SHAPE["n_layer"], TEXT_SHAPE["n_head_kv"], 0.10)
+    kv = core_kv_choice(text["n_layer"], text["n_head_kv"], 0.10)
     sparse = _worker({**base, "core_kv": kv})
     out = {"n_images": n_images, "core_kv_heads": len(kv), "dense": dense, "sparse": sparse}
     if "decode_tok_s" in dense and "decode_tok_s" in sparse:
@@ -156,17 +162,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--images", type=int, default=16)
     ap.add_argument("--only", nargs="*", default=["text", "vision", "sparse"])
+    ap.add_argument("--smoke", action="store_true", help="small shapes: try the pipeline on a CPU")
     a = ap.parse_args(argv)
     from tools.peers import native_peer
 
     a.work.mkdir(parents=True, exist_ok=True)
     result: dict = {"backend": os.environ.get("COREHEAD_BACKEND", "auto"), "threads": a.threads}
     t0 = time.perf_counter()
-    model, mmproj = build_models(a.work, native_peer.bin_dir() / "llama-quantize")
+    text, vit = (SMOKE_TEXT, SMOKE_VIT) if a.smoke else (TEXT_SHAPE, VIT)
+    result["shapes"] = {"text": text, "vision": vit}
+    model, mmproj = build_models(a.work, native_peer.bin_dir() / "llama-quantize", text, vit)
     result["build_models_s"] = round(time.perf_counter() - t0, 1)
     steps = {"text": lambda: bench_text(model, a.threads, a.reps),
              "vision": lambda: bench_vision(model, mmproj, a.threads, a.reps),
-             "sparse": lambda: bench_sparse(model, mmproj, a.threads, a.images)}
+             "sparse": lambda: bench_sparse(model, mmproj, a.threads, a.images, text)}
     for name in a.only:
         t = time.perf_counter()
         try:
