@@ -182,6 +182,7 @@ PKG="$WORK/pkg"; rm -rf "$PKG"; mkdir -p "$PKG"
 cp -r "$REPO/python/corehead" "$PKG/"
 rm -f "$PKG"/corehead/_core*.so; mkdir -p "$PKG/corehead/lib"
 cp "$CB"/_core*.so "$PKG/corehead/"; cp "$CB"/libcorehead.so "$PKG/corehead/lib/"
+mkdir -p "$PKG/corehead/include"; cp -r "$REPO/cpp/include/corehead" "$PKG/corehead/include/"  # the C API header, as a wheel has it
 export PYTHONPATH="$PKG:$REPO${PYTHONPATH:+:$PYTHONPATH}"
 export LD_LIBRARY_PATH="$PREFIX/lib:$BIN:$LD_LIBRARY_PATH"
 export COREHEAD_LLAMA_CPP_BIN="$BIN"
