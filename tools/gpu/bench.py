@@ -129,23 +129,15 @@ def bench_vision(model: Path, mmproj: Path, threads: int, reps: int) -> dict:
             "ttft_ratio": _ratio(peer.get("ttft_s", 0), ours["ttft_s"])}
 
 
-def _worker(spec: dict) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "tools.bench", "sparse-worker", json.dumps(spec)],
-                          capture_output=True, text=True, cwd=REPO, timeout=600)
-    if proc.returncode != 0:
-        return {"error": proc.stderr[-2000:]}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 def bench_sparse(model: Path, mmproj: Path, threads: int, n_images: int, text: dict) -> dict:
-    from tools.bench.sparse import core_kv_choice
+    from tools.bench.sparse import _run, core_kv_choice
 
     n_ctx = n_images * 577 + 256
     base = {"model": str(model), "mmproj": str(mmproj), "threads": threads, "n_ctx": n_ctx, "n_images": n_images,
             "side": 336, "n_gen": 64, "mode": "corehead"}
-    dense = _worker(base)
+    dense = _run(base)
     kv = core_kv_choice(text["n_layer"], text["n_head_kv"], 0.10)
-    sparse = _worker({**base, "core_kv": kv})
+    sparse = _run({**base, "core_kv": kv})
     out = {"n_images": n_images, "core_kv_heads": len(kv), "dense": dense, "sparse": sparse}
     if "decode_tok_s" in dense and "decode_tok_s" in sparse:
         out["decode_speedup"] = _ratio(sparse["decode_tok_s"], dense["decode_tok_s"])

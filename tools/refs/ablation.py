@@ -19,6 +19,7 @@ import argparse
 import shutil
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -292,6 +293,28 @@ class Knockout:
 # ---------------------------------------------------------------------------------------------
 
 
+@contextmanager
+def zeroed_head_columns(projections: dict, heads, width):
+    """Within the block, the input columns of head h (h * width(layer) ... (h + 1) * width(layer))
+    of each layer's output projection (`projections[layer]`, an nn.Linear) are zero: the weight-side
+    twin of a hook that zeroes those heads' outputs, restored on exit."""
+    import torch
+
+    saved = {}
+    with torch.no_grad():
+        for layer, h in heads:
+            w = projections[layer].weight
+            saved.setdefault(layer, w.detach().clone())
+            d = width(layer)
+            w[:, h * d : (h + 1) * d] = 0
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for layer, w0 in saved.items():
+                projections[layer].weight.copy_(w0)
+
+
 def run(model, inputs, attentions=False):
     import torch
 
@@ -378,17 +401,8 @@ def make_refs(family: str, data: Path, work: Path, log) -> dict:
             lg, _ = run(model, inputs)
         # independent check: zeroing the o_proj weight columns of those heads is the same thing
         attn = text_attn_modules(model)
-        saved = {}
-        with torch.no_grad():
-            for layer, h in heads:
-                w = attn[layer].o_proj.weight
-                saved.setdefault(layer, w.detach().clone())
-                hd = head_dim_of(model, layer)
-                w[:, h * hd : (h + 1) * hd] = 0
-        lg2, _ = run(model, inputs)
-        with torch.no_grad():
-            for layer, w0 in saved.items():
-                attn[layer].o_proj.weight.copy_(w0)
+        with zeroed_head_columns({la: attn[la].o_proj for la, _ in heads}, heads, lambda la: head_dim_of(model, la)):
+            lg2, _ = run(model, inputs)
         assert maxdiff(run(model, inputs)[0], base_logits) == 0.0
         d_chk = maxdiff(lg, lg2)
         eff = maxdiff(lg, base_logits)

@@ -29,7 +29,7 @@ import numpy as np
 
 from tools.fixtures import check_families
 from tools.fixtures import common as C
-from tools.refs.ablation import in_work_dir, maxdiff, rebuild, run, save_refs
+from tools.refs.ablation import in_work_dir, maxdiff, rebuild, run, save_refs, zeroed_head_columns
 
 FAMILIES = ("qwen35", "qwen35moe")
 # A: one value head whose file index differs (transformers 1 -> tiled 2 with 2 key / 4 value heads);
@@ -117,17 +117,8 @@ def make(family: str, data, work, log) -> dict:
             mm, _ = run(model, inputs)
             gids = greedy(model, ref["text_prompt_ids"].tolist(), N_GREEDY)
         # The same ablation as zeroed out_proj columns: the hook zeroes what we mean it to.
-        saved = {}
-        with torch.no_grad():
-            for la, v in heads:
-                w = mods[la].out_proj.weight
-                saved.setdefault(la, w.detach().clone())
-                d = mods[la].head_v_dim
-                w[:, v * d:(v + 1) * d] = 0
-        lg2, _ = run(model, text)
-        with torch.no_grad():
-            for la, w0 in saved.items():
-                mods[la].out_proj.weight.copy_(w0)
+        with zeroed_head_columns({la: mods[la].out_proj for la, _ in heads}, heads, lambda la: mods[la].head_v_dim):
+            lg2, _ = run(model, text)
         assert maxdiff(run(model, text)[0], base_text) == 0.0
         log(f"[{family}] {key} {heads}: |d text vs base| {maxdiff(lg, base_text):.3g}, "
             f"|d mm last vs base| {maxdiff(mm[-1], base_mm[-1]):.3g}, hook vs zeroed weights {maxdiff(lg, lg2):.3g}, "

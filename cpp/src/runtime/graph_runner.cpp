@@ -47,7 +47,8 @@ void GraphRunner::compute(ggml_cgraph* gf, const std::function<void()>& set_inpu
 }
 
 void GraphRunner::record_placement(ggml_cgraph* gf) {
-    // O(nodes), only for a graph of another size than the last one recorded (not every decode step): which backend the scheduler gave each node.
+    // Which backend the scheduler gave each node: O(nodes), and only for a graph of another size
+    // than the last one recorded (not every decode step).
     std::map<std::string, int64_t> nodes;
     std::set<std::string> cpu_ops;
     const bool gpu = backends_.main != backends_.cpu;
