@@ -606,3 +606,21 @@ def test_memory_estimate_predicts_the_rss_of_a_real_model():
                          text=True).stdout.split()
     est, grown = int(out[-2]), int(out[-1])
     assert abs(grown - est) <= 0.2 * est, f"estimate {est / 2**20:.1f} MiB, RSS grew {grown / 2**20:.1f} MiB"
+
+
+@pytest.mark.parametrize("path", sorted(REGRESSIONS.glob("*.vid")), ids=lambda p: p.name)
+def test_fuzz_video_regression(path, tmp_path):
+    """Inputs the video fuzz target (tools/fuzz/fuzz_video.py) once failed on: 3 header bytes
+    (fps, max_frames, suffix selectors) + a file. A stream with no decoder (AttributeError on
+    codec_context None) and non-UTF-8 metadata (UnicodeDecodeError from PyAV) now give corehead's
+    ValueError naming the video, or load."""
+    pytest.importorskip("av")
+    from corehead.videos import load_video
+
+    f = tmp_path / "clip.bin"
+    f.write_bytes(path.read_bytes()[3:])
+    try:
+        v = load_video(f)
+        assert v.n_frames >= 1
+    except ValueError as e:
+        assert "video" in str(e)

@@ -183,6 +183,62 @@ def probes(n: int, seed: int = 0, templates=TEMPLATES) -> list[dict]:
     return out
 
 
+def _without(rng: np.random.Generator, key: str, value: str) -> dict:
+    """A scene none of whose objects has `key` == `value` (a distractor for a question about it)."""
+    while True:
+        sc = scene(rng)
+        if all(o[key] != value for o in sc["objects"]):
+            return sc
+
+
+def multi_image_probes(n: int, seed: int = 0, n_images: tuple[int, int] = (2, 4), templates=TEMPLATES) -> list[dict]:
+    """n deterministic multi-image probes: `probes(n, seed)`'s questions, each asked after
+    n_images[0]..n_images[1] images of which only one (at a random position: first, middle or
+    last) holds the object asked about. The other images are distractor scenes drawn so that the
+    question has one answer across the prompt: no distractor has an object of the asked colour
+    ("What shape is red?") or shape ("What color is the triangle?").
+
+    The toy model was trained on one image per prompt only; it answers these anyway (its
+    retrieval is by content, not by position), which is what makes them a test of CoRe-sparse
+    prefill: each image chunk is prefilled densely, then only the CoRe heads keep its tokens.
+
+    Dicts: images (PIL, in prompt order), target (index of the image asked about), question,
+    answer, choices, template, bbox (in the target image)."""
+    lo, hi = n_images
+    if not 1 <= lo <= hi:
+        raise ValueError(f"n_images must be (low, high) with 1 <= low <= high, got {n_images!r}")
+    rng = np.random.default_rng([seed, 7])  # distractors and layout: a stream apart from the targets'
+    out = []
+    for p in probes(n, seed, templates):
+        k = int(rng.integers(lo, hi + 1))
+        target = int(rng.integers(k))
+        key = "color" if p["template"] in ("shape", "where") else "shape"
+        value = p["question"].rstrip("?").split()[-1]
+        images = [_without(rng, key, value)["image"] for _ in range(k - 1)]
+        images.insert(target, p["image"])
+        out.append({"images": images, "target": target, "question": p["question"], "answer": p["answer"],
+                    "choices": p["choices"], "template": p["template"], "bbox": p["bbox"]})
+    return out
+
+
+def multi_image_prompt(item: dict, image_marker: str = "<__media__>") -> str:
+    """The prompt of a `multi_image_probes` item: one marker per image, then the question."""
+    return prompt_text(item["question"], image_marker * len(item["images"]))
+
+
+def multi_image_accuracy(eng, items: list[dict], max_tokens: int = 4):
+    """Greedy exact-match accuracy of `eng` on `multi_image_probes` items, as an
+    :class:`corehead.evaluate.EvalReport` (metric "exact"): the first line of the greedy answer,
+    normalized, equals the truth. Runs with whatever KV cache mode `eng` is in (`eng.sparse`)."""
+    from corehead.evaluate import EvalReport
+    from corehead.ram import normalize_answer
+
+    answers = [eng.generate(multi_image_prompt(it, eng.image_marker), images=[np.asarray(im) for im in it["images"]],
+                            max_tokens=max_tokens).strip().split("\n")[0] for it in items]
+    correct = np.array([normalize_answer(a) == normalize_answer(it["answer"]) for a, it in zip(answers, items)])
+    return EvalReport("exact", correct, answers, [it["answer"] for it in items])
+
+
 def as_probes(items: list[dict], image_marker: str = "<__media__>") -> list:
     """`probes()` items as :class:`corehead.Probe` objects for `Engine.rank_heads` and friends.
 

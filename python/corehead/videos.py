@@ -89,7 +89,7 @@ def _decode(path: Path, fps: float, max_frames: int) -> tuple[np.ndarray, np.nda
         return sample_indices(total, max(1, min(n, total, max_frames)))
 
     def decode(keep: np.ndarray) -> tuple[list[np.ndarray], int, float]:
-        with av.open(str(path)) as container:
+        with av.open(str(path), metadata_errors="replace") as container:  # non-UTF-8 tags (fuzz finding)
             if not container.streams.video:
                 raise ValueError(f"the video {path} has no frames (no video stream)")
             stream = container.streams.video[0]
@@ -98,13 +98,26 @@ def _decode(path: Path, fps: float, max_frames: int) -> tuple[np.ndarray, np.nda
             if not native > 0:
                 raise ValueError(f"the video {path} gives no frame rate: decode it yourself and pass the frames "
                                  "with fps=")
-            w, h = stream.codec_context.width, stream.codec_context.height
+            ctx = stream.codec_context
+            if ctx is None:  # PyAV opens no decoder for a codec this FFmpeg build lacks (fuzz finding)
+                raise ValueError(f"the video {path} uses a codec this FFmpeg build "
+                                 "cannot decode: convert it (e.g. to H.264 or VP9) or pass the frames")
+            w, h = ctx.width, ctx.height
             if w * h > MAX_PIXELS:
                 raise ValueError(f"the video {path} has {w}x{h} frames: at most {MAX_PIXELS / 1e6:.0f} megapixels")
             wanted = set(keep.tolist())
-            kept, count = [], 0
+            kept, count, size = [], 0, None
             for i, frame in enumerate(container.decode(stream)):
                 if i in wanted:
+                    # The header's size is not a promise: a stream may change size mid-way.
+                    fw, fh = frame.width, frame.height
+                    if not 0 < fw * fh <= MAX_PIXELS:
+                        raise ValueError(f"the video {path} has a {fw}x{fh} frame (#{i}): each must be non-empty "
+                                         f"and at most {MAX_PIXELS / 1e6:.0f} megapixels")
+                    if size is not None and (fw, fh) != size:
+                        raise ValueError(f"the video {path} changes frame size ({size[0]}x{size[1]} to {fw}x{fh} at "
+                                         f"frame #{i}): decode it yourself and pass frames of one size")
+                    size = (fw, fh)
                     kept.append(frame.to_ndarray(format="rgb24"))
                 count = i + 1
             return kept, count, native
