@@ -135,6 +135,27 @@ def images(n: int, side: int) -> list[np.ndarray]:
     return [img] * n
 
 
+# --video (issue 20): frames as one video. Qwen2-VL-2B: 2 frames per temporal patch, (side / 28)^2 tokens per
+# pair (896 px = 1024); SmolVLM2's video processor: one 512-px view per frame, no tiles (64 tokens + frame text).
+VIDEO_SIDE = {"smolvlm-256m": 512, "qwen2vl-2b": 448}
+VIDEO_QUESTION = "Describe what happens in this video."
+VIDEO_FPS = 2.0
+
+
+def video_frames(n: int, side: int) -> np.ndarray:
+    """n distinct deterministic noisy frames (T, side, side, 3): every frame is encoded, as in a real video."""
+    return np.random.default_rng(1).integers(0, 256, size=(n, side, side, 3), dtype=np.uint8)
+
+
+def _media(spec: dict, image_marker: str, video_marker: str) -> tuple[str, dict]:
+    """(prompt, media keyword arguments) of one configuration: n_images copies of a picture, or a video
+    of n_frames frames."""
+    if spec.get("n_frames"):
+        return video_marker + VIDEO_QUESTION, {"videos": [video_frames(spec["n_frames"], spec["side"])],
+                                               "fps": VIDEO_FPS, "max_frames": spec["n_frames"]}
+    return image_marker * spec["n_images"] + QUESTION, {"images": images(spec["n_images"], spec["side"])}
+
+
 def core_kv_choice(n_layer: int, n_head_kv: int, fraction: float, seed: int = 0) -> list[tuple[int, int]]:
     rng = np.random.default_rng(seed)
     k = max(1, round(fraction * n_layer * n_head_kv))
@@ -148,9 +169,8 @@ def _peak_rss() -> int:
 
 def worker(spec: dict) -> dict:
     """One configuration in this process: corehead dense / sparse, or llama.cpp dense."""
-    imgs = images(spec["n_images"], spec["side"])
     if spec["mode"] == "llama.cpp":
-        return _llama_cpp(spec, imgs)
+        return _llama_cpp(spec)
     from corehead import Engine, _core
 
     info = _core.inspect_model(spec["model"])
@@ -158,9 +178,9 @@ def worker(spec: dict) -> dict:
     kv = spec.get("core_kv")
     eng = Engine(spec["model"], mmproj=spec["mmproj"], n_threads=spec["threads"], n_ctx=spec["n_ctx"],
                  core_heads=None if kv is None else [(layer, h * g) for layer, h in kv])  # head h*g: KV head h
-    prompt = eng.image_marker * len(imgs) + QUESTION
-    n_prompt = len(eng.multimodal_tokens(prompt, imgs))
-    n_visual = len(eng.visual_token_positions(prompt, imgs))
+    prompt, media = _media(spec, eng.image_marker, eng.video_marker)
+    n_prompt = len(eng.multimodal_tokens(prompt, **media))
+    n_visual = len(eng.visual_token_positions(prompt, **media))
     if spec.get("count_only"):
         return {"n_prompt": n_prompt, "n_visual": n_visual}
     stamps: list[float] = []
@@ -170,10 +190,10 @@ def worker(spec: dict) -> dict:
         return True
 
     t0 = time.perf_counter()
-    ids = eng.generate_ids(prompt, images=imgs, max_tokens=spec["n_gen"], stop_at_eog=False, on_token=on_token)
+    ids = eng.generate_ids(prompt, max_tokens=spec["n_gen"], stop_at_eog=False, on_token=on_token, **media)
     st = eng.kv_stats()
     t1 = time.perf_counter()
-    eng.generate_ids(prompt, images=imgs, max_tokens=1, stop_at_eog=False)  # image embeddings cached now
+    eng.generate_ids(prompt, max_tokens=1, stop_at_eog=False, **media)  # image embeddings cached now
     warm = time.perf_counter() - t1
     eng.close()
     return {"ttft_s": stamps[0] - t0, "ttft_warm_s": warm, "decode_tok_s": (len(ids) - 1) / (stamps[-1] - stamps[0]),
@@ -182,7 +202,7 @@ def worker(spec: dict) -> dict:
             "peak_rss": _peak_rss()}
 
 
-def _llama_cpp(spec: dict, imgs: list[np.ndarray]) -> dict:
+def _llama_cpp(spec: dict) -> dict:
     import llama_cpp
     from llama_cpp import mtmd_cpp
 
@@ -199,11 +219,19 @@ def _llama_cpp(spec: dict, imgs: list[np.ndarray]) -> dict:
     mctx = mtmd_cpp.mtmd_init_from_file(spec["mmproj"].encode(), llm.model, params)
     if not mctx:
         raise RuntimeError("llama.cpp could not load the mmproj")
-    text = (mtmd_cpp.mtmd_default_marker().decode() * len(imgs) + QUESTION).encode()
+    marker = mtmd_cpp.mtmd_default_marker().decode()
+    _, media = _media(spec, marker, marker)
+    video = "videos" in media
+    imgs = list(media["videos"][0]) if video else media["images"]
+    # A video = one marker and one mergeable bitmap per frame, as mtmd-helper's video reader emits them
+    # (mtmd_tokenize fuses consecutive mergeable frames into Qwen-VL's temporal patches).
+    text = (marker * len(imgs) + (VIDEO_QUESTION if video else QUESTION)).encode()
     bitmaps = []
     for img in imgs:
         buf = (ctypes.c_uint8 * img.size).from_buffer_copy(np.ascontiguousarray(img).tobytes())
         bitmaps.append(mtmd_cpp.mtmd_bitmap_init(img.shape[1], img.shape[0], buf))
+        if video:
+            mtmd_cpp.mtmd_bitmap_set_mergeable(bitmaps[-1], True)
     inp = mtmd_cpp.mtmd_input_text()
     inp.text, inp.text_len, inp.add_special, inp.parse_special = text, len(text), True, True
     chunks = mtmd_cpp.mtmd_input_chunks_init()
@@ -251,12 +279,48 @@ def native_mtmd(spec: dict) -> dict:
     from tools.peers.llama_cpp_peer import PeerCrashed
 
     try:
+        if spec.get("n_frames"):
+            return _native_video(spec)
         r = native_peer.mtmd_cli_on_arrays(Path(spec["model"]), Path(spec["mmproj"]),
                                            images(spec["n_images"], spec["side"]),
                                            "<__media__>" * spec["n_images"] + QUESTION, spec["threads"],
                                            spec["n_gen"], spec["n_ctx"])
     except PeerCrashed as e:
         return {"error": str(e)}
+    return {"decode_tok_s": r["decode_tok_s"], "ttft_s": r["ttft_s"], "encode_s": sum(r["encode_ms"]) / 1000,
+            "timing": r["timing"]}
+
+
+def write_video(frames: np.ndarray, path: Path, fps: float = VIDEO_FPS) -> Path:
+    """frames as a lossless FFV1 video (Matroska) at `fps`: llama-mtmd-cli's video path decodes it with
+    ffmpeg, and sampled at the same fps it sees exactly these frames."""
+    import av
+
+    with av.open(str(path), "w") as out:
+        st = out.add_stream("ffv1", rate=int(fps))
+        st.width, st.height, st.pix_fmt = frames.shape[2], frames.shape[1], "bgr0"
+        for f in frames:
+            out.mux(st.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        out.mux(st.encode())
+    return path
+
+
+def _native_video(spec: dict) -> dict:
+    """llama-mtmd-cli on the clip as a video file (its ffmpeg video path: --video, --video-fps, no
+    timestamp text)."""
+    import shutil
+    import tempfile
+
+    from tools.peers import native_peer
+
+    if shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None:
+        return {"error": "llama-mtmd-cli's video path needs ffmpeg and ffprobe on PATH (apt-get install ffmpeg)"}
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = write_video(video_frames(spec["n_frames"], spec["side"]), Path(tmp) / "clip.mkv")
+        r = native_peer.mtmd_cli(Path(spec["model"]), Path(spec["mmproj"]), [clip], "<__media__>" + VIDEO_QUESTION,
+                                 spec["threads"], spec["n_gen"], n_ctx=spec["n_ctx"],
+                                 extra=["--chat-template", "chatml", "--video-fps", str(VIDEO_FPS),
+                                        "--video-timestamp-interval", "0"])
     return {"decode_tok_s": r["decode_tok_s"], "ttft_s": r["ttft_s"], "encode_s": sum(r["encode_ms"]) / 1000,
             "timing": r["timing"]}
 
@@ -271,58 +335,128 @@ def weight_bytes_per_token(model: Path) -> int:
     return total + (sizes["token_embd.weight"] if "output.weight" not in sizes else 0)
 
 
+def configs(args, files=model_files) -> list[tuple[str, Path, dict]]:
+    """(model name, model file, base spec) per cell (`files(name)` -> (model, mmproj)): image counts
+    (--images), or with --video frame counts (--frames) of one video at VIDEO_SIDE (--side overrides the
+    side); arguments checked first."""
+    video = bool(getattr(args, "video", False))
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    allowed = ("smolvlm-256m", "qwen2vl-2b") if video else MODELS
+    bad = [m for m in models if m not in allowed]
+    if bad or not models:
+        raise SystemExit(f"sparse{' --video' if video else ''}: --models takes {', '.join(allowed)}; got {bad or '[]'}")
+    try:
+        counts = [int(x) for x in (args.frames if video else args.images).split(",")]
+        [float(x) for x in args.core.split(",")]
+    except ValueError as e:
+        raise SystemExit(f"sparse: --{'frames' if video else 'images'} and --core take comma-separated numbers "
+                         f"({e})") from None
+    if any(n < 1 for n in counts):
+        raise SystemExit(f"sparse: counts must be >= 1, got {counts}")
+    side = getattr(args, "side", None)
+    if side is not None and (not video or side < 28):
+        raise SystemExit("sparse: --side is for --video, at least 28 px")
+    out = []
+    for which in models:
+        if video and which == "qwen2vl-2b" and any(n % 2 for n in counts):
+            raise SystemExit("sparse --video: Qwen2-VL takes frames in temporal pairs; use even --frames")
+        model, mmproj = files(which)
+        s = side or (VIDEO_SIDE if video else IMAGE_SIDE)[which]
+        for n in counts:
+            out.append((which, model, {"model": str(model), "mmproj": str(mmproj), "n_images": 0 if video else n,
+                                       "n_frames": n if video else 0, "side": s, "n_gen": args.gen,
+                                       "threads": args.threads}))
+    return out
+
+
+def targets(rows: list[dict]) -> list[dict]:
+    """Issue 20's targets per video row: decode >= 80% of the bytes bound (of_bound), TTFT sparse <= 0.67x
+    dense at >= 16 frames (cold and warm), visual KV <= 15% of dense."""
+    out = []
+    for r in rows:
+        d = r["dense"]
+        for frac, s in r["sparse"].items():
+            if "error" in s or "error" in d:
+                continue
+            cell = f"{r['model']}, {r['n_images']} frames, sparse {frac}"
+            ob = s.get("of_bound")
+            out.append({"cell": cell, "target": "decode >= 80% of bound", "value": "n/a" if ob is None else f"{ob:.0%}",
+                        "pass": ob is not None and ob >= 0.8})
+            if r["n_images"] >= 16:
+                for key, what in (("ttft_s", "cold"), ("ttft_warm_s", "warm")):
+                    ratio = s[key] / d[key]
+                    out.append({"cell": cell, "target": f"TTFT ({what}) sparse <= 0.67x dense",
+                                "value": f"{ratio:.2f}x ({s[key]:.1f} / {d[key]:.1f} s)", "pass": ratio <= 0.67})
+            out.append({"cell": cell, "target": "visual KV <= 15% of dense", "value": f"{s['visual_kv_ratio']:.1%}",
+                        "pass": s["visual_kv_ratio"] <= 0.15})
+    return out
+
+
 def run(args) -> dict:
     from corehead import _core
 
     rows = []
-    counts = [int(x) for x in args.images.split(",")]
-    fractions = [float(x) for x in args.core.split(",")]
-    for which in args.models.split(","):
-        model, mmproj = model_files(which)
+    for which, model, spec in configs(args):
         weights = weight_bytes_per_token(model)
         info = _core.inspect_model(str(model))
         n_layer, n_kv, hd = info["n_layer"], info["n_head_kv"], info["head_dim"]
         per_tok = n_layer * n_kv * hd * 2 * 2  # K + V, f16, all layers
-        for n_img in counts:
-            base = {"model": str(model), "mmproj": str(mmproj), "n_images": n_img, "side": IMAGE_SIDE[which],
-                    "n_gen": args.gen, "threads": args.threads, "n_ctx": 65536}
-            counted = _run(dict(base, mode="dense", count_only=True))
-            if "error" in counted:
-                raise RuntimeError(f"{which}: {counted['error']}")
-            n_prompt, n_vis = counted["n_prompt"], counted["n_visual"]
-            base["n_ctx"] = n_prompt + args.gen + 16
-            mid = n_prompt + args.gen // 2
-            dense_read = weights + mid * per_tok
-            dense = _run(dict(base, mode="dense"))
-            print(f"{which} x{n_img} dense: {dense}", file=sys.stderr, flush=True)
-            row = {"model": NAMES[which], "file": str(model), "n_images": n_img, "n_prompt": n_prompt,
-                   "n_visual": n_vis, "n_ctx": base["n_ctx"], "weights_read": weights, "dense": dense,
-                   "dense_bytes_per_token": dense_read, "dense_visual_kv": n_vis * per_tok, "sparse": {}}
-            for frac in fractions:
-                kv = core_kv_choice(n_layer, n_kv, frac)
-                sp = _run(dict(base, mode="sparse", core_kv=kv))
-                print(f"{which} x{n_img} sparse {frac:.0%}: {sp}", file=sys.stderr, flush=True)
-                core_tok = len(kv) * hd * 2 * 2
-                sparse_read = weights + mid * core_tok + (mid - n_vis) * (per_tok - core_tok)
-                sp.update(core_kv_heads=len(kv), bytes_per_token=sparse_read, bound=dense_read / sparse_read,
-                          visual_kv=n_vis * core_tok, visual_kv_ratio=core_tok / per_tok)
-                if "decode_tok_s" in sp and "decode_tok_s" in dense:
-                    sp["speedup"] = sp["decode_tok_s"] / dense["decode_tok_s"]
-                    sp["of_bound"] = (sp["speedup"] - 1) / (sp["bound"] - 1) if sp["bound"] > 1 else None
-                row["sparse"][f"{frac:.0%}"] = sp
-            if args.no_llama_cpp:
-                row["llama_cpp"] = {"error": "skipped (--no-llama-cpp)"}
-            else:
-                row["llama_cpp"] = _run(dict(base, mode="llama.cpp"))
-                row["llama_cpp"]["kv_allocated"] = base["n_ctx"] * per_tok  # llama.cpp: n_ctx x every head
-            print(f"{which} x{n_img} llama.cpp: {row['llama_cpp']}", file=sys.stderr, flush=True)
-            row["llama_mtmd_cli"] = native_mtmd(base) if not args.no_llama_cpp else {"error": "skipped"}
-            print(f"{which} x{n_img} llama-mtmd-cli: {row['llama_mtmd_cli']}", file=sys.stderr, flush=True)
-            rows.append(row)
-    return {"bench": "sparse", "rows": rows, "note": note(args)}
+        n_img = spec["n_frames"] or spec["n_images"]
+        base = dict(spec, n_ctx=65536 if which != "qwen2vl-2b" else 32768)
+        counted = _run(dict(base, mode="dense", count_only=True))
+        if "error" in counted:
+            raise RuntimeError(f"{which}: {counted['error']}")
+        n_prompt, n_vis = counted["n_prompt"], counted["n_visual"]
+        base["n_ctx"] = n_prompt + args.gen + 16
+        mid = n_prompt + args.gen // 2
+        dense_read = weights + mid * per_tok
+        dense = _run(dict(base, mode="dense"))
+        print(f"{which} x{n_img} dense: {dense}", file=sys.stderr, flush=True)
+        row = {"model": NAMES[which], "file": str(model), "n_images": n_img, "video": bool(spec["n_frames"]),
+               "side": spec["side"], "n_prompt": n_prompt,
+               "n_visual": n_vis, "n_ctx": base["n_ctx"], "weights_read": weights, "dense": dense,
+               "dense_bytes_per_token": dense_read, "dense_visual_kv": n_vis * per_tok, "sparse": {}}
+        for frac in [float(x) for x in args.core.split(",")]:
+            kv = core_kv_choice(n_layer, n_kv, frac)
+            sp = _run(dict(base, mode="sparse", core_kv=kv))
+            print(f"{which} x{n_img} sparse {frac:.0%}: {sp}", file=sys.stderr, flush=True)
+            core_tok = len(kv) * hd * 2 * 2
+            sparse_read = weights + mid * core_tok + (mid - n_vis) * (per_tok - core_tok)
+            sp.update(core_kv_heads=len(kv), bytes_per_token=sparse_read, bound=dense_read / sparse_read,
+                      visual_kv=n_vis * core_tok, visual_kv_ratio=core_tok / per_tok)
+            if "decode_tok_s" in sp and "decode_tok_s" in dense:
+                sp["speedup"] = sp["decode_tok_s"] / dense["decode_tok_s"]
+                sp["of_bound"] = (sp["speedup"] - 1) / (sp["bound"] - 1) if sp["bound"] > 1 else None
+            row["sparse"][f"{frac:.0%}"] = sp
+        if args.no_llama_cpp:
+            row["llama_cpp"] = {"error": "skipped (--no-llama-cpp)"}
+        else:
+            # llama.cpp tiles each SmolVLM frame as an image (5 views at this mmproj's 1024 px, not
+            # SmolVLM2's one 512-px view): its prompt is longer than corehead's, so its context is the model's.
+            if spec["n_frames"] and which == "smolvlm-256m":
+                base = dict(base, n_ctx=8192)
+            row["llama_cpp"] = _run(dict(base, mode="llama.cpp"))
+            row["llama_cpp"]["kv_allocated"] = base["n_ctx"] * per_tok  # llama.cpp: n_ctx x every head
+        print(f"{which} x{n_img} llama.cpp: {row['llama_cpp']}", file=sys.stderr, flush=True)
+        row["llama_mtmd_cli"] = native_mtmd(base) if not args.no_llama_cpp else {"error": "skipped"}
+        print(f"{which} x{n_img} llama-mtmd-cli: {row['llama_mtmd_cli']}", file=sys.stderr, flush=True)
+        rows.append(row)
+    return {"bench": "sparse", "rows": rows, "video": bool(getattr(args, "video", False)), "note": note(args),
+            "targets": targets(rows) if getattr(args, "video", False) else []}
 
 
 def note(args) -> str:
+    if getattr(args, "video", False):
+        return (f"{args.threads} threads, {args.gen} generated tokens (greedy, no EOS stop), CoRe = a fixed random "
+                f"{args.core} of the KV heads, visual_budget 0, sink 4, f16 KV cache, n_ctx = prompt + gen + 16. "
+                "Random weights with the real shapes. The video: distinct noisy frames (every one is encoded) given "
+                f"to corehead as a (T, H, W, 3) array at {VIDEO_FPS:g} fps; Qwen2-VL-2B: 2 frames per temporal patch; "
+                "SmolVLM-256M: SmolVLM2's video layout, one 512-px view (64 tokens) per frame plus its frame text. "
+                "TTFT cold = vision encode of every frame + prefill; warm = the same prompt again with the frame "
+                "embeddings cached (prefill only), so cold - warm = encode. llama-cpp-python: one mergeable bitmap "
+                "per frame (mtmd's video tokenization); llama-mtmd-cli: the frames as a lossless FFV1 file through "
+                "its ffmpeg video path (--video-fps 2, no timestamps). Bytes/token and bound as in the image table. "
+                f"One run per cell, shared 2-core machine (load average {os.getloadavg()[0]:.1f} at the end).")
     return (f"{args.threads} threads, {args.gen} generated tokens (greedy, no EOS stop), CoRe = a fixed random "
             f"{args.core} of the KV heads, visual_budget 0, sink 4, f16 KV cache everywhere (n_ctx = prompt + gen "
             "+ 16). Random weights with the real text shapes. SmolVLM-256M images at 1024 px (5 views = 320 "
@@ -339,16 +473,18 @@ def markdown(result: dict) -> str:
     def mib(x):
         return f"{x / 2**20:.1f}"
 
-    lines = ["| model | images | prompt tok | mode | decode tok/s | speed-up | bound (of bound) | TTFT s (warm) "
+    what = "frames (side)" if result.get("video") else "images"
+    lines = [f"| model | {what} | prompt tok | mode | decode tok/s | speed-up | bound (of bound) | TTFT s (warm) "
              "| KV MiB | visual KV vs dense | peak RSS MiB | bytes/token MiB |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         d = r["dense"]
+        count = f"{r['n_images']} ({r['side']} px)" if r.get("video") else r["n_images"]
         if "error" in d:
-            lines.append(f"| {r['model']} | {r['n_images']} | {r['n_prompt']} | dense | error: {d['error']} "
+            lines.append(f"| {r['model']} | {count} | {r['n_prompt']} | dense | error: {d['error']} "
                          "| | | | | | | |")
             continue
-        lines.append(f"| {r['model']} | {r['n_images']} | {r['n_prompt']} | dense | {d['decode_tok_s']:.1f} | 1.00x "
+        lines.append(f"| {r['model']} | {count} | {r['n_prompt']} | dense | {d['decode_tok_s']:.1f} | 1.00x "
                      f"| 1.00x | {d['ttft_s']:.1f} ({d['ttft_warm_s']:.1f}) | {mib(d['kv_bytes'])} | 100% | "
                      f"{mib(d['peak_rss'])} | {mib(r['dense_bytes_per_token'])} |")
         for frac, s in r["sparse"].items():
@@ -370,7 +506,11 @@ def markdown(result: dict) -> str:
         if "error" in ll:
             lines.append(f"| | | | llama-cpp-python dense | not run: {ll['error']} | | | | | | | |")
         else:
-            lines.append(f"| | | | llama-cpp-python dense | {ll['decode_tok_s']:.1f} | "
+            lines.append(f"| | | {ll['n_prompt']} | llama-cpp-python dense | {ll['decode_tok_s']:.1f} | "
                          f"{ll['decode_tok_s'] / d['decode_tok_s']:.2f}x | | {ll['ttft_s']:.1f} | "
                          f"{mib(ll['kv_allocated'])} | 100% | {mib(ll['peak_rss'])} | |")
+    if result.get("targets"):
+        lines += ["", "| cell | target | value | |", "|---|---|---|---|"]
+        lines += [f"| {t['cell']} | {t['target']} | {t['value']} | {'pass' if t['pass'] else 'miss'} |"
+                  for t in result["targets"]]
     return "\n".join(lines) + "\n\n" + result["note"]
