@@ -66,6 +66,7 @@ PROMPTS = {
     "gemma3": "<start_of_turn>user\n<__media__>What is this?<end_of_turn>\n<start_of_turn>model\n",
     "internvl": "<|im_start|>user\n<__media__>\nWhat is this?<|im_end|>\n<|im_start|>assistant\n",
     "pixtral": "[INST]<__media__>What is this?[/INST]",
+    "gemma4": "<|turn>user\n<__media__>What is this?<turn|>\n<|turn>model\n",
 }
 
 # --- models -------------------------------------------------------------------------------------
@@ -155,17 +156,11 @@ def qwen2vl_2b(quant: str = "Q4_K_M") -> tuple[Path, Path]:
 def _build_qwen3vl(work: Path, moe: bool):
     """Random weights (f16 in memory) with Qwen3-VL-2B's shapes, or (moe) Qwen3-VL-30B-A3B's with 4 of
     its 48 text layers (128 experts, 8 routed: ~2.5 B parameters, 5 GB in f16, 1.5 GB at Q4_K_M)."""
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-
-    from tools.fixtures.qwenvl import SPECIALS
-
-    tok = C.qwen2_bpe_tokenizer(work / "tok", SPECIALS)
-    ids = {s: tok.convert_tokens_to_ids(s) for s in SPECIALS}
+    tok, ip, common = _qwen_vl_parts(work)
     rope = {"rope_type": "default", "mrope_section": [24, 20, 20], "mrope_interleaved": True, "rope_theta": 5000000.0}
     text_cfg = dict(vocab_size=151936, hidden_size=2048, head_dim=128, max_position_embeddings=262144,
-                    rms_norm_eps=1e-6, rope_parameters=rope, bos_token_id=None, eos_token_id=ids["<|im_end|>"])
-    common = dict(image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-                  vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
+                    rms_norm_eps=1e-6, rope_parameters=rope, bos_token_id=None,
+                    eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"))
     if moe:
         from transformers import Qwen3VLMoeConfig as Cfg
         from transformers import Qwen3VLMoeForConditionalGeneration as Model
@@ -187,9 +182,23 @@ def _build_qwen3vl(work: Path, moe: bool):
     vision_cfg.update(patch_size=16, spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=2304,
                       hidden_act="gelu_pytorch_tanh")
     model = _half_model(Model, Cfg(text_config=text_cfg, vision_config=vision_cfg, **common))
+    return model, tok, ip
+
+
+def _qwen_vl_parts(work: Path):
+    """Qwen3-VL / Qwen3.5: the byte-level BPE tokenizer with the vision tokens, the released image
+    processor settings (32-px merged patches, mean/std 0.5) and the config's vision token ids."""
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    from tools.fixtures.qwenvl import SPECIALS
+
+    tok = C.qwen2_bpe_tokenizer(work / "tok", SPECIALS)
+    ids = {s: tok.convert_tokens_to_ids(s) for s in SPECIALS}
+    common = dict(image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+                  vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
     ip = Qwen2VLImageProcessorPil(min_pixels=65536, max_pixels=16777216, patch_size=16, temporal_patch_size=2,
                                   merge_size=2, image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
-    return model, tok, ip
+    return tok, ip, common
 
 
 def qwen3vl_shapes(moe: bool = False, quant: str = "Q4_K_M") -> tuple[Path, Path]:
@@ -209,6 +218,106 @@ def qwen3vl_shapes(moe: bool = False, quant: str = "Q4_K_M") -> tuple[Path, Path
         ip.save_pretrained(str(hf))
 
     return _finish(_hf_checkpoint(name, write), name, quant, pre="qwen2")
+
+
+def _pad_tokenizer_json(hf: Path, n_vocab: int) -> None:
+    """Pad the saved tokenizer.json's base vocabulary with unreachable tokens up to n_vocab: the Gemma 4
+    converter (unlike Qwen's) writes exactly the tokenizer's tokens, and llama.cpp wants one per
+    embedding row."""
+    tj = json.loads((hf / "tokenizer.json").read_text())
+    vocab = tj["model"]["vocab"]
+    taken = set(vocab.values()) | {t["id"] for t in tj.get("added_tokens", [])}
+    for i in range(n_vocab):
+        if i not in taken:
+            vocab[f"<unused{i}>"] = i
+    (hf / "tokenizer.json").write_text(json.dumps(tj, ensure_ascii=False))
+
+
+def gemma4_e2b(quant: str = "Q4_K_M", n_layer: int = 10) -> tuple[Path, Path]:
+    """Random weights with Gemma-4-E2B's shapes (the smallest Gemma 4 with vision), `n_layer` of its
+    35 text layers (the 4 sliding : 1 global pattern and half the layers KV-shared, as E2B's 20 of 35;
+    the full 35 layers' per-layer-embedding table alone is 2.3 B parameters, too slow to build here).
+    Sources: vision tower = transformers 5.23 Gemma4VisionConfig defaults (its docstring checkpoint is
+    google/gemma-4-e2b-it): 16 x 768, 12 heads of 64, patch 16, 3x3 pooling, 10240 position rows.
+    Text: the google/gemma-4-E2B-it config.json (not in the pinned trees; transformers' Gemma4TextConfig
+    defaults are a larger model): hidden 1536, FFN 6144 doubled on KV-shared layers (use_double_wide_mlp,
+    which the pinned converter's n_ff array handles), 8 heads / 1 KV head, head_dim 256 (512 on global
+    layers), window 512, 256-wide per-layer inputs, vocabulary 262144, softcap 30; RoPE as
+    transformers' defaults (sliding theta 1e4; global proportional, 0.25 of the pairs, theta 1e6)."""
+    name = f"gemma4-e2b-{n_layer}of35layers-shapes"
+    if found := _cached(name, quant):
+        return found
+
+    def write(work: Path, hf: Path) -> None:
+        from transformers import Gemma4Config, Gemma4ForConditionalGeneration, Gemma4VisionConfig
+        from transformers.models.gemma4.image_processing_pil_gemma4 import Gemma4ImageProcessorPil
+
+        from tools.fixtures import gemma4 as fx
+
+        tok = fx.gemma4_tokenizer(work)
+        ids = {t: tok.convert_tokens_to_ids(t) for t in ("<|image>", "<image|>", "<|image|>", "<|video|>")}
+        tcfg = fx.gemma4_text_config(
+            262144, vocab_size_per_layer_input=262144, hidden_size=1536, intermediate_size=6144,
+            num_hidden_layers=n_layer, num_attention_heads=8,
+            num_key_value_heads=1, head_dim=256, global_head_dim=512, max_position_embeddings=131072,
+            layer_types=(["sliding_attention"] * 4 + ["full_attention"]) * (n_layer // 5), sliding_window=512,
+            num_kv_shared_layers=n_layer // 2, hidden_size_per_layer_input=256, final_logit_softcapping=30.0,
+            use_double_wide_mlp=True)
+        cfg = Gemma4Config(text_config=tcfg, vision_config=Gemma4VisionConfig(), audio_config=None,
+                           boi_token_id=ids["<|image>"], eoi_token_id=ids["<image|>"],
+                           image_token_id=ids["<|image|>"], video_token_id=ids["<|video|>"], tie_word_embeddings=True)
+        model = _half_model(Gemma4ForConditionalGeneration, cfg)
+        mm.save_hf(model, None, tok, hf)
+        del model
+        _pad_tokenizer_json(hf, 262144)
+        Gemma4ImageProcessorPil(patch_size=16, pooling_kernel_size=3, max_soft_tokens=280).save_pretrained(str(hf))
+
+    return _finish(_hf_checkpoint(name, write), name, quant)
+
+
+def qwen35_08b(quant: str = "Q4_K_M") -> tuple[Path, Path]:
+    """Random weights with Qwen3.5-0.8B's shapes (its smallest VL model). Sources: the Qwen/Qwen3.5-0.8B
+    model card ("Model Overview") and config.json (transformers' Qwen3_5Config defaults are the 27B):
+    24 layers = 6 x (3 Gated DeltaNet + 1 gated attention), hidden 1024, FFN 3584, DeltaNet 16 QK / 16 V
+    heads of 128 (conv kernel 4), attention 8 heads / 2 KV of 256 with 64 rotary dims (M-RoPE sections
+    [11, 11, 10], theta 1e7), vocabulary 248320, tied embeddings; ViT = Qwen3-VL's without DeepStack:
+    12 x 768, 12 heads, FFN 3072, patch 16, 2x2 merger to 1024, 2304 position rows."""
+    name = "qwen35-0.8b-shapes"
+    if found := _cached(name, quant):
+        return found
+
+    def write(work: Path, hf: Path) -> None:
+        from transformers import Qwen3_5Config, Qwen3_5ForConditionalGeneration
+
+        tok, ip, common = _qwen_vl_parts(work)
+        rope = {"rope_type": "default", "mrope_section": [11, 11, 10], "mrope_interleaved": True,
+                "rope_theta": 10000000.0, "partial_rotary_factor": 0.25}
+        text_cfg = dict(vocab_size=248320, hidden_size=1024, intermediate_size=3584, num_hidden_layers=24,
+                        num_attention_heads=8, num_key_value_heads=2, head_dim=256, linear_conv_kernel_dim=4,
+                        linear_key_head_dim=128, linear_value_head_dim=128, linear_num_key_heads=16,
+                        linear_num_value_heads=16, max_position_embeddings=262144, rms_norm_eps=1e-6,
+                        rope_parameters=rope, bos_token_id=None, eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
+                        tie_word_embeddings=True)
+        vision_cfg = dict(depth=12, hidden_size=768, intermediate_size=3072, num_heads=12, out_hidden_size=1024,
+                          patch_size=16, spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=2304,
+                          hidden_act="gelu_pytorch_tanh")
+        model = _half_model(Qwen3_5ForConditionalGeneration,
+                            Qwen3_5Config(text_config=text_cfg, vision_config=vision_cfg, tie_word_embeddings=True,
+                                          **common))
+        mm.save_hf(model, None, tok, hf)
+        del model
+        ip.save_pretrained(str(hf))
+
+    hf = _hf_checkpoint(name, write)
+    model, mmproj = CACHE / f"vision-{name}-{quant}.gguf", CACHE / f"vision-mmproj-{name}-f16.gguf"
+    f16 = CACHE / f"vision-{name}-f16.gguf"
+    print(f"converting {name} with llama.cpp's convert_hf_to_gguf.py...", file=sys.stderr)
+    C.run_converter(hf, mmproj, "f16", mmproj=True, pre="qwen2", name=name)
+    C.run_converter(hf, f16, "f16", pre="qwen2", name=name, extra=("--no-mtp",))  # no MTP block here
+    quantize_with_llama_cpp(f16, model, quant)
+    f16.unlink()
+    shutil.rmtree(hf.parent, ignore_errors=True)
+    return model, mmproj
 
 
 def _half_model(cls, cfg):
