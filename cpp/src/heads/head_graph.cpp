@@ -71,7 +71,11 @@ void HeadGraph::tap(int64_t layer, ggml_tensor* q, ggml_tensor* K, float scale) 
     ggml_tensor* qt = ggml_get_rows(ctx, ggml_reshape_2d(ctx, q, hd * n_head, n_tokens), tap_rows_);
     qt = ggml_cont(ctx, ggml_permute(ctx, ggml_reshape_3d(ctx, qt, hd, n_head, n_tap), 0, 2, 1, 3));
     // K [hd, n_kv, n_head_kv] broadcasts over the query heads of each KV group (GQA).
-    ggml_tensor* p = ggml_soft_max_ext(ctx, ggml_mul_mat(ctx, K, qt), tap_mask, scale, 0.0f);  // [n_kv, n_tap, n_head]
+    // F32 accumulation: GPU backends may otherwise round K·Q through f16 (the taps are the numbers
+    // researchers read; the CPU computes them in f32 either way).
+    ggml_tensor* kq = ggml_mul_mat(ctx, K, qt);
+    ggml_mul_mat_set_prec(kq, GGML_PREC_F32);
+    ggml_tensor* p = ggml_soft_max_ext(ctx, kq, tap_mask, scale, 0.0f);  // [n_kv, n_tap, n_head]
     TapOut out{layer, nullptr, nullptr};
     if (t.full_rows) {
         out.rows = p;

@@ -1,5 +1,6 @@
 #include "runtime/graph_runner.h"
 
+#include <algorithm>
 #include <map>
 #include <set>
 #include <utility>
@@ -35,8 +36,7 @@ GraphRunner::Graph GraphRunner::new_graph() {
 void GraphRunner::compute(ggml_cgraph* gf, const std::function<void()>& set_inputs, const std::string& what,
                           bool new_plan) {
     ggml_backend_sched_reset(sched_);
-    if (new_plan && !ggml_backend_sched_reserve(sched_, gf)) throw Error("could not allocate compute buffers for " + what);
-    ggml_backend_sched_reset(sched_);
+    if (new_plan) reserve(gf, what);
     if (!ggml_backend_sched_alloc_graph(sched_, gf)) throw Error("could not allocate compute buffers for " + what);
     if (new_plan || ggml_graph_n_nodes(gf) != placed_nodes_) record_placement(gf);
     set_inputs();
@@ -44,6 +44,23 @@ void GraphRunner::compute(ggml_cgraph* gf, const std::function<void()>& set_inpu
     if (st != GGML_STATUS_SUCCESS) {
         throw Error(st == GGML_STATUS_ABORTED ? "computation interrupted" : "ggml graph computation failed (" + what + ")");
     }
+}
+
+void GraphRunner::reserve(ggml_cgraph* gf, const std::string& what) {
+    // ggml_backend_sched_reserve splits the graph it is given in place: where a node reads a tensor
+    // of another backend (every graph input on a GPU), the node's src is replaced by a copy that
+    // lives in the scheduler's own context, which the next split (alloc_graph below) frees and
+    // reuses. Splitting `gf` a second time then finds those stale copies as plain intermediates:
+    // allocated, never uploaded, so a GPU kernel reads garbage (ids, masks). llama.cpp reserves on
+    // a graph it throws away; here the sources are put back instead. A single backend (CPU) makes
+    // no copies, which is why only the GPU runs saw it.
+    const int n = ggml_graph_n_nodes(gf);
+    std::vector<ggml_tensor*> srcs(static_cast<size_t>(n) * GGML_MAX_SRC);
+    for (int i = 0; i < n; ++i) std::copy_n(ggml_graph_node(gf, i)->src, GGML_MAX_SRC, srcs.begin() + i * GGML_MAX_SRC);
+    const bool ok = ggml_backend_sched_reserve(sched_, gf);
+    for (int i = 0; i < n; ++i) std::copy_n(srcs.begin() + i * GGML_MAX_SRC, GGML_MAX_SRC, ggml_graph_node(gf, i)->src);
+    ggml_backend_sched_reset(sched_);
+    if (!ok) throw Error("could not allocate compute buffers for " + what);
 }
 
 void GraphRunner::record_placement(ggml_cgraph* gf) {

@@ -43,6 +43,7 @@ public:
                  bool new_plan = false);
 
 private:
+    void reserve(ggml_cgraph* gf, const std::string& what);  // new_plan, leaving gf as it was
     void record_placement(ggml_cgraph* gf);
 
     const Backends& backends_;

@@ -150,7 +150,9 @@ void DecoderGraph::sparse_scores(int64_t il, ggml_tensor* Q, ggml_tensor* K, flo
         const int64_t qi = batch.n_past + row, pos = skv->slot_pos(-1, 0, j);
         return pos <= qi && !(swa && qi - pos >= hp.n_swa);
     }, swa ? "scores_swa" : "scores");
-    ggml_tensor* p = ggml_soft_max_ext(ctx, ggml_mul_mat(ctx, K, qw), m, scale, 0.0f);  // [n_kv_c, W, n_q]
+    ggml_tensor* kq = ggml_mul_mat(ctx, K, qw);
+    ggml_mul_mat_set_prec(kq, GGML_PREC_F32);  // as the taps: no f16 rounding on GPU backends
+    ggml_tensor* p = ggml_soft_max_ext(ctx, kq, m, scale, 0.0f);  // [n_kv_c, W, n_q]
     p = ggml_reshape_3d(ctx, p, n_kv_c, W * (n_q / n_other), n_other);
     ggml_tensor* s = ggml_sum_rows(ctx, ggml_cont(ctx, ggml_permute(ctx, p, 1, 0, 2, 3)));  // [1, n_kv_c, n_other]
     output(s);
