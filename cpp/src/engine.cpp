@@ -123,6 +123,7 @@ struct Engine::Impl {
         if (sparse) {
             SparsePlan plan;
             plan.n_prompt = static_cast<int64_t>(c.prompt.ids.size());
+            plan.n_batch = o.n_batch;
             for (const VisualSpan& s : c.prompt.spans) plan.spans.push_back({s.start, s.n, s.image});
             ctx->set_plan(plan);
         }

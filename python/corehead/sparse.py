@@ -17,10 +17,10 @@ What the cache holds, per layer:
 An image chunk (the visual tokens of one view of one image: a frame, a tile) is prefilled
 densely: every head sees it while it is encoded. After the chunk, the non-CoRe heads no longer
 see its tokens (sinks excepted) — neither the text nor the next frames do — and they are removed
-from the compact part: right away when ``visual_budget == 0`` (the chunk sits at the tail: a
-truncation), so memory never holds more than one chunk of non-CoRe visual tokens; at the end of
-the prompt otherwise, once the budget
-tokens are picked (so with a budget the compact part briefly holds every token during prefill,
+from the compact part: when ``visual_budget == 0``, at the end of the prefill batch in which the
+chunk ends (batches run ``n_batch`` rows across chunks; within a batch the masks hide a finished
+chunk from the later rows), so memory never holds more than one chunk plus one batch of non-CoRe
+visual tokens; at the end of the prompt otherwise, once the budget tokens are picked (so with a budget the compact part briefly holds every token during prefill,
 and the text of the prompt itself sees no budget tokens; decoding does). Queries are gathered
 per group and the outputs scattered back to the original head order before the output
 projection; weights are used as stored.

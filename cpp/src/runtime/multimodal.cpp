@@ -320,23 +320,13 @@ std::vector<float> MultimodalRunner::prefill(TextContext& ctx, const MultimodalP
     if (!bidir) {
         // Causal attention: n_batch rows per forward pass whatever mix of text and visual tokens
         // they hold (as llama.cpp batches an image chunk), not one pass per text or visual run
-        // (Pixtral: 2 per row of patches). The CoRe-sparse cache drops an image chunk's tokens
-        // for its other heads once the chunk is over, so with other heads a batch ends there too;
-        // with every head CoRe it batches as the dense cache does (bit-identical results).
+        // (Pixtral: 2 per row of patches; SmolVLM video: 1 per frame). The CoRe-sparse cache's
+        // masks hide a chunk from its other heads for the batch's later rows, and its commit drops
+        // the chunk's tokens once the batch is over, so batches need not end where chunks do.
         const std::vector<const float*> rows = visual_rows();
-        std::vector<int64_t> ends{n};  // batch boundaries besides every n_batch rows
-        if (const SparseKVCache* s = ctx.sparse(); s && s->has_other_heads()) {
-            for (int64_t q = 0; q < n; ++q) {
-                const int64_t until = s->until_of(ctx.n_past() + q) - ctx.n_past();
-                if (until > 0 && until < n) ends.push_back(until);
-            }
-            std::sort(ends.begin(), ends.end());
-            ends.erase(std::unique(ends.begin(), ends.end()), ends.end());
-        }
         const int64_t step = std::max<int64_t>(1, o.n_batch);
         for (int64_t at = 0, len = 0; at < n; at += len) {
-            const int64_t end = *std::upper_bound(ends.begin(), ends.end(), at);
-            len = std::min(step, end - at);
+            len = std::min(step, n - at);
             const bool any_visual = std::any_of(rows.begin() + at, rows.begin() + at + len, [](const float* r) { return r; });
             if (!any_visual) {
                 run.tokens(p.ids.data(), at, len);

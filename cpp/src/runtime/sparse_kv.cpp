@@ -136,17 +136,24 @@ void SparseKVCache::reset(const SparsePlan* plan) {
                 }
             }
         } else {
-            // Slots in use peak at the end of a run (text so far + kept sinks + the run) or at the
-            // end of the context (text + kept sinks + generated tokens).
+            // Slots in use peak just before a batch's commit (the slots still live after the
+            // previous batch, plus the batch's rows; batches of n_batch rows from position 0, as
+            // the prefill runs them, whatever runs they cross) or at the end of the context (text
+            // + kept sinks + generated tokens). A run's tokens (sinks excepted) die at the commit
+            // of the batch in which the run ends.
             const std::vector<Run> runs = visual_runs(p);
-            int64_t visual_before = 0, kept_before = 0, peak = 0;
-            for (const Run& r : runs) {
-                const int64_t text_before = r.start - visual_before;
-                peak = std::max(peak, text_before + kept_before + (r.end - r.start));
-                visual_before += r.end - r.start;
-                kept_before += std::max<int64_t>(0, std::min(r.end, cfg_.sink) - r.start);
+            const int64_t step = p.n_batch > 0 ? p.n_batch : std::max<int64_t>(p.n_prompt, 1);
+            int64_t dead = 0, visual = 0, peak = 0;  // dead: dropped by the commits so far
+            size_t next = 0;                          // the first run not yet over
+            for (int64_t p0 = 0; p0 < p.n_prompt; p0 += step) {
+                const int64_t p1 = std::min(p0 + step, p.n_prompt);
+                peak = std::max(peak, p0 - dead + (p1 - p0));
+                for (; next < runs.size() && runs[next].end <= p1; ++next) {
+                    dead += runs[next].end - std::max(runs[next].start, std::min(runs[next].end, cfg_.sink));
+                }
             }
-            capacity = std::max(peak, n_ctx_ - visual_before + kept_before);
+            for (const Run& r : runs) visual += r.end - std::max(r.start, std::min(r.end, cfg_.sink));
+            capacity = std::max(peak, n_ctx_ - visual);
             capacity = std::min(std::max<int64_t>(capacity, 1), n_ctx_);
         }
     }

@@ -5,12 +5,13 @@
 // Both parts keep the head-grouped layout of KVCache ([head_dim, slots, heads]). The full part is
 // indexed by cache position like the dense cache. The compact part is a list of slots, each with
 // the cache position of its token: during an image chunk (the visual tokens of one image that
-// no text separates: one view, or all the tiles of an InternVL image) they are appended to both parts, and the chunk is prefilled densely; once the chunk is
-// over, later queries (text, or the next image's chunk) no longer see them in the compact part,
-// and they are physically removed from it: immediately (visual_budget = 0: the chunk sits at the
-// tail, so removal is a truncation), or at the end of the prompt, after the attention of the last
-// prompt rows (of the last prefill batch) has picked the `visual_budget` tokens each head keeps
-// of every image.
+// no text separates: one view, or all the tiles of an InternVL image) they are appended to both
+// parts, and the chunk is prefilled densely; once the chunk is over, later queries (text, or the
+// next image's chunk, in the same batch or a later one: the masks say so) no longer see them in
+// the compact part, and they are physically removed from it: at the commit of the batch in which
+// the chunk ends (visual_budget = 0), or at the end of the prompt, after the attention of the
+// last prompt rows (of the last prefill batch) has picked the `visual_budget` tokens each head
+// keeps of every image.
 //
 // The semantics equal a dense cache in which the non-CoRe heads' visual keys (sinks excepted) are
 // masked with −inf for every query after the end of their image chunk.
@@ -35,6 +36,10 @@ struct SparsePlan {
     };
     int64_t n_prompt = 0;
     std::vector<Span> spans;  // ascending, non-overlapping
+    // The largest prefill batch. Batches run n_batch rows whatever chunks they cross (a chunk's
+    // tokens leave the compact part at the commit of the batch in which it ends), so the compact
+    // part needs up to n_batch slots beyond the live ones.
+    int64_t n_batch = 0;
 };
 
 class SparseKVCache {
