@@ -448,8 +448,11 @@ def test_moe_heads_match_transformers():
                 assert rel(e.logits(prompt, images=[img], all_positions=True), h[key + "_logits_all"]) <= 1e-3, key
         with e.ablated([tuple(x) for x in h["after_heads"].tolist()], method="knockout"):
             assert rel(e.logits(prompt, images=[img], all_positions=True), h["after_logits_all"]) <= 1e-3
+            # 2e-4, not 1e-4: three Gated DeltaNet layers and the MoE router run ahead of each attention
+            # layer, and their f32 rounding depends on the host's SIMD width (AMD EPYC, AVX2: 1.16e-4 on a
+            # knocked-out head's 0.557 weight; 7e-5 elsewhere)
             assert maxabs(e.attention(prompt, images=[img], positions=range(len(r["prompt_ids"]))),
-                          h["after_attn_all"]) <= 1e-4
+                          h["after_attn_all"]) <= 2e-4
         core = [(layer, int(kv) * 2) for layer, kv in zip((3, 7), sp["core_kv"].tolist())]
         with e.sparse(core, sink=int(sp["sink"].item())):
             assert rel(e.logits(prompt, images=[img], all_positions=True), sp["logits_all"]) <= 1e-3
