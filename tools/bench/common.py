@@ -27,6 +27,15 @@ def smollm2_path() -> Path:
 
 
 def quantize_with_llama_cpp(src: Path, dst: Path, quant: str) -> None:
+    """src -> dst at `quant`. Written to a side file renamed at the end, so that an interrupted run
+    never leaves a partial dst that a later run's cache check would take for a finished model."""
+    part = dst.with_name(dst.name + ".part")
+    part.unlink(missing_ok=True)
+    _quantize(src, part, quant)
+    part.rename(dst)
+
+
+def _quantize(src: Path, dst: Path, quant: str) -> None:
     try:
         import llama_cpp
     except ImportError:  # a tools venv (torch, transformers) without llama-cpp-python: the native tool
