@@ -424,3 +424,30 @@ def test_smolvlm_intro_spells_the_frame_count(n, words, duration, last):
         text = eng.detokenize(ids.tolist())
     assert f"series of {words} frames from a {duration} [H:MM:SS] video." in text
     assert text.count("Frame from") == n and f"Frame from {last}:" in text
+
+
+def test_sparse_video_equals_dense_with_each_frame_masked_after_it(family_engine):
+    """CoRe-sparse prefill of a video: the other heads stop seeing a frame (Qwen-VL: a temporal patch)
+    once it is over, also when the next one follows with no text between. Equal to the dense model
+    with those keys knocked out for the later queries (corehead.sparse.masked_reference), which
+    differs from the dense model and from one chunk for the whole video."""
+    from corehead import sparse
+
+    family, eng = family_engine
+    r = ref(family)
+    media = dict(videos=[r["a_frames"]], fps=fps_of(r, "a"))
+    info = eng.info
+    g = info["n_head"] // info["n_head_kv"]
+    heads = [(layer, ((i + 1) % info["n_head_kv"]) * g) for i, layer in enumerate(range(info["n_layer"]))]
+    with eng.sparse(heads):
+        got = eng.logits(PROMPT, all_positions=True, **media)
+        ids = eng.generate_ids(PROMPT, max_tokens=4, stop_at_eog=False, **media)
+    with sparse.masked_reference(eng, heads, PROMPT, [], **media):
+        want = eng.logits(PROMPT, all_positions=True, **media)
+        want_ids = eng.generate_ids(PROMPT, max_tokens=4, stop_at_eog=False, **media)
+    scale = float(np.abs(want).max())
+    assert float(np.abs(got - want).max()) <= 1e-4 * scale
+    assert ids == want_ids
+    assert float(np.abs(eng.logits(PROMPT, all_positions=True, **media) - want).max()) > 1e-3 * scale
+    frames = eng.visual_token_frames(r["a_frames"], fps=fps_of(r, "a"))
+    assert len(set(frames[:, 0].tolist())) >= 2  # at least two chunks in the video

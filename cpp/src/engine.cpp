@@ -4,6 +4,7 @@
 #include "corehead/engine.h"
 
 #include <algorithm>
+#include <map>
 
 #include "ggml.h"
 #include "heads/interventions.h"
@@ -124,7 +125,13 @@ struct Engine::Impl {
             SparsePlan plan;
             plan.n_prompt = static_cast<int64_t>(c.prompt.ids.size());
             plan.n_batch = o.n_batch;
-            for (const VisualSpan& s : c.prompt.spans) plan.spans.push_back({s.start, s.n, s.image});
+            // Chunks: one per image, one per frame (view) of a video.
+            std::map<std::pair<int, int>, int> chunk_of;
+            for (const VisualSpan& s : c.prompt.spans) {
+                const std::pair<int, int> key{s.image, c.images.at(s.image).n_frames > 0 ? s.view : 0};
+                const int chunk = chunk_of.emplace(key, static_cast<int>(chunk_of.size())).first->second;
+                plan.spans.push_back({s.start, s.n, s.image, chunk});
+            }
             ctx->set_plan(plan);
         }
         return mm->prefill(*ctx, c.prompt, c.images, std::move(o));

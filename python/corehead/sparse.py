@@ -14,16 +14,17 @@ What the cache holds, per layer:
   SnapKV-style by the attention of the last prompt rows (the last ≤ 16 rows of the last prefill
   batch, summed over the rows and the KV head's query heads, top ``visual_budget`` per image).
 
-An image chunk (the visual tokens of one view of one image: a frame, a tile) is prefilled
-densely: every head sees it while it is encoded. After the chunk, the non-CoRe heads no longer
-see its tokens (sinks excepted) — neither the text nor the next frames do — and they are removed
-from the compact part: when ``visual_budget == 0``, at the end of the prefill batch in which the
-chunk ends (batches run ``n_batch`` rows across chunks; within a batch the masks hide a finished
-chunk from the later rows), so memory never holds more than one chunk plus one batch of non-CoRe
-visual tokens; at the end of the prompt otherwise, once the budget tokens are picked (so with a budget the compact part briefly holds every token during prefill,
-and the text of the prompt itself sees no budget tokens; decoding does). Queries are gathered
-per group and the outputs scattered back to the original head order before the output
-projection; weights are used as stored.
+An image chunk (the visual tokens of one image: all its views and tiles; of a video: one frame,
+or one temporal patch of two frames for Qwen-VL) is prefilled densely: every head sees it while it
+is encoded. After the chunk, the non-CoRe heads no longer see its tokens (sinks excepted) —
+neither the text nor the next frames do — and they are removed from the compact part: when
+``visual_budget == 0``, at the end of the prefill batch in which the chunk ends (batches run
+``n_batch`` rows across chunks; within a batch the masks hide a finished chunk from the later
+rows), so memory never holds more than one chunk plus one batch of non-CoRe visual tokens; at the
+end of the prompt otherwise, once the budget tokens are picked (so with a budget the compact part
+briefly holds every token during prefill, and the text of the prompt itself sees no budget
+tokens; decoding does). Queries are gathered per group and the outputs scattered back to the
+original head order before the output projection; weights are used as stored.
 
 With ``visual_budget == 0`` the logits equal a dense run in which the non-CoRe heads' visual
 keys (sinks excepted) are masked with −inf for every query after their chunk: :func:`masked_reference`
@@ -35,6 +36,7 @@ query heads is (the KV head's score is the max of its query heads', docs/archite
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -226,14 +228,16 @@ def visual_runs(positions: Sequence[int], image_sizes: Sequence[int] | None = No
 
 @contextmanager
 def masked_reference(eng: Engine, heads, prompt: str, images, sink: int = 4, core_fraction: float = 0.05,
-                     visual_budget: int = 0, keep: str | None = None):
+                     visual_budget: int = 0, keep: str | None = None, videos=(), fps: float | None = None,
+                     max_frames: int | None = None):
     """On the dense cache, the semantics of the CoRe-sparse mode as masks: every query head of a
     non-CoRe KV head gets −inf on each visual key (the first `sink` positions excepted) for the
     queries after that key's run of visual tokens (knockout interventions with per-key query
     ranges). With a `visual_budget`, the SnapKV choice cannot be written as masks shared by all
     heads: pass ``keep="first"`` or ``"last"`` and run the sparse side with ``visual_keep`` set the
     same way; the kept tokens are then masked only for the rest of the prompt. For checking the
-    sparse cache, not for speed."""
+    sparse cache, not for speed. `videos` (after the images, as the prompt orders them when the
+    images' markers come first): every frame (Qwen-VL: every temporal patch) is a chunk of its own."""
     info = eng.info
     kv = set(core_kv_heads(heads, info, core_fraction))
     group = info["n_head"] // info["n_head_kv"]
@@ -244,9 +248,15 @@ def masked_reference(eng: Engine, heads, prompt: str, images, sink: int = 4, cor
     if visual_budget and keep not in ("first", "last"):
         raise ValueError("a masked reference with a visual_budget needs keep='first' or 'last'")
     imgs = eng.load_images(images)
-    positions = [int(p) for p in eng.visual_token_positions(prompt, imgs)]
-    n_prompt = len(eng.multimodal_tokens(prompt, imgs))
+    media = dict(videos=list(videos), fps=fps, max_frames=max_frames)
+    positions = [int(p) for p in eng.visual_token_positions(prompt, imgs, **media)]
+    n_prompt = len(eng.multimodal_tokens(prompt, imgs, **media))
     sizes = [len(eng.visual_token_boxes(img)) for img in imgs]  # an image's tokens come together
+    for video in videos:  # a video's tokens come frame by frame (first sampled frame of each token)
+        first = [int(f) for f in eng.visual_token_frames(video, fps=fps, max_frames=max_frames)[:, 0]]
+        sizes += [sum(1 for _ in g) for _, g in itertools.groupby(first)]
+    if visual_budget and videos:
+        raise ValueError("a masked reference with a visual_budget takes images only")
     run_end = {}
     for a, b in visual_runs(positions, sizes):
         run_end.update({p: b for p in range(a, b)})

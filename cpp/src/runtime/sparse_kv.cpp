@@ -17,21 +17,22 @@ struct Run {
     int64_t start, end;
 };
 
-// The image chunks: the visual tokens of one image that no text separates (one view, or all the
-// tiles and the thumbnail of an InternVL image, which see each other as one image chunk); spans of
-// different images stay apart even when they touch (images given back to back), so that each
-// frame's tokens leave the compact part once it is prefilled.
+// The image chunks: the visual tokens of one chunk (SparsePlan::Span::chunk) that no text separates
+// (one view, or all the tiles and the thumbnail of an InternVL image, which see each other as one
+// image chunk); spans of different chunks stay apart even when they touch (images given back to
+// back, a Qwen-VL video's temporal patches), so that each frame's tokens leave the compact part
+// once it is prefilled.
 std::vector<Run> visual_runs(const SparsePlan& p) {
     std::vector<Run> runs;
-    int last_image = -1;
+    int last_chunk = -1;
     for (const SparsePlan::Span& s : p.spans) {
         if (s.n <= 0) continue;
-        if (!runs.empty() && runs.back().end == s.start && s.image == last_image) {
+        if (!runs.empty() && runs.back().end == s.start && s.chunk == last_chunk) {
             runs.back().end = s.start + s.n;
         } else {
             runs.push_back({s.start, s.start + s.n});
         }
-        last_image = s.image;
+        last_chunk = s.chunk;
     }
     return runs;
 }

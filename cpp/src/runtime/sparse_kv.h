@@ -32,7 +32,10 @@ namespace corehead {
 struct SparsePlan {
     struct Span {
         int64_t start = 0, n = 0;
-        int image = 0;
+        int image = 0;  // visual_budget tokens are picked per image
+        // Spans of one chunk that touch form one run, which the other heads stop seeing once it
+        // is over: an image (all its tiles), or one frame / temporal patch of a video.
+        int chunk = 0;
     };
     int64_t n_prompt = 0;
     std::vector<Span> spans;  // ascending, non-overlapping
