@@ -144,16 +144,15 @@ public:
         ggml_tensor* ty = ggml_view_2d(ctx, table, E, n_pos, table->nb[1], table->nb[2]);
         x = ggml_add(ctx, x, ggml_add(ctx, ggml_get_rows(ctx, tx, pos_x), ggml_get_rows(ctx, ty, pos_y)));
 
-        // 2-D RoPE: the first half of the head by column, the second by row.
+        // 2-D RoPE: the first half of the head by column, the second by row, each half rotated in
+        // place (ggml_rope_set_offset: no views copied out and concatenated back, per q and k per layer).
         auto rope_2d = [&](ggml_tensor* t) {  // [hd, n_head, N]
-            const size_t es = ggml_element_size(t);
-            ggml_tensor* a = ggml_cont(ctx, ggml_view_3d(ctx, t, hd / 2, n_head, N, t->nb[1], t->nb[2], 0));
-            ggml_tensor* b = ggml_cont(ctx, ggml_view_3d(ctx, t, hd / 2, n_head, N, t->nb[1], t->nb[2], (hd / 2) * es));
-            a = ggml_rope_ext(ctx, a, pos_x, nullptr, static_cast<int>(hd / 2), GGML_ROPE_TYPE_NEOX, 0, kRopeTheta, 1.0f,
-                              0.0f, 1.0f, 0.0f, 0.0f);
-            b = ggml_rope_ext(ctx, b, pos_y, nullptr, static_cast<int>(hd / 2), GGML_ROPE_TYPE_NEOX, 0, kRopeTheta, 1.0f,
-                              0.0f, 1.0f, 0.0f, 0.0f);
-            return ggml_concat(ctx, a, b, 0);
+            const int half = static_cast<int>(hd / 2);
+            t = ggml_rope_ext(ctx, t, pos_x, nullptr, half, GGML_ROPE_TYPE_NEOX, 0, kRopeTheta, 1.0f, 0.0f, 1.0f, 0.0f,
+                              0.0f);
+            t = ggml_rope_ext(ctx, t, pos_y, nullptr, half, GGML_ROPE_TYPE_NEOX, 0, kRopeTheta, 1.0f, 0.0f, 1.0f, 0.0f,
+                              0.0f);
+            return ggml_rope_set_offset(t, half);
         };
         for (int64_t il = 0; il < hp.n_layer; ++il) {
             const std::string b = "v.blk." + std::to_string(il) + ".";
@@ -165,13 +164,14 @@ public:
             q = rope_2d(g.rms_norm(q, g.w(b + "attn_q_norm.weight")));
             k = rope_2d(g.rms_norm(k, g.w(b + "attn_k_norm.weight")));
             v = ggml_rms_norm(ctx, v, hp.eps);
-            // Full attention, scale 1: [N, N, n_head] scores.
-            ggml_tensor* Q = ggml_permute(ctx, q, 0, 2, 1, 3);                   // [hd, N, n_head]
-            ggml_tensor* K = ggml_cont(ctx, ggml_permute(ctx, k, 0, 2, 1, 3));   // [hd, N, n_head]
-            ggml_tensor* Vt = ggml_cont(ctx, ggml_permute(ctx, v, 1, 2, 0, 3));  // [N, hd, n_head]
-            ggml_tensor* p = ggml_soft_max_ext(ctx, ggml_mul_mat(ctx, K, Q), nullptr, 1.0f, 0.0f);  // [N_k, N_q, n_head]
-            ggml_tensor* o = ggml_mul_mat(ctx, Vt, p);                                             // [hd, N_q, n_head]
-            o = ggml_cont(ctx, ggml_permute(ctx, o, 0, 2, 1, 3));                                 // [hd, n_head, N]
+            // Full attention, scale 1, as flash attention: at the default 280-token budget a view has
+            // 2520 patches, and [N, N, n_head] f32 scores (300 MB per layer) cost more memory traffic
+            // than the block's GEMMs. K/V stay f32 with f32 accumulation (f32 parity with transformers).
+            ggml_tensor* Q = ggml_permute(ctx, q, 0, 2, 1, 3);  // [hd, N, n_head]
+            ggml_tensor* K = ggml_permute(ctx, k, 0, 2, 1, 3);
+            ggml_tensor* V = ggml_permute(ctx, v, 0, 2, 1, 3);
+            ggml_tensor* o = ggml_flash_attn_ext(ctx, Q, K, V, nullptr, 1.0f, 0.0f, 0.0f);  // [hd, n_head, N]
+            ggml_prec_set_acc(o, GGML_PREC_F32);
             o = lin(ggml_reshape_2d(ctx, o, E, N), "attn_out");
             x = ggml_add(ctx, x, g.rms_norm(o, g.w(b + "attn_post_norm.weight")));
             h = g.rms_norm(x, g.w(b + "ln2.weight"));
