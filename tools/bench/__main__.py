@@ -84,7 +84,7 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--no-llama-cpp", action="store_true", help="sparse: skip llama.cpp")
     ap.add_argument("--video", action="store_true", help="sparse: one video of --frames frames instead of images")
     ap.add_argument("--frames", default="16,64", help="sparse --video: frame counts (default 16,64)")
-    ap.add_argument("--side", type=int, default=None, help="sparse --video: frame side in px (default per model)")
+    ap.add_argument("--side", type=int, default=None, help="sparse: image / frame side in px (default per model)")
     vision.add_arguments(ap)
     args = ap.parse_args(argv)
     bench = BENCHES[args.which]

@@ -25,16 +25,20 @@ import numpy as np
 from tools.bench.common import CACHE, REPO, peak_rss_mib, quantize_with_llama_cpp
 from tools.build.fetch_ggml import llama_cpp_tree
 
-MODELS = ("smolvlm-256m", "qwen2vl-2b", "qwen3vl-2b", "internvl35-2b", "pixtral-12b")
+MODELS = ("smolvlm-256m", "qwen2vl-2b", "qwen3vl-2b", "internvl35-2b", "pixtral-12b", "gemma4-e2b", "qwen35-08b")
 NAMES = {"smolvlm-256m": "SmolVLM-256M shapes Q8_0", "qwen2vl-2b": "Qwen2-VL-2B shapes Q4_K_M",
          "qwen3vl-2b": "Qwen3-VL-2B shapes Q4_K_M", "internvl35-2b": "InternVL3.5-2B shapes Q4_K_M",
-         "pixtral-12b": "Pixtral-12B vision + SmolLM2-135M-shaped text Q4_K_M"}
+         "pixtral-12b": "Pixtral-12B vision + SmolLM2-135M-shaped text Q4_K_M",
+         "gemma4-e2b": "Gemma-4-E2B shapes (10 of 35 text layers) Q4_K_M", "qwen35-08b": "Qwen3.5-0.8B shapes Q4_K_M"}
 # Image side fed to the model. SmolVLM: this mmproj resizes to 1024 px (2x2 tiles of 512 + the
 # global view = 5 x 64 = 320 tokens per image; the real model uses 2048 px: 17 x 64 = 1088).
 # Qwen2-VL: 224 px images (8 x 8 merged patches = 64 tokens per image); Qwen3-VL: 256 px (8 x 8 merged
 # 32-px patches; at 224 px transformers' minimum of 65536 pixels would upscale and llama.cpp's would not).
 # InternVL: 448 px = one tile, no thumbnail (256 tokens); Pixtral: 256 px = 16 x 16 patches + 16 row breaks.
-IMAGE_SIDE = {"smolvlm-256m": 1024, "qwen2vl-2b": 224, "qwen3vl-2b": 256, "internvl35-2b": 448, "pixtral-12b": 256}
+# Gemma 4: 768 px = 48 x 48 patches of 16 px pooled 3x3 = 256 tokens (its processor's budget is 280);
+# Qwen3.5: 256 px as Qwen3-VL (8 x 8 merged 32-px patches = 64 tokens).
+IMAGE_SIDE = {"smolvlm-256m": 1024, "qwen2vl-2b": 224, "qwen3vl-2b": 256, "internvl35-2b": 448, "pixtral-12b": 256,
+              "gemma4-e2b": 768, "qwen35-08b": 256}
 QUESTION = "Describe what changes from one image to the next."
 
 
@@ -95,6 +99,14 @@ def model_files(which: str, cache: Path = CACHE) -> tuple[Path, Path]:
         from tools.bench.vision import pixtral_12b_vision
 
         return pixtral_12b_vision()
+    if which == "gemma4-e2b":
+        from tools.bench.vision import gemma4_e2b
+
+        return gemma4_e2b()
+    if which == "qwen35-08b":
+        from tools.bench.vision import qwen35_08b
+
+        return qwen35_08b()
     quant = "Q8_0" if which == "smolvlm-256m" else "Q4_K_M"
     model = cache / f"{which}-shapes-{quant}.gguf"
     mmproj = cache / f"mmproj-{which}-shapes-f16.gguf"
@@ -156,11 +168,75 @@ def _media(spec: dict, image_marker: str, video_marker: str) -> tuple[str, dict]
     return image_marker * spec["n_images"] + QUESTION, {"images": images(spec["n_images"], spec["side"])}
 
 
-def core_kv_choice(n_layer: int, n_head_kv: int, fraction: float, seed: int = 0) -> list[tuple[int, int]]:
+def core_kv_choice(kv_layers: list[int], n_head_kv: int, fraction: float, seed: int = 0) -> list[tuple[int, int]]:
+    """A fixed random `fraction` (at least one) of the KV heads of the layers that hold a KV cache."""
     rng = np.random.default_rng(seed)
-    k = max(1, round(fraction * n_layer * n_head_kv))
-    pick = sorted(rng.choice(n_layer * n_head_kv, size=k, replace=False).tolist())
-    return [(i // n_head_kv, i % n_head_kv) for i in pick]
+    n = len(kv_layers) * n_head_kv
+    k = max(1, round(fraction * n))
+    pick = sorted(rng.choice(n, size=k, replace=False).tolist())
+    return [(kv_layers[i // n_head_kv], i % n_head_kv) for i in pick]
+
+
+class KVReads:
+    """The KV bytes one decoded token reads, per the model's layer layout: every attention layer reads
+    the K/V of the layer that holds them (itself, or under KV sharing, Gemma 4, an earlier one), f16,
+    K + V of its head size, over all keys before it, or over the last `window` keys in a sliding-window
+    layer (ggml's CPU flash attention skips masked keys); recurrent layers (Gated DeltaNet, Qwen3.5)
+    read and write their state once per token, dense or sparse alike (counted twice: read + write)."""
+
+    def __init__(self, model: Path) -> None:
+        import gguf
+
+        from corehead import _core
+        from corehead.sparse import kv_layers, kv_source_layers, layer_head_dims
+
+        info = _core.inspect_model(str(model)).to_dict()
+        self.n_head_kv = int(info["n_head_kv"])
+        self.kv_layers = kv_layers(info)
+        self.source = kv_source_layers(info)
+        self.head_dims = layer_head_dims(info)
+        self.attention = [int(x) for x in info.get("attention_layers") or range(info["n_layer"])]
+        self.state_bytes = 2 * int(info.get("recurrent_state_bytes") or 0)
+        fields = gguf.GGUFReader(str(model)).fields
+
+        def get(key: str):
+            f = fields.get(f"{info['arch']}.{key}")
+            return None if f is None else f.contents()
+
+        window = int(get("attention.sliding_window") or 0)
+        pattern = get("attention.sliding_window_pattern")
+        if window and isinstance(pattern, list):  # Gemma 4: one flag per layer
+            self.window = [window if pattern[layer] else 0 for layer in range(info["n_layer"])]
+        elif window:  # Gemma 3: every `pattern`-th layer global (cpp/src/text/gemma3.cpp)
+            period = int(pattern or 6)
+            self.window = [window if (layer + 1) % period else 0 for layer in range(info["n_layer"])]
+        else:
+            self.window = [0] * info["n_layer"]
+
+    def head_bytes(self, layer: int) -> int:
+        """Bytes one token occupies in one KV head of `layer` (K + V, f16)."""
+        return self.head_dims[layer] * 2 * 2
+
+    def per_token_held(self, heads: list[tuple[int, int]] | None = None) -> int:
+        """Cache bytes per token held by `heads` ((KV layer, KV head) pairs; None = every KV head)."""
+        if heads is None:
+            return sum(self.head_bytes(layer) * self.n_head_kv for layer in self.kv_layers)
+        return sum(self.head_bytes(layer) for layer, _ in heads)
+
+    def read(self, pos: int, visual: np.ndarray, core: list[tuple[int, int]] | None = None) -> int:
+        """KV + state bytes read to decode the token at `pos`: dense (core None), or CoRe-sparse, where a
+        non-CoRe KV head keeps no visual keys (visual_budget 0) and a CoRe one keeps them all."""
+        core_set = set(core or [])
+        total = self.state_bytes
+        for layer in self.attention:
+            src, w = self.source[layer], self.window[layer]
+            lo = max(0, pos - w) if w else 0
+            n_keys = pos - lo
+            n_vis = int(np.count_nonzero((visual >= lo) & (visual < pos)))
+            for h in range(self.n_head_kv):
+                keep = n_keys if core is None or (src, h) in core_set else n_keys - n_vis
+                total += keep * self.head_bytes(src)
+        return total
 
 
 def _peak_rss() -> int:
@@ -180,9 +256,10 @@ def worker(spec: dict) -> dict:
                  core_heads=None if kv is None else [(layer, h * g) for layer, h in kv])  # head h*g: KV head h
     prompt, media = _media(spec, eng.image_marker, eng.video_marker)
     n_prompt = len(eng.multimodal_tokens(prompt, **media))
-    n_visual = len(eng.visual_token_positions(prompt, **media))
+    visual = [int(x) for x in eng.visual_token_positions(prompt, **media)]
+    n_visual = len(visual)
     if spec.get("count_only"):
-        return {"n_prompt": n_prompt, "n_visual": n_visual}
+        return {"n_prompt": n_prompt, "n_visual": n_visual, "visual_positions": visual}
     stamps: list[float] = []
 
     def on_token(_t: int) -> bool:
@@ -327,11 +404,12 @@ def _native_video(spec: dict) -> dict:
 
 def weight_bytes_per_token(model: Path) -> int:
     """Weight bytes read per decoded token: every matrix once; the token embedding only when the
-    output projection reuses it (else get_rows reads one row)."""
+    output projection reuses it (else get_rows reads one row), and Gemma 4's per-layer embedding
+    table never (get_rows: one row per token)."""
     import gguf
 
     sizes = {t.name: int(t.n_bytes) for t in gguf.GGUFReader(str(model)).tensors}
-    total = sum(v for k, v in sizes.items() if k != "token_embd.weight")
+    total = sum(v for k, v in sizes.items() if k not in ("token_embd.weight", "per_layer_token_embd.weight"))
     return total + (sizes["token_embd.weight"] if "output.weight" not in sizes else 0)
 
 
@@ -354,8 +432,8 @@ def configs(args, files=model_files) -> list[tuple[str, Path, dict]]:
     if any(n < 1 for n in counts):
         raise SystemExit(f"sparse: counts must be >= 1, got {counts}")
     side = getattr(args, "side", None)
-    if side is not None and (not video or side < 28):
-        raise SystemExit("sparse: --side is for --video, at least 28 px")
+    if side is not None and side < 28:
+        raise SystemExit("sparse: --side takes at least 28 px")
     out = []
     for which in models:
         if video and which == "qwen2vl-2b" and any(n % 2 for n in counts):
@@ -393,35 +471,35 @@ def targets(rows: list[dict]) -> list[dict]:
 
 
 def run(args) -> dict:
-    from corehead import _core
-
     rows = []
     for which, model, spec in configs(args):
         weights = weight_bytes_per_token(model)
-        info = _core.inspect_model(str(model))
-        n_layer, n_kv, hd = info["n_layer"], info["n_head_kv"], info["head_dim"]
-        per_tok = n_layer * n_kv * hd * 2 * 2  # K + V, f16, all layers
+        layout = KVReads(model)
+        per_tok = layout.per_token_held()
         n_img = spec["n_frames"] or spec["n_images"]
         base = dict(spec, n_ctx=65536 if which != "qwen2vl-2b" else 32768)
         counted = _run(dict(base, mode="dense", count_only=True))
         if "error" in counted:
             raise RuntimeError(f"{which}: {counted['error']}")
         n_prompt, n_vis = counted["n_prompt"], counted["n_visual"]
+        visual = np.asarray(counted["visual_positions"])
         base["n_ctx"] = n_prompt + args.gen + 16
         mid = n_prompt + args.gen // 2
-        dense_read = weights + mid * per_tok
+        dense_read = weights + layout.read(mid, visual)
         dense = _run(dict(base, mode="dense"))
         print(f"{which} x{n_img} dense: {dense}", file=sys.stderr, flush=True)
         row = {"model": NAMES[which], "file": str(model), "n_images": n_img, "video": bool(spec["n_frames"]),
                "side": spec["side"], "n_prompt": n_prompt,
                "n_visual": n_vis, "n_ctx": base["n_ctx"], "weights_read": weights, "dense": dense,
-               "dense_bytes_per_token": dense_read, "dense_visual_kv": n_vis * per_tok, "sparse": {}}
+               "dense_bytes_per_token": dense_read, "dense_visual_kv": n_vis * per_tok,
+               "state_bytes_per_token": layout.state_bytes, "kv_layers": layout.kv_layers,
+               "sliding_window": max(layout.window), "sparse": {}}
         for frac in [float(x) for x in args.core.split(",")]:
-            kv = core_kv_choice(n_layer, n_kv, frac)
+            kv = core_kv_choice(layout.kv_layers, layout.n_head_kv, frac)
             sp = _run(dict(base, mode="sparse", core_kv=kv))
             print(f"{which} x{n_img} sparse {frac:.0%}: {sp}", file=sys.stderr, flush=True)
-            core_tok = len(kv) * hd * 2 * 2
-            sparse_read = weights + mid * core_tok + (mid - n_vis) * (per_tok - core_tok)
+            core_tok = layout.per_token_held(kv)
+            sparse_read = weights + layout.read(mid, visual, kv)
             sp.update(core_kv_heads=len(kv), bytes_per_token=sparse_read, bound=dense_read / sparse_read,
                       visual_kv=n_vis * core_tok, visual_kv_ratio=core_tok / per_tok)
             if "decode_tok_s" in sp and "decode_tok_s" in dense:

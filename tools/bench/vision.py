@@ -512,7 +512,10 @@ def model_specs(args) -> list[dict]:
             lambda: qwen3vl_shapes(moe=True), tuple(args.qwen3_image)),
            ("InternVL3.5-2B shapes Q4_K_M + f16 mmproj", "internvl", internvl35_2b, tuple(args.internvl_image)),
            ("Pixtral-12B vision tower + SmolLM2-135M-shaped text Q4_K_M + f16 mmproj", "pixtral", pixtral_12b_vision,
-            tuple(args.pixtral_image))]
+            tuple(args.pixtral_image)),
+           ("Gemma-4-E2B shapes (10 of 35 text layers) Q4_K_M + f16 mmproj", "gemma4", gemma4_e2b,
+            tuple(args.gemma4_image)),
+           ("Qwen3.5-0.8B shapes Q4_K_M + f16 mmproj", "qwen2vl", qwen35_08b, tuple(args.qwen35_image))]
     if args.llava:
         big.append(("LLaVA-style ViT-B/16 + SmolLM2-135M shapes Q4_K_M + f16 mmproj", "llava", llava_style,
                     (320, 240)))
@@ -909,5 +912,10 @@ def add_arguments(ap) -> None:
     g.add_argument("--pixtral-image", type=int, nargs=2, default=(512, 384), metavar=("W", "H"),
                    help="vision: Pixtral image (default 512x384: 32 x 24 patches = 768 visual tokens + 24 row "
                    "breaks, below both engines' size limits)")
+    g.add_argument("--gemma4-image", type=int, nargs=2, default=(768, 768), metavar=("W", "H"),
+                   help="vision: Gemma 4 image (default 768x768: 48 x 48 patches pooled 3x3 = 256 visual tokens, "
+                   "within its processor's 280)")
+    g.add_argument("--qwen35-image", type=int, nargs=2, default=(448, 448), metavar=("W", "H"),
+                   help="vision: Qwen3.5 image (default 448x448: 196 visual tokens, as Qwen3-VL)")
     g.add_argument("--n-ctx", type=int, default=2048, help="vision: context of both engines")
     g.add_argument("--vision-gen", type=int, default=32, help="vision: greedy tokens per generation (default 32)")

@@ -136,7 +136,7 @@ def bench_sparse(model: Path, mmproj: Path, threads: int, n_images: int, text: d
     base = {"model": str(model), "mmproj": str(mmproj), "threads": threads, "n_ctx": n_ctx, "n_images": n_images,
             "side": 336, "n_gen": 64, "mode": "corehead"}
     dense = _run(base)
-    kv = core_kv_choice(text["n_layer"], text["n_head_kv"], 0.10)
+    kv = core_kv_choice(list(range(text["n_layer"])), text["n_head_kv"], 0.10)
     sparse = _run({**base, "core_kv": kv})
     out = {"n_images": n_images, "core_kv_heads": len(kv), "dense": dense, "sparse": sparse}
     if "decode_tok_s" in dense and "decode_tok_s" in sparse:
