@@ -82,31 +82,21 @@ def _padded_vocab(src: Path, dst: Path, n_vocab: int, rename: dict[int, str] | N
     return dst
 
 
+# Models built by transformers + the converter (DeepStack, fused ViT q/k/v, KV sharing, DeltaNet):
+# the builder of each in tools/bench/vision.py.
+VISION_BUILDERS = {"qwen3vl-2b": "qwen3vl_shapes", "internvl35-2b": "internvl35_2b",
+                   "pixtral-12b": "pixtral_12b_vision", "gemma4-e2b": "gemma4_e2b", "qwen35-08b": "qwen35_08b"}
+
+
 def model_files(which: str, cache: Path = CACHE) -> tuple[Path, Path]:
     """(model, mmproj) for `which`, written once into `cache`."""
     from tools.fixtures.synthetic_gguf import write_mmproj, write_text_model
 
     cache.mkdir(parents=True, exist_ok=True)
-    if which == "qwen3vl-2b":  # built by transformers + the converter (DeepStack, fused ViT q/k/v)
-        from tools.bench.vision import qwen3vl_shapes
+    if which in VISION_BUILDERS:
+        from tools.bench import vision
 
-        return qwen3vl_shapes()
-    if which == "internvl35-2b":
-        from tools.bench.vision import internvl35_2b
-
-        return internvl35_2b()
-    if which == "pixtral-12b":
-        from tools.bench.vision import pixtral_12b_vision
-
-        return pixtral_12b_vision()
-    if which == "gemma4-e2b":
-        from tools.bench.vision import gemma4_e2b
-
-        return gemma4_e2b()
-    if which == "qwen35-08b":
-        from tools.bench.vision import qwen35_08b
-
-        return qwen35_08b()
+        return getattr(vision, VISION_BUILDERS[which])()
     quant = "Q8_0" if which == "smolvlm-256m" else "Q4_K_M"
     model = cache / f"{which}-shapes-{quant}.gguf"
     mmproj = cache / f"mmproj-{which}-shapes-f16.gguf"
@@ -204,14 +194,10 @@ class KVReads:
             return None if f is None else f.contents()
 
         window = int(get("attention.sliding_window") or 0)
-        pattern = get("attention.sliding_window_pattern")
-        if window and isinstance(pattern, list):  # Gemma 4: one flag per layer
-            self.window = [window if pattern[layer] else 0 for layer in range(info["n_layer"])]
-        elif window:  # Gemma 3: every `pattern`-th layer global (cpp/src/text/gemma3.cpp)
-            period = int(pattern or 6)
-            self.window = [window if (layer + 1) % period else 0 for layer in range(info["n_layer"])]
-        else:
-            self.window = [0] * info["n_layer"]
+        pattern = get("attention.sliding_window_pattern") if window else [False] * info["n_layer"]
+        if not isinstance(pattern, list):  # the benched models: none, or Gemma 4's one flag per layer
+            raise SystemExit(f"{model.name}: no per-layer sliding_window_pattern; this bound knows Gemma 4's only")
+        self.window = [window if swa else 0 for swa in pattern]
 
     def head_bytes(self, layer: int) -> int:
         """Bytes one token occupies in one KV head of `layer` (K + V, f16)."""

@@ -8,8 +8,8 @@ assert tolerances; this prints the measured distances (what an issue note or a P
 Quantities (max |d| over every element; "rel" = max |d| / max |reference|):
 embeds (projector output), logits (every position, rel), last (last-position logits, abs),
 attn (per-head attention of every query, or of the last where the reference holds only that, abs),
-zero (two heads zeroed, logits rel, the worse of the
-two head sets), knock (knockout of the visual keys, logits rel), greedy (8 greedy tokens equal).
+zero (two heads zeroed, logits rel, the worse of the two head sets), knock (knockout of the visual
+keys for every query, logits rel), greedy (8 greedy tokens equal).
 Needs only corehead and numpy (no torch): the references are committed.
 """
 
